@@ -1,0 +1,62 @@
+"""The environment fingerprint stored with every run: enough to tell where each number
+came from (DESIGN.md rule 7) and to refuse resuming onto another machine's file."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from . import __version__
+from .devices import host, nvidia
+
+
+def git_commit() -> str | None:
+    """The hwbench checkout's commit, when hwbench runs from a git checkout."""
+    root = Path(__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        return None
+    try:
+        r = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        return r.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def fingerprint() -> dict[str, Any]:
+    import torch
+
+    freq = psutil.cpu_freq()
+    env: dict[str, Any] = {
+        "hostname": socket.gethostname(),
+        "os": f"{platform.system()} {platform.release()}",
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_model": host.cpu_model(),
+        "cpu_cores_physical": psutil.cpu_count(logical=False),
+        "cpu_cores_logical": psutil.cpu_count(logical=True),
+        "cpu_freq_max_mhz": freq.max if freq and freq.max else None,
+        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "memory_total_bytes": psutil.virtual_memory().total,
+        "python_version": platform.python_version(),
+        "python_implementation": sys.implementation.name,
+        "torch_version": torch.__version__,
+        "torch_cuda_version": torch.version.cuda,
+        "torch_num_threads": torch.get_num_threads(),
+        "hwbench_version": __version__,
+        "hwbench_git_commit": git_commit(),
+        "gpus": nvidia.describe_all(),
+        **nvidia.driver_info(),
+    }
+    return env
+
+
+def machine_id(env: dict[str, Any]) -> tuple:
+    """What must match to resume a run: host, CPU and GPUs."""
+    return (env.get("hostname"), env.get("cpu_model"), tuple(g.get("uuid", g.get("name")) for g in env.get("gpus") or []))

@@ -1,0 +1,312 @@
+"""Suite files: format, strict validation, and expansion into frozen :class:`Case` values.
+
+A suite is a TOML file::
+
+    [suite]
+    name = "smoke"
+    description = "..."
+
+    [settings]            # measurement settings, all optional (defaults below)
+    min_time_s = 0.2
+
+    [[matrix]]            # one or more blocks; each is a cartesian product
+    models = ["mlp:tiny", "encoder:tiny"]
+    modes = ["infer", "train"]
+    batch_sizes = [1, 8]
+    precisions = ["fp32", "bf16"]
+
+Every error is a :class:`ConfigError` whose message is one line: file, field path, what
+is wrong, what is allowed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from . import models
+from .errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "amp_fp16", "amp_bf16", "int8", "fp8")
+BACKENDS = ("eager", "compile", "cudagraphs")
+DEVICE_KINDS = ("auto", "cpu", "cuda", "mps", "xpu")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class SuiteInfo(_Strict):
+    name: str = Field(min_length=1, description="Short name, used in results file names")
+    description: str = Field("", description="Free text shown by `hwbench list suites`")
+
+
+class Settings(_Strict):
+    """Measurement settings. Units are in the names."""
+
+    warmup_iters: int = Field(3, ge=0, description="Untimed iterations before measuring (the first is timed separately)")
+    warmup_s: float = Field(0.0, ge=0, description="Keep warming up until this much time has passed")
+    min_time_s: float = Field(1.0, gt=0, description="Measure at least this long per repeat")
+    min_iters: int = Field(10, ge=1, description="Measure at least this many iterations per repeat")
+    max_iters: int = Field(100_000, ge=1, description="Stop a repeat after this many iterations")
+    repeats: int = Field(1, ge=1, description="Measurement rounds per case; raw times kept per round")
+    timeout_s: float = Field(600.0, gt=0, description="Wall-clock limit per case, worker start to result")
+    seed: int = Field(0, ge=0, description="Seed for weights and inputs")
+    memory_limit_gb: float | None = Field(
+        None, gt=0, description="Cap on each worker's address space (RLIMIT_AS, GiB); beyond it allocations fail -> oom"
+    )
+
+    @model_validator(mode="after")
+    def _iters_order(self):
+        if self.max_iters < self.min_iters:
+            raise ValueError(f"max_iters ({self.max_iters}) is smaller than min_iters ({self.min_iters})")
+        return self
+
+
+def _suggest(value: str, allowed) -> str:
+    close = difflib.get_close_matches(str(value), list(allowed), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+class MatrixBlock(_Strict):
+    """One cartesian product of case dimensions."""
+
+    models: list[str] = Field(min_length=1, description="family:size names, see `hwbench list models`")
+    modes: list[Literal["infer", "train", "generate"]] = Field(["infer"], min_length=1)
+    batch_sizes: list[int] = Field([1], min_length=1)
+    precisions: list[Literal[PRECISIONS]] = Field(["fp32"], min_length=1)  # type: ignore[valid-type]
+    backends: list[Literal[BACKENDS]] = Field(["eager"], min_length=1)  # type: ignore[valid-type]
+    devices: list[str] = Field(["cpu"], min_length=1, description="auto, cpu, cuda, cuda:N, mps, xpu")
+    threads: list[int] | None = Field(None, min_length=1, description="CPU intra-op threads; default torch's")
+    seq_lens: list[int] | None = Field(None, min_length=1, description="Tokens per sample (transformers)")
+    image_sizes: list[int] | None = Field(None, min_length=1, description="Pixels per side (CNN)")
+
+    @field_validator("models")
+    @classmethod
+    def _known_models(cls, v):
+        known = models.model_names()
+        for i, name in enumerate(v):
+            if name not in known:
+                raise ValueError(f"[{i}] unknown model {name!r}{_suggest(name, known)}; known: {', '.join(known)}")
+        return v
+
+    @field_validator("batch_sizes", "threads", "seq_lens", "image_sizes")
+    @classmethod
+    def _positive(cls, v):
+        if v is not None:
+            for i, n in enumerate(v):
+                if n < 1:
+                    raise ValueError(f"[{i}] must be a positive integer, got {n}")
+        return v
+
+    @field_validator("devices")
+    @classmethod
+    def _device_names(cls, v):
+        for i, d in enumerate(v):
+            kind, _, idx = d.partition(":")
+            if kind not in DEVICE_KINDS or (idx and (not idx.isdigit() or kind in ("auto", "cpu"))):
+                raise ValueError(
+                    f"[{i}] unknown device {d!r}{_suggest(kind, DEVICE_KINDS)}; allowed: auto, cpu, cuda, cuda:N, mps, xpu"
+                )
+        return v
+
+
+class SuiteSpec(_Strict):
+    suite: SuiteInfo
+    settings: Settings = Settings()
+    matrix: list[MatrixBlock] = Field(min_length=1)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One point of the matrix. Frozen and hashable; ``case_id`` is stable across runs."""
+
+    model: str  # family:size
+    mode: str
+    batch_size: int
+    precision: str
+    backend: str
+    device: str
+    threads: int | None = None
+    seq_len: int | None = None
+    image_size: int | None = None
+    variant: str = "none"
+
+    @property
+    def case_id(self) -> str:
+        shape = models.Shape(self.seq_len, self.image_size).label()
+        parts = [self.model, self.mode, f"bs{self.batch_size}", shape, self.precision, self.backend, self.device]
+        if self.threads is not None:
+            parts.append(f"t{self.threads}")
+        if self.variant != "none":
+            parts.append(self.variant)
+        return "/".join(p for p in parts if p)
+
+    @property
+    def shape(self) -> models.Shape:
+        return models.Shape(self.seq_len, self.image_size)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Case":
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class LoadedSuite:
+    """A validated suite with where it came from and a hash of its resolved content."""
+
+    path: str
+    spec: SuiteSpec
+    cases: tuple[Case, ...] = field(repr=False)
+
+    @property
+    def resolved(self) -> dict[str, Any]:
+        return self.spec.model_dump(mode="json")
+
+    @property
+    def suite_hash(self) -> str:
+        """sha256 of the resolved suite (defaults filled in): what resume checks."""
+        text = json.dumps(self.resolved, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _loc(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part.startswith("function-") or part in ("literal[...]",):
+            continue
+        else:
+            out += ("." if out else "") + part
+    return out
+
+
+def _format_error(path: str, err: ValidationError) -> str:
+    e = err.errors(include_url=False)[0]
+    loc = _loc(tuple(p for p in e["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function")))))
+    msg = e["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+        if msg.startswith("["):  # a list element named by the validator
+            idx, _, msg = msg.partition("] ")
+            loc += idx + "]"
+    elif e["type"] == "extra_forbidden":
+        section = _loc(tuple(e["loc"][:-1]))
+        allowed = _allowed_fields(tuple(e["loc"][:-1]))
+        msg = f"unknown key{_suggest(e['loc'][-1], allowed)}; allowed in {section or 'the top level'}: {', '.join(allowed)}"
+    elif e["type"] == "literal_error":
+        allowed = _literal_values(e)
+        msg = f"{e['input']!r} is not allowed{_suggest(e['input'], allowed)}; allowed: {', '.join(allowed)}"
+    elif e["type"] == "missing":
+        msg = "missing required field"
+    else:
+        msg = f"{msg} (got {e['input']!r})" if not isinstance(e.get("input"), (dict, list)) else msg
+    more = len(err.errors()) - 1
+    tail = f" (and {more} more error{'s' * (more > 1)})" if more else ""
+    return f"{path}: {loc}: {msg}{tail}"
+
+
+def _literal_values(e) -> list[str]:
+    # pydantic's ctx["expected"] reads "'a', 'b' or 'c'"
+    return [s.strip().strip("'") for s in e["ctx"]["expected"].replace(" or ", ", ").split(",")]
+
+
+def _allowed_fields(loc: tuple) -> list[str]:
+    model: type[BaseModel] = SuiteSpec
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        ann = model.model_fields[part].annotation
+        args = getattr(ann, "__args__", None)
+        model = args[0] if args else ann
+    return list(model.model_fields)
+
+
+def parse_suite(text: str, path: str = "<suite>") -> LoadedSuite:
+    """Parse and validate suite text. Raises :class:`ConfigError` with a one-line message."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: TOML syntax error: {e}") from None
+    try:
+        spec = SuiteSpec.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_error(path, e)) from None
+    cases = expand(spec, path)
+    return LoadedSuite(path=path, spec=spec, cases=cases)
+
+
+def load_suite(path: str | Path) -> LoadedSuite:
+    """Read and validate a suite file."""
+    p = Path(path)
+    if not p.is_file():
+        hint = ""
+        shipped = Path(__file__).resolve().parent.parent / "suites"
+        if not p.is_absolute() and (shipped / p.name).is_file() and p.parent == Path("."):
+            hint = f" (did you mean suites/{p.name}?)"
+        raise ConfigError(f"{path}: no such suite file{hint}")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read suite file: {e}") from None
+    return parse_suite(text, str(path))
+
+
+def expand(spec: SuiteSpec, path: str = "<suite>") -> tuple[Case, ...]:
+    """Expand every matrix block into cases (order: block, model, mode, shape, batch,
+    precision, backend, device, threads). Duplicates across blocks are dropped. Raises
+    ConfigError for a contradictory combination, e.g. a mode the model lacks."""
+    out: dict[Case, None] = {}
+    for bi, block in enumerate(spec.matrix):
+        for name in block.models:
+            fam, size = models.get(name)
+            cfg = fam.sizes[size]
+            for mode in block.modes:
+                if mode not in fam.modes:
+                    raise ConfigError(
+                        f"{path}: matrix[{bi}].modes: model {name!r} has no mode {mode!r}; it supports {', '.join(fam.modes)}"
+                    )
+            shapes = _shapes(fam, cfg, block, f"{path}: matrix[{bi}]", name)
+            for mode in block.modes:
+                for shape in shapes:
+                    for bs in block.batch_sizes:
+                        for prec in block.precisions:
+                            for backend in block.backends:
+                                for dev in block.devices:
+                                    for th in block.threads or [None]:
+                                        case = Case(name, mode, bs, prec, backend, dev, th, shape.seq_len, shape.image_size)
+                                        out[case] = None
+    return tuple(out)
+
+
+def _shapes(fam, cfg, block: MatrixBlock, where: str, name: str) -> list[models.Shape]:
+    if fam.shape_kind == "seq_len":
+        lens = block.seq_lens or [cfg["seq_len"]]
+        limit = fam.extra["max_seq_len"](cfg)
+        for n in lens:
+            if n > limit:
+                raise ConfigError(f"{where}.seq_lens: {n} exceeds {name}'s maximum sequence length {limit}")
+        return [models.Shape(seq_len=n) for n in lens]
+    if fam.shape_kind == "image_size":
+        sizes = block.image_sizes or [cfg["image_size"]]
+        for n in sizes:
+            if n < 64:
+                raise ConfigError(f"{where}.image_sizes: {n} is too small for {name} (at least 64 pixels)")
+        return [models.Shape(image_size=n) for n in sizes]
+    return [models.Shape()]

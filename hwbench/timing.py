@@ -1,0 +1,140 @@
+"""Timing: warmup, adaptive iteration count, device synchronisation, statistics.
+
+Measurement rules (DESIGN.md): synchronise before reading a host clock or time with
+device events; warm up first and record the first iteration separately; measure until
+both a minimum duration and a minimum iteration count are reached; keep raw times.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+
+
+class Timer:
+    """Times one call of ``step`` on a device. CPU: ``perf_counter`` around the call.
+    CUDA/XPU: device events recorded around the call, read after one synchronisation per
+    block, so timing adds no host-device round trip per iteration. MPS: synchronise then
+    ``perf_counter``."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self._events = device.type in ("cuda", "xpu") and hasattr(getattr(torch, device.type), "Event")
+
+    def sync(self) -> None:
+        t = self.device.type
+        if t == "cuda":
+            torch.cuda.synchronize(self.device)
+        elif t == "mps":
+            torch.mps.synchronize()
+        elif t == "xpu":
+            torch.xpu.synchronize(self.device)
+
+    def run_block(self, step: Callable[[], object], n: int) -> list[float]:
+        """Run ``step`` ``n`` times; return each iteration's time in seconds."""
+        if self._events:
+            mod = getattr(torch, self.device.type)
+            pairs = [(mod.Event(enable_timing=True), mod.Event(enable_timing=True)) for _ in range(n)]
+            for start, end in pairs:
+                start.record()
+                step()
+                end.record()
+            self.sync()
+            return [s.elapsed_time(e) / 1e3 for s, e in pairs]
+        out = []
+        sync, clock = self.sync, time.perf_counter
+        for _ in range(n):
+            t0 = clock()
+            step()
+            sync()
+            out.append(clock() - t0)
+        return out
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """Raw result of the timing loop. All times in seconds."""
+
+    first_iter_s: float
+    warmup_s: float
+    raw_times_s: tuple[tuple[float, ...], ...]  # one tuple per repeat
+    window_start: float  # time.monotonic() at the start / end of the measured region
+    window_end: float
+
+
+def measure(
+    step: Callable[[], object],
+    timer: Timer,
+    *,
+    warmup_iters: int,
+    warmup_s: float,
+    min_time_s: float,
+    min_iters: int,
+    max_iters: int,
+    repeats: int,
+    on_first_timed: Callable[[], None] | None = None,
+) -> Measurement:
+    """Warm up, then measure ``repeats`` rounds, each until both ``min_time_s`` and
+    ``min_iters`` are met (at most ``max_iters``). Iterations run in blocks sized from
+    the previous estimate so a round overshoots ``min_time_s`` by little."""
+    t0 = time.perf_counter()
+    first = timer.run_block(step, 1)[0]
+    done = 1
+    while done < max(warmup_iters, 1) or time.perf_counter() - t0 < warmup_s:
+        timer.run_block(step, 1)
+        done += 1
+    warm = time.perf_counter() - t0
+    if on_first_timed is not None:
+        on_first_timed()
+    rounds = []
+    w0 = time.monotonic()
+    for _ in range(repeats):
+        times: list[float] = []
+        elapsed = 0.0
+        block = 1
+        while len(times) < max_iters and (len(times) < min_iters or elapsed < min_time_s):
+            got = timer.run_block(step, block)
+            times.extend(got)
+            elapsed += sum(got)
+            per = elapsed / len(times)
+            left_t = (min_time_s - elapsed) / per if per > 0 else 1
+            want = max(min_iters - len(times), math.ceil(left_t), 1)
+            # grow at most 4x per block so a slow first estimate cannot overshoot far
+            block = int(min(max(want, 1), block * 4, max_iters - len(times))) or 1
+        rounds.append(tuple(times[:max_iters]))
+    return Measurement(first, warm, tuple(rounds), w0, time.monotonic())
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Linear-interpolation percentile (numpy's default), ``q`` in 0..100."""
+    s = sorted(values)
+    if not s:
+        return math.nan
+    k = (len(s) - 1) * q / 100.0
+    lo, hi = math.floor(k), math.ceil(k)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
+def latency_stats_ms(raw_times_s: Sequence[Sequence[float]]) -> dict[str, float]:
+    """Latency statistics in milliseconds over all repeats' iterations, plus the
+    coefficient of variation and IQR relative to the median (fractions)."""
+    flat = [t * 1e3 for r in raw_times_s for t in r]
+    p25, p50, p75 = (percentile(flat, q) for q in (25, 50, 75))
+    mean = statistics.fmean(flat)
+    std = statistics.stdev(flat) if len(flat) > 1 else 0.0
+    return {
+        "latency_ms_p50": p50,
+        "latency_ms_p90": percentile(flat, 90),
+        "latency_ms_p99": percentile(flat, 99),
+        "latency_ms_mean": mean,
+        "latency_ms_std": std,
+        "latency_ms_min": min(flat),
+        "latency_cv": std / mean if mean > 0 else 0.0,
+        "latency_iqr_rel": (p75 - p25) / p50 if p50 > 0 else 0.0,
+        "iterations": len(flat),
+    }

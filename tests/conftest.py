@@ -1,0 +1,48 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+def write_suite(tmp_path: Path, body: str, name: str = "suite.toml", settings: str = "") -> Path:
+    defaults = {"warmup_iters": "1", "min_time_s": "0.03", "min_iters": "3", "timeout_s": "60"}
+    for line in settings.splitlines():
+        if "=" in line:
+            key, _, value = line.partition("=")
+            defaults[key.strip()] = value.strip()
+    lines = "\n".join(f"{k} = {v}" for k, v in defaults.items())
+    text = f"""
+[suite]
+name = "t"
+[settings]
+{lines}
+{body}
+"""
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def hwbench(*args, env=None, timeout=300, cwd=None):
+    """Run the real CLI in a subprocess."""
+    e = dict(os.environ)
+    e.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "hwbench.cli", *map(str, args)],
+        capture_output=True, text=True, timeout=timeout, env=e, cwd=cwd or ROOT,
+    )

@@ -1,0 +1,80 @@
+"""Suite loading: validation errors are one line naming file and field; expansion."""
+
+import pytest
+
+from hwbench.errors import ConfigError
+from hwbench.spec import Case, load_suite, parse_suite
+from conftest import ROOT
+
+HEAD = '[suite]\nname = "x"\n'
+
+
+def err(text: str) -> str:
+    with pytest.raises(ConfigError) as e:
+        parse_suite(text, "s.toml")
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith("s.toml: ")
+    return msg
+
+
+@pytest.mark.parametrize(
+    "body,needle",
+    [
+        ('[[matrix]]\nmodels=["mlp:tin"]', "matrix[0].models[0]: unknown model 'mlp:tin' (did you mean 'mlp:tiny'?)"),
+        ('[[matrix]]\nmodels=["mlp:tiny"]\nprecisions=["fp33"]', "matrix[0].precisions[0]: 'fp33' is not allowed (did you mean 'fp32'?); allowed: fp32, tf32"),
+        ('[[matrix]]\nmodels=["mlp:tiny"]\nbatch_sizes=[0]', "matrix[0].batch_sizes[0]: must be a positive integer"),
+        ('[[matrix]]\nmodels=["mlp:tiny"]\nbatch_sizes="8"', "matrix[0].batch_sizes: Input should be a valid list"),
+        ('[[matrix]]\nmodels=["mlp:tiny"]\ndevices=["cdua"]', "matrix[0].devices[0]: unknown device 'cdua' (did you mean 'cuda'?)"),
+        ('[[matrix]]\nmodels=[]', "matrix[0].models: List should have at least 1 item"),
+        ("", "matrix: missing required field"),
+        ('[[matrix]]\nmodels=["mlp:tiny"]\nmodes=["generate"]', "model 'mlp:tiny' has no mode 'generate'; it supports infer, train"),
+        ('[settings]\nmin_iters=5\nmax_iters=2\n[[matrix]]\nmodels=["mlp:tiny"]', "settings: max_iters (2) is smaller than min_iters (5)"),
+        ('[settings]\nmin_tme_s=1\n[[matrix]]\nmodels=["mlp:tiny"]', "settings.min_tme_s: unknown key (did you mean 'min_time_s'?); allowed in settings:"),
+        ('[[matrix]]\nmodels=["mlp:tiny"]\nfoo=1', "matrix[0].foo: unknown key; allowed in matrix[0]: models"),
+        ('[settings]\nmin_time_s="fast"\n[[matrix]]\nmodels=["mlp:tiny"]', "settings.min_time_s: Input should be a valid number"),
+        ('[[matrix]]\nmodels=["encoder:tiny"]\nseq_lens=[4096]', "matrix[0].seq_lens: 4096 exceeds encoder:tiny's maximum sequence length 128"),
+        ('[[matrix]]\nmodels=["cnn:tiny"]\nimage_sizes=[16]', "matrix[0].image_sizes: 16 is too small"),
+    ],
+)
+def test_errors_name_file_field_and_allowed_values(body, needle):
+    assert needle in err(HEAD + body)
+
+
+def test_toml_syntax_error_has_line_number():
+    assert "TOML syntax error" in err("[suite\n") and "line 1" in err("[suite\n")
+
+
+def test_missing_file_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="no such suite file"):
+        load_suite(tmp_path / "nope.toml")
+
+
+def test_expansion_order_ids_and_dedup():
+    s = parse_suite(
+        HEAD + '[[matrix]]\nmodels=["mlp:tiny","encoder:tiny"]\nmodes=["infer","train"]\nbatch_sizes=[1,4]\n'
+        '[[matrix]]\nmodels=["mlp:tiny"]\nbatch_sizes=[1]\n'
+    )
+    ids = [c.case_id for c in s.cases]
+    assert len(ids) == 8 == len(set(ids))
+    assert ids[0] == "mlp:tiny/infer/bs1/fp32/eager/cpu"
+    assert "encoder:tiny/train/bs4/seq32/fp32/eager/cpu" in ids
+
+
+def test_case_is_frozen_hashable_and_roundtrips():
+    c = Case("mlp:tiny", "infer", 1, "fp32", "eager", "cpu", threads=2)
+    assert Case.from_dict(c.to_dict()) == c and hash(c) == hash(Case.from_dict(c.to_dict()))
+    assert c.case_id.endswith("/t2")
+    with pytest.raises(AttributeError):
+        c.batch_size = 3  # type: ignore[misc]
+
+
+def test_suite_hash_changes_with_content_only():
+    a = parse_suite(HEAD + '[[matrix]]\nmodels=["mlp:tiny"]\n')
+    b = parse_suite(HEAD + '\n# a comment\n[[matrix]]\nmodels = [ "mlp:tiny" ]\n')
+    c = parse_suite(HEAD + '[[matrix]]\nmodels=["mlp:tiny"]\nbatch_sizes=[2]\n')
+    assert a.suite_hash == b.suite_hash != c.suite_hash
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "suites").glob("*.toml")))
+def test_shipped_suites_load(path):
+    assert load_suite(path).cases

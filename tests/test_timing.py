@@ -1,0 +1,33 @@
+import time
+
+import pytest
+import torch
+
+from hwbench import timing
+
+
+def test_measure_meets_min_iters_and_min_time():
+    calls = []
+    m = timing.measure(lambda: calls.append(time.sleep(0.002)), timing.Timer(torch.device("cpu")),
+                       warmup_iters=2, warmup_s=0, min_time_s=0.05, min_iters=5, max_iters=10_000, repeats=2)
+    assert len(m.raw_times_s) == 2
+    for r in m.raw_times_s:
+        assert len(r) >= 5 and sum(r) >= 0.05
+        assert all(t >= 0.002 for t in r)
+    assert m.window_end > m.window_start and m.first_iter_s >= 0.002
+    assert len(calls) == 2 + sum(len(r) for r in m.raw_times_s)  # warmup not in raw times
+
+
+def test_measure_respects_max_iters():
+    m = timing.measure(lambda: None, timing.Timer(torch.device("cpu")), warmup_iters=0, warmup_s=0,
+                       min_time_s=10, min_iters=1, max_iters=50, repeats=1)
+    assert len(m.raw_times_s[0]) == 50
+
+
+def test_stats():
+    s = timing.latency_stats_ms([[0.001, 0.002, 0.003], [0.004, 0.005]])
+    assert s["latency_ms_p50"] == pytest.approx(3.0)
+    assert s["latency_ms_mean"] == pytest.approx(3.0)
+    assert s["latency_ms_min"] == pytest.approx(1.0)
+    assert s["iterations"] == 5
+    assert timing.percentile([1, 2, 3, 4], 50) == 2.5
