@@ -66,10 +66,21 @@ def run(suite: str, out_dir: str, filters: tuple[str, ...], dry_run: bool, resum
     else:
         record = None
         out_path = runner.default_out_path(s, out_dir, environment["hostname"])
-    r = runner.Runner(s, out_path, reporter=_RichReporter(con))
+    from .collectors import CollectorSet
+
+    collectors = CollectorSet.for_suite(s.spec.settings)
+    r = runner.Runner(s, out_path, reporter=_RichReporter(con), collectors=collectors)
     if record is None:
         record = r.new_record(environment)
-    record = r.run(planned, record)
+    if collectors is not None:
+        if any(p.skip_reason is None for p in planned) and s.spec.settings.idle_baseline_s > 0:
+            con.print(f"measuring idle power for {s.spec.settings.idle_baseline_s:g} s ...")
+        collectors.start(record)
+    try:
+        record = r.run(planned, record)
+    finally:
+        if collectors is not None:
+            collectors.stop()
     _print_summary(con, record, out_path)
     if record["status"] == "interrupted":
         con.print(f"[yellow]Interrupted.[/] Finished cases are saved. Resume with:\n  hwbench run {suite} --resume {out_path}")

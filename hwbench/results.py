@@ -5,6 +5,11 @@ Schema history (bump ``SCHEMA_VERSION`` and add an upgrader for every change):
 * 1 -- first version: ``environment``, ``suite`` (path, hash, resolved), ``cases``
   (one record per case: identity, ``case_id``, ``status``, ``reason``, ``metrics``,
   ``raw_times_ms`` per repeat, ``timing`` breakdown).
+* 2 -- collectors: per case ``collectors`` (per sampler: device, summary, samples as
+  columns), ``energy`` (energy_j, energy_source, ...), ``flags`` (quality warnings) and
+  ``device_resolved``; per run ``collectors`` (active / unavailable samplers) and
+  ``idle_baseline``. Upgrading a version-1 file adds them empty (nothing was sampled)
+  and derives the timing flags, which need only the stored statistics.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import Any, Callable
 
 from .errors import ResultsError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 FORMAT = "hwbench-results"
 
 
@@ -62,8 +67,23 @@ def write_atomic(path: str | Path, record: dict[str, Any]) -> None:
         pass
 
 
+def _v1_to_v2(rec: dict[str, Any]) -> dict[str, Any]:
+    from .collectors import timing_flags
+
+    threshold = rec["suite"].get("resolved", {}).get("settings", {}).get("noise_threshold", 0.1)
+    rec.setdefault("collectors", {"active": [], "unavailable": {}, "info": {}})
+    rec.setdefault("idle_baseline", {})
+    for c in rec["cases"]:
+        c.setdefault("device_resolved", None)
+        c.setdefault("collectors", {})
+        c.setdefault("energy", {})
+        c.setdefault("flags", timing_flags(c.get("metrics", {}), threshold) if c["status"] == "ok" else [])
+    rec["schema_version"] = 2
+    return rec
+
+
 # version -> function that upgrades a record of that version to the next one.
-UPGRADERS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+UPGRADERS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2}
 
 REQUIRED = ("environment", "suite", "cases")
 CASE_REQUIRED = ("case_id", "case", "status")
@@ -147,9 +167,10 @@ def record_rows(rec: dict[str, Any], path: str = "") -> list[dict[str, Any]]:
         }
         row.update(c.get("metrics", {}))
         row.update(c.get("energy", {}))
-        for name, summary in (c.get("collectors") or {}).items():
-            for k, v in (summary.get("summary") or {}).items():
-                row[k] = v
+        # the host's summary and that of the case's own accelerator (others stay in the file)
+        for col in (c.get("collectors") or {}).values():
+            if col.get("device") in (None, c.get("device_resolved")):
+                row.update(col.get("summary") or {})
         row["flags"] = ",".join(f["flag"] if isinstance(f, dict) else str(f) for f in c.get("flags", []))
         rows.append(row)
     return rows

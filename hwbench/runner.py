@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from . import backends, env as envmod
+from .collectors import timing_flags
 from .errors import ResultsError, UserError
 from .results import FORMAT, SCHEMA_VERSION, read_record, write_atomic
 from .spec import Case, LoadedSuite
@@ -36,7 +37,8 @@ FINISHED = ("ok", "skipped")  # kept on resume; failed / oom / timeout are run a
 class Planned:
     case: Case
     skip_reason: str | None
-    device_name: str | None
+    device_name: str | None  # the device's model name, e.g. "NVIDIA H100 80GB HBM3"
+    device: str | None = None  # the resolved device, e.g. "cuda:0" for "cuda" or "auto"
 
 
 def parse_filter(exprs: Iterable[str]) -> list:
@@ -77,7 +79,7 @@ def plan(suite: LoadedSuite, filters: Iterable[str] = ()) -> list[Planned]:
         if preds and not any(p(case) for p in preds):
             continue
         dev = backends.resolve_device(case.device, present)
-        out.append(Planned(case, backends.unsupported_reason(case, dev), dev.model if dev else None))
+        out.append(Planned(case, backends.unsupported_reason(case, dev), dev.model if dev else None, dev.name if dev else None))
     if preds and not out:
         raise UserError(f"{suite.path}: --filter matched none of the suite's {len(suite.cases)} cases")
     return out
@@ -301,6 +303,8 @@ class Runner:
                             start = msg.t
                         elif msg.event == "window_end":
                             end = msg.t
+                        if self.collectors is not None:
+                            self.collectors.mark(msg.event, msg.t)
                         continue
                     run.status, run.reason, run.outcome = msg.status, msg.reason, msg
                     break
@@ -337,11 +341,15 @@ class Runner:
             "case_id": case.case_id,
             "case": case.to_dict(),
             "device_name": p.device_name,
+            "device_resolved": p.device,
             "status": run.status,
             "reason": run.reason,
             "metrics": {},
             "raw_times_ms": [],
             "timing": {},
+            "collectors": {},
+            "energy": {},
+            "flags": [],
         }
         o = run.outcome
         if o is not None:
@@ -359,8 +367,12 @@ class Runner:
                 }
         if run.status != "skipped" and "wall_s" not in res["timing"]:
             res["timing"]["wall_s"] = run.end - run.launch
+        if run.status == "ok":
+            res["flags"] += timing_flags(res["metrics"], self.suite.spec.settings.noise_threshold)
         if self.collectors is not None and run.status != "skipped":
-            res.update(self.collectors.case_end(run.window, case, res))
+            got = self.collectors.case_end(run.window, case, res, p.device)
+            res["flags"] += got.pop("flags")
+            res.update(got)
         return res
 
     def kill_current(self) -> None:

@@ -64,6 +64,18 @@ class Settings(_Strict):
     repeats: int = Field(1, ge=1, description="Measurement rounds per case; raw times kept per round")
     timeout_s: float = Field(600.0, gt=0, description="Wall-clock limit per case, worker start to result")
     seed: int = Field(0, ge=0, description="Seed for weights and inputs")
+    collectors: list[Literal["host", "nvidia", "rapl"]] = Field(
+        ["host", "nvidia", "rapl"], description="Samplers to run; those this machine lacks are noted and skipped"
+    )
+    sample_interval_s: float = Field(0.1, ge=0.01, description="Collector sampling interval, s")
+    per_core: bool = Field(False, description="Also sample each CPU core's utilisation")
+    store_samples: bool = Field(True, description="Keep each case's sample time series in the results file")
+    idle_baseline_s: float = Field(2.0, ge=0, description="Measure idle power this long once per run (0: skip)")
+    min_energy_window_s: float = Field(
+        0.0, ge=0, description="Measure at least this long (all repeats together) so energy counters resolve it"
+    )
+    cpu_tdp_w: float | None = Field(None, gt=0, description="CPU package TDP, W, for estimated energy without RAPL")
+    noise_threshold: float = Field(0.1, gt=0, description="IQR/median above which a case is flagged noisy")
     memory_limit_gb: float | None = Field(
         None, gt=0, description="Cap on each worker's address space (RLIMIT_AS, GiB); beyond it allocations fail -> oom"
     )

@@ -120,7 +120,8 @@ def _run(case: Case, settings: Settings, conn, t_launch: float, t_start: float) 
         timer,
         warmup_iters=settings.warmup_iters,
         warmup_s=settings.warmup_s,
-        min_time_s=settings.min_time_s,
+        # energy needs a window the counters can resolve (settings.min_energy_window_s)
+        min_time_s=max(settings.min_time_s, settings.min_energy_window_s / settings.repeats),
         min_iters=settings.min_iters,
         max_iters=settings.max_iters,
         repeats=settings.repeats,

@@ -63,3 +63,16 @@ def test_missing_file_and_empty_folder(tmp_path):
         read_record(tmp_path / "x.json")
     with pytest.raises(ResultsError, match="no results files"):
         load_results(tmp_path)
+
+
+def test_golden_v1_file_is_upgraded(tmp_path):
+    """A file written by schema version 1 (before collectors) still loads."""
+    from conftest import ROOT
+
+    rec = read_record(ROOT / "tests" / "golden" / "results_v1.json")
+    assert rec["schema_version"] == SCHEMA_VERSION == 2
+    assert rec["idle_baseline"] == {} and rec["collectors"]["active"] == []
+    for c in rec["cases"]:
+        assert c["energy"] == {} and c["collectors"] == {} and isinstance(c["flags"], list)
+    df = load_results(ROOT / "tests" / "golden" / "results_v1.json")
+    assert len(df) == 4 and (df["status"] == "ok").all() and "energy_j" not in df.columns
