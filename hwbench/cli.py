@@ -33,12 +33,29 @@ class _Group(click.Group):
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="hwbench")
-def main() -> None:
+def cli() -> None:
     """hwbench: hardware-aware benchmarks for deep learning (speed, energy, cost)."""
 
 
+def main(argv: list[str] | None = None) -> None:
+    """The console script: usage errors are one line and exit code 2, like UserError."""
+    try:
+        rc = cli.main(args=argv, prog_name="hwbench", standalone_mode=False)
+    except click.UsageError as e:
+        hint = f" (see: hwbench {e.ctx.info_name if e.ctx and e.ctx.parent else ''} --help)".replace("  ", " ")
+        click.echo(f"hwbench: error: {e.format_message()}{hint}", err=True)
+        sys.exit(2)
+    except click.ClickException as e:
+        click.echo(f"hwbench: error: {e.format_message()}", err=True)
+        sys.exit(e.exit_code)
+    except (click.Abort, KeyboardInterrupt):
+        click.echo("hwbench: interrupted", err=True)
+        sys.exit(130)
+    sys.exit(rc if isinstance(rc, int) else 0)
+
+
 # ----------------------------------------------------------------------------- run
-@main.command()
+@cli.command()
 @click.argument("suite", type=click.Path(dir_okay=False))
 @click.option("--out", "out_dir", default="results", show_default=True, type=click.Path(file_okay=False), help="Folder for the results file.")
 @click.option("--filter", "filters", multiple=True, metavar="EXPR", help="Run only matching cases: a glob on case_id, or field=glob[,field=glob]. Repeatable (any matches).")
@@ -174,7 +191,7 @@ def _print_df(con, df, title: str) -> None:
 
 
 # -------------------------------------------------------------------------- report
-@main.command()
+@cli.command()
 @click.argument("results", nargs=-1, required=True, type=click.Path())
 @click.option("--format", "fmt", type=click.Choice(["table", "markdown", "csv"]), default="table", show_default=True)
 def report(results: tuple[str, ...], fmt: str) -> None:
@@ -194,8 +211,8 @@ def report(results: tuple[str, ...], fmt: str) -> None:
 
 
 # ---------------------------------------------------------------------------- list
-@main.command("list")
-@click.argument("what", type=click.Choice(["models", "suites"]), default="models")
+@cli.command("list")
+@click.argument("what", type=click.Choice(["models", "suites"]), default="models", metavar="[models|suites]")
 def list_(what: str) -> None:
     """List reference models (family:size) or the shipped suites."""
     from rich.table import Table
@@ -225,7 +242,7 @@ def list_(what: str) -> None:
 
 
 # ----------------------------------------------------------------------------- env
-@main.command()
+@cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def env(as_json: bool) -> None:
     """Show this machine's environment fingerprint."""

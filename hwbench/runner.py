@@ -312,10 +312,9 @@ class Runner:
                     _kill(proc)
                     run = CaseRun("timeout", f"no result within timeout_s = {settings.timeout_s:g} s; worker killed")
                     break
+            proc.join(timeout=5)  # it has sent its result and is exiting
         finally:
-            if proc.is_alive():
-                proc.join(timeout=5)
-                _kill(proc)
+            _kill(proc)  # at once where we got here by an exception (a second Ctrl-C)
             life_w.close()
             recv.close()
             self._current = None

@@ -44,8 +44,11 @@ BACKENDS = ("eager", "compile", "cudagraphs")
 DEVICE_KINDS = ("auto", "cpu", "cuda", "mps", "xpu")
 
 
+MAX_CASES = 100_000
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 class SuiteInfo(_Strict):
@@ -63,7 +66,7 @@ class Settings(_Strict):
     max_iters: int = Field(100_000, ge=1, description="Stop a repeat after this many iterations")
     repeats: int = Field(1, ge=1, description="Measurement rounds per case; raw times kept per round")
     timeout_s: float = Field(600.0, gt=0, description="Wall-clock limit per case, worker start to result")
-    seed: int = Field(0, ge=0, description="Seed for weights and inputs")
+    seed: int = Field(0, ge=0, le=2**63 - 1, description="Seed for weights and inputs")
     collectors: list[Literal["host", "nvidia", "rapl"]] = Field(
         ["host", "nvidia", "rapl"], description="Samplers to run; those this machine lacks are noted and skipped"
     )
@@ -285,6 +288,16 @@ def expand(spec: SuiteSpec, path: str = "<suite>") -> tuple[Case, ...]:
     precision, backend, device, threads). Duplicates across blocks are dropped. Raises
     ConfigError for a contradictory combination, e.g. a mode the model lacks."""
     out: dict[Case, None] = {}
+    total = 0
+    for bi, block in enumerate(spec.matrix):
+        dims = (block.models, block.modes, block.batch_sizes, block.precisions, block.backends, block.devices,
+                block.threads or [None], block.seq_lens or block.image_sizes or [None])
+        n = 1
+        for d in dims:
+            n *= len(d)
+        total += n
+        if total > MAX_CASES:
+            raise ConfigError(f"{path}: matrix: expands to more than {MAX_CASES} cases; split the suite")
     for bi, block in enumerate(spec.matrix):
         for name in block.models:
             fam, size = models.get(name)
