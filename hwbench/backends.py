@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 import torch
 
+from . import variants
 from .devices import DeviceInfo, present
 from .spec import Case
 
@@ -63,13 +64,27 @@ def unsupported_reason(case: Case, dev: DeviceInfo | None) -> str | None:
     if p == "int8":
         if dev.kind != "cpu":
             return "int8 (dynamic quantization of Linear layers) runs on CPU only"
-        if case.mode != "infer":
+        if case.mode == "train":
             return "int8 dynamic quantization is inference-only"
         if "x86" not in torch.backends.quantized.supported_engines and "qnnpack" not in torch.backends.quantized.supported_engines:
             return "int8 needs a quantized engine (x86, fbgemm or qnnpack) in this torch build"
     if p == "fp8":
         if dev.kind != "cuda" or cc is None or cc < (8, 9):
             return "fp8 needs a CUDA GPU with compute capability >= 8.9 (Ada or Hopper)"
+        if case.mode == "train":
+            return "fp8 is inference-only in hwbench (Linear layers through torch._scaled_mm)"
+    v = case.variant
+    if v == "sparse24":
+        if dev.kind != "cuda" or cc is None or cc < (8, 0):
+            return "sparse24 (2:4 semi-structured sparsity) needs a CUDA GPU with compute capability >= 8.0"
+        if p not in ("fp16", "bf16"):
+            return "sparse24 needs fp16 or bf16 weights"
+        if case.mode == "train":
+            return "sparse24 is inference-only"
+    if v != "none" and p in ("int8", "fp8"):
+        return f"variant {v} is not combined with {p} (both rewrite the Linear layers)"
+    if case.mode == "generate" and case.backend != "eager":
+        return f"generate with the {case.backend} backend is not supported (the KV cache changes shape every step)"
     if case.backend == "cudagraphs" and dev.kind != "cuda":
         return "cudagraphs backend needs a CUDA device"
     if case.backend == "compile" and not _compile_available():
@@ -92,6 +107,7 @@ class Prepared:
     input_dtype: torch.dtype
     autocast: Callable[[], Any]
     scaler: Any = None
+    changes: dict[str, int] | None = None  # what the variant / fp8 conversion rewrote
 
 
 def prepare(model: torch.nn.Module, case: Case, device: torch.device, float_inputs: bool) -> Prepared:
@@ -102,8 +118,11 @@ def prepare(model: torch.nn.Module, case: Case, device: torch.device, float_inpu
         torch.backends.cuda.matmul.allow_tf32 = p == "tf32"
         torch.backends.cudnn.allow_tf32 = p == "tf32"
     model = model.to(device=device, dtype=WEIGHT_DTYPE[p])
+    changes = variants.apply(model, case.variant)
     if p == "int8":
         model = torch.ao.quantization.quantize_dynamic(model.eval(), {torch.nn.Linear}, dtype=torch.qint8)
+    if p == "fp8":
+        changes.update(variants.to_fp8(model))
     autocast: Callable[[], Any] = contextlib.nullcontext
     scaler = None
     if p in ("amp_fp16", "amp_bf16"):
@@ -111,12 +130,16 @@ def prepare(model: torch.nn.Module, case: Case, device: torch.device, float_inpu
         autocast = lambda: torch.autocast(device_type=device.type, dtype=dt)  # noqa: E731
         if p == "amp_fp16" and case.mode == "train":
             scaler = torch.amp.GradScaler(device.type)
-    return Prepared(model, WEIGHT_DTYPE[p] if float_inputs else torch.long, autocast, scaler)
+    return Prepared(model, WEIGHT_DTYPE[p] if float_inputs else torch.long, autocast, scaler, changes)
 
 
-def compile_model(model: torch.nn.Module, case: Case) -> torch.nn.Module:
+def compile_model(model: torch.nn.Module, case: Case, mode: str = "default") -> torch.nn.Module:
+    """``compile``: torch.compile (inductor) in ``mode``. ``cudagraphs``: dynamo's
+    CUDA-graphs backend (captures and replays the step's kernels, no inductor)."""
     if case.backend == "compile":
-        return torch.compile(model)
+        return torch.compile(model, mode=None if mode == "default" else mode)
+    if case.backend == "cudagraphs":
+        return torch.compile(model, backend="cudagraphs")
     return model
 
 

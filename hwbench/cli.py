@@ -111,7 +111,13 @@ def _print_plan(con, s, planned) -> None:
     t.add_column("case", no_wrap=True)
     t.add_column("plan")
     for p in planned:
-        t.add_row(p.case.case_id, f"[yellow]skip:[/] {p.skip_reason}" if p.skip_reason else f"run on {p.device_name}")
+        if p.skip_reason:
+            what = f"[yellow]skip:[/] {p.skip_reason}"
+        elif p.case.auto_batch:
+            what = f"search the largest batch that fits on {p.device_name}, then run powers of two up to it"
+        else:
+            what = f"run on {p.device_name}"
+        t.add_row(p.case.case_id, what)
     con.print(t)
     n_skip = sum(1 for p in planned if p.skip_reason)
     con.print(f"{len(planned) - n_skip} to run, {n_skip} skipped")
@@ -132,10 +138,16 @@ class _RichReporter:
         self.progress.start()
         self.task = self.progress.add_task("running", total=total, completed=done, case="")
 
+    def grow(self, n: int) -> None:
+        self.progress.update(self.task, total=self.progress.tasks[0].total + n)
+
     def case_started(self, case) -> None:
-        self.progress.update(self.task, case=case.case_id)
+        what = f"{case.case_id}: searching the batch limit" if case.auto_batch else case.case_id
+        self.progress.update(self.task, case=what)
 
     def case_done(self, result) -> None:
+        if result is None:  # an auto batch search, replaced by its cases
+            return
         if result["status"] not in ("ok", "skipped"):
             self.progress.console.print(f"[red]{result['status']}[/] {result['case_id']}: {result['reason'][:200]}")
         for f in result.get("flags", []):

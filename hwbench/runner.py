@@ -9,6 +9,7 @@ hang stays inside it, and the per-case cost is a fork rather than a torch import
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fnmatch
 import multiprocessing as mp
 import multiprocessing.forkserver
@@ -18,6 +19,7 @@ import statistics
 import sys
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -171,6 +173,7 @@ class Reporter:
     """Receives progress; the CLI's shows a progress bar. This one stays silent."""
 
     def start(self, total: int, done: int) -> None: ...
+    def grow(self, n: int) -> None: ...
     def case_started(self, case: Case) -> None: ...
     def case_done(self, result: dict[str, Any]) -> None: ...
     def message(self, text: str) -> None: ...
@@ -187,6 +190,7 @@ class Runner:
     def __post_init__(self):
         self._stop_requested = False
         self._current = None
+        self._last_probe: CaseRun | None = None
         # Fault injection for the tests and the reliability script:
         # HWBENCH_INJECT_FAULT="<glob on case_id>=<raise|hang|segfault|oom|exit>"
         self._fault = os.environ.get("HWBENCH_INJECT_FAULT", "").rpartition("=")
@@ -238,12 +242,24 @@ class Runner:
         old = signal.signal(signal.SIGINT, self._on_sigint) if _main_thread() else None
         record["status"] = "running"
         self._flush(record)
+        planned_ids = {p.case.case_id for p in planned}
+        queue = deque(todo)
         try:
-            for p in todo:
+            while queue:
+                p = queue.popleft()
                 if self._stop_requested:
                     break
                 self.reporter.case_started(p.case)
-                if p.skip_reason:
+                if p.case.auto_batch and not p.skip_reason:
+                    expanded = self._expand_auto(p, record)
+                    if expanded is not None:
+                        new = [e for e in expanded if e.case.case_id not in done_ids | planned_ids]
+                        queue.extendleft(reversed(new))
+                        self.reporter.grow(len(new) - 1)
+                        self.reporter.case_done(None)
+                        continue
+                    result = self._result(p, self._last_probe)
+                elif p.skip_reason:
                     result = self._result(p, CaseRun("skipped", p.skip_reason))
                 else:
                     result = self._result(p, self._run_one(p.case))
@@ -262,18 +278,35 @@ class Runner:
                 signal.signal(signal.SIGINT, old)
         return record
 
-    def _run_one(self, case: Case) -> CaseRun:
+    def _expand_auto(self, p: Planned, record: dict[str, Any]) -> list[Planned] | None:
+        """batch_sizes = ["auto"]: find (or, on resume, reuse) the batch limit, then
+        return cases for the powers of two up to it. None if the search failed (its
+        outcome is in ``self._last_probe``)."""
+        limits = record.setdefault("batch_limits", {})
+        info = limits.get(p.case.case_id)
+        if info is None:
+            run = self._run_one(p.case, probe=True)
+            if run.status != "ok":
+                run.reason = f"batch limit search: {run.reason}"
+                self._last_probe = run
+                return None
+            info = limits[p.case.case_id] = run.outcome.metrics
+            self._flush(record)
+        sizes = [2**k for k in range(info["batch_limit"].bit_length()) if 2**k <= info["batch_limit"]]
+        return [Planned(dataclasses.replace(p.case, batch_size=b), None, p.device_name, p.device) for b in sizes]
+
+    def _run_one(self, case: Case, probe: bool = False) -> CaseRun:
         ctx = _context()
         settings = self.suite.spec.settings
         recv, send = ctx.Pipe(duplex=False)
         life_r, life_w = ctx.Pipe(duplex=False)
-        from .worker import run_case
+        from .worker import probe_batch, run_case
 
         limit = int(settings.memory_limit_gb * 2**30) if settings.memory_limit_gb else None
         oom_before = _oom_kills()
         launch = time.monotonic()
         proc = ctx.Process(
-            target=run_case,
+            target=probe_batch if probe else run_case,
             args=(case, settings, send, life_r, launch, limit, self.fault_for(case)),
             name=f"hwbench-worker {case.case_id}",
             daemon=True,
@@ -286,7 +319,7 @@ class Runner:
         run = CaseRun("failed", launch=launch)
         start = end = None
         deadline = launch + settings.timeout_s
-        if self.collectors is not None:
+        if self.collectors is not None and not probe:
             self.collectors.case_begin(proc.pid)
         try:
             while True:
@@ -303,7 +336,7 @@ class Runner:
                             start = msg.t
                         elif msg.event == "window_end":
                             end = msg.t
-                        if self.collectors is not None:
+                        if self.collectors is not None and not probe:
                             self.collectors.mark(msg.event, msg.t)
                         continue
                     run.status, run.reason, run.outcome = msg.status, msg.reason, msg

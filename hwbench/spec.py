@@ -79,6 +79,12 @@ class Settings(_Strict):
     )
     cpu_tdp_w: float | None = Field(None, gt=0, description="CPU package TDP, W, for estimated energy without RAPL")
     noise_threshold: float = Field(0.1, gt=0, description="IQR/median above which a case is flagged noisy")
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = Field(
+        "default", description="torch.compile mode for the compile backend"
+    )
+    max_batch_size: int = Field(4096, ge=1, description="Upper bound of the batch_sizes = [\"auto\"] search")
+    check_accuracy: bool = Field(True, description="Record output deviation from fp32 eager for every other case")
+    count_flops: bool = Field(True, description="Count FLOPs of one step with torch.utils.flop_counter")
     memory_limit_gb: float | None = Field(
         None, gt=0, description="Cap on each worker's address space (RLIMIT_AS, GiB); beyond it allocations fail -> oom"
     )
@@ -88,6 +94,19 @@ class Settings(_Strict):
         if self.max_iters < self.min_iters:
             raise ValueError(f"max_iters ({self.max_iters}) is smaller than min_iters ({self.min_iters})")
         return self
+
+
+VARIANTS = ("none", "prune:0.5", "sparse24")
+
+
+def valid_variant(name: str) -> bool:
+    if name in ("none", "sparse24"):
+        return True
+    kind, _, amount = name.partition(":")
+    try:
+        return kind == "prune" and 0 < float(amount) < 1
+    except ValueError:
+        return False
 
 
 def _suggest(value: str, allowed) -> str:
@@ -100,13 +119,17 @@ class MatrixBlock(_Strict):
 
     models: list[str] = Field(min_length=1, description="family:size names, see `hwbench list models`")
     modes: list[Literal["infer", "train", "generate"]] = Field(["infer"], min_length=1)
-    batch_sizes: list[int] = Field([1], min_length=1)
+    batch_sizes: list[int | Literal["auto"]] = Field(
+        [1], min_length=1, description='Batch sizes; "auto" = powers of two up to the largest that fits'
+    )
     precisions: list[Literal[PRECISIONS]] = Field(["fp32"], min_length=1)  # type: ignore[valid-type]
     backends: list[Literal[BACKENDS]] = Field(["eager"], min_length=1)  # type: ignore[valid-type]
     devices: list[str] = Field(["cpu"], min_length=1, description="auto, cpu, cuda, cuda:N, mps, xpu")
     threads: list[int] | None = Field(None, min_length=1, description="CPU intra-op threads; default torch's")
     seq_lens: list[int] | None = Field(None, min_length=1, description="Tokens per sample (transformers)")
     image_sizes: list[int] | None = Field(None, min_length=1, description="Pixels per side (CNN)")
+    output_lens: list[int] | None = Field(None, min_length=1, description="Tokens to generate (generate mode)")
+    variants: list[str] = Field(["none"], min_length=1, description="none, prune:<sparsity 0..1>, sparse24")
 
     @field_validator("models")
     @classmethod
@@ -117,13 +140,23 @@ class MatrixBlock(_Strict):
                 raise ValueError(f"[{i}] unknown model {name!r}{_suggest(name, known)}; known: {', '.join(known)}")
         return v
 
-    @field_validator("batch_sizes", "threads", "seq_lens", "image_sizes")
+    @field_validator("batch_sizes", "threads", "seq_lens", "image_sizes", "output_lens")
     @classmethod
     def _positive(cls, v):
         if v is not None:
             for i, n in enumerate(v):
-                if n < 1:
+                if n != "auto" and n < 1:
                     raise ValueError(f"[{i}] must be a positive integer, got {n}")
+        return v
+
+    @field_validator("variants")
+    @classmethod
+    def _variants(cls, v):
+        for i, name in enumerate(v):
+            if not valid_variant(name):
+                raise ValueError(
+                    f"[{i}] unknown variant {name!r}{_suggest(name, VARIANTS)}; allowed: none, prune:<sparsity in (0, 1)>, sparse24"
+                )
         return v
 
     @field_validator("devices")
@@ -158,11 +191,21 @@ class Case:
     seq_len: int | None = None
     image_size: int | None = None
     variant: str = "none"
+    gen_tokens: int | None = None  # generate mode: tokens to generate after the prompt (seq_len)
+
+    @property
+    def auto_batch(self) -> bool:
+        """A placeholder for batch_sizes = ["auto"]: the runner searches the limit and
+        replaces it with concrete cases."""
+        return self.batch_size == 0
 
     @property
     def case_id(self) -> str:
         shape = models.Shape(self.seq_len, self.image_size).label()
-        parts = [self.model, self.mode, f"bs{self.batch_size}", shape, self.precision, self.backend, self.device]
+        if self.gen_tokens is not None:
+            shape += f"+gen{self.gen_tokens}"
+        bs = "bsauto" if self.auto_batch else f"bs{self.batch_size}"
+        parts = [self.model, self.mode, bs, shape, self.precision, self.backend, self.device]
         if self.threads is not None:
             parts.append(f"t{self.threads}")
         if self.variant != "none":
@@ -291,7 +334,8 @@ def expand(spec: SuiteSpec, path: str = "<suite>") -> tuple[Case, ...]:
     total = 0
     for bi, block in enumerate(spec.matrix):
         dims = (block.models, block.modes, block.batch_sizes, block.precisions, block.backends, block.devices,
-                block.threads or [None], block.seq_lens or block.image_sizes or [None])
+                block.threads or [None], block.seq_lens or block.image_sizes or [None], block.variants,
+                block.output_lens or [None])
         n = 1
         for d in dims:
             n *= len(d)
@@ -308,6 +352,16 @@ def expand(spec: SuiteSpec, path: str = "<suite>") -> tuple[Case, ...]:
                         f"{path}: matrix[{bi}].modes: model {name!r} has no mode {mode!r}; it supports {', '.join(fam.modes)}"
                     )
             shapes = _shapes(fam, cfg, block, f"{path}: matrix[{bi}]", name)
+            gens = block.output_lens or [32]
+            if "generate" in block.modes and fam.shape_kind == "seq_len":
+                limit = fam.extra["max_seq_len"](cfg)
+                for shape in shapes:
+                    for g in gens:
+                        if shape.seq_len + g > limit:
+                            raise ConfigError(
+                                f"{path}: matrix[{bi}].output_lens: prompt {shape.seq_len} + {g} generated tokens "
+                                f"exceeds {name}'s context of {limit}"
+                            )
             for mode in block.modes:
                 for shape in shapes:
                     for bs in block.batch_sizes:
@@ -315,8 +369,11 @@ def expand(spec: SuiteSpec, path: str = "<suite>") -> tuple[Case, ...]:
                             for backend in block.backends:
                                 for dev in block.devices:
                                     for th in block.threads or [None]:
-                                        case = Case(name, mode, bs, prec, backend, dev, th, shape.seq_len, shape.image_size)
-                                        out[case] = None
+                                        for var in block.variants:
+                                            for g in gens if mode == "generate" else [None]:
+                                                case = Case(name, mode, 0 if bs == "auto" else bs, prec, backend, dev, th,
+                                                            shape.seq_len, shape.image_size, var, g)
+                                                out[case] = None
     return tuple(out)
 
 

@@ -60,6 +60,18 @@ def flops_forward(cfg, shape: Shape) -> float:
     return cfg["layers"] * layer_flops(d, 4 * d, seq) + 2.0 * seq * d * cfg["vocab"]
 
 
+def flops_generate(cfg, prompt: int, new_tokens: int) -> float:
+    """FLOPs to generate ``new_tokens`` for one sequence after a ``prompt``-token prompt:
+    prefill (LM head on the last position only) plus ``new_tokens - 1`` decode steps,
+    each one token attending to every cached position."""
+    d, layers, vocab = cfg["d"], cfg["layers"], cfg["vocab"]
+    total = layers * layer_flops(d, 4 * d, prompt) + 2.0 * d * vocab
+    for i in range(1, new_tokens):
+        ctx = prompt + i
+        total += layers * (2.0 * (4 * d * d + 8 * d * d) + 4.0 * ctx * d) + 2.0 * d * vocab
+    return total
+
+
 def make_batch(cfg, batch: int, shape: Shape, device, dtype):
     seq = shape.seq_len or cfg["seq_len"]
     ids = torch.randint(0, cfg["vocab"], (batch, seq), device=device)
@@ -79,5 +91,5 @@ FAMILY = ModelFamily(
     shape_kind="seq_len",
     modes=("infer", "train", "generate"),
     float_inputs=False,
-    extra={"max_seq_len": lambda cfg: cfg["ctx"]},
+    extra={"max_seq_len": lambda cfg: cfg["ctx"], "flops_generate": flops_generate},
 )
