@@ -81,30 +81,34 @@ def _cap_memory(limit_bytes: int | None) -> None:
         _memory_capped = True
 
 
-def run_case(
-    case: Case, settings: Settings, conn, lifeline, t_launch: float, memory_limit_bytes: int | None, fault: str | None = None
-) -> None:
-    """Entry point in the forked worker. Sends Progress marks and one Outcome on ``conn``.
-    ``fault`` (tests only) names a fault to inject: raise, hang, segfault, oom, exit."""
-    t_start = time.monotonic()
-    # The runner owns Ctrl-C: it decides whether to let this case finish.
+def _entry(body, conn, lifeline, memory_limit_bytes: int | None, fault: str | None) -> None:
+    """What every worker entry point does around its ``body``: leave Ctrl-C to the
+    runner (it decides whether the case may finish), die with the runner, cap memory,
+    turn every failure into an Outcome, and send it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_watch_lifeline, args=(lifeline,), daemon=True).start()
     _cap_memory(memory_limit_bytes)
     try:
         if fault:
             _inject_fault(fault)
-        out = _run(case, settings, conn, t_launch, t_start)
+        out = body()
     except BaseException as e:  # noqa: BLE001 - every failure becomes a record
-        status = classify(e)
-        tb = traceback.format_exception_only(type(e), e)[-1].strip()
-        out = Outcome(status, reason=tb[:2000])
+        out = Outcome(classify(e), reason=traceback.format_exception_only(type(e), e)[-1].strip()[:2000])
         if os.environ.get("HWBENCH_DEBUG"):
             out.reason += "\n" + traceback.format_exc()
     try:
         conn.send(out)
     finally:
         conn.close()
+
+
+def run_case(
+    case: Case, settings: Settings, conn, lifeline, t_launch: float, memory_limit_bytes: int | None, fault: str | None = None
+) -> None:
+    """Entry point in the forked worker. Sends Progress marks and one Outcome on ``conn``.
+    ``fault`` (tests only) names a fault to inject: raise, hang, segfault, oom, exit."""
+    t_start = time.monotonic()
+    _entry(lambda: _run(case, settings, conn, t_launch, t_start), conn, lifeline, memory_limit_bytes, fault)
 
 
 def _setup(case: Case, settings: Settings):
@@ -262,19 +266,7 @@ def probe_batch(case: Case, settings: Settings, conn, lifeline, t_launch: float,
     or max_batch_size is reached, then bisects between the last fit and the first
     failure. Memory is freed between tries. Sends an Outcome whose metrics hold
     ``batch_limit`` and every try."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    threading.Thread(target=_watch_lifeline, args=(lifeline,), daemon=True).start()
-    _cap_memory(memory_limit_bytes)
-    try:
-        if fault:
-            _inject_fault(fault)
-        out = _probe(case, settings)
-    except BaseException as e:  # noqa: BLE001
-        out = Outcome(classify(e), reason=traceback.format_exception_only(type(e), e)[-1].strip()[:2000])
-    try:
-        conn.send(out)
-    finally:
-        conn.close()
+    _entry(lambda: _probe(case, settings), conn, lifeline, memory_limit_bytes, fault)
 
 
 # Stop growing the batch once one step takes this long (CPU runs would otherwise take

@@ -139,14 +139,21 @@ def test_kill_9_mid_run_then_resume_loses_and_duplicates_nothing(tmp_path):
     assert after["status"] == "complete" and after.get("resumed")
 
 
-def test_ctrl_c_finishes_current_case_and_prints_resume_hint(tmp_path):
-    p = write_suite(tmp_path, '[[matrix]]\nmodels=["mlp:tiny"]\nmodes=["infer","train"]\nbatch_sizes=[1,2,4]\n', settings="min_time_s = 0.5")
+def start_and_wait_for_first_case(tmp_path, min_time_s: float):
+    """Start a 6-case run in a subprocess; return once its first case is in the file."""
+    p = write_suite(tmp_path, '[[matrix]]\nmodels=["mlp:tiny"]\nmodes=["infer","train"]\nbatch_sizes=[1,2,4]\n',
+                    settings=f"min_time_s = {min_time_s}")
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-m", "hwbench.cli", "run", str(p), "--out", str(out)],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline and not (out.exists() and list(out.glob("*.json")) and read_record(results_file(out))["cases"]):
         time.sleep(0.05)
+    return proc, out
+
+
+def test_ctrl_c_finishes_current_case_and_prints_resume_hint(tmp_path):
+    proc, out = start_and_wait_for_first_case(tmp_path, 0.5)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr
@@ -157,13 +164,7 @@ def test_ctrl_c_finishes_current_case_and_prints_resume_hint(tmp_path):
 
 
 def test_second_ctrl_c_abandons_the_running_case_and_still_saves(tmp_path):
-    p = write_suite(tmp_path, '[[matrix]]\nmodels=["mlp:tiny"]\nmodes=["infer","train"]\nbatch_sizes=[1,2,4]\n', settings="min_time_s = 10")
-    out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "hwbench.cli", "run", str(p), "--out", str(out)],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while time.time() < deadline and not (out.exists() and list(out.glob("*.json")) and read_record(results_file(out))["cases"]):
-        time.sleep(0.05)
+    proc, out = start_and_wait_for_first_case(tmp_path, 10)
     time.sleep(0.5)  # well inside the second case's 10 s
     t0 = time.time()
     proc.send_signal(signal.SIGINT)

@@ -59,6 +59,21 @@ def test_nvml_energy_from_counter_agrees_with_integrated_power():
     assert {f["flag"] for f in out["flags"]} <= {"energy_window_short"}  # 0.6 s < 10 x 0.1 s
 
 
+def test_energy_per_token_for_generation():
+    cs = CollectorSet.for_suite(settings(collectors=["nvidia"], idle_baseline_s=0), nvml=FakeNVML([FakeGPU(power_w=200.0)]))
+    cs.start({})
+    cs.case_begin(None)
+    t0 = cs.sample_now()
+    time.sleep(0.2)
+    t1 = cs.sample_now()
+    case = Case("decoder:tiny", "generate", 4, "fp32", "eager", "cuda:0", seq_len=16, gen_tokens=8)
+    out = cs.case_end((t0, t1), case, {"metrics": {"iterations": 5}}, "cuda:0")
+    cs.stop()
+    e = out["energy"]
+    assert e["energy_per_sample_j"] == pytest.approx(e["energy_j"] / 20)
+    assert e["energy_per_token_j"] == pytest.approx(e["energy_j"] / 160)
+
+
 def test_gpu_without_energy_counter_integrates_power():
     cs = CollectorSet.for_suite(settings(collectors=["nvidia"]), nvml=FakeNVML([FakeGPU(power_w=100.0, has_energy_counter=False)]))
     out, _, window = run_window(cs, "cuda:0")

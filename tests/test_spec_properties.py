@@ -14,8 +14,10 @@ VALID = (ROOT / "suites" / "smoke.toml").read_text()
 KEYS = ["suite", "name", "description", "settings", "matrix", "models", "modes", "batch_sizes", "precisions",
         "backends", "devices", "threads", "seq_lens", "image_sizes", "warmup_iters", "min_time_s", "min_iters",
         "max_iters", "repeats", "timeout_s", "seed", "memory_limit_gb", "collectors", "sample_interval_s",
-        "idle_baseline_s", "min_energy_window_s", "cpu_tdp_w", "noise_threshold", "per_core", "store_samples", "x"]
+        "idle_baseline_s", "min_energy_window_s", "cpu_tdp_w", "noise_threshold", "per_core", "store_samples",
+        "compile_mode", "max_batch_size", "check_accuracy", "count_flops", "output_lens", "variants", "x"]
 WORDS = ["mlp:tiny", "encoder:base", "decoder:xl", "cnn:tiny", "infer", "train", "generate", "fp32", "bf16", "int8",
+         "auto", "prune:0.5", "prune:x", "sparse24", "none", "default",
          "eager", "compile", "cpu", "cuda", "cuda:1", "auto", "mps", "cuda:x", "host", "nvidia", "", "mlp"]
 
 scalars = st.one_of(
@@ -77,7 +79,9 @@ def test_random_structured_suites(top, sections, blocks):
             {"models": st.lists(st.sampled_from(WORDS), min_size=0, max_size=3)},
             optional={
                 "modes": st.lists(st.sampled_from(WORDS), max_size=3),
-                "batch_sizes": st.lists(st.integers(-2, 2**40), max_size=3),
+                "batch_sizes": st.lists(st.one_of(st.integers(-2, 2**40), st.just("auto")), max_size=3),
+                "variants": st.lists(st.sampled_from(WORDS), max_size=2),
+                "output_lens": st.lists(st.integers(-1, 2000), max_size=2),
                 "precisions": st.lists(st.sampled_from(WORDS), max_size=3),
                 "devices": st.lists(st.sampled_from(WORDS), max_size=3),
                 "seq_lens": st.lists(st.integers(-1, 5000), max_size=2),

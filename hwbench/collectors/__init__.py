@@ -243,9 +243,8 @@ class CollectorSet:
                 "power_w_mean": joules / window if window > 0 else None,
                 "energy_per_sample_j": joules / samples_done if samples_done else None,
             }
-            tokens = m.get("tokens_generated")
-            if tokens:
-                e["energy_per_token_j"] = joules / tokens
+            if case.gen_tokens and samples_done:
+                e["energy_per_token_j"] = joules / (samples_done * case.gen_tokens)
             idle = self.idle.get(dev)
             if idle:
                 e["idle_power_w"] = idle["power_w"]

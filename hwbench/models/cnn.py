@@ -70,25 +70,32 @@ class ResNet(nn.Module):
         return self.fc(torch.flatten(self.pool(x), 1))
 
 
+def _blocks(cfg):
+    """Yield (cin, mid, cout, stride, has_downsample) for every bottleneck block."""
+    cin = cfg["width"]
+    for i, n in enumerate(cfg["blocks"]):
+        mid = cfg["width"] * 2**i
+        cout = mid * EXPANSION
+        for j in range(n):
+            stride = 2 if (j == 0 and i > 0) else 1
+            yield cin, mid, cout, stride, stride != 1 or cin != cout
+            cin = cout
+
+
 def _convs(cfg, image: int):
     """Yield (cin, cout, k, out_hw) for every convolution, walking the shapes."""
     w = cfg["width"]
     hw = (image + 2 * 3 - 7) // 2 + 1  # stem conv, stride 2
     yield 3, w, 7, hw
     hw = (hw + 2 - 3) // 2 + 1  # max pool
-    cin = w
-    for i, n in enumerate(cfg["blocks"]):
-        mid = w * 2**i
-        cout = mid * EXPANSION
-        for j in range(n):
-            stride = 2 if (j == 0 and i > 0) else 1
-            out_hw = (hw + 2 - 3) // stride + 1
-            yield cin, mid, 1, hw
-            yield mid, mid, 3, out_hw
-            yield mid, cout, 1, out_hw
-            if stride != 1 or cin != cout:
-                yield cin, cout, 1, out_hw
-            cin, hw = cout, out_hw
+    for cin, mid, cout, stride, down in _blocks(cfg):
+        out_hw = (hw + 2 - 3) // stride + 1
+        yield cin, mid, 1, hw
+        yield mid, mid, 3, out_hw
+        yield mid, cout, 1, out_hw
+        if down:
+            yield cin, cout, 1, out_hw
+        hw = out_hw
 
 
 def flops_forward(cfg, shape: Shape) -> float:
@@ -106,17 +113,13 @@ def first_layer_flops(cfg, shape: Shape) -> float:
 def param_count(cfg) -> int:
     w = cfg["width"]
     total = 3 * w * 49 + 2 * w  # stem conv + bn
-    cin = w
-    for i, n in enumerate(cfg["blocks"]):
-        mid = w * 2**i
-        cout = mid * EXPANSION
-        for j in range(n):
-            stride = 2 if (j == 0 and i > 0) else 1
-            total += cin * mid + 2 * mid + mid * mid * 9 + 2 * mid + mid * cout + 2 * cout
-            if stride != 1 or cin != cout:
-                total += cin * cout + 2 * cout
-            cin = cout
-    return total + cin * cfg["classes"] + cfg["classes"]
+    cout = w
+    for cin, mid, cout, _, down in _blocks(cfg):
+        # three convolutions, each followed by batch norm (weight + bias)
+        total += cin * mid + 2 * mid + mid * mid * 9 + 2 * mid + mid * cout + 2 * cout
+        if down:
+            total += cin * cout + 2 * cout
+    return total + cout * cfg["classes"] + cfg["classes"]
 
 
 def make_batch(cfg, batch: int, shape: Shape, device, dtype):

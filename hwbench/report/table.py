@@ -14,6 +14,7 @@ COLUMNS = [
     ("tokens_per_s", "tokens/s"),
     ("achieved_tflops", "TFLOP/s"),
     ("mfu", "MFU"),
+    ("energy_j", "J"),
     ("energy_per_sample_j", "J/sample"),
     ("power_w_mean", "W mean"),
     ("energy_source", "energy source"),

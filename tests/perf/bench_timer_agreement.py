@@ -5,7 +5,7 @@ A/B: A = hwbench.timing.measure (the loop the workers use), B =
 torch.utils.benchmark.Timer.adaptive_autorange. Also the same case through a real hwbench
 worker process, for reference. Prints medians and the A/B ratio (bar: within 10 %).
 
-    python tests/perf/bench_timer_agreement.py [--rounds 3] [--model encoder:base]
+    python tests/perf/bench_timer_agreement.py [--rounds 5] [--model encoder:base]
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def main() -> None:
     ap.add_argument("--model", default="encoder:base")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seq", type=int, default=128)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--min-time", type=float, default=3.0)
     a = ap.parse_args()
 
@@ -45,9 +45,10 @@ def main() -> None:
         m = timing.measure(step, timer, warmup_iters=3, warmup_s=0, min_time_s=a.min_time, min_iters=10,
                            max_iters=100_000, repeats=1)
         hw.append(timing.latency_stats_ms(m.raw_times_s)["latency_ms_p50"])
-        # Timer defaults to one thread; compare like with like.
+        # Timer defaults to one thread; compare like with like, and give it as much
+        # measuring time as hwbench's round had (min_iters can make that longer).
         t = benchmark.Timer(stmt="step()", globals={"step": step}, num_threads=torch.get_num_threads())
-        t = t.adaptive_autorange(min_run_time=a.min_time)
+        t = t.adaptive_autorange(min_run_time=m.window_end - m.window_start)
         tb.append(t.median * 1e3)
         print(f"round {r + 1}: hwbench {hw[-1]:.2f} ms   torch.utils.benchmark {tb[-1]:.2f} ms")
 
