@@ -189,8 +189,6 @@ class Runner:
 
     def __post_init__(self):
         self._stop_requested = False
-        self._current = None
-        self._last_probe: CaseRun | None = None
         # Fault injection for the tests and the reliability script:
         # HWBENCH_INJECT_FAULT="<glob on case_id>=<raise|hang|segfault|oom|exit>"
         self._fault = os.environ.get("HWBENCH_INJECT_FAULT", "").rpartition("=")
@@ -252,13 +250,13 @@ class Runner:
                 self.reporter.case_started(p.case)
                 if p.case.auto_batch and not p.skip_reason:
                     expanded = self._expand_auto(p, record)
-                    if expanded is not None:
+                    if isinstance(expanded, list):
                         new = [e for e in expanded if e.case.case_id not in done_ids | planned_ids]
                         queue.extendleft(reversed(new))
                         self.reporter.grow(len(new) - 1)
                         self.reporter.case_done(None)
                         continue
-                    result = self._result(p, self._last_probe)
+                    result = self._result(p, expanded)  # the failed search
                 elif p.skip_reason:
                     result = self._result(p, CaseRun("skipped", p.skip_reason))
                 else:
@@ -278,18 +276,16 @@ class Runner:
                 signal.signal(signal.SIGINT, old)
         return record
 
-    def _expand_auto(self, p: Planned, record: dict[str, Any]) -> list[Planned] | None:
+    def _expand_auto(self, p: Planned, record: dict[str, Any]) -> list[Planned] | CaseRun:
         """batch_sizes = ["auto"]: find (or, on resume, reuse) the batch limit, then
-        return cases for the powers of two up to it. None if the search failed (its
-        outcome is in ``self._last_probe``)."""
+        return cases for the powers of two up to it -- or the failed search."""
         limits = record.setdefault("batch_limits", {})
         info = limits.get(p.case.case_id)
         if info is None:
             run = self._run_one(p.case, probe=True)
             if run.status != "ok":
                 run.reason = f"batch limit search: {run.reason}"
-                self._last_probe = run
-                return None
+                return run
             info = limits[p.case.case_id] = run.outcome.metrics
             self._flush(record)
         sizes = [2**k for k in range(info["batch_limit"].bit_length()) if 2**k <= info["batch_limit"]]
@@ -300,7 +296,7 @@ class Runner:
         settings = self.suite.spec.settings
         recv, send = ctx.Pipe(duplex=False)
         life_r, life_w = ctx.Pipe(duplex=False)
-        from .worker import probe_batch, run_case
+        from .worker import Outcome, Progress, probe_batch, run_case
 
         limit = int(settings.memory_limit_gb * 2**30) if settings.memory_limit_gb else None
         oom_before = _oom_kills()
@@ -315,7 +311,6 @@ class Runner:
             proc.start()
         send.close()
         life_r.close()
-        self._current = proc
         run = CaseRun("failed", launch=launch)
         start = end = None
         deadline = launch + settings.timeout_s
@@ -331,7 +326,7 @@ class Runner:
                     if msg is None:
                         run = self._died(proc, oom_before)
                         break
-                    if type(msg).__name__ == "Progress":
+                    if isinstance(msg, Progress):
                         if msg.event == "window_start":
                             start = msg.t
                         elif msg.event == "window_end":
@@ -339,6 +334,8 @@ class Runner:
                         if self.collectors is not None and not probe:
                             self.collectors.mark(msg.event, msg.t)
                         continue
+                    if not isinstance(msg, Outcome):
+                        raise TypeError(f"unexpected message from a worker: {type(msg).__name__}")
                     run.status, run.reason, run.outcome = msg.status, msg.reason, msg
                     break
                 if time.monotonic() > deadline:
@@ -350,7 +347,6 @@ class Runner:
             _kill(proc)  # at once where we got here by an exception (a second Ctrl-C)
             life_w.close()
             recv.close()
-            self._current = None
         run.launch, run.end = launch, time.monotonic()
         if start is not None and end is not None:
             run.window = (start, end)
@@ -406,10 +402,6 @@ class Runner:
             res["flags"] += got.pop("flags")
             res.update(got)
         return res
-
-    def kill_current(self) -> None:
-        if self._current is not None:
-            _kill(self._current)
 
 
 def _kill(proc) -> None:

@@ -219,3 +219,21 @@ def test_energy_helpers():
 def test_timing_flags():
     assert timing_flags({"latency_iqr_rel": 0.02, "latency_cv": 0.03}, 0.1) == []
     assert timing_flags({"latency_iqr_rel": 0.3, "latency_cv": 0.03}, 0.1)[0]["flag"] == "noisy"
+
+
+def test_a_sampler_that_raises_is_a_collector_error_not_a_crash():
+    class Broken:
+        name, device, errors = "broken", None, 0
+
+        def read(self):
+            raise OSError("sensor gone")
+
+    cs = CollectorSet([Broken()], settings(collectors=[], idle_baseline_s=0))
+    cs.start({})
+    cs.case_begin(None)
+    t0 = cs.sample_now()
+    t1 = cs.sample_now()
+    out = cs.case_end((t0, t1), Case("mlp:tiny", "infer", 1, "fp32", "eager", "cpu"), {"metrics": {}}, "cpu")
+    cs.stop()
+    (flag,) = [f for f in out["flags"] if f["flag"] == "collector_error"]
+    assert flag["detail"].startswith("broken: ") and "failed readings" in flag["detail"]

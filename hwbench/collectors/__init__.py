@@ -45,6 +45,7 @@ class CollectorSet:
         self._buf: dict[str, list[tuple[float, dict[str, float]]]] = {s.name: [] for s in samplers}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._raised = {s.name: 0 for s in samplers}  # readings that raised, per sampler
         self._errors0: dict[str, int] = {}
         self.idle: dict[str, Any] = {}
 
@@ -81,7 +82,7 @@ class CollectorSet:
                 reading = s.read()
             except Exception:  # noqa: BLE001 - a reading never costs a measurement
                 reading = {}
-                self._errors0[s.name] = self._errors0.get(s.name, 0) - 1  # counted below as an error
+                self._raised[s.name] += 1
             with self._lock:
                 self._buf[s.name].append((t, reading))
         return t
@@ -142,11 +143,15 @@ class CollectorSet:
     # -- per case --------------------------------------------------------------------
     def case_begin(self, pid: int | None) -> None:
         self._clear()
-        self._errors0 = {s.name: s.errors for s in self.samplers}
+        self._errors0 = {s.name: self._errors(s) for s in self.samplers}
         for s in self.samplers:
             if isinstance(s, HostSampler):
                 s.watch(pid)
         self.sample_now()
+
+    def _errors(self, s) -> int:
+        """Failed readings of sampler ``s`` so far: those it counted and those that raised."""
+        return s.errors + self._raised[s.name]
 
     def mark(self, event: str, t: float) -> None:
         """The worker reached a window edge: read the counters now."""
@@ -162,7 +167,7 @@ class CollectorSet:
             if isinstance(s, HostSampler):
                 s.watch(None)
         out: dict[str, Any] = {"collectors": {}, "energy": {}, "flags": []}
-        errors = {s.name: s.errors - self._errors0.get(s.name, s.errors) for s in self.samplers}
+        errors = {s.name: self._errors(s) - self._errors0.get(s.name, self._errors(s)) for s in self.samplers}
         for name, n in errors.items():
             if n > 0:
                 out["flags"].append({"flag": "collector_error", "detail": f"{name}: {n} failed readings"})
