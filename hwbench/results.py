@@ -38,6 +38,12 @@ def _clean(obj: Any) -> Any:
     return obj
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path: str | Path, record: dict[str, Any]) -> None:
     """Write ``record`` so that ``path`` always holds either the old or the new complete
     file: temporary file in the same folder, fsync, rename, fsync the folder."""
@@ -46,6 +52,9 @@ def write_atomic(path: str | Path, record: dict[str, Any]) -> None:
     data = json.dumps(_clean(record), indent=1, allow_nan=False)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp makes the file private (0600); results are shared like any file the
+        # user writes, so apply the umask as open() would.
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(data)
             f.flush()

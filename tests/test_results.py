@@ -1,6 +1,7 @@
 """Results files: atomic writes, loading into pandas, clear errors for bad files."""
 
 import json
+import os
 
 import pytest
 
@@ -29,6 +30,9 @@ def test_write_atomic_roundtrip_and_no_temp_left(tmp_path):
     assert read_record(p)["cases"][1]["metrics"]["latency_ms_p50"] == 2.0
     assert read_record(p)["cases"][0]["metrics"]["x"] is None  # NaN stored as null
     assert [f.name for f in tmp_path.iterdir()] == ["r.json"]
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (p.stat().st_mode & 0o777) == 0o666 & ~mask  # readable like any file the user writes
 
 
 def test_load_results_one_row_per_case(tmp_path):
