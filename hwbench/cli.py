@@ -90,9 +90,11 @@ def run(suite: str, out_dir: str, filters: tuple[str, ...], dry_run: bool, resum
     if record is None:
         record = r.new_record(environment)
     if collectors is not None:
-        if any(p.skip_reason is None for p in planned) and s.spec.settings.idle_baseline_s > 0:
+        # idle power is worth measuring only where something will run
+        idle = any(p.skip_reason is None for p in planned) and s.spec.settings.idle_baseline_s > 0
+        if idle and "idle_baseline" not in record:
             con.print(f"measuring idle power for {s.spec.settings.idle_baseline_s:g} s ...")
-        collectors.start(record)
+        collectors.start(record, measure_idle=idle)
     try:
         record = r.run(planned, record)
     finally:

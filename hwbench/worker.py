@@ -121,7 +121,6 @@ def _setup(case: Case, settings: Settings):
     device = torch.device(dev_info.name if dev_info else case.device)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-        torch.cuda.reset_peak_memory_stats(device)
     return fam, size, cfg, device, dev_info
 
 
@@ -172,6 +171,10 @@ def _run(case: Case, settings: Settings, conn, t_launch: float, t_start: float) 
     if ref is not None:
         accuracy = deviation(_forward(prep.model, inputs, prep.autocast, case.mode), ref)
         del ref
+        _free(device)
+    if device.type == "cuda":
+        # the peak from here on: the case itself, not the fp32 reference built above
+        torch.cuda.reset_peak_memory_stats(device)
     eager = prep.model
     prep.model = backends.compile_model(prep.model, case, settings.compile_mode)
     timer = timing.Timer(device)

@@ -82,10 +82,14 @@ def test_gpu_without_energy_counter_integrates_power():
     assert "gpu_energy_counter_j_mean" not in out["collectors"]["nvidia:0"]["summary"]
 
 
-def test_averaged_power_reading_used_and_recorded_when_no_instant_field():
-    gpu = FakeGPU(has_instant_power=False)
-    nv = nvidia.NvidiaGPU(0, FakeNVML([gpu]))
-    assert nv.power_w() == 300.0 and nv.power_source == "average"
+@pytest.mark.parametrize("instant,source", [(True, "instant"), (False, "average")])
+def test_the_power_field_used_is_recorded(instant, source):
+    nv = nvidia.NvidiaGPU(0, FakeNVML([FakeGPU(has_instant_power=instant)]))
+    assert nv.power_w() == 300.0 and nv.power_source == source
+    cs = CollectorSet.for_suite(settings(collectors=["nvidia"]), nvml=FakeNVML([FakeGPU(has_instant_power=instant)]))
+    out, record, _ = run_window(cs, "cuda:0", seconds=0.2)
+    assert record["collectors"]["info"]["nvidia:0"]["power_source"] == source
+    assert out["collectors"]["nvidia:0"]["info"]["power_source"] == source
 
 
 def test_not_supported_metric_is_absent_and_the_rest_keeps_working():

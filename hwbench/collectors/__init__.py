@@ -94,17 +94,19 @@ class CollectorSet:
             nxt += self.interval
             self._stop.wait(max(0.0, nxt - time.monotonic()))
 
-    def start(self, record: dict[str, Any]) -> None:
-        """Measure the idle baseline (once per run), then start the background loop."""
-        info = {s.name: (s.info() if hasattr(s, "info") else {}) for s in self.samplers}
+    def start(self, record: dict[str, Any], measure_idle: bool = True) -> None:
+        """Measure the idle baseline (once per run: a resumed run keeps its own), then
+        start the background loop."""
+        if measure_idle and self.settings.idle_baseline_s > 0 and "idle_baseline" not in record:
+            record["idle_baseline"] = self.measure_idle(self.settings.idle_baseline_s)
+        else:
+            self.sample_now()  # one reading, so the samplers know what their devices offer
         record["collectors"] = {
             "interval_s": self.interval,
             "active": [s.name for s in self.samplers],
             "unavailable": self.unavailable,
-            "info": info,
+            "info": {s.name: _info(s) for s in self.samplers},
         }
-        if self.settings.idle_baseline_s > 0 and "idle_baseline" not in record:
-            record["idle_baseline"] = self.measure_idle(self.settings.idle_baseline_s)
         self.idle = record.get("idle_baseline", {})
         self._thread = threading.Thread(target=self._loop, name="hwbench-collectors", daemon=True)
         self._thread.start()
@@ -188,7 +190,7 @@ class CollectorSet:
                 summary[f"{k}_mean"], summary[f"{k}_max"] = st["mean"], st["max"]
                 if k.endswith("_pct") or k.endswith("_w"):
                     summary[f"{k}_p95"] = st["p95"]
-            entry: dict[str, Any] = {"device": s.device, "summary": summary, "n_samples": len(inside)}
+            entry: dict[str, Any] = {"device": s.device, "summary": summary, "n_samples": len(inside), "info": _info(s)}
             if self.settings.store_samples:
                 entry["samples"] = _columns(samples, t0)
             out["collectors"][s.name] = entry
@@ -268,6 +270,11 @@ class CollectorSet:
                 flags.append({"flag": "energy_estimated", "detail": f"no energy counter; {self._tdp()[1]} and CPU load"})
             return e
         return {}
+
+
+def _info(sampler) -> dict[str, Any]:
+    """What a sampler knows of its device (e.g. which NVML power field it reads)."""
+    return sampler.info() if hasattr(sampler, "info") else {}
 
 
 def _columns(samples, t0: float) -> dict[str, list]:
