@@ -218,7 +218,10 @@ class Runner:
 
     def _flush(self, record: dict[str, Any]) -> None:
         record["updated"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        write_atomic(self.out_path, record)
+        try:
+            write_atomic(self.out_path, record)
+        except OSError as e:
+            raise ResultsError(f"{self.out_path}: cannot write the results file: {e.strerror or e}") from None
 
     # ---- signals
     def _on_sigint(self, signum, frame):
@@ -237,9 +240,9 @@ class Runner:
         if any(p.skip_reason is None for p in todo):
             record.setdefault("overheads", {})["worker_server_start_s"] = start_workers()
         self.reporter.start(len(planned), len(planned) - len(todo))
-        old = signal.signal(signal.SIGINT, self._on_sigint) if _main_thread() else None
         record["status"] = "running"
-        self._flush(record)
+        self._flush(record)  # fails early (one line) where the file cannot be written
+        old = signal.signal(signal.SIGINT, self._on_sigint) if _main_thread() else None
         planned_ids = {p.case.case_id for p in planned}
         queue = deque(todo)
         try:

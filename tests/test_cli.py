@@ -175,3 +175,12 @@ def test_second_ctrl_c_abandons_the_running_case_and_still_saves(tmp_path):
     assert proc.returncode == 130 and "Traceback" not in stderr
     rec = read_record(results_file(out))
     assert rec["status"] == "interrupted" and len(rec["cases"]) == 1 and rec["cases"][0]["status"] == "ok"
+
+
+def test_unwritable_output_folder_is_one_line_exit_2(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    r = hwbench("run", DATA / "tiny.toml", "--out", blocker / "sub")
+    assert r.returncode == 2, r.stderr
+    assert "cannot write the results file" in r.stderr and "Traceback" not in r.stderr
+    assert r.stderr.count("\n") == 1
