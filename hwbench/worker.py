@@ -112,7 +112,7 @@ def run_case(
 
 
 def _setup(case: Case, settings: Settings):
-    """Model family, config, device; threads and seeds set."""
+    """Model family, config, device; intra-op threads set."""
     fam, size = models.get(case.model)
     cfg = fam.sizes[size]
     if case.threads is not None:
@@ -163,15 +163,18 @@ def _run(case: Case, settings: Settings, conn, t_launch: float, t_start: float) 
     ref = None
     if settings.check_accuracy and not is_reference(case):
         torch.manual_seed(settings.seed)
-        ref = _forward(fam.build(cfg).to(device), inputs, contextlib.nullcontext, case.mode)
+        # kept on the host while the case is timed: it must not count as device memory
+        ref = _forward(fam.build(cfg).to(device), inputs, contextlib.nullcontext, case.mode).cpu()
+        _free(device)
     prep = backends.prepare(model, case, device, fam.float_inputs)
     if fam.float_inputs:
         inputs = inputs.to(prep.input_dtype)
-    accuracy = {}
-    if ref is not None:
-        accuracy = deviation(_forward(prep.model, inputs, prep.autocast, case.mode), ref)
-        del ref
-        _free(device)
+    accuracy: dict[str, Any] = {}
+    if ref is not None and case.mode == "train":
+        # training changes the weights while it is timed: compare before, on the eager
+        # forward (so a compile backend's own numerics are not part of this figure)
+        accuracy = {**deviation(_forward(prep.model, inputs, prep.autocast, case.mode).cpu(), ref), "accuracy_model": "eager"}
+        ref = None
     if device.type == "cuda":
         # the peak from here on: the case itself, not the fp32 reference built above
         torch.cuda.reset_peak_memory_stats(device)
@@ -202,17 +205,24 @@ def _run(case: Case, settings: Settings, conn, t_launch: float, t_start: float) 
         on_first_timed=first_timed,
     )
     conn.send(Progress("window_end", m.window_end))
+    if ref is not None:
+        # inference leaves the weights as they were: compare the model exactly as timed
+        # (compiled, where the backend compiles), after timing so the first timed call
+        # really was the first
+        out = _forward(prep.model, inputs, prep.autocast, case.mode).cpu()
+        accuracy = {**deviation(out, ref), "accuracy_model": "compiled" if prep.model is not eager else "eager"}
+        del out, ref
     metrics: dict[str, Any] = dict(timing.latency_stats_ms(m.raw_times_s))
     median_s = metrics["latency_ms_p50"] / 1e3
     bs = case.batch_size
     if case.mode == "generate":
         flops = fam.extra["flops_generate"](cfg, case.seq_len, case.gen_tokens)
         n_timed = sum(len(r) for r in m.raw_times_s)
-        first = [t for t in ttft[-n_timed:]]  # the timed iterations' TTFTs
-        ttft_ms = timing.percentile([t * 1e3 for t in first], 50) if first else None
+        first_ms = [t * 1e3 for t in ttft[-n_timed:]]  # the timed iterations' TTFTs
+        ttft_ms = timing.percentile(first_ms, 50) if first_ms else None
         metrics.update({
             "ttft_ms_p50": ttft_ms,
-            "ttft_ms_p90": timing.percentile([t * 1e3 for t in first], 90) if first else None,
+            "ttft_ms_p90": timing.percentile(first_ms, 90) if first_ms else None,
             "tpot_ms_p50": (metrics["latency_ms_p50"] - ttft_ms) / (case.gen_tokens - 1) if case.gen_tokens > 1 and ttft_ms else None,
             "tokens_per_s": bs * case.gen_tokens / median_s if median_s > 0 else None,
         })

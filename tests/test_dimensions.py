@@ -35,6 +35,7 @@ def test_precisions_and_variants_run_on_cpu_with_their_accuracy_cost(tmp_path):
             assert m["max_abs_error"] > 0 and 0 < m["rel_l2_error"] < 1, cid
     bf16 = cases["decoder:tiny/infer/bs2/seq32/bf16/eager/cpu"]["metrics"]
     pruned = cases["decoder:tiny/infer/bs2/seq32/fp32/eager/cpu/prune:0.5"]["metrics"]
+    assert bf16["accuracy_model"] == "eager"
     assert bf16["rel_l2_error"] < 0.05 < pruned["rel_l2_error"]  # halving the weights costs more than bf16
     assert pruned["pruned_layers"] == 12
 
@@ -163,7 +164,8 @@ def test_compile_backend_on_cpu_records_compile_time(tmp_path):
     assert c["status"] == "ok", c["reason"]
     m = c["metrics"]
     assert m["compile_s"] > 10 * m["latency_ms_p50"] / 1e3  # tracing + codegen dwarf a step
-    assert m["max_abs_error"] < 1e-4  # compiled numerics match eager fp32
+    assert m["accuracy_model"] == "compiled"  # the deviation is that of the compiled model
+    assert m["max_abs_error"] < 1e-4  # inductor's fp32 numerics match eager fp32
 
 
 @pytest.mark.gpu
@@ -176,3 +178,11 @@ def test_gpu_precisions_compile_and_energy_on_real_hardware(tmp_path):
         if c["status"] == "ok":
             assert c["metrics"]["memory_peak_bytes"] > 0
             assert c["energy"]["energy_source"] in ("nvml_counter", "nvml_power")
+
+
+def test_training_deviation_is_measured_before_the_weights_change(tmp_path):
+    cases, _ = run_suite(tmp_path, '[[matrix]]\nmodels=["encoder:tiny"]\nmodes=["train"]\nbatch_sizes=[2]\nprecisions=["bf16"]\n')
+    (c,) = cases.values()
+    assert c["status"] == "ok", c["reason"]
+    m = c["metrics"]
+    assert m["accuracy_model"] == "eager" and 0 < m["rel_l2_error"] < 0.1
