@@ -176,6 +176,15 @@ def _print_summary(con, record, out_path) -> None:
         _print_df(con, summary_table(df), f"{record['suite']['name']} on {record['environment']['hostname']}")
         counts = df["status"].value_counts().to_dict()
         con.print("cases: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+        flagged: dict[str, int] = {}
+        for c in record["cases"]:
+            for f in {f["flag"] for f in c.get("flags", [])}:
+                flagged[f] = flagged.get(f, 0) + 1
+        if flagged:
+            con.print(
+                "[yellow]warnings:[/] " + ", ".join(f"{k} in {v} case{'s' * (v > 1)}" for k, v in sorted(flagged.items()))
+                + " (details per case in the results file)"
+            )
     fc = runner.fixed_cost_summary(record)
     if fc:
         con.print(

@@ -27,6 +27,9 @@ def test_run_then_report_then_load(tmp_path):
     assert "fixed cost per case" in r.stdout and "cases: ok 4" in r.stdout
     f = results_file(tmp_path)
     rec = read_record(f)
+    flagged = {fl["flag"] for c in rec["cases"] for fl in c["flags"]}
+    assert ("warnings:" in r.stdout) == bool(flagged)  # the summary names every flag raised
+    assert all(name in r.stdout for name in flagged)
     assert rec["status"] == "complete" and len(rec["cases"]) == 4
     assert rec["environment"]["torch_version"] and rec["environment"]["cpu_model"]
     assert rec["suite"]["resolved"]["settings"]["min_iters"] == 3
