@@ -119,7 +119,8 @@ class MatrixBlock(_Strict):
 
     models: list[str] = Field(min_length=1, description="family:size names, see `hwbench list models`")
     modes: list[Literal["infer", "train", "generate"]] = Field(["infer"], min_length=1)
-    batch_sizes: list[int | Literal["auto"]] = Field(
+    # Any, checked by _batch_sizes: a union type would report one error per member
+    batch_sizes: list[Any] = Field(
         [1], min_length=1, description='Batch sizes; "auto" = powers of two up to the largest that fits'
     )
     precisions: list[Literal[PRECISIONS]] = Field(["fp32"], min_length=1)  # type: ignore[valid-type]
@@ -140,13 +141,21 @@ class MatrixBlock(_Strict):
                 raise ValueError(f"[{i}] unknown model {name!r}{_suggest(name, known)}; known: {', '.join(known)}")
         return v
 
-    @field_validator("batch_sizes", "threads", "seq_lens", "image_sizes", "output_lens")
+    @field_validator("threads", "seq_lens", "image_sizes", "output_lens")
     @classmethod
     def _positive(cls, v):
         if v is not None:
             for i, n in enumerate(v):
-                if n != "auto" and n < 1:
+                if n < 1:
                     raise ValueError(f"[{i}] must be a positive integer, got {n}")
+        return v
+
+    @field_validator("batch_sizes")
+    @classmethod
+    def _batch_sizes(cls, v):
+        for i, n in enumerate(v):
+            if n != "auto" and (type(n) is not int or n < 1):
+                raise ValueError(f'[{i}] must be a positive integer or "auto", got {n!r}')
         return v
 
     @field_validator("variants")

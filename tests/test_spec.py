@@ -24,6 +24,7 @@ def err(text: str) -> str:
         ('[[matrix]]\nmodels=["mlp:tiny"]\nprecisions=["fp33"]', "matrix[0].precisions[0]: 'fp33' is not allowed (did you mean 'fp32'?); allowed: fp32, tf32"),
         ('[[matrix]]\nmodels=["mlp:tiny"]\nbatch_sizes=[0]', "matrix[0].batch_sizes[0]: must be a positive integer"),
         ('[[matrix]]\nmodels=["mlp:tiny"]\nbatch_sizes="8"', "matrix[0].batch_sizes: Input should be a valid list"),
+        ('[[matrix]]\nmodels=["mlp:tiny"]\nbatch_sizes=[2, "max"]', 'matrix[0].batch_sizes[1]: must be a positive integer or "auto", got \'max\''),
         ('[[matrix]]\nmodels=["mlp:tiny"]\ndevices=["cdua"]', "matrix[0].devices[0]: unknown device 'cdua' (did you mean 'cuda'?)"),
         ('[[matrix]]\nmodels=[]', "matrix[0].models: List should have at least 1 item"),
         ("", "matrix: missing required field"),
