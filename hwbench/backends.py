@@ -11,7 +11,7 @@ from typing import Any, Callable
 import torch
 
 from . import variants
-from .devices import DeviceInfo, present
+from .devices import DeviceInfo
 from .spec import Case
 
 # dtype of weights and floating inputs per precision; amp_* keep fp32 weights.
@@ -141,7 +141,3 @@ def compile_model(model: torch.nn.Module, case: Case, mode: str = "default") -> 
     if case.backend == "cudagraphs":
         return torch.compile(model, backend="cudagraphs")
     return model
-
-
-def devices_present() -> list[DeviceInfo]:
-    return present()

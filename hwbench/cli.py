@@ -269,8 +269,8 @@ def list_(what: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def env(as_json: bool) -> None:
     """Show this machine's environment fingerprint."""
-    from . import backends
     from . import env as envmod
+    from .devices import present
 
     fp = envmod.fingerprint()
     if as_json:
@@ -291,7 +291,7 @@ def env(as_json: bool) -> None:
         mem = f", {g['memory_total_bytes'] / 2**30:.0f} GiB" if "memory_total_bytes" in g else ""
         cc = f", compute capability {'.'.join(map(str, g['compute_capability']))}" if "compute_capability" in g else ""
         t.add_row(f"gpu {g['index']}", f"{g['name']}{mem}{cc}")
-    t.add_row("devices", ", ".join(d.name for d in backends.devices_present()))
+    t.add_row("devices", ", ".join(d.name for d in present()))
     _console().print(t)
 
 

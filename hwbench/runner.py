@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
-from . import backends, env as envmod
+from . import backends, devices, env as envmod
 from .collectors import timing_flags
 from .errors import ResultsError, UserError
 from .results import FORMAT, SCHEMA_VERSION, read_record, write_atomic
@@ -75,7 +75,7 @@ def parse_filter(exprs: Iterable[str]) -> list:
 
 def plan(suite: LoadedSuite, filters: Iterable[str] = ()) -> list[Planned]:
     preds = parse_filter(filters)
-    present = backends.devices_present()
+    present = devices.present()
     out = []
     for case in suite.cases:
         if preds and not any(p(case) for p in preds):
@@ -263,7 +263,7 @@ class Runner:
                 elif p.skip_reason:
                     result = self._result(p, CaseRun("skipped", p.skip_reason))
                 else:
-                    result = self._result(p, self._run_one(p.case))
+                    result = self._result(p, self._run_one(p))
                 record["cases"].append(result)
                 self._flush(record)
                 self.reporter.case_done(result)
@@ -285,7 +285,7 @@ class Runner:
         limits = record.setdefault("batch_limits", {})
         info = limits.get(p.case.case_id)
         if info is None:
-            run = self._run_one(p.case, probe=True)
+            run = self._run_one(p, probe=True)
             if run.status != "ok":
                 run.reason = f"batch limit search: {run.reason}"
                 return run
@@ -294,19 +294,20 @@ class Runner:
         sizes = [2**k for k in range(info["batch_limit"].bit_length()) if 2**k <= info["batch_limit"]]
         return [Planned(dataclasses.replace(p.case, batch_size=b), None, p.device_name, p.device) for b in sizes]
 
-    def _run_one(self, case: Case, probe: bool = False) -> CaseRun:
+    def _run_one(self, p: Planned, probe: bool = False) -> CaseRun:
+        case = p.case
         ctx = _context()
         settings = self.suite.spec.settings
         recv, send = ctx.Pipe(duplex=False)
         life_r, life_w = ctx.Pipe(duplex=False)
-        from .worker import Outcome, Progress, probe_batch, run_case
+        from .worker import Outcome, Progress, Target, probe_batch, run_case
 
         limit = int(settings.memory_limit_gb * 2**30) if settings.memory_limit_gb else None
         oom_before = _oom_kills()
         launch = time.monotonic()
         proc = ctx.Process(
             target=probe_batch if probe else run_case,
-            args=(case, settings, send, life_r, launch, limit, self.fault_for(case)),
+            args=(case, settings, Target(p.device, p.device_name or ""), send, life_r, launch, limit, self.fault_for(case)),
             name=f"hwbench-worker {case.case_id}",
             daemon=True,
         )

@@ -38,6 +38,15 @@ class Outcome:
     timestamps: dict[str, float] = field(default_factory=dict)  # time.monotonic() marks
 
 
+@dataclass(frozen=True)
+class Target:
+    """Where a case runs, as the runner resolved it: ``device`` ("cuda:0", "cpu") and
+    the device's model name (for the peak-throughput table)."""
+
+    device: str
+    model: str
+
+
 @dataclass
 class Progress:
     """A mark sent while a case runs: ``window_start`` / ``window_end`` bound the timed
@@ -103,25 +112,27 @@ def _entry(body, conn, lifeline, memory_limit_bytes: int | None, fault: str | No
 
 
 def run_case(
-    case: Case, settings: Settings, conn, lifeline, t_launch: float, memory_limit_bytes: int | None, fault: str | None = None
+    case: Case, settings: Settings, target: Target, conn, lifeline, t_launch: float, memory_limit_bytes: int | None,
+    fault: str | None = None,
 ) -> None:
     """Entry point in the forked worker. Sends Progress marks and one Outcome on ``conn``.
+    ``target`` is the device the runner resolved when it planned the run.
     ``fault`` (tests only) names a fault to inject: raise, hang, segfault, oom, exit."""
     t_start = time.monotonic()
-    _entry(lambda: _run(case, settings, conn, t_launch, t_start), conn, lifeline, memory_limit_bytes, fault)
+    _entry(lambda: _run(case, settings, target, conn, t_launch, t_start), conn, lifeline, memory_limit_bytes, fault)
 
 
-def _setup(case: Case, settings: Settings):
-    """Model family, config, device; intra-op threads set."""
+def _setup(case: Case, target: Target):
+    """Model family, config, torch device; intra-op threads set. The device was
+    resolved once by the runner: workers do not probe the hardware again."""
     fam, size = models.get(case.model)
     cfg = fam.sizes[size]
     if case.threads is not None:
         torch.set_num_threads(case.threads)
-    dev_info = backends.resolve_device(case.device, backends.devices_present())
-    device = torch.device(dev_info.name if dev_info else case.device)
+    device = torch.device(target.device)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    return fam, size, cfg, device, dev_info
+    return fam, size, cfg, device
 
 
 def _batch(fam, cfg, case: Case, batch: int, device, seed: int):
@@ -155,8 +166,8 @@ def is_reference(case: Case) -> bool:
     return case.precision == "fp32" and case.backend == "eager" and case.variant == "none"
 
 
-def _run(case: Case, settings: Settings, conn, t_launch: float, t_start: float) -> Outcome:
-    fam, size, cfg, device, dev_info = _setup(case, settings)
+def _run(case: Case, settings: Settings, target: Target, conn, t_launch: float, t_start: float) -> Outcome:
+    fam, size, cfg, device = _setup(case, target)
     torch.manual_seed(settings.seed)
     model = fam.build(cfg)
     inputs, targets = _batch(fam, cfg, case, case.batch_size, device, settings.seed)
@@ -229,7 +240,7 @@ def _run(case: Case, settings: Settings, conn, t_launch: float, t_start: float) 
     else:
         flops = fam.flops_per_sample(size, case.mode, case.shape)
     achieved = flops * bs / median_s / 1e12 if median_s > 0 else None
-    peak = peaks.peak_tflops(device.type, dev_info.model if dev_info else "", case.precision, case.threads or torch.get_num_threads())
+    peak = peaks.peak_tflops(device.type, target.model, case.precision, case.threads or torch.get_num_threads())
     metrics.update({
         "throughput_samples_per_s": bs / median_s if median_s > 0 else None,
         "first_iter_ms": m.first_iter_s * 1e3,
@@ -272,14 +283,14 @@ def _free(device) -> None:
         torch.cuda.empty_cache()
 
 
-def probe_batch(case: Case, settings: Settings, conn, lifeline, t_launch: float, memory_limit_bytes: int | None,
-                fault: str | None = None) -> None:
+def probe_batch(case: Case, settings: Settings, target: Target, conn, lifeline, t_launch: float,
+                memory_limit_bytes: int | None, fault: str | None = None) -> None:
     """Entry point for batch_sizes = ["auto"]: find the largest batch for which one step
     of ``case`` (eager) fits in memory. Doubles from 1 until a step runs out of memory
     or max_batch_size is reached, then bisects between the last fit and the first
     failure. Memory is freed between tries. Sends an Outcome whose metrics hold
     ``batch_limit`` and every try."""
-    _entry(lambda: _probe(case, settings), conn, lifeline, memory_limit_bytes, fault)
+    _entry(lambda: _probe(case, settings, target), conn, lifeline, memory_limit_bytes, fault)
 
 
 # Stop growing the batch once one step takes this long (CPU runs would otherwise take
@@ -287,8 +298,8 @@ def probe_batch(case: Case, settings: Settings, conn, lifeline, t_launch: float,
 PROBE_STEP_LIMIT_S = 10.0
 
 
-def _probe(case: Case, settings: Settings) -> Outcome:
-    fam, size, cfg, device, _ = _setup(case, settings)
+def _probe(case: Case, settings: Settings, target: Target) -> Outcome:
+    fam, size, cfg, device = _setup(case, target)
     torch.manual_seed(settings.seed)
     prep = backends.prepare(fam.build(cfg), case, device, fam.float_inputs)
     timer = timing.Timer(device)
