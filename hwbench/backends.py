@@ -1,30 +1,104 @@
-"""Putting a model on a device, in a precision, through a compiler backend -- and
-declaring which combinations a machine supports (checked before launch, so a case that
-cannot run is ``skipped`` with a precise reason instead of failing)."""
+"""Compiler backends (one registered object each), and putting a model on a device in a
+precision, through a variant and a backend -- with the check of which combinations a
+machine supports (made before launch, so a case that cannot run is ``skipped`` with a
+precise reason instead of failing).
+
+The three axes are registries: :mod:`hwbench.precisions`, :mod:`hwbench.variants` and
+the backends below. :func:`unsupported_reason` walks them; the rules that involve two
+axes at once are in :data:`CROSS_RULES`.
+
+No torch at import time (the suite loader validates names before torch is loaded).
+"""
 
 from __future__ import annotations
 
-import contextlib
-from dataclasses import dataclass
-from typing import Any, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
 
-import torch
+from . import precisions, variants
+from .precisions import Needs
 
-from . import variants
-from .devices import DeviceInfo
-from .spec import Case
+if TYPE_CHECKING:
+    import torch
 
-# dtype of weights and floating inputs per precision; amp_* keep fp32 weights.
-WEIGHT_DTYPE = {
-    "fp32": torch.float32,
-    "tf32": torch.float32,
-    "fp16": torch.float16,
-    "bf16": torch.bfloat16,
-    "amp_fp16": torch.float32,
-    "amp_bf16": torch.float32,
-    "int8": torch.float32,
-    "fp8": torch.bfloat16,
-}
+    from .devices import DeviceInfo
+    from .spec import Case
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One way of executing the model.
+
+    ``wrap``: (eager model, torch.compile mode) -> the model to step; None: eager.
+    ``generate``: False where generation (a KV cache that grows every step) cannot run
+    through it; ``generate_note`` says why.
+    """
+
+    name: str
+    help: str
+    needs: Needs = field(default_factory=Needs)
+    wrap: Callable[[Any, str], Any] | None = None
+    generate: bool = True
+    generate_note: str = ""
+
+    def requires(self, device: DeviceInfo, case: Case) -> str | None:
+        """Why this backend cannot run ``case`` on ``device``, or None."""
+        if case.mode == "generate" and not self.generate:
+            return f"generate with the {self.name} backend is not supported{self.generate_note}"
+        return self.needs.reason(f"{self.name} backend", device, case)
+
+    def apply(self, model: Any, mode: str = "default") -> Any:
+        return model if self.wrap is None else self.wrap(model, mode)
+
+
+_REGISTRY: dict[str, Backend] = {}
+
+
+def register(b: Backend) -> Backend:
+    """Add ``b`` to the registry (its name must be new); returns it."""
+    if b.name in _REGISTRY:
+        raise ValueError(f"backend {b.name!r} is already registered")
+    _REGISTRY[b.name] = b
+    return b
+
+
+def unregister(name: str) -> None:
+    del _REGISTRY[name]
+
+
+def names() -> tuple[str, ...]:
+    """Registered backend names."""
+    return tuple(_REGISTRY)
+
+
+def get(name: str) -> Backend:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown backend {name!r}; allowed: {', '.join(_REGISTRY)}") from None
+
+
+def _compile(model: Any, mode: str) -> Any:
+    import torch
+
+    return torch.compile(model, mode=None if mode == "default" else mode)
+
+
+def _cudagraphs(model: Any, mode: str) -> Any:
+    import torch
+
+    return torch.compile(model, backend="cudagraphs")
+
+
+_KV_NOTE = " (the KV cache changes shape every step)"
+register(Backend("eager", "PyTorch eager execution"))
+register(Backend("compile", "torch.compile (inductor) in the suite's compile_mode", wrap=_compile,
+                 generate=False, generate_note=_KV_NOTE))
+register(Backend("cudagraphs", "dynamo's CUDA-graphs backend: captures and replays the step's kernels, no inductor",
+                 needs=Needs(kinds=("cuda",)), wrap=_cudagraphs, generate=False, generate_note=_KV_NOTE))
+
+
+# --- the whole case -----------------------------------------------------------------
 
 
 def resolve_device(name: str, devices: list[DeviceInfo]) -> DeviceInfo | None:
@@ -48,96 +122,71 @@ def _absent_reason(name: str) -> str:
     return f"device {name}: {why.get(kind, 'not present')}"
 
 
-def unsupported_reason(case: Case, dev: DeviceInfo | None) -> str | None:
-    """Why ``case`` cannot run on this machine, or None. Declared capabilities only:
-    the worker does not re-check."""
-    if dev is None:
-        return _absent_reason(case.device)
-    cc = dev.capability
-    p = case.precision
-    if p == "tf32" and (dev.kind != "cuda" or cc is None or cc < (8, 0)):
-        return "tf32 needs a CUDA GPU with compute capability >= 8.0 (Ampere or later)"
-    if p in ("fp16", "amp_fp16") and dev.kind == "cpu" and case.mode == "train":
-        return f"{p} training on CPU is not supported by hwbench (use bf16 or amp_bf16)"
-    if p in ("bf16", "amp_bf16") and dev.kind == "cuda" and cc is not None and cc < (8, 0):
-        return f"{p} needs compute capability >= 8.0 (this GPU has {cc[0]}.{cc[1]})"
-    if p == "int8":
-        if dev.kind != "cpu":
-            return "int8 (dynamic quantization of Linear layers) runs on CPU only"
-        if case.mode == "train":
-            return "int8 dynamic quantization is inference-only"
-        if "x86" not in torch.backends.quantized.supported_engines and "qnnpack" not in torch.backends.quantized.supported_engines:
-            return "int8 needs a quantized engine (x86, fbgemm or qnnpack) in this torch build"
-    if p == "fp8":
-        if dev.kind != "cuda" or cc is None or cc < (8, 9):
-            return "fp8 needs a CUDA GPU with compute capability >= 8.9 (Ada or Hopper)"
-        if case.mode == "train":
-            return "fp8 is inference-only in hwbench (Linear layers through torch._scaled_mm)"
-    v = case.variant
-    if v == "sparse24":
-        if dev.kind != "cuda" or cc is None or cc < (8, 0):
-            return "sparse24 (2:4 semi-structured sparsity) needs a CUDA GPU with compute capability >= 8.0"
-        if p not in ("fp16", "bf16"):
-            return "sparse24 needs fp16 or bf16 weights"
-        if case.mode == "train":
-            return "sparse24 is inference-only"
-    if v != "none" and p in ("int8", "fp8"):
-        return f"variant {v} is not combined with {p} (both rewrite the Linear layers)"
-    if case.mode == "generate" and case.backend != "eager":
-        return f"generate with the {case.backend} backend is not supported (the KV cache changes shape every step)"
-    if case.backend == "cudagraphs" and dev.kind != "cuda":
-        return "cudagraphs backend needs a CUDA device"
-    if case.backend == "compile" and not _compile_available():
-        return "torch.compile is not available in this torch build"
+def _variant_vs_quantisation(case: Case, dev: DeviceInfo) -> str | None:
+    if case.variant != "none" and precisions.get(case.precision).rewrites_linear:
+        return f"variant {case.variant} is not combined with {case.precision} (both rewrite the Linear layers)"
+    return None
+
+
+def _threads_on_cpu(case: Case, dev: DeviceInfo) -> str | None:
     if case.threads is not None and dev.kind != "cpu":
         return "threads applies to CPU cases only"
     return None
 
 
-def _compile_available() -> bool:
-    return hasattr(torch, "compile")
+# Rules that no single axis can state alone, checked after each axis' own requires().
+CROSS_RULES: tuple[Callable[[Case, DeviceInfo], str | None], ...] = (_variant_vs_quantisation, _threads_on_cpu)
+
+
+def unsupported_reason(case: Case, dev: DeviceInfo | None) -> str | None:
+    """Why ``case`` cannot run on this machine, or None. Declared capabilities only:
+    the worker does not re-check. Order: device presence, precision, variant, backend,
+    then the cross-axis rules; the first reason found is returned."""
+    if dev is None:
+        return _absent_reason(case.device)
+    variant, _ = variants.get(case.variant)
+    checks = (
+        lambda: precisions.get(case.precision).requires(dev, case),
+        lambda: variant.requires(dev, case),
+        lambda: get(case.backend).requires(dev, case),
+        *(lambda rule=rule: rule(case, dev) for rule in CROSS_RULES),
+    )
+    for check in checks:
+        reason = check()
+        if reason is not None:
+            return reason
+    return None
 
 
 @dataclass
 class Prepared:
-    """A model ready to step: module on device, input dtype, autocast context factory
-    and grad scaler (fp16 autocast training)."""
+    """A model ready to step: module on device, input dtype, autocast context factory,
+    grad scaler (fp16 autocast training) and what the variant / quantisation rewrote
+    (counts, e.g. {"int8_layers": 12}). Mutable: the worker swaps in the compiled model."""
 
     model: torch.nn.Module
     input_dtype: torch.dtype
     autocast: Callable[[], Any]
     scaler: Any = None
-    changes: dict[str, int] | None = None  # what the variant / fp8 conversion rewrote
+    changes: dict[str, int] | None = None
 
 
 def prepare(model: torch.nn.Module, case: Case, device: torch.device, float_inputs: bool) -> Prepared:
-    """Apply precision then backend. Called inside the worker."""
-    p = case.precision
-    if device.type == "cuda":
-        # tf32 only where asked: fp32 cases measure true fp32 matmuls.
-        torch.backends.cuda.matmul.allow_tf32 = p == "tf32"
-        torch.backends.cudnn.allow_tf32 = p == "tf32"
-    model = model.to(device=device, dtype=WEIGHT_DTYPE[p])
-    changes = variants.apply(model, case.variant)
-    if p == "int8":
-        model = torch.ao.quantization.quantize_dynamic(model.eval(), {torch.nn.Linear}, dtype=torch.qint8)
-    if p == "fp8":
-        changes.update(variants.to_fp8(model))
-    autocast: Callable[[], Any] = contextlib.nullcontext
-    scaler = None
-    if p in ("amp_fp16", "amp_bf16"):
-        dt = torch.float16 if p == "amp_fp16" else torch.bfloat16
-        autocast = lambda: torch.autocast(device_type=device.type, dtype=dt)  # noqa: E731
-        if p == "amp_fp16" and case.mode == "train":
-            scaler = torch.amp.GradScaler(device.type)
-    return Prepared(model, WEIGHT_DTYPE[p] if float_inputs else torch.long, autocast, scaler, changes)
+    """Apply precision, then variant, then the precision's conversion (quantisation).
+    Called inside the worker; the backend is applied by :func:`compile_model`."""
+    import torch
+
+    p = precisions.get(case.precision)
+    p.set_math_mode(device)
+    dtype = p.torch_dtype()
+    model = model.to(device=device, dtype=dtype)
+    changes = dict(variants.apply(model, case.variant))
+    if p.convert is not None:
+        model, more = p.convert(model, case)
+        changes.update(more)
+    return Prepared(model, dtype if float_inputs else torch.long, p.autocast(device), p.scaler(device, case), changes)
 
 
 def compile_model(model: torch.nn.Module, case: Case, mode: str = "default") -> torch.nn.Module:
-    """``compile``: torch.compile (inductor) in ``mode``. ``cudagraphs``: dynamo's
-    CUDA-graphs backend (captures and replays the step's kernels, no inductor)."""
-    if case.backend == "compile":
-        return torch.compile(model, mode=None if mode == "default" else mode)
-    if case.backend == "cudagraphs":
-        return torch.compile(model, backend="cudagraphs")
-    return model
+    """The model as ``case.backend`` runs it (``mode``: torch.compile mode)."""
+    return get(case.backend).apply(model, mode)

@@ -10,8 +10,7 @@ from pathlib import Path
 import click
 
 from .errors import UserError
-
-SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
+from .report.text import clean, literal
 
 
 def _console(stderr: bool = False):
@@ -27,7 +26,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except UserError as e:
-            click.echo(f"hwbench: error: {e}", err=True)
+            click.echo(f"hwbench: error: {clean(e)}", err=True)
             ctx.exit(2)
 
 
@@ -43,10 +42,10 @@ def main(argv: list[str] | None = None) -> None:
         rc = cli.main(args=argv, prog_name="hwbench", standalone_mode=False)
     except click.UsageError as e:
         hint = f" (see: hwbench {e.ctx.info_name if e.ctx and e.ctx.parent else ''} --help)".replace("  ", " ")
-        click.echo(f"hwbench: error: {e.format_message()}{hint}", err=True)
+        click.echo(f"hwbench: error: {clean(e.format_message())}{hint}", err=True)
         sys.exit(2)
     except click.ClickException as e:
-        click.echo(f"hwbench: error: {e.format_message()}", err=True)
+        click.echo(f"hwbench: error: {clean(e.format_message())}", err=True)
         sys.exit(e.exit_code)
     except (click.Abort, KeyboardInterrupt):
         click.echo("hwbench: interrupted", err=True)
@@ -55,74 +54,84 @@ def main(argv: list[str] | None = None) -> None:
 
 
 # ----------------------------------------------------------------------------- run
-@cli.command()
-@click.argument("suite", type=click.Path(dir_okay=False))
-@click.option("--out", "out_dir", default="results", show_default=True, type=click.Path(file_okay=False), help="Folder for the results file.")
+RUN_EPILOG = """\b
+Exit codes:
+  0    every case ran ok (or was skipped while others ran); also a resume
+       with nothing left to do
+  2    user error: the suite, a results file, an argument; a suite of which
+       nothing can run on this machine; the results file cannot be written
+  3    some case failed, ran out of memory or timed out
+  130  interrupted by Ctrl-C (finished cases saved; resume with --resume)
+  143  terminated by SIGTERM (likewise)
+"""
+
+
+@cli.command(epilog=RUN_EPILOG)
+@click.argument("suite")
+@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
+              help="Folder for the results file.  [default: results]")
 @click.option("--filter", "filters", multiple=True, metavar="EXPR", help="Run only matching cases: a glob on case_id, or field=glob[,field=glob]. Repeatable (any matches).")
-@click.option("--dry-run", is_flag=True, help="List the cases (and skips with reasons); run nothing.")
+@click.option("--dry-run", is_flag=True, help="List the cases (and skips with reasons); run nothing. With --resume: what is left.")
 @click.option("--resume", "resume", type=click.Path(dir_okay=False), metavar="RESULTS", help="Continue an interrupted run in this results file.")
-def run(suite: str, out_dir: str, filters: tuple[str, ...], dry_run: bool, resume: str | None) -> None:
-    """Run a SUITE file and write one results file."""
-    from . import runner
+@click.option("--allow-env-change", is_flag=True, help="Resume even though torch / hwbench / Python / driver versions changed (recorded in the file).")
+@click.option("--grace-s", default=10.0, show_default=True, type=click.FloatRange(min=0),
+              help="After SIGTERM, how long the running case may go on before it is abandoned, s.")
+def run(suite: str, out_dir: str | None, filters: tuple[str, ...], dry_run: bool, resume: str | None,
+        allow_env_change: bool, grace_s: float) -> None:
+    """Run a SUITE (a suite file, or the name of a shipped suite such as 'smoke')
+    and write one results file."""
+    import os
 
-    if not dry_run:
-        runner.prestart_workers()
-    from . import env as envmod
-    from .spec import load_suite
+    from . import api
 
-    s = load_suite(suite)
-    planned = runner.plan(s, filters)
+    if resume and out_dir is not None:
+        raise click.UsageError("--out and --resume exclude each other: a resume writes the file it continues")
     con = _console()
     if dry_run:
-        _print_plan(con, s, planned)
+        p = api.plan_run(suite, resume=resume, filters=filters)
+        _print_plan(con, p)
         return
-    environment = envmod.fingerprint()
-    if resume:
-        record = runner.open_resume(resume, s, environment)
-        out_path = Path(resume)
-    else:
-        record = None
-        out_path = runner.default_out_path(s, out_dir, environment["hostname"])
-    from .collectors import CollectorSet
-
-    collectors = CollectorSet.for_suite(s.spec.settings)
-    r = runner.Runner(s, out_path, reporter=_RichReporter(con), collectors=collectors)
-    if record is None:
-        record = r.new_record(environment)
-    if collectors is not None:
-        # idle power is worth measuring only where something will run
-        idle = any(p.skip_reason is None for p in planned) and s.spec.settings.idle_baseline_s > 0
-        if idle and "idle_baseline" not in record:
-            con.print(f"measuring idle power for {s.spec.settings.idle_baseline_s:g} s ...")
-        collectors.start(record, measure_idle=idle)
+    reporter = _RichReporter(con)
     try:
-        record = r.run(planned, record)
+        out = api.run_suite(suite, out_dir=out_dir or "results", resume=resume, filters=filters, reporter=reporter,
+                            allow_env_change=allow_env_change, grace_s=grace_s,
+                            fault=os.environ.get("HWBENCH_INJECT_FAULT"))
     finally:
-        if collectors is not None:
-            collectors.stop()
-    _print_summary(con, record, out_path)
-    if record["status"] == "interrupted":
-        con.print(f"[yellow]Interrupted.[/] Finished cases are saved. Resume with:\n  hwbench run {suite} --resume {out_path}")
-        sys.exit(130)
+        reporter.stop()  # the terminal is restored whatever happened
+    nothing_done = out.exit_code == 0 and bool(out.message)
+    if out.record is not None and out.record.cases and not nothing_done:
+        _print_summary(con, out.record, out.path)
+    if out.message:
+        stream = _console(stderr=out.exit_code not in (0,))
+        stream.print(literal(out.message))
+    sys.exit(out.exit_code)
 
 
-def _print_plan(con, s, planned) -> None:
+def _print_plan(con, p) -> None:
     from rich.table import Table
 
-    t = Table(title=f"{s.spec.suite.name}: {len(planned)} cases", title_justify="left")
+    from .api import skip_summary
+
+    todo_ids = {x.case.case_id for x in p.todo}
+    rows = [x for x in p.planned if x.case.case_id in todo_ids]
+    title = f"{p.suite.spec.suite.name}: {len(rows)} cases" + (f" left of {len(p.planned)}" if p.record is not None else "")
+    t = Table(title=literal(title), title_justify="left")
     t.add_column("case", no_wrap=True)
     t.add_column("plan")
-    for p in planned:
-        if p.skip_reason:
-            what = f"[yellow]skip:[/] {p.skip_reason}"
-        elif p.case.auto_batch:
-            what = f"search the largest batch that fits on {p.device_name}, then run powers of two up to it"
+    for x in rows:
+        if x.skip_reason:
+            continue
+        if x.case.auto_batch:
+            what = f"search the largest batch that fits on {x.device_name}, then run powers of two up to it"
         else:
-            what = f"run on {p.device_name}"
-        t.add_row(p.case.case_id, what)
-    con.print(t)
-    n_skip = sum(1 for p in planned if p.skip_reason)
-    con.print(f"{len(planned) - n_skip} to run, {n_skip} skipped")
+            what = f"run on {x.device_name}"
+        t.add_row(literal(x.case.case_id), literal(what))
+    if t.row_count:
+        con.print(t)
+    n_skip = sum(1 for x in rows if x.skip_reason)
+    if n_skip:
+        con.print(literal(f"skipped: {skip_summary(rows)}"))
+    con.print(f"{len(rows) - n_skip} to run, {n_skip} skipped")
 
 
 class _RichReporter:
@@ -132,12 +141,14 @@ class _RichReporter:
         self.con = con
         self.progress = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            TextColumn("{task.fields[case]}"), console=con, transient=False,
+            TextColumn("{task.fields[case]}", markup=False), console=con, transient=False,
         )
         self.task = None
+        self._started = False
 
     def start(self, total: int, done: int) -> None:
         self.progress.start()
+        self._started = True
         self.task = self.progress.add_task("running", total=total, completed=done, case="")
 
     def grow(self, n: int) -> None:
@@ -145,53 +156,55 @@ class _RichReporter:
 
     def case_started(self, case) -> None:
         what = f"{case.case_id}: searching the batch limit" if case.auto_batch else case.case_id
-        self.progress.update(self.task, case=what)
+        self.progress.update(self.task, case=clean(what))
 
     def case_done(self, result) -> None:
         if result is None:  # an auto batch search, replaced by its cases
             return
-        if result["status"] not in ("ok", "skipped"):
-            self.progress.console.print(f"[red]{result['status']}[/] {result['case_id']}: {result['reason'][:200]}")
-        for f in result.get("flags", []):
-            self.progress.console.print(f"[yellow]warning[/] {result['case_id']}: {f['flag']}: {f['detail']}")
+        if result.status not in ("ok", "skipped"):
+            self.progress.console.print(literal(f"{result.status} {result.case_id}: {result.reason[:200]}"), style="red")
+        for f in result.flags:
+            self.progress.console.print(literal(f"warning {result.case_id}: {f.flag}: {f.detail}"), style="yellow")
         self.progress.advance(self.task)
 
     def message(self, text: str) -> None:
-        self.progress.console.print(f"[yellow]{text}[/]")
+        (self.progress.console if self._started else self.con).print(literal(text), style="yellow")
 
     def stop(self) -> None:
-        self.progress.update(self.task, case="")
-        self.progress.stop()
+        if self._started:
+            self.progress.update(self.task, case="")
+            self.progress.stop()
+            self._started = False
 
 
 def _print_summary(con, record, out_path) -> None:
-    from . import runner
-    from .results import record_rows
-    from .report import summary_table
-
     import pandas as pd
+
+    from . import runner
+    from .analysis.derive import record_rows
+    from .report.table import summary_table
 
     df = pd.DataFrame(record_rows(record, str(out_path)))
     if not df.empty:
-        _print_df(con, summary_table(df), f"{record['suite']['name']} on {record['environment']['hostname']}")
+        _print_df(con, summary_table(df), f"{record.suite.name} on {record.environment.hostname}")
         counts = df["status"].value_counts().to_dict()
         con.print("cases: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
         flagged: dict[str, int] = {}
-        for c in record["cases"]:
-            for f in {f["flag"] for f in c.get("flags", [])}:
+        for fl in df["flags"]:
+            for f in filter(None, str(fl).split(",")):
                 flagged[f] = flagged.get(f, 0) + 1
         if flagged:
-            con.print(
-                "[yellow]warnings:[/] " + ", ".join(f"{k} in {v} case{'s' * (v > 1)}" for k, v in sorted(flagged.items()))
+            con.print(literal(
+                "warnings: " + ", ".join(f"{k} in {v} case{'s' * (v > 1)}" for k, v in sorted(flagged.items()))
                 + " (details per case in the results file)"
-            )
+            ), style="yellow")
     fc = runner.fixed_cost_summary(record)
     if fc:
         con.print(
             f"fixed cost per case (median, launch to first timed iteration): {fc['fixed_cost_s']:.3f} s "
             f"(worker start {fc['launch_s']:.3f} s, model setup {fc['setup_s']:.3f} s, warmup {fc['warmup_s']:.3f} s)"
         )
-    con.print(f"results: {out_path}")
+    con.print(literal(f"results: {out_path}"))
 
 
 def _fmt(v) -> str:
@@ -205,11 +218,11 @@ def _fmt(v) -> str:
 def _print_df(con, df, title: str) -> None:
     from rich.table import Table
 
-    t = Table(title=title, title_justify="left")
+    t = Table(title=literal(title), title_justify="left")
     for i, c in enumerate(df.columns):
-        t.add_column(str(c), justify="right" if df[c].dtype.kind in "fi" else "left", no_wrap=i == 0, overflow="fold")
+        t.add_column(literal(c), justify="right" if df[c].dtype.kind in "fi" else "left", no_wrap=i == 0, overflow="fold")
     for row in df.itertuples(index=False):
-        t.add_row(*(_fmt(v) for v in row))
+        t.add_row(*(literal(_fmt(v)) for v in row))
     con.print(t)
 
 
@@ -219,10 +232,13 @@ def _print_df(con, df, title: str) -> None:
 @click.option("--format", "fmt", type=click.Choice(["table", "markdown", "csv"]), default="table", show_default=True)
 def report(results: tuple[str, ...], fmt: str) -> None:
     """Print the per-case table from RESULTS files (or folders of them)."""
-    from .report import summary_table
-    from .results import load_results
+    from .analysis.derive import load_results
+    from .report.table import summary_table
 
-    df = load_results(list(results))
+    warnings: list[str] = []
+    df = load_results(list(results), warn=warnings.append)
+    for w in warnings:
+        click.echo(f"hwbench: warning: {clean(w)}", err=True)
     if df.empty:
         raise UserError(f"{', '.join(results)}: no cases in the results")
     if fmt == "csv":
@@ -255,13 +271,24 @@ def list_(what: str) -> None:
     else:
         from .spec import load_suite
 
-        t = Table(title=f"suites in {SUITES_DIR}")
-        for c in ("file", "cases", "description"):
+        from .spec import SHIPPED, shipped_suites
+
+        t = Table(title=f"suites in {SHIPPED} (run one by name: hwbench run smoke)")
+        for c in ("name", "cases", "description"):
             t.add_column(c)
-        for p in sorted(SUITES_DIR.glob("*.toml")):
+        for p in shipped_suites():
             s = load_suite(p)
-            t.add_row(p.name, str(len(s.cases)), s.spec.suite.description)
+            t.add_row(p.stem, str(len(s.cases)), literal(s.spec.suite.description))
         con.print(t)
+
+
+# -------------------------------------------------------------------------- schema
+@cli.command()
+def schema() -> None:
+    """Print the JSON Schema of results files."""
+    from .records import json_schema
+
+    click.echo(json.dumps(json_schema(), indent=1))
 
 
 # ----------------------------------------------------------------------------- env

@@ -30,9 +30,13 @@ def git_commit() -> str | None:
 
 
 def fingerprint() -> dict[str, Any]:
+    """Facts about this machine and software, JSON types only. It also carries what
+    peaks are derived from at load time (hwbench.peaks.peak): the CPU's max clock and
+    where it was read, its SIMD flags, and which torch ordinal each GPU had under this
+    process's CUDA_VISIBLE_DEVICES (``gpus[i]["torch_device"]``)."""
     import torch
 
-    freq = psutil.cpu_freq()
+    max_mhz, max_source = host.cpu_freq_max()
     env: dict[str, Any] = {
         "hostname": socket.gethostname(),
         "os": f"{platform.system()} {platform.release()}",
@@ -41,7 +45,9 @@ def fingerprint() -> dict[str, Any]:
         "cpu_model": host.cpu_model(),
         "cpu_cores_physical": psutil.cpu_count(logical=False),
         "cpu_cores_logical": psutil.cpu_count(logical=True),
-        "cpu_freq_max_mhz": freq.max if freq and freq.max else None,
+        "cpu_freq_max_mhz": max_mhz,
+        "cpu_freq_max_source": max_source,
+        "cpu_flags": host.peak_cpu_flags(),
         "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "memory_total_bytes": psutil.virtual_memory().total,
         "python_version": platform.python_version(),
@@ -51,6 +57,7 @@ def fingerprint() -> dict[str, Any]:
         "torch_num_threads": torch.get_num_threads(),
         "hwbench_version": __version__,
         "hwbench_git_commit": git_commit(),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         "gpus": nvidia.describe_all(),
         **nvidia.driver_info(),
     }

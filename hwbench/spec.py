@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from . import models
+from . import backends, models, precisions, variants
 from .errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -39,8 +39,6 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
-PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "amp_fp16", "amp_bf16", "int8", "fp8")
-BACKENDS = ("eager", "compile", "cudagraphs")
 DEVICE_KINDS = ("auto", "cpu", "cuda", "mps", "xpu")
 
 
@@ -67,7 +65,7 @@ class Settings(_Strict):
     repeats: int = Field(1, ge=1, description="Measurement rounds per case; raw times kept per round")
     timeout_s: float = Field(600.0, gt=0, description="Wall-clock limit per case, worker start to result")
     seed: int = Field(0, ge=0, le=2**63 - 1, description="Seed for weights and inputs")
-    collectors: list[Literal["host", "nvidia", "rapl"]] = Field(
+    collectors: list[str] = Field(
         ["host", "nvidia", "rapl"], description="Samplers to run; those this machine lacks are noted and skipped"
     )
     sample_interval_s: float = Field(0.1, ge=0.01, description="Collector sampling interval, s")
@@ -86,27 +84,23 @@ class Settings(_Strict):
     check_accuracy: bool = Field(True, description="Record output deviation from fp32 eager for every other case")
     count_flops: bool = Field(True, description="Count FLOPs of one step with torch.utils.flop_counter")
     memory_limit_gb: float | None = Field(
-        None, gt=0, description="Cap on each worker's address space (RLIMIT_AS, GiB); beyond it allocations fail -> oom"
+        None, ge=1, le=65536,
+        description="Memory cap per worker, GiB (1 to 65536): the address space of CPU workers (RLIMIT_AS), "
+        "the CUDA allocator's share of the GPU for CUDA workers; beyond it allocations fail -> oom",
     )
+
+    @field_validator("collectors")
+    @classmethod
+    def _collectors(cls, v):
+        from .collectors.samplers import KINDS  # the sampler registry
+
+        return _registered(v, tuple(KINDS))
 
     @model_validator(mode="after")
     def _iters_order(self):
         if self.max_iters < self.min_iters:
             raise ValueError(f"max_iters ({self.max_iters}) is smaller than min_iters ({self.min_iters})")
         return self
-
-
-VARIANTS = ("none", "prune:0.5", "sparse24")
-
-
-def valid_variant(name: str) -> bool:
-    if name in ("none", "sparse24"):
-        return True
-    kind, _, amount = name.partition(":")
-    try:
-        return kind == "prune" and 0 < float(amount) < 1
-    except ValueError:
-        return False
 
 
 def _suggest(value: str, allowed) -> str:
@@ -123,8 +117,10 @@ class MatrixBlock(_Strict):
     batch_sizes: list[Any] = Field(
         [1], min_length=1, description='Batch sizes; "auto" = powers of two up to the largest that fits'
     )
-    precisions: list[Literal[PRECISIONS]] = Field(["fp32"], min_length=1)  # type: ignore[valid-type]
-    backends: list[Literal[BACKENDS]] = Field(["eager"], min_length=1)  # type: ignore[valid-type]
+    # names checked against the registries (hwbench.precisions, hwbench.backends) at
+    # validation time, so a newly registered precision is valid without editing this file
+    precisions: list[str] = Field(["fp32"], min_length=1, description="see `hwbench list precisions`")
+    backends: list[str] = Field(["eager"], min_length=1, description="eager, compile, cudagraphs")
     devices: list[str] = Field(["cpu"], min_length=1, description="auto, cpu, cuda, cuda:N, mps, xpu")
     threads: list[int] | None = Field(None, min_length=1, description="CPU intra-op threads; default torch's")
     seq_lens: list[int] | None = Field(None, min_length=1, description="Tokens per sample (transformers)")
@@ -158,15 +154,26 @@ class MatrixBlock(_Strict):
                 raise ValueError(f'[{i}] must be a positive integer or "auto", got {n!r}')
         return v
 
+    @field_validator("precisions")
+    @classmethod
+    def _precisions(cls, v):
+        return _registered(v, precisions.names())
+
+    @field_validator("backends")
+    @classmethod
+    def _backends(cls, v):
+        return _registered(v, backends.names())
+
     @field_validator("variants")
     @classmethod
     def _variants(cls, v):
+        out = []
         for i, name in enumerate(v):
-            if not valid_variant(name):
-                raise ValueError(
-                    f"[{i}] unknown variant {name!r}{_suggest(name, VARIANTS)}; allowed: none, prune:<sparsity in (0, 1)>, sparse24"
-                )
-        return v
+            try:
+                out.append(variants.canonical(name))
+            except ValueError as e:
+                raise ValueError(f"[{i}] {e}") from None
+        return out
 
     @field_validator("devices")
     @classmethod
@@ -178,6 +185,13 @@ class MatrixBlock(_Strict):
                     f"[{i}] unknown device {d!r}{_suggest(kind, DEVICE_KINDS)}; allowed: auto, cpu, cuda, cuda:N, mps, xpu"
                 )
         return v
+
+
+def _registered(values: list[str], allowed: tuple[str, ...]) -> list[str]:
+    for i, name in enumerate(values):
+        if name not in allowed:
+            raise ValueError(f"[{i}] {name!r} is not allowed{_suggest(name, allowed)}; allowed: {', '.join(allowed)}")
+    return values
 
 
 class SuiteSpec(_Strict):
@@ -222,6 +236,14 @@ class Case:
         return "/".join(p for p in parts if p)
 
     @property
+    def family(self) -> str:
+        return self.model.partition(":")[0]
+
+    @property
+    def size(self) -> str:
+        return self.model.partition(":")[2]
+
+    @property
     def shape(self) -> models.Shape:
         return models.Shape(self.seq_len, self.image_size)
 
@@ -235,20 +257,25 @@ class Case:
 
 @dataclass(frozen=True)
 class LoadedSuite:
-    """A validated suite with where it came from and a hash of its resolved content."""
+    """A validated suite with where it came from, what the user wrote (``raw``) and the
+    expanded cases."""
 
     path: str
     spec: SuiteSpec
     cases: tuple[Case, ...] = field(repr=False)
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def resolved(self) -> dict[str, Any]:
+        """The suite with every default filled in (saved in the results file)."""
         return self.spec.model_dump(mode="json")
 
     @property
     def suite_hash(self) -> str:
-        """sha256 of the resolved suite (defaults filled in): what resume checks."""
-        text = json.dumps(self.resolved, sort_keys=True)
+        """sha256 of what the user wrote (parsed, so comments and layout do not count),
+        not of the defaults: an hwbench upgrade that adds a setting must not make a
+        resume refuse the file."""
+        text = json.dumps(self.raw, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -316,18 +343,32 @@ def parse_suite(text: str, path: str = "<suite>") -> LoadedSuite:
     except ValidationError as e:
         raise ConfigError(_format_error(path, e)) from None
     cases = expand(spec, path)
-    return LoadedSuite(path=path, spec=spec, cases=cases)
+    return LoadedSuite(path=path, spec=spec, cases=cases, raw=data)
+
+
+SHIPPED = Path(__file__).resolve().parent / "suites"
+
+
+def shipped_suites() -> list[Path]:
+    """The suite files shipped with hwbench (package data)."""
+    return sorted(SHIPPED.glob("*.toml"))
+
+
+def find_suite(name: str | Path) -> Path:
+    """A suite file path, or the name of a shipped suite (``smoke`` or ``smoke.toml``)."""
+    p = Path(name)
+    if p.is_file():
+        return p
+    stem = p.name[: -len(".toml")] if p.name.endswith(".toml") else p.name
+    if p.parent == Path(".") and (SHIPPED / f"{stem}.toml").is_file():
+        return SHIPPED / f"{stem}.toml"
+    names = ", ".join(q.stem for q in shipped_suites())
+    raise ConfigError(f"{name}: no such suite file (shipped suites: {names})")
 
 
 def load_suite(path: str | Path) -> LoadedSuite:
-    """Read and validate a suite file."""
-    p = Path(path)
-    if not p.is_file():
-        hint = ""
-        shipped = Path(__file__).resolve().parent.parent / "suites"
-        if not p.is_absolute() and (shipped / p.name).is_file() and p.parent == Path("."):
-            hint = f" (did you mean suites/{p.name}?)"
-        raise ConfigError(f"{path}: no such suite file{hint}")
+    """Read and validate a suite file, or a shipped suite by name."""
+    p = find_suite(path)
     try:
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
@@ -352,6 +393,7 @@ def expand(spec: SuiteSpec, path: str = "<suite>") -> tuple[Case, ...]:
         if total > MAX_CASES:
             raise ConfigError(f"{path}: matrix: expands to more than {MAX_CASES} cases; split the suite")
     for bi, block in enumerate(spec.matrix):
+        _check_applicable(block, f"{path}: matrix[{bi}]")
         for name in block.models:
             fam, size = models.get(name)
             cfg = fam.sizes[size]
@@ -363,7 +405,7 @@ def expand(spec: SuiteSpec, path: str = "<suite>") -> tuple[Case, ...]:
             shapes = _shapes(fam, cfg, block, f"{path}: matrix[{bi}]", name)
             gens = block.output_lens or [32]
             if "generate" in block.modes and fam.shape_kind == "seq_len":
-                limit = fam.extra["max_seq_len"](cfg)
+                limit = fam.max_seq_len(cfg)
                 for shape in shapes:
                     for g in gens:
                         if shape.seq_len + g > limit:
@@ -386,10 +428,30 @@ def expand(spec: SuiteSpec, path: str = "<suite>") -> tuple[Case, ...]:
     return tuple(out)
 
 
+# A shape dimension and the families' shape_kind (or mode) it applies to.
+_DIMENSIONS = {"seq_lens": "seq_len", "image_sizes": "image_size"}
+
+
+def _check_applicable(block: MatrixBlock, where: str) -> None:
+    """A dimension no model of the block takes is an error, not a silent no-op. In a
+    block that mixes families, it applies to the models that take it (documented)."""
+    fams = [models.get(n)[0] for n in block.models]
+    for dim, kind in _DIMENSIONS.items():
+        if getattr(block, dim) is not None and not any(f.shape_kind == kind for f in fams):
+            takers = sorted({f.name for f in models.REGISTRY.values() if f.shape_kind == kind})
+            raise ConfigError(
+                f"{where}.{dim}: no model of this block takes it ({', '.join(block.models)}); it applies to {', '.join(takers)}"
+            )
+    if block.output_lens is not None and "generate" not in block.modes:
+        raise ConfigError(f"{where}.output_lens: applies to modes = [\"generate\"] only; this block has {', '.join(block.modes)}")
+    if block.threads is not None and not any(d == "cpu" or d == "auto" for d in block.devices):
+        raise ConfigError(f"{where}.threads: applies to CPU devices only; this block has {', '.join(block.devices)}")
+
+
 def _shapes(fam, cfg, block: MatrixBlock, where: str, name: str) -> list[models.Shape]:
     if fam.shape_kind == "seq_len":
         lens = block.seq_lens or [cfg["seq_len"]]
-        limit = fam.extra["max_seq_len"](cfg)
+        limit = fam.max_seq_len(cfg)
         for n in lens:
             if n > limit:
                 raise ConfigError(f"{where}.seq_lens: {n} exceeds {name}'s maximum sequence length {limit}")

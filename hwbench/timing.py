@@ -1,4 +1,5 @@
-"""Timing: warmup, adaptive iteration count, device synchronisation, statistics.
+"""Timing: warmup, adaptive iteration count, device synchronisation. Statistics are
+derived from the raw times at load (:mod:`hwbench.analysis.stats`).
 
 Measurement rules (DESIGN.md): synchronise before reading a host clock or time with
 device events; warm up first and record the first iteration separately; measure until
@@ -8,10 +9,9 @@ both a minimum duration and a minimum iteration count are reached; keep raw time
 from __future__ import annotations
 
 import math
-import statistics
 import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable
 
 import torch
 
@@ -108,33 +108,3 @@ def measure(
             block = int(min(max(want, 1), block * 4, max_iters - len(times))) or 1
         rounds.append(tuple(times[:max_iters]))
     return Measurement(first, warm, tuple(rounds), w0, time.monotonic())
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Linear-interpolation percentile (numpy's default), ``q`` in 0..100."""
-    s = sorted(values)
-    if not s:
-        return math.nan
-    k = (len(s) - 1) * q / 100.0
-    lo, hi = math.floor(k), math.ceil(k)
-    return s[lo] + (s[hi] - s[lo]) * (k - lo)
-
-
-def latency_stats_ms(raw_times_s: Sequence[Sequence[float]]) -> dict[str, float]:
-    """Latency statistics in milliseconds over all repeats' iterations, plus the
-    coefficient of variation and IQR relative to the median (fractions)."""
-    flat = [t * 1e3 for r in raw_times_s for t in r]
-    p25, p50, p75 = (percentile(flat, q) for q in (25, 50, 75))
-    mean = statistics.fmean(flat)
-    std = statistics.stdev(flat) if len(flat) > 1 else 0.0
-    return {
-        "latency_ms_p50": p50,
-        "latency_ms_p90": percentile(flat, 90),
-        "latency_ms_p99": percentile(flat, 99),
-        "latency_ms_mean": mean,
-        "latency_ms_std": std,
-        "latency_ms_min": min(flat),
-        "latency_cv": std / mean if mean > 0 else 0.0,
-        "latency_iqr_rel": (p75 - p25) / p50 if p50 > 0 else 0.0,
-        "iterations": len(flat),
-    }

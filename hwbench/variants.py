@@ -1,34 +1,143 @@
-"""Compression variants and the fp8 path: transformations of a built model.
+"""Compression variants: transformations of a built model, one registered object each.
 
+* ``none`` -- the model as built.
 * ``prune:<s>`` -- unstructured L1-magnitude pruning of every Linear / Conv2d weight to
-  sparsity ``s`` (``torch.nn.utils.prune``, made permanent). The tensors stay dense, so
-  this measures the accuracy cost; dense kernels run no faster.
+  sparsity ``s`` in (0, 1) (``torch.nn.utils.prune``, made permanent). The tensors stay
+  dense, so this measures the accuracy cost; dense kernels run no faster.
 * ``sparse24`` -- 2:4 semi-structured sparsity on Linear weights (the 2 largest of every
   4), stored with ``torch.sparse.to_sparse_semi_structured`` so sparse tensor cores run
-  it (CUDA, compute capability >= 8.0, fp16 / bf16). Layers whose shapes the kernel does
-  not take stay dense; how many were converted is recorded.
-* fp8 (precision) -- Linear layers through ``torch._scaled_mm`` with float8 e4m3
-  weights (per-tensor scale, computed once) and activations (per-tensor scale,
-  computed every call); output in bf16. Layers whose dimensions are not multiples of
-  16 stay in bf16.
+  it (CUDA, compute capability >= 8.0, fp16 / bf16, inference). Layers whose shapes the
+  kernel does not take stay dense; how many were converted is recorded.
 
 Weights tied to an embedding (the decoder's LM head) are left as they are: rewriting
 them would untie them and change the model.
+
+A variant's spelling in a suite is ``kind`` or ``kind:arg``; :func:`canonical` maps every
+accepted spelling to one (``prune:.50`` -> ``prune:0.5``), so case ids compare.
+
+No torch at import time (the suite loader validates names before torch is loaded).
 """
 
 from __future__ import annotations
 
-import torch
-from torch import nn
+import difflib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
 
-FP8_MAX = 448.0  # largest finite float8 e4m3fn value
+from . import precisions
+from .precisions import Needs
+
+if TYPE_CHECKING:
+    import torch
+
+    from .devices import DeviceInfo
+    from .spec import Case
 
 
-def _tied(model: nn.Module) -> set[int]:
+@dataclass(frozen=True)
+class Variant:
+    """One compression variant.
+
+    ``name``: the kind, as written before any ``:``.
+    ``pattern``: how it is written, for help and errors ("prune:<sparsity in (0, 1)>").
+    ``example``: one valid spelling (for "did you mean").
+    ``parse``: argument text -> canonical argument text, ValueError if invalid; None for
+    a variant without argument.
+    ``apply``: (model, canonical argument or "") -> changes, in place.
+    ``weight_dtypes``: torch dtype names of weights it works on; None: any.
+    """
+
+    name: str
+    help: str
+    pattern: str
+    apply: Callable[[Any, str], dict[str, int]]
+    example: str = ""
+    parse: Callable[[str], str] | None = None
+    needs: Needs = field(default_factory=Needs)
+    weight_dtypes: tuple[str, ...] | None = None
+
+    def requires(self, device: DeviceInfo, case: Case) -> str | None:
+        """Why this variant cannot run ``case`` on ``device``, or None."""
+        reason = self.needs.reason(self.name, device, case)
+        if reason is None and self.weight_dtypes is not None:
+            have = precisions.get(case.precision).weight_dtype
+            if have not in self.weight_dtypes:
+                allowed = " or ".join(_DTYPE_SHORT.get(d, d) for d in self.weight_dtypes)
+                return f"{self.name} needs {allowed} weights ({case.precision} keeps {_DTYPE_SHORT.get(have, have)} weights)"
+        return reason
+
+
+_DTYPE_SHORT = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
+
+_REGISTRY: dict[str, Variant] = {}
+
+
+def register(v: Variant) -> Variant:
+    """Add ``v`` to the registry (its name must be new); returns it."""
+    if v.name in _REGISTRY:
+        raise ValueError(f"variant {v.name!r} is already registered")
+    _REGISTRY[v.name] = v
+    return v
+
+
+def unregister(name: str) -> None:
+    del _REGISTRY[name]
+
+
+def names() -> tuple[str, ...]:
+    """Registered variant kinds."""
+    return tuple(_REGISTRY)
+
+
+def names_help() -> str:
+    """What a suite may write, e.g. ``none, prune:<sparsity in (0, 1)>, sparse24``."""
+    return ", ".join(v.pattern for v in _REGISTRY.values())
+
+
+def canonical(name: str) -> str:
+    """The one spelling of variant ``name`` ("prune:.5" -> "prune:0.5"). ValueError, one
+    line listing what is allowed, where it is not a variant."""
+    kind, sep, arg = str(name).partition(":")
+    v = _REGISTRY.get(kind)
+    try:
+        if v is not None:
+            if v.parse is None:
+                if not sep:
+                    return kind
+            elif sep:
+                return f"{kind}:{v.parse(arg)}"
+    except ValueError:
+        pass
+    close = difflib.get_close_matches(str(name), [v.example or v.name for v in _REGISTRY.values()], n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise ValueError(f"unknown variant {name!r}{hint}; allowed: {names_help()}")
+
+
+def get(name: str) -> tuple[Variant, str]:
+    """The variant object and its canonical argument ("" where it takes none)."""
+    name = canonical(name)
+    kind, _, arg = name.partition(":")
+    return _REGISTRY[kind], arg
+
+
+def apply(model: Any, variant: str) -> dict[str, int]:
+    """Apply a compression variant in place; returns what was changed."""
+    v, arg = get(variant)
+    return v.apply(model, arg)
+
+
+# --- the transformations -----------------------------------------------------------
+
+
+def _tied(model: Any) -> set[int]:
+    from torch import nn
+
     return {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
 
 
-def prune_magnitude(model: nn.Module, sparsity: float) -> dict[str, int]:
+def prune_magnitude(model: Any, sparsity: float) -> dict[str, int]:
+    """Zero the smallest-|w| fraction ``sparsity`` of every untied Linear / Conv2d weight."""
+    from torch import nn
     from torch.nn.utils import prune
 
     tied, n = _tied(model), 0
@@ -42,6 +151,8 @@ def prune_magnitude(model: nn.Module, sparsity: float) -> dict[str, int]:
 
 def mask_2_4(w: torch.Tensor) -> torch.Tensor:
     """Keep the 2 largest-magnitude values in every group of 4 along the input dim."""
+    import torch
+
     out, inp = w.shape
     g = w.reshape(out, inp // 4, 4)
     idx = g.abs().topk(2, dim=-1).indices
@@ -49,14 +160,16 @@ def mask_2_4(w: torch.Tensor) -> torch.Tensor:
     return (g * mask).reshape(out, inp)
 
 
-def sparsify_2_4(model: nn.Module) -> dict[str, int]:
+def sparsify_2_4(model: Any) -> dict[str, int]:
+    """Store untied Linear weights whose dimensions are multiples of 64 as 2:4 sparse."""
+    from torch import nn
     from torch.sparse import to_sparse_semi_structured
 
     tied, done, kept = _tied(model), 0, 0
     for m in model.modules():
         if isinstance(m, nn.Linear) and id(m.weight) not in tied:
             o, i = m.weight.shape
-            if o % 64 or i % 64:
+            if o % 64 or i % 64:  # the semi-structured kernels' tile
                 kept += 1
                 continue
             w = mask_2_4(m.weight.detach())
@@ -65,50 +178,22 @@ def sparsify_2_4(model: nn.Module) -> dict[str, int]:
     return {"sparse24_layers": done, "dense_layers_left": kept}
 
 
-class FP8Linear(nn.Module):
-    """A Linear layer computed in float8 e4m3 by ``torch._scaled_mm``."""
-
-    def __init__(self, lin: nn.Linear):
-        super().__init__()
-        w = lin.weight.detach().float()
-        scale = (w.abs().max() / FP8_MAX).clamp(min=1e-12)
-        self.register_buffer("weight_fp8", (w / scale).to(torch.float8_e4m3fn))
-        self.register_buffer("w_scale", scale.reshape(()))
-        self.bias = None if lin.bias is None else nn.Parameter(lin.bias.detach().to(torch.bfloat16), requires_grad=False)
-        self.out_features = lin.out_features
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shape = x.shape
-        x2 = x.reshape(-1, shape[-1])
-        x_scale = (x2.abs().max().float() / FP8_MAX).clamp(min=1e-12)
-        xf = (x2 / x_scale).to(torch.float8_e4m3fn)
-        r = torch._scaled_mm(xf, self.weight_fp8.t(), scale_a=x_scale, scale_b=self.w_scale,
-                             bias=self.bias, out_dtype=torch.bfloat16)
-        out = r[0] if isinstance(r, tuple) else r  # torch < 2.5 also returned amax
-        return out.reshape(*shape[:-1], self.out_features)
+def _sparsity(arg: str) -> str:
+    s = float(arg)  # ValueError for text
+    if not 0 < s < 1:  # also false for nan
+        raise ValueError(arg)
+    return repr(s)  # shortest text that round-trips: "0.50" and ".5" -> "0.5"
 
 
-def to_fp8(model: nn.Module) -> dict[str, int]:
-    """Replace eligible Linear layers with FP8Linear, in place."""
-    tied, done, kept = _tied(model), 0, 0
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, nn.Linear) and id(child.weight) not in tied:
-                if child.in_features % 16 or child.out_features % 16:
-                    kept += 1
-                    continue
-                setattr(parent, name, FP8Linear(child))
-                done += 1
-    return {"fp8_layers": done, "bf16_layers_left": kept}
-
-
-def apply(model: nn.Module, variant: str) -> dict[str, int]:
-    """Apply a compression variant in place; returns what was changed."""
-    if variant == "none":
-        return {}
-    if variant == "sparse24":
-        return sparsify_2_4(model)
-    kind, _, amount = variant.partition(":")
-    if kind == "prune":
-        return prune_magnitude(model, float(amount))
-    raise ValueError(f"unknown variant {variant!r}")
+register(Variant("none", "the model as built", "none", lambda model, arg: {}))
+register(Variant(
+    "prune", "unstructured L1-magnitude pruning of Linear / Conv2d weights to the given sparsity (dense storage)",
+    "prune:<sparsity in (0, 1)>", lambda model, arg: prune_magnitude(model, float(arg)), example="prune:0.5", parse=_sparsity,
+))
+register(Variant(
+    "sparse24", "2:4 semi-structured sparse Linear weights on sparse tensor cores", "sparse24",
+    lambda model, arg: sparsify_2_4(model),
+    needs=Needs(kinds=("cuda",), min_cc=(8, 0), note=" (2:4 semi-structured sparse tensor cores)",
+                train=False, train_note=" (the sparse weights are not trained)"),
+    weight_dtypes=("float16", "bfloat16"),
+))

@@ -1,17 +1,22 @@
-"""The worker side: runs one case in its own process and sends back a typed outcome.
+"""The worker: one case in its own process, forked from the forkserver.
 
-Workers are forked from a forkserver that has already imported torch and this module,
-so a case costs a fork, not an interpreter start. The worker never outlives the runner:
-a thread watches a lifeline pipe and ends the process when the runner's end closes.
+Stages: set up the device, build the model and inputs, build the fp32 reference (true
+fp32), apply precision / variant / backend, time the step, measure the accuracy cost,
+gather facts. It sends :class:`Progress` marks (the timed window's edges, for the
+runner's collectors) and one :class:`Outcome` holding raw data only (records.py types);
+statistics are derived later, at load. A thread watches a lifeline pipe and ends the
+process when the runner's end closes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
+import math
 import os
 import resource
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -21,33 +26,36 @@ from typing import Any
 import torch  # noqa: F401  (preloaded in the forkserver: the point of it)
 import torch._dynamo  # noqa: F401  (optimizers import it on first construction: ~2 s per case otherwise)
 
-from . import backends, models, peaks, timing, workloads
+from . import backends, models, precisions, timing, workloads
 from . import flops as flops_mod
+from .records import Accuracy, BatchLimit, Facts, Flag, Measurement
 from .spec import Case, Settings
 
 
-@dataclass
+@dataclass(frozen=True)
 class Outcome:
-    """What a worker reports. ``status`` is ``ok``, ``failed`` or ``oom``; the runner
-    adds ``timeout`` and deaths by signal itself."""
+    """What a worker reports. ``status`` is ``ok``, ``failed`` or ``oom``; the launcher
+    adds ``timeout`` and deaths by signal itself. Raw data only."""
 
     status: str
     reason: str = ""
-    metrics: dict[str, Any] = field(default_factory=dict)
-    raw_times_s: list[list[float]] = field(default_factory=list)
+    measurement: Measurement | None = None
+    facts: Facts | None = None
+    flags: tuple[Flag, ...] = ()
     timestamps: dict[str, float] = field(default_factory=dict)  # time.monotonic() marks
+    batch_limit: BatchLimit | None = None
 
 
 @dataclass(frozen=True)
 class Target:
     """Where a case runs, as the runner resolved it: ``device`` ("cuda:0", "cpu") and
-    the device's model name (for the peak-throughput table)."""
+    the device's model name."""
 
     device: str
     model: str
 
 
-@dataclass
+@dataclass(frozen=True)
 class Progress:
     """A mark sent while a case runs: ``window_start`` / ``window_end`` bound the timed
     region (time.monotonic()) so the runner's collectors can cut their samples."""
@@ -66,7 +74,6 @@ def _watch_lifeline(lifeline) -> None:
 
 OOM_MARKERS = ("out of memory", "can't allocate memory", "cannot allocate memory", "not enough memory")
 
-
 # oneDNN's only message when it cannot allocate a primitive's workspace; other causes
 # exist, so it means oom only where the worker runs under memory_limit_gb.
 ONEDNN_ALLOC = "could not create a primitive"
@@ -83,48 +90,52 @@ def classify(exc: BaseException) -> str:
     return "failed"
 
 
-def _cap_memory(limit_bytes: int | None) -> None:
+def _cap_memory(limit_bytes: int | None, device: str) -> None:
+    """CPU workers: cap the address space (RLIMIT_AS). Never for CUDA workers: the CUDA
+    runtime reserves far more address space than memory and fails to initialise under
+    the cap; their device memory is capped through the allocator instead (in _setup)."""
     global _memory_capped
-    if limit_bytes:
+    if limit_bytes and not device.startswith("cuda"):
         resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
         _memory_capped = True
 
 
-def _entry(body, conn, lifeline, memory_limit_bytes: int | None, fault: str | None) -> None:
-    """What every worker entry point does around its ``body``: leave Ctrl-C to the
-    runner (it decides whether the case may finish), die with the runner, cap memory,
-    turn every failure into an Outcome, and send it."""
+def _entry(body, conn, lifeline, memory_limit_bytes: int | None, device: str, fault: str | None) -> None:
+    """What every worker entry point does around its ``body``: leave Ctrl-C and SIGTERM
+    to the runner (it decides whether the case may finish), die with the runner, cap
+    memory, turn every failure into an Outcome, and send it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     threading.Thread(target=_watch_lifeline, args=(lifeline,), daemon=True).start()
-    _cap_memory(memory_limit_bytes)
+    _cap_memory(memory_limit_bytes, device)
     try:
         if fault:
             _inject_fault(fault)
         out = body()
     except BaseException as e:  # noqa: BLE001 - every failure becomes a record
-        out = Outcome(classify(e), reason=traceback.format_exception_only(type(e), e)[-1].strip()[:2000])
+        reason = traceback.format_exception_only(type(e), e)[-1].strip()[:2000]
         if os.environ.get("HWBENCH_DEBUG"):
-            out.reason += "\n" + traceback.format_exc()
+            reason += "\n" + traceback.format_exc()
+        out = Outcome(classify(e), reason=reason)
     try:
         conn.send(out)
     finally:
         conn.close()
 
 
-def run_case(
-    case: Case, settings: Settings, target: Target, conn, lifeline, t_launch: float, memory_limit_bytes: int | None,
-    fault: str | None = None,
-) -> None:
+def run_case(case: Case, settings: Settings, target: Target, memory_limit_bytes: int | None, fault: str | None,
+             conn, lifeline, t_launch: float) -> None:
     """Entry point in the forked worker. Sends Progress marks and one Outcome on ``conn``.
-    ``target`` is the device the runner resolved when it planned the run.
-    ``fault`` (tests only) names a fault to inject: raise, hang, segfault, oom, exit."""
+    ``target`` is the device the runner resolved when it planned the run. ``fault``
+    (tests only) names a fault to inject: raise, hang, segfault, oom, exit."""
     t_start = time.monotonic()
-    _entry(lambda: _run(case, settings, target, conn, t_launch, t_start), conn, lifeline, memory_limit_bytes, fault)
+    _entry(lambda: _run(case, settings, target, conn, t_launch, t_start, memory_limit_bytes),
+           conn, lifeline, memory_limit_bytes, target.device, fault)
 
 
-def _setup(case: Case, target: Target):
-    """Model family, config, torch device; intra-op threads set. The device was
-    resolved once by the runner: workers do not probe the hardware again."""
+def _setup(case: Case, target: Target, memory_limit_bytes: int | None = None):
+    """Model family, config, torch device; intra-op threads set; CUDA memory capped.
+    The device was resolved once by the runner: workers do not probe the hardware again."""
     fam, size = models.get(case.model)
     cfg = fam.sizes[size]
     if case.threads is not None:
@@ -132,6 +143,9 @@ def _setup(case: Case, target: Target):
     device = torch.device(target.device)
     if device.type == "cuda":
         torch.cuda.set_device(device)
+        if memory_limit_bytes:
+            total = torch.cuda.get_device_properties(device).total_memory
+            torch.cuda.set_per_process_memory_fraction(min(1.0, memory_limit_bytes / total), device)
     return fam, size, cfg, device
 
 
@@ -153,38 +167,54 @@ def _forward(model, inputs, autocast, mode: str):
         return out.float()
 
 
-def deviation(out: torch.Tensor, ref: torch.Tensor) -> dict[str, float]:
-    """Output deviation from the fp32 eager reference: max |a - b| and ||a - b|| / ||b||."""
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def deviation(out: torch.Tensor, ref: torch.Tensor, compared: str) -> tuple[Accuracy, list[Flag]]:
+    """Output deviation from the fp32 eager reference: max |a - b| and ||a - b|| / ||b||.
+    A non-finite deviation (the case's output overflowed) is stored empty and flagged."""
     diff = (out - ref).float()
-    return {
-        "max_abs_error": diff.abs().max().item(),
-        "rel_l2_error": (diff.norm() / ref.float().norm().clamp(min=1e-30)).item(),
-    }
+    mx = diff.abs().max().item()
+    rel = (diff.norm() / ref.float().norm().clamp(min=1e-30)).item()
+    flags = []
+    if not (math.isfinite(mx) and math.isfinite(rel)):
+        flags.append(Flag(flag="accuracy_nonfinite", detail="the case's output has inf or NaN where the fp32 reference has none"))
+    return Accuracy(max_abs_error=_finite(mx), rel_l2_error=_finite(rel), accuracy_model=compared), flags
 
 
 def is_reference(case: Case) -> bool:
     return case.precision == "fp32" and case.backend == "eager" and case.variant == "none"
 
 
-def _run(case: Case, settings: Settings, target: Target, conn, t_launch: float, t_start: float) -> Outcome:
-    fam, size, cfg, device = _setup(case, target)
+def _rss_peak_bytes() -> int:
+    """The worker's lifetime peak resident memory. ru_maxrss is KiB on Linux, bytes on macOS."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def _run(case: Case, settings: Settings, target: Target, conn, t_launch: float, t_start: float,
+         memory_limit_bytes: int | None = None) -> Outcome:
+    fam, size, cfg, device = _setup(case, target, memory_limit_bytes)
     torch.manual_seed(settings.seed)
     model = fam.build(cfg)
     inputs, targets = _batch(fam, cfg, case, case.batch_size, device, settings.seed)
     ref = None
     if settings.check_accuracy and not is_reference(case):
         torch.manual_seed(settings.seed)
-        # kept on the host while the case is timed: it must not count as device memory
-        ref = _forward(fam.build(cfg).to(device), inputs, contextlib.nullcontext, case.mode).cpu()
+        # true fp32 (TF32 off for matmuls and convolutions), kept on the host while the
+        # case is timed: it must not count as device memory
+        with precisions.true_fp32():
+            ref = _forward(fam.build(cfg).to(device), inputs, contextlib.nullcontext, case.mode).cpu()
         _free(device)
     prep = backends.prepare(model, case, device, fam.float_inputs)
     if fam.float_inputs:
         inputs = inputs.to(prep.input_dtype)
-    accuracy: dict[str, Any] = {}
+    accuracy, flags = None, []
     if ref is not None and case.mode == "train":
         # training changes the weights while it is timed: compare before, on the eager
         # forward (so a compile backend's own numerics are not part of this figure)
-        accuracy = {**deviation(_forward(prep.model, inputs, prep.autocast, case.mode).cpu(), ref), "accuracy_model": "eager"}
+        accuracy, flags = deviation(_forward(prep.model, inputs, prep.autocast, case.mode).cpu(), ref, "eager")
         ref = None
     if device.type == "cuda":
         # the peak from here on: the case itself, not the fp32 reference built above
@@ -192,9 +222,9 @@ def _run(case: Case, settings: Settings, target: Target, conn, t_launch: float, 
     eager = prep.model
     prep.model = backends.compile_model(prep.model, case, settings.compile_mode)
     timer = timing.Timer(device)
-    ttft: list[float] = []
+    gen_times: list[tuple[float, float]] = []
     step = workloads.make_step(case.mode, prep, fam.loss, inputs, targets, gen_tokens=case.gen_tokens,
-                               sync=timer.sync, ttft_s=ttft)
+                               sync=timer.sync, gen_times=gen_times)
     timer.sync()
     t_ready = time.monotonic()
     marks: dict[str, float] = {}
@@ -221,58 +251,48 @@ def _run(case: Case, settings: Settings, target: Target, conn, t_launch: float, 
         # (compiled, where the backend compiles), after timing so the first timed call
         # really was the first
         out = _forward(prep.model, inputs, prep.autocast, case.mode).cpu()
-        accuracy = {**deviation(out, ref), "accuracy_model": "compiled" if prep.model is not eager else "eager"}
+        accuracy, flags = deviation(out, ref, "compiled" if prep.model is not eager else "eager")
         del out, ref
-    metrics: dict[str, Any] = dict(timing.latency_stats_ms(m.raw_times_s))
-    median_s = metrics["latency_ms_p50"] / 1e3
-    bs = case.batch_size
+    n_timed = sum(len(r) for r in m.raw_times_s)
+    timed_gen = gen_times[-n_timed:] if case.mode == "generate" else []
+    measurement = Measurement(
+        raw_times_s=[list(r) for r in m.raw_times_s],
+        first_iter_s=m.first_iter_s,
+        warmup_s=m.warmup_s,
+        measured_s=m.window_end - m.window_start,
+        ttft_s=[t for t, _ in timed_gen] or None,
+        decode_s=[d for _, d in timed_gen] or None,
+    )
     if case.mode == "generate":
-        flops = fam.extra["flops_generate"](cfg, case.seq_len, case.gen_tokens)
-        n_timed = sum(len(r) for r in m.raw_times_s)
-        first_ms = [t * 1e3 for t in ttft[-n_timed:]]  # the timed iterations' TTFTs
-        ttft_ms = timing.percentile(first_ms, 50) if first_ms else None
-        metrics.update({
-            "ttft_ms_p50": ttft_ms,
-            "ttft_ms_p90": timing.percentile(first_ms, 90) if first_ms else None,
-            "tpot_ms_p50": (metrics["latency_ms_p50"] - ttft_ms) / (case.gen_tokens - 1) if case.gen_tokens > 1 and ttft_ms else None,
-            "tokens_per_s": bs * case.gen_tokens / median_s if median_s > 0 else None,
-        })
+        flops = fam.flops_generate(cfg, case.seq_len, case.gen_tokens)
     else:
         flops = fam.flops_per_sample(size, case.mode, case.shape)
-    achieved = flops * bs / median_s / 1e12 if median_s > 0 else None
-    peak = peaks.peak_tflops(device.type, target.model, case.precision, case.threads or torch.get_num_threads())
-    metrics.update({
-        "throughput_samples_per_s": bs / median_s if median_s > 0 else None,
-        "first_iter_ms": m.first_iter_s * 1e3,
-        "warmup_s": m.warmup_s,
+    facts: dict[str, Any] = {
         "params": fam.param_count(cfg),
         "flops_per_sample": flops,
-        "achieved_tflops": achieved,
-        "peak_tflops": peak,
-        "mfu": achieved / peak if achieved and peak else None,
-        "measured_s": m.window_end - m.window_start,
-        "threads": torch.get_num_threads() if device.type == "cpu" else None,
-        **accuracy,
-        **(prep.changes or {}),
-    })
-    if case.backend != "eager":
-        # the first call traces and compiles: that is the compile time
-        metrics["compile_s"] = m.first_iter_s
+        "threads_used": torch.get_num_threads() if device.type == "cpu" else None,
+        "accuracy": accuracy,
+        "changes": prep.changes or {},
+        "host_rss_peak_bytes": _rss_peak_bytes(),
+    }
     if device.type == "cuda":
-        metrics["memory_peak_bytes"] = torch.cuda.max_memory_allocated(device)
-        metrics["memory_reserved_peak_bytes"] = torch.cuda.max_memory_reserved(device)
-    metrics["host_rss_peak_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        facts["memory_peak_bytes"] = torch.cuda.max_memory_allocated(device)
+        facts["memory_reserved_peak_bytes"] = torch.cuda.max_memory_reserved(device)
     if settings.count_flops:
         # after timing (so the first timed iteration really is the first), on the
         # eager model: the counter sees every matmul and convolution dispatched
         prep.model = eager
-        counted = flops_mod.count(workloads.make_step(case.mode, prep, fam.loss, inputs, targets, gen_tokens=case.gen_tokens))
-        metrics["flops_per_sample_counted"] = counted / bs
-        metrics["flops_counted_vs_analytic"] = counted / bs / flops if flops else None
+        counted, why = flops_mod.count_checked(
+            workloads.make_step(case.mode, prep, fam.loss, inputs, targets, gen_tokens=case.gen_tokens), eager)
+        facts["flops_per_sample_counted"] = counted / case.batch_size if counted else None
+        facts["flops_counted_reason"] = why if not counted else None
+    else:
+        facts["flops_counted_reason"] = "count_flops = false in the suite"
     return Outcome(
         "ok",
-        metrics=metrics,
-        raw_times_s=[list(r) for r in m.raw_times_s],
+        measurement=measurement,
+        facts=Facts(**facts),
+        flags=tuple(flags),
         timestamps={"launch": t_launch, "worker_start": t_start, "ready": t_ready, **marks, "window_end": m.window_end},
     )
 
@@ -283,14 +303,14 @@ def _free(device) -> None:
         torch.cuda.empty_cache()
 
 
-def probe_batch(case: Case, settings: Settings, target: Target, conn, lifeline, t_launch: float,
-                memory_limit_bytes: int | None, fault: str | None = None) -> None:
+def probe_batch(case: Case, settings: Settings, target: Target, memory_limit_bytes: int | None, fault: str | None,
+                conn, lifeline, t_launch: float) -> None:
     """Entry point for batch_sizes = ["auto"]: find the largest batch for which one step
     of ``case`` (eager) fits in memory. Doubles from 1 until a step runs out of memory
     or max_batch_size is reached, then bisects between the last fit and the first
-    failure. Memory is freed between tries. Sends an Outcome whose metrics hold
-    ``batch_limit`` and every try."""
-    _entry(lambda: _probe(case, settings, target), conn, lifeline, memory_limit_bytes, fault)
+    failure. Memory is freed between tries. Sends an Outcome with ``batch_limit``."""
+    _entry(lambda: _probe(case, settings, target, memory_limit_bytes), conn, lifeline, memory_limit_bytes,
+           target.device, fault)
 
 
 # Stop growing the batch once one step takes this long (CPU runs would otherwise take
@@ -298,8 +318,8 @@ def probe_batch(case: Case, settings: Settings, target: Target, conn, lifeline, 
 PROBE_STEP_LIMIT_S = 10.0
 
 
-def _probe(case: Case, settings: Settings, target: Target) -> Outcome:
-    fam, size, cfg, device = _setup(case, target)
+def _probe(case: Case, settings: Settings, target: Target, memory_limit_bytes: int | None = None) -> Outcome:
+    fam, size, cfg, device = _setup(case, target, memory_limit_bytes)
     torch.manual_seed(settings.seed)
     prep = backends.prepare(fam.build(cfg), case, device, fam.float_inputs)
     timer = timing.Timer(device)
@@ -352,7 +372,7 @@ def _probe(case: Case, settings: Settings, target: Target) -> Outcome:
             lo, hi = (mid, hi) if fits(mid) else (lo, mid)
         ok = lo
         stop = stop or f"out of memory at batch size {hi}"
-    return Outcome("ok", metrics={"batch_limit": ok, "limited_by": stop, "tries": tries})
+    return Outcome("ok", batch_limit=BatchLimit(batch_limit=ok, limited_by=stop, tries=tries))
 
 
 def _inject_fault(kind: str) -> None:

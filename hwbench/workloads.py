@@ -2,47 +2,74 @@
 
 * ``infer``: a forward pass under ``torch.inference_mode``.
 * ``train``: forward, loss, backward, optimizer step (AdamW), gradients set to None.
-* ``generate`` (decoder only): prefill the prompt, then decode ``gen_tokens - 1`` more
-  tokens one at a time with the KV cache, greedy (argmax). One iteration = one whole
-  generation for the batch; the time to the first token is recorded per iteration.
+* ``generate`` (families declaring it; the model is a
+  :class:`~hwbench.models.GenerativeModel`): prefill the prompt, then decode
+  ``gen_tokens - 1`` more tokens one at a time with the KV cache, greedy (argmax). One
+  iteration = one whole generation for the batch; its time to first token and decode
+  time are recorded per iteration.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, cast
 
 import torch
 
-from .backends import Prepared
+from .models import GenerativeModel
+
+if TYPE_CHECKING:
+    # annotation only: the step needs .model, .autocast and .scaler, not the precision
+    # and backend machinery (nor the suite loader it imports)
+    from .backends import Prepared
 
 
 def make_step(
-    mode: str, prep: Prepared, loss_fn, inputs: Any, targets: Any, *, gen_tokens: int | None = None,
-    sync: Callable[[], None] = lambda: None, ttft_s: list[float] | None = None,
+    mode: str,
+    prep: Prepared,
+    loss_fn: Callable[[Any, Any], torch.Tensor],
+    inputs: Any,
+    targets: Any,
+    *,
+    gen_tokens: int | None = None,
+    sync: Callable[[], None] = lambda: None,
+    gen_times: list[tuple[float, float]] | None = None,
 ) -> Callable[[], object]:
-    """One timed iteration of ``mode``. For ``generate``, each call appends its time to
-    first token (s, device synchronised) to ``ttft_s``."""
-    model = prep.model
+    """One timed iteration of ``mode``, as a zero-argument callable.
+
+    ``generate``: ``gen_tokens`` tokens per sequence (default 1). ``sync`` waits for the
+    device's queued work (the timer's ``sync``). Each call appends ``(ttft_s, decode_s)``
+    to ``gen_times``: seconds from the start of prefill to the first token, and from the
+    first token to the last (``gen_tokens - 1`` decode steps; 0 work when
+    ``gen_tokens == 1``). Both come from one ``time.perf_counter`` clock, each reading
+    taken right after ``sync()``, so no kernels queued earlier (the previous iteration's
+    decode, the prefill) land in the wrong interval. TPOT per iteration is
+    ``decode_s / (gen_tokens - 1)``. ``gen_times=None`` discards them (FLOP counting).
+    """
     if mode == "generate":
-        model.eval()
+        model = cast(GenerativeModel, prep.model)
+        prep.model.eval()
         n = gen_tokens or 1
-        ttft = ttft_s if ttft_s is not None else []
-        clock = time.perf_counter
+        times = gen_times if gen_times is not None else []
 
         def generate():
             with torch.inference_mode(), prep.autocast():
-                t0 = clock()
+                sync()  # work queued before this call is not ours
+                t0 = time.perf_counter()
                 logits, cache = model(inputs, cache=[], last_only=True)
                 tok = logits[:, -1].argmax(-1, keepdim=True)
                 sync()
-                ttft.append(clock() - t0)
+                t_first = time.perf_counter()
                 for _ in range(n - 1):
                     logits, cache = model(tok, cache=cache, last_only=True)
                     tok = logits[:, -1].argmax(-1, keepdim=True)
-                return tok
+                sync()
+                t_end = time.perf_counter()
+            times.append((t_first - t0, t_end - t_first))
+            return tok
 
         return generate
+    model = prep.model
     if mode == "infer":
         model.eval()
 

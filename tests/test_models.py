@@ -1,11 +1,19 @@
 """Reference models: parameter counts against the published architectures, analytic
-FLOPs against torch's FLOP counter, and the decoder's KV cache."""
+FLOPs against torch's FLOP counter, the decoder's KV cache, the registry's torch-free
+metadata and the declarations a family is checked against."""
+
+import inspect
+import subprocess
+import sys
+from dataclasses import replace
 
 import pytest
 import torch
+from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from hwbench import models
+from hwbench.models import GenerativeModel, ModelFamily, Shape
 
 # Published parameter counts.
 PUBLISHED = {
@@ -94,3 +102,126 @@ def test_weights_are_deterministic_under_the_seed():
     torch.manual_seed(3)
     b = fam.build(fam.sizes[size]).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_registry_and_metadata_answer_without_torch():
+    # A subprocess: this test process imported torch long ago.
+    code = """
+import sys
+import hwbench.models as m
+names = m.model_names()
+for n in names:
+    fam, size = m.get(n)
+    cfg = fam.sizes[size]
+    shape = fam.default_shape(cfg)
+    fam.param_count(cfg), fam.flops_per_sample(size, "train", shape), fam.modes, fam.shape_kind
+    if fam.max_seq_len is not None:
+        fam.max_seq_len(cfg)
+    if fam.flops_generate is not None:
+        fam.flops_generate(cfg, 16, 8)
+assert "torch" not in sys.modules, sorted(k for k in sys.modules if k.startswith("torch"))
+print(len(names))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout) == len(models.model_names())
+
+
+def test_sequence_and_generation_capabilities_are_declared():
+    dec, enc = models.REGISTRY["decoder"], models.REGISTRY["encoder"]
+    assert dec.max_seq_len(dec.sizes["small"]) == 1024
+    assert enc.max_seq_len(enc.sizes["base"]) == 512
+    for name in ("mlp", "cnn"):
+        assert models.REGISTRY[name].max_seq_len is None
+    generative = {n for n, f in models.REGISTRY.items() if "generate" in f.modes}
+    assert generative == {n for n, f in models.REGISTRY.items() if f.flops_generate is not None} == {"decoder"}
+
+
+def test_decoder_is_a_generative_model():
+    fam, size = models.get("decoder:tiny")
+    with torch.device("meta"):
+        m = fam.build(fam.sizes[size])
+    assert isinstance(m, GenerativeModel)
+    params = inspect.signature(m.forward).parameters
+    assert list(params) == ["ids", "cache", "last_only"]
+    assert params["cache"].default is None and params["last_only"].default is False
+
+
+def test_decoder_generate_flops_count_prefill_then_decode():
+    fam, size = models.get("decoder:tiny")
+    cfg = fam.sizes[size]
+    # one generated token is the prefill alone, with the LM head on the last position
+    prefill = fam.flops_generate(cfg, 16, 1)
+    full = fam.flops_forward(cfg, Shape(seq_len=16))
+    assert prefill == pytest.approx(full - 2.0 * 15 * cfg["d"] * cfg["vocab"])
+    assert fam.flops_generate(cfg, 16, 8) > prefill
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ({"modes": ("infer", "generate")}, "flops_generate"),
+        ({"flops_generate": lambda c, p, n: 1.0}, "flops_generate"),
+        ({"modes": ("infer", "sing")}, "subset"),
+        ({"max_seq_len": None}, "max_seq_len"),
+        ({"shape_kind": "pixels"}, "shape_kind"),
+    ],
+)
+def test_contradictory_family_declarations_are_refused(change, message):
+    with pytest.raises(ValueError, match=message):
+        replace(models.REGISTRY["encoder"], **change)
+
+
+def test_generate_needs_sequences():
+    with pytest.raises(ValueError, match="seq_len"):
+        replace(models.REGISTRY["mlp"], modes=("infer", "generate"), flops_generate=lambda c, p, n: 1.0)
+
+
+# A toy family, defined as a new family module would be: metadata, analytic counts, torch
+# code. Registering it is the one line a new family adds to hwbench/models/__init__.py.
+def _linear_dims(cfg):
+    return cfg["features"], cfg["classes"]
+
+
+def _linear_build(cfg):
+    return nn.Linear(*_linear_dims(cfg))
+
+
+def _linear_batch(cfg, batch, shape, device, dtype):
+    x = torch.randn(batch, cfg["features"], device=device, dtype=dtype)
+    return x, torch.randint(0, cfg["classes"], (batch,), device=device)
+
+
+LINEAR = ModelFamily(
+    name="linear",
+    description="one Linear layer (test only)",
+    sizes={"tiny": {"features": 32, "classes": 4}},
+    build=_linear_build,
+    make_batch=_linear_batch,
+    loss=lambda out, y: nn.functional.cross_entropy(out, y),
+    flops_forward=lambda cfg, shape: 2.0 * cfg["features"] * cfg["classes"],
+    first_layer_flops=lambda cfg, shape: 2.0 * cfg["features"] * cfg["classes"],
+    param_count=lambda cfg: cfg["features"] * cfg["classes"] + cfg["classes"],
+    default_shape=lambda cfg: Shape(),
+    shape_kind=None,
+)
+
+
+def test_a_new_family_is_one_registry_entry(monkeypatch):
+    with monkeypatch.context() as mp:
+        mp.setitem(models.REGISTRY, LINEAR.name, LINEAR)
+        assert "linear:tiny" in models.model_names()
+        fam, size = models.get("linear:tiny")
+        cfg = fam.sizes[size]
+        torch.manual_seed(0)
+        m = fam.build(cfg)
+        x, y = fam.make_batch(cfg, 3, fam.default_shape(cfg), "cpu", torch.float32)
+        assert x.shape == (3, 32) and y.shape == (3,)
+        assert sum(p.numel() for p in m.parameters()) == fam.param_count(cfg) == 32 * 4 + 4
+        with FlopCounterMode(display=False) as fc:
+            fam.loss(m(x), y).backward()
+        # the only layer's input needs no gradient: backward is the weight gradient only
+        assert fam.flops_per_sample(size, "train", Shape()) == pytest.approx(fc.get_total_flops() / 3)
+    assert "linear:tiny" not in models.model_names()
+    with pytest.raises(KeyError):
+        models.get("linear:tiny")

@@ -1,43 +1,39 @@
-"""The runner with real worker processes: failures stay inside their case, the suite
-goes on, and every finished case is in the file."""
+"""Running suites through hwbench.run_suite with real worker processes: failures stay
+inside their case, every finished case is in the file, resume keeps what was measured,
+and death is classified."""
 
 import json
 import os
+import signal
+import threading
 
 import pytest
 
-from hwbench import env, runner
+import hwbench
+from hwbench import api, launch, runner
 from hwbench.errors import ResultsError, UserError
 from hwbench.results import read_record
 from hwbench.spec import load_suite
-from conftest import write_suite
+from conftest import run_suite, write_suite
 
 BODY = '[[matrix]]\nmodels=["mlp:tiny","encoder:tiny"]\nmodes=["infer"]\nbatch_sizes=[2]\n'
 
 
-def run(tmp_path, body=BODY, settings="", filters=(), fault=None, kind="raise"):
-    s = load_suite(write_suite(tmp_path, body, settings=settings))
-    if fault:
-        os.environ["HWBENCH_INJECT_FAULT"] = f"{fault}/*={kind}"
-    try:
-        r = runner.Runner(s, tmp_path / "out.json")
-        rec = r.run(runner.plan(s, filters), r.new_record(env.fingerprint()))
-    finally:
-        os.environ.pop("HWBENCH_INJECT_FAULT", None)
-    assert read_record(tmp_path / "out.json")["cases"] == json.loads(json.dumps(rec["cases"]))
-    return {c["case"]["model"]: c for c in rec["cases"]}, rec
+def by_model(rows):
+    return {r["model"]: r for r in rows.values()}
 
 
-def test_ok_cases_have_stats_raw_times_and_timing(tmp_path):
-    cases, rec = run(tmp_path)
-    assert rec["status"] == "complete"
-    for c in cases.values():
-        assert c["status"] == "ok", c["reason"]
-        m = c["metrics"]
-        assert m["latency_ms_p50"] > 0 and m["throughput_samples_per_s"] > 0
-        assert m["iterations"] == sum(len(r) for r in c["raw_times_ms"]) >= 3
-        assert m["params"] > 0 and m["flops_per_sample"] > 0
-        assert 0 < c["timing"]["fixed_cost_s"] < c["timing"]["wall_s"]
+def test_ok_cases_have_raw_times_derived_stats_and_timing(tmp_path):
+    rows, out = run_suite(tmp_path, BODY)
+    assert out.exit_code == 0 and out.record.status == "complete"
+    assert read_record(out.path) == out.record
+    for c in out.record.cases:
+        assert c.status == "ok", c.reason
+        assert c.facts.params > 0 and c.facts.flops_per_sample > 0
+        assert 0 < c.timing.fixed_cost_s < c.timing.wall_s
+        assert c.segment == 0
+    for r in rows.values():
+        assert r["latency_ms_p50"] > 0 and r["throughput_samples_per_s"] > 0 and r["iterations"] >= 3
 
 
 @pytest.mark.parametrize(
@@ -48,35 +44,66 @@ def test_ok_cases_have_stats_raw_times_and_timing(tmp_path):
         ("exit", "failed", "worker exited with code 7"),
     ],
 )
-def test_a_broken_case_is_recorded_and_the_suite_goes_on(tmp_path, kind, status, reason):
-    cases, rec = run(tmp_path, fault="mlp:tiny", kind=kind)
-    assert cases["mlp:tiny"]["status"] == status
-    assert reason in cases["mlp:tiny"]["reason"]
-    assert cases["encoder:tiny"]["status"] == "ok"
-    assert rec["status"] == "complete"
+def test_a_broken_case_is_recorded_the_suite_goes_on_and_exit_is_3(tmp_path, kind, status, reason):
+    rows, out = run_suite(tmp_path, BODY, fault=f"mlp:tiny/*={kind}")
+    m = by_model(rows)
+    assert m["mlp:tiny"]["status"] == status and reason in m["mlp:tiny"]["reason"]
+    assert m["encoder:tiny"]["status"] == "ok"
+    assert out.record.status == "complete" and out.exit_code == api.EXIT_CASES_FAILED == 3
 
 
 def test_hang_is_killed_at_the_timeout(tmp_path):
-    cases, _ = run(tmp_path, settings="timeout_s = 3", fault="mlp:tiny", kind="hang")
-    assert cases["mlp:tiny"]["status"] == "timeout"
-    assert "timeout_s = 3" in cases["mlp:tiny"]["reason"]
-    assert cases["mlp:tiny"]["timing"]["wall_s"] < 10
-    assert cases["encoder:tiny"]["status"] == "ok"
+    rows, out = run_suite(tmp_path, BODY, settings="timeout_s = 3", fault="mlp:tiny/*=hang")
+    m = by_model(rows)
+    assert m["mlp:tiny"]["status"] == "timeout" and "timeout_s = 3" in m["mlp:tiny"]["reason"]
+    assert out.record.cases[0].timing.wall_s < 10
+    assert m["encoder:tiny"]["status"] == "ok" and out.exit_code == 3
 
 
 def test_a_model_larger_than_the_memory_limit_is_oom(tmp_path):
     # mlp:large has 3.5 GB of fp32 weights: torch's own allocator fails under a 2 GiB cap.
     body = '[[matrix]]\nmodels=["mlp:large","encoder:tiny"]\nmodes=["train"]\n'
-    cases, _ = run(tmp_path, body=body, settings="memory_limit_gb = 2")
-    assert cases["mlp:large"]["status"] == "oom", cases["mlp:large"]["reason"]
-    assert "allocate" in cases["mlp:large"]["reason"]
-    assert cases["encoder:tiny"]["status"] == "ok"
+    rows, _ = run_suite(tmp_path, body, settings="memory_limit_gb = 2")
+    m = by_model(rows)
+    assert m["mlp:large"]["status"] == "oom", m["mlp:large"]["reason"]
+    assert m["encoder:tiny"]["status"] == "ok"
 
 
 def test_allocating_until_failure_is_oom(tmp_path):
-    cases, _ = run(tmp_path, settings="memory_limit_gb = 1.5", fault="mlp:tiny", kind="oom")
-    assert cases["mlp:tiny"]["status"] == "oom", cases["mlp:tiny"]["reason"]
-    assert cases["encoder:tiny"]["status"] == "ok"
+    rows, _ = run_suite(tmp_path, BODY, settings="memory_limit_gb = 1.5", fault="mlp:tiny/*=oom")
+    m = by_model(rows)
+    assert m["mlp:tiny"]["status"] == "oom", m["mlp:tiny"]["reason"]
+    assert m["encoder:tiny"]["status"] == "ok"
+
+
+def test_death_classification_reads_what_the_kernel_says(tmp_path):
+    kill, segv = -signal.SIGKILL, -signal.SIGSEGV
+    # the OOM killer: SIGKILL while any oom_kill counter rose (vmstat covers bare metal and cgroup v1)
+    assert launch.classify_death(kill, {"vmstat": 3}, {"vmstat": 4}, None)[0] == "oom"
+    assert launch.classify_death(kill, {"cgroup1:/x": 0}, {"cgroup1:/x": 1}, None)[0] == "oom"
+    assert launch.classify_death(kill, {"vmstat": 3}, {"vmstat": 3}, None) == ("failed", "worker killed by signal SIGKILL")
+    # RLIMIT_AS makes native allocation failures die by SIGSEGV: oom, saying so
+    status, reason = launch.classify_death(segv, {}, {}, 2.0)
+    assert status == "oom" and "memory_limit_gb = 2" in reason and "SIGSEGV" in reason
+    assert launch.classify_death(segv, {}, {}, None)[0] == "failed"
+    assert launch.classify_death(7, {}, {}, None)[1] == "worker exited with code 7 before reporting a result"
+    # counters from a fake /proc and cgroup tree, v1 and v2
+    proc, cg = tmp_path / "proc", tmp_path / "cg"
+    (proc / "42").mkdir(parents=True)
+    (proc / "vmstat").write_text("nr_free_pages 5\noom_kill 9\n")
+    (proc / "42" / "cgroup").write_text("0::/user.slice/job\n5:memory:/slurm/job1\n")
+    (cg / "user.slice" / "job").mkdir(parents=True)
+    (cg / "user.slice" / "job" / "memory.events").write_text("low 0\noom 1\noom_kill 2\n")
+    (cg / "memory" / "slurm" / "job1").mkdir(parents=True)
+    (cg / "memory" / "slurm" / "job1" / "memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 4\n")
+    assert launch.oom_counters(42, proc, cg) == {"vmstat": 9, "cgroup2:/user.slice/job": 2, "cgroup1:/slurm/job1": 4}
+
+
+def test_unparseable_fault_injection_is_an_error(tmp_path):
+    with pytest.raises(UserError, match="HWBENCH_INJECT_FAULT: expected"):
+        run_suite(tmp_path, BODY, fault="mlp:tiny/*=explode")
+    with pytest.raises(UserError, match="HWBENCH_INJECT_FAULT"):
+        run_suite(tmp_path, BODY, fault="no-equals-sign")
 
 
 def test_unsupported_cases_are_skipped_with_reason(tmp_path):
@@ -87,6 +114,15 @@ def test_unsupported_cases_are_skipped_with_reason(tmp_path):
     assert "inference-only" in reasons["mlp:tiny/train/bs1/int8/eager/cpu"]
     assert "tf32 needs a CUDA GPU" in reasons["mlp:tiny/infer/bs1/tf32/eager/cpu"]
     assert "device cuda:7" in reasons["mlp:tiny/infer/bs1/int8/eager/cuda:7"]
+
+
+def test_a_suite_of_which_nothing_can_run_is_a_user_error_with_grouped_reasons(tmp_path):
+    body = '[[matrix]]\nmodels=["mlp:tiny","encoder:tiny"]\nbatch_sizes=[1,2,4,8]\nprecisions=["tf32"]\n'
+    with pytest.raises(UserError) as e:
+        run_suite(tmp_path, body)
+    msg = str(e.value)
+    assert "nothing can run on this machine" in msg and "(8 cases, e.g. mlp:tiny/infer/bs1/tf32/eager/cpu)" in msg
+    assert msg.count("tf32 needs") == 1 and "\n" not in msg
 
 
 def test_filters(tmp_path):
@@ -101,22 +137,115 @@ def test_filters(tmp_path):
         ids(["nothing-like-this"])
 
 
-def test_resume_keeps_finished_reruns_failed_and_refuses_other_suites(tmp_path):
-    cases, rec = run(tmp_path, fault="mlp:tiny")
-    assert cases["mlp:tiny"]["status"] == "failed"
-    path = tmp_path / "out.json"
+# ------------------------------------------------------------------------------ resume
+def test_resume_keeps_finished_reruns_failed_in_a_new_segment(tmp_path):
+    _, first = run_suite(tmp_path, BODY, fault="mlp:tiny/*=raise")
+    assert {c.case.model: c.status for c in first.record.cases} == {"mlp:tiny": "failed", "encoder:tiny": "ok"}
+    kept = next(c for c in first.record.cases if c.status == "ok")
+    out = hwbench.run_suite(tmp_path / "suite.toml", resume=first.path)
+    assert out.exit_code == 0 and out.path == first.path
+    rec = read_record(first.path)
+    by = {c.case.model: c for c in rec.cases}
+    assert by["mlp:tiny"].status == "ok" and by["mlp:tiny"].segment == 1 and len(rec.cases) == 2
+    assert by["encoder:tiny"] == kept  # untouched, still says segment 0 measured it
+    assert len(rec.segments) == 2 and rec.segments[1].environment.hostname == rec.segments[0].environment.hostname
+    assert rec.status == "complete"
+
+
+def test_resume_of_a_complete_file_says_so_and_does_nothing(tmp_path):
+    _, first = run_suite(tmp_path, BODY)
+    before = first.path.read_bytes()
+    out = hwbench.run_suite(tmp_path / "suite.toml", resume=first.path)
+    assert out.exit_code == 0 and "complete" in out.message and "nothing to resume" in out.message
+    assert first.path.read_bytes() == before
+
+
+def test_resume_refuses_other_suites_machines_and_software(tmp_path):
+    _, first = run_suite(tmp_path, BODY, fault="mlp:tiny/*=raise")
     s = load_suite(tmp_path / "suite.toml")
-    environment = env.fingerprint()
-    resumed = runner.open_resume(path, s, environment)
-    assert [c["case"]["model"] for c in resumed["cases"]] == ["encoder:tiny"]
-    kept = resumed["cases"][0]
-    r = runner.Runner(s, path)
-    rec2 = r.run(runner.plan(s), resumed)
-    by = {c["case"]["model"]: c for c in rec2["cases"]}
-    assert by["mlp:tiny"]["status"] == "ok" and by["encoder:tiny"] == kept and len(rec2["cases"]) == 2
-    # another suite content, another machine: refused
+    rec = read_record(first.path)
+    env = rec.environment.model_dump()
     s2 = load_suite(write_suite(tmp_path, BODY.replace("[2]", "[3]"), name="other.toml"))
     with pytest.raises(ResultsError, match="suite .* changed"):
-        runner.open_resume(path, s2, environment)
+        api.check_resume(rec, first.path, s2, env, False)
     with pytest.raises(ResultsError, match="another machine"):
-        runner.open_resume(path, s, {**environment, "hostname": "elsewhere"})
+        api.check_resume(rec, first.path, s, {**env, "hostname": "elsewhere"}, False)
+    with pytest.raises(ResultsError, match="software changed .*torch_version: .* -> 9.9.*--allow-env-change"):
+        api.check_resume(rec, first.path, s, {**env, "torch_version": "9.9"}, False)
+    assert api.check_resume(rec, first.path, s, {**env, "torch_version": "9.9"}, True) == [
+        f"torch_version: {env['torch_version']} -> 9.9"]
+    other = tmp_path / "compile.toml"
+    other.write_text((tmp_path / "suite.toml").read_text().replace('name = "t"', 'name = "compile"'))
+    with pytest.raises(ResultsError, match="results file of suite 't', not 'compile'"):
+        api.check_resume(rec, first.path, load_suite(other), env, False)
+
+
+def test_the_suite_hash_covers_what_the_user_wrote_not_defaults(tmp_path):
+    s = load_suite(write_suite(tmp_path, BODY))
+    resolved = s.spec.model_dump(mode="json")
+    assert "noise_threshold" in resolved["settings"]  # defaults are in the resolved copy...
+    assert "noise_threshold" not in json.dumps(s.raw)  # ...but not in what the hash covers
+    same = load_suite(write_suite(tmp_path, BODY + "\n# comment\n", name="b.toml"))
+    assert same.suite_hash == s.suite_hash
+
+
+def test_resume_with_filter_never_deletes_or_completes_what_it_did_not_run(tmp_path):
+    body = '[[matrix]]\nmodels=["mlp:tiny","encoder:tiny"]\nmodes=["infer","train"]\nbatch_sizes=[2]\n'
+    _, first = run_suite(tmp_path, body, fault="*=raise")
+    assert [c.status for c in first.record.cases] == ["failed"] * 4
+    out = hwbench.run_suite(tmp_path / "suite.toml", resume=first.path, filters=["family=mlp"])
+    rec = read_record(first.path)
+    st = {c.case_id: c.status for c in rec.cases}
+    assert len(st) == 4  # the encoder's failed results are still there
+    assert [v for k, v in st.items() if k.startswith("mlp")] == ["ok", "ok"]
+    assert [v for k, v in st.items() if k.startswith("encoder")] == ["failed", "failed"]
+    assert rec.status == "partial" and out.exit_code == 3
+    assert rec.segments[1].filters == ["family=mlp"]
+    # the rest, later
+    hwbench.run_suite(tmp_path / "suite.toml", resume=first.path)
+    rec = read_record(first.path)
+    assert rec.status == "complete" and all(c.status == "ok" for c in rec.cases) and len(rec.segments) == 3
+
+
+def test_dry_run_resume_plans_the_remaining_cases(tmp_path):
+    _, first = run_suite(tmp_path, BODY, fault="mlp:tiny/*=raise")
+    p = api.plan_run(tmp_path / "suite.toml", resume=first.path)
+    assert [x.case.model for x in p.todo] == ["mlp:tiny"] and len(p.planned) == 2
+
+
+def test_resume_through_a_symlink_writes_the_target(tmp_path):
+    _, first = run_suite(tmp_path, BODY, fault="mlp:tiny/*=raise")
+    link = tmp_path / "latest.json"
+    link.symlink_to(first.path)
+    out = hwbench.run_suite(tmp_path / "suite.toml", resume=link)
+    assert link.is_symlink() and out.path == first.path.resolve()
+    assert read_record(first.path).status == "complete"
+
+
+def test_two_resumes_of_one_file_at_once_the_second_is_refused(tmp_path):
+    _, first = run_suite(tmp_path, BODY, fault="*=raise")
+    started = threading.Event()
+    release = threading.Event()
+    errors = []
+
+    def hold(path):
+        started.set()
+        release.wait(30)
+
+    t = threading.Thread(target=lambda: hwbench.run_suite(tmp_path / "suite.toml", resume=first.path, on_start=hold))
+    t.start()
+    assert started.wait(60)
+    try:
+        with pytest.raises(ResultsError, match="another hwbench run .* is writing this results file"):
+            hwbench.run_suite(tmp_path / "suite.toml", resume=first.path)
+    finally:
+        release.set()
+        t.join(120)
+    assert read_record(first.path).status == "complete"
+
+
+def test_two_runs_started_in_the_same_second_write_two_files(tmp_path):
+    s = load_suite(write_suite(tmp_path, BODY))
+    a = runner.default_out_path(s, tmp_path, "host", "aaaaaaaa1111")
+    b = runner.default_out_path(s, tmp_path, "host", "bbbbbbbb2222")
+    assert a != b and a.parent == b.parent == tmp_path

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from hwbench import timing
+from hwbench.analysis import stats
 
 
 def test_measure_meets_min_iters_and_min_time():
@@ -24,10 +25,20 @@ def test_measure_respects_max_iters():
     assert len(m.raw_times_s[0]) == 50
 
 
-def test_stats():
-    s = timing.latency_stats_ms([[0.001, 0.002, 0.003], [0.004, 0.005]])
+def test_stats_from_raw_times():
+    s = stats.latency_stats_ms([[0.001, 0.002, 0.003], [0.004, 0.005]])
     assert s["latency_ms_p50"] == pytest.approx(3.0)
     assert s["latency_ms_mean"] == pytest.approx(3.0)
     assert s["latency_ms_min"] == pytest.approx(1.0)
     assert s["iterations"] == 5
-    assert timing.percentile([1, 2, 3, 4], 50) == 2.5
+    assert stats.percentile([1, 2, 3, 4], 50) == 2.5
+    assert stats.latency_stats_ms([]) == {}
+
+
+def test_noise_flag_names_the_cause_that_triggered_it():
+    assert stats.noise_flag({"latency_iqr_rel": 0.02, "latency_cv": 0.03}, 0.1) is None
+    iqr = stats.noise_flag({"latency_iqr_rel": 0.3, "latency_cv": 0.03}, 0.1)
+    assert iqr == "IQR/median 30.0% > 10%"
+    # an IQR below the threshold is not shown as if it were the cause
+    cv = stats.noise_flag({"latency_iqr_rel": 0.014, "latency_cv": 0.269}, 0.1)
+    assert cv.startswith("CV 26.9% > 20%") and "IQR" not in cv

@@ -2,293 +2,345 @@
 the samples of the case's timed window into summaries, energy and quality flags.
 
 Sampling runs in the runner process, not in the worker, so it never competes with the
-timed loop for the worker's interpreter. The worker marks the start and end of its
-timed window (``time.monotonic()``, system-wide on Linux) and the runner takes a reading
-right then, so energy counters are read at the window's edges rather than up to one
-interval away.
+timed loop for the worker's interpreter. One sampling thread owns every sampler
+(:mod:`.thread`); the runner's thread only asks it for readings and for copies of the
+buffers. The worker marks the start and end of its timed window (``time.monotonic()``,
+system-wide on Linux); a mark makes the sampling thread take a reading at once, and
+counters (energy, CPU time) are interpolated to the marked times between the readings
+around them.
+
+The runner calls, from one thread::
+
+    cs = CollectorSet.for_suite(settings)        # None when no collector is asked for
+    cs.start(); cs.info(); cs.machine_notes()
+    cs.measure_idle(settings.idle_baseline_s)    # once the workers are ready
+    for each case:
+        cs.case_begin(pid); cs.mark("window_start", t0); cs.mark("window_end", t1)
+        cs.case_end((t0, t1), "cuda:0")          # -> CaseCollection
+    cs.stop()
 """
 
 from __future__ import annotations
 
-import statistics
-import threading
 import time
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from ..devices import nvidia
-from ..devices.rapl import Rapl
+import numpy as np
+
 from ..errors import DeviceNotSupported
-from ..timing import percentile
+from ..records import CollectorsInfo, Energy, Flag, IdleBaseline, SamplerResult
 from . import energy as en
-from .samplers import HostSampler, NvidiaSampler, RaplSampler
+from .samplers import (
+    ASSUMED_W_PER_CORE,
+    CLOCK_TICK_S,
+    IDLE_FRACTION,
+    KINDS,
+    Boundary,
+    HostSampler,
+    NvidiaSampler,
+    Sampler,
+    SamplerKind,
+    cpu_tdp,
+    register,
+    unregister,
+)
+from .thread import SamplingThread
 
-# Watts per physical core assumed when no TDP is configured for an estimate. A rough
-# figure for server CPUs (e.g. 280 W / 64 cores ~ 4.4 W, 65 W / 8 cores ~ 8 W); the
-# estimate says which TDP it used and is always flagged.
-ASSUMED_W_PER_CORE = 8.0
-IDLE_FRACTION = 0.3  # estimated package power at 0 % load, as a fraction of TDP
+__all__ = [
+    "ASSUMED_W_PER_CORE", "IDLE_FRACTION", "IDLE_MAX_CPU_PCT", "KINDS", "Boundary", "CaseCollection", "CollectorSet",
+    "Sampler", "SamplerKind", "register", "unregister",
+]
+
+# Above this system CPU load (% of the machine) an idle baseline is flagged not idle.
+IDLE_MAX_CPU_PCT = 10.0
+# A window needs this many updates of its energy source to be resolved (else flagged).
+MIN_UPDATES = 10
 
 
-def _summary(values: list[float]) -> dict[str, float]:
-    return {"mean": statistics.fmean(values), "max": max(values), "p95": percentile(values, 95)}
+@dataclass(frozen=True)
+class CaseCollection:
+    """What the collectors measured over one case: per-sampler summaries, the energy of
+    the timed window (None without a window or a source for the device) and flags."""
+
+    collectors: dict[str, SamplerResult]
+    energy: Energy | None
+    flags: tuple[Flag, ...]
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """Copies of the sampling thread's state at a window's end."""
+
+    samples: dict[str, list[en.Sample]]
+    errors: dict[str, int]  # failed readings so far, per sampler
+    errors0: dict[str, int]  # ... at the case's start
+    sources: dict[str, list[Any]]  # energy sources per sampler, best first
+    info: dict[str, dict[str, Any]]
 
 
 class CollectorSet:
-    """The samplers of one run and their background loop."""
+    """The samplers of one run and the thread that owns them."""
 
-    def __init__(self, samplers: list, settings, unavailable: dict[str, str] | None = None):
-        self.samplers = samplers
+    def __init__(self, samplers: list[Sampler], settings, unavailable: dict[str, str] | None = None):
+        self.samplers = list(samplers)
         self.settings = settings
         self.interval = settings.sample_interval_s
-        self.unavailable = unavailable or {}
-        self._lock = threading.Lock()
-        self._buf: dict[str, list[tuple[float, dict[str, float]]]] = {s.name: [] for s in samplers}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._raised = {s.name: 0 for s in samplers}  # readings that raised, per sampler
-        self._errors0: dict[str, int] = {}
-        self.idle: dict[str, Any] = {}
+        self.unavailable = dict(unavailable or {})
+        self._thread = SamplingThread(self.samplers, self.interval)
+        # a reading of every sampler takes milliseconds; this long means the thread is stuck
+        self._timeout = max(10.0, 50 * self.interval)
+        self.marks: dict[str, float] = {}  # this case's window edges as the worker marked them, s
+        self._pending: list[Future] = []
+        self._errors0: dict[str, int] = {}  # written and read on the sampling thread
+        self._idle: IdleBaseline | None = None
 
     @classmethod
-    def for_suite(cls, settings, nvml: Any = None, powercap_root=None) -> "CollectorSet | None":
-        """The samplers the suite asks for that this machine has. ``nvml`` and
-        ``powercap_root`` replace the real device boundary in tests."""
-        wanted = set(settings.collectors)
-        if not wanted:
+    def for_suite(cls, settings, nvml: Any = None, powercap_root: Path | str | None = None) -> "CollectorSet | None":
+        """The samplers the suite asks for that this machine has (None when it asks for
+        none). ``nvml`` and ``powercap_root`` replace the real device boundary in tests."""
+        if not settings.collectors:
             return None
-        samplers: list = []
+        b = Boundary(settings, nvml, Path(powercap_root) if powercap_root is not None else None)
+        samplers: list[Sampler] = []
         unavailable: dict[str, str] = {}
-        if "host" in wanted:
-            samplers.append(HostSampler(per_core=settings.per_core))
-        if "nvidia" in wanted:
-            gpus = nvidia.gpus(nvml)
-            if gpus:
-                samplers += [NvidiaSampler(g) for g in gpus]
-            else:
-                unavailable["nvidia"] = "no NVIDIA GPU visible to NVML"
-        if "rapl" in wanted:
+        for name in settings.collectors:
+            kind = KINDS.get(name)
+            if kind is None:
+                unavailable[name] = f"no such collector (known: {', '.join(sorted(KINDS))})"
+                continue
             try:
-                samplers.append(RaplSampler(Rapl(powercap_root) if powercap_root else Rapl()))
+                samplers += kind.create(b)
             except DeviceNotSupported as e:
-                unavailable["rapl"] = str(e)
+                unavailable[name] = str(e)
         return cls(samplers, settings, unavailable)
 
-    # -- sampling ------------------------------------------------------------------
-    def sample_now(self) -> float:
-        """Take one reading of every sampler now; returns its timestamp."""
-        t = time.monotonic()
-        for s in self.samplers:
-            try:
-                reading = s.read()
-            except Exception:  # noqa: BLE001 - a reading never costs a measurement
-                reading = {}
-                self._raised[s.name] += 1
-            with self._lock:
-                self._buf[s.name].append((t, reading))
-        return t
-
-    def _loop(self) -> None:
-        nxt = time.monotonic()
-        while not self._stop.is_set():
-            self.sample_now()
-            nxt += self.interval
-            self._stop.wait(max(0.0, nxt - time.monotonic()))
-
-    def start(self, record: dict[str, Any], measure_idle: bool = True) -> None:
-        """Measure the idle baseline (once per run: a resumed run keeps its own), then
-        start the background loop."""
-        if measure_idle and self.settings.idle_baseline_s > 0 and "idle_baseline" not in record:
-            record["idle_baseline"] = self.measure_idle(self.settings.idle_baseline_s)
-        else:
-            self.sample_now()  # one reading, so the samplers know what their devices offer
-        record["collectors"] = {
-            "interval_s": self.interval,
-            "active": [s.name for s in self.samplers],
-            "unavailable": self.unavailable,
-            "info": {s.name: _info(s) for s in self.samplers},
-        }
-        self.idle = record.get("idle_baseline", {})
-        self._thread = threading.Thread(target=self._loop, name="hwbench-collectors", daemon=True)
+    # -- the run ---------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the sampling thread and take a first reading (so samplers know what
+        their devices offer)."""
         self._thread.start()
-
-    def measure_idle(self, seconds: float) -> dict[str, Any]:
-        """Mean power per device with no case running, W."""
-        self._clear()
-        t0 = self.sample_now()
-        end = t0 + seconds
-        while time.monotonic() < end:
-            time.sleep(min(self.interval, max(0.0, end - time.monotonic())))
-            t1 = self.sample_now()
-        out: dict[str, Any] = {"duration_s": t1 - t0}
-        for s in self.samplers:
-            e = self._energy_for(s, t0, t1)
-            if e is not None:
-                out[s.device or "cpu"] = {"power_w": e[0] / (t1 - t0), "energy_source": e[1]}
-        host = self._buf.get("host")
-        if host:
-            cpu = [r["cpu_util_pct"] for _, r in host if "cpu_util_pct" in r]
-            if cpu:
-                out["cpu_util_pct_mean"] = statistics.fmean(cpu)
-        self._clear()
-        return out
+        self._thread.call(self._thread.read_all, self._timeout)
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        self._thread.stop()
 
-    def _clear(self) -> None:
-        with self._lock:
-            for k in self._buf:
-                self._buf[k] = []
+    def info(self) -> CollectorsInfo:
+        """Which samplers run, which are unavailable and why, what each knows."""
+        infos = self._thread.call(lambda: {s.name: s.info() for s in self.samplers}, self._timeout)
+        return CollectorsInfo(
+            interval_s=self.interval, active=[s.name for s in self.samplers], unavailable=self.unavailable, info=infos
+        )
+
+    def machine_notes(self) -> list[str]:
+        """Machine-level facts to say once before a run (energy estimated, GPUs that no
+        case's energy can come from, collectors this machine lacks)."""
+        sources = self._thread.call(lambda: [x for s in self.samplers for x in s.energy_sources()], self._timeout)
+        cpu = {x.source for x in sources if x.device == "cpu"}
+        notes = []
+        if "rapl" not in cpu:
+            why = self.unavailable.get("rapl", "the rapl collector is not in this suite's collectors")
+            if "estimated" in cpu:
+                basis = cpu_tdp(self.settings)[1]
+                notes.append(
+                    f"CPU energy is estimated: no RAPL ({why}); {basis} x ({IDLE_FRACTION:g} + "
+                    f"{1 - IDLE_FRACTION:g} x CPU load)"
+                )
+            else:
+                notes.append(f"CPU cases get no energy figure: no RAPL ({why}) and no host collector to estimate it")
+        for s in self.samplers:
+            if isinstance(s, NvidiaSampler) and s.device is None:
+                notes.append(f"{s.name} is not visible to torch: sampled, but no case's energy is taken from it")
+        notes += [f"collector {k} unavailable: {v}" for k, v in self.unavailable.items() if k != "rapl"]
+        return notes
+
+    # -- idle baseline ---------------------------------------------------------------
+    def measure_idle(self, seconds: float) -> IdleBaseline | None:
+        """Power per device and system CPU load with no case running, over ``seconds``
+        (at least two readings, however short). None when ``seconds`` <= 0 or no
+        sampler gave two readings. Flags ``idle_not_idle`` (CPU load above
+        IDLE_MAX_CPU_PCT % of the machine) and ``idle_baseline_short``."""
+        if seconds <= 0:
+            return None
+        th = self._thread
+
+        def begin() -> None:
+            th.keep = True
+            th.clear()
+            th.read_all()
+
+        th.call(begin, self._timeout)
+        time.sleep(seconds)
+        snap = th.call(lambda: self._finish(unwatch=False), self._timeout)
+        spans = {k: (v[0][0], v[-1][0]) for k, v in snap.samples.items() if len(v) >= 2}
+        if not spans:
+            return None
+        duration = max(b for _, b in spans.values()) - min(a for a, _ in spans.values())
+        power: dict[str, float] = {}
+        source: dict[str, str] = {}
+        periods = [self.interval]
+        for name, src in _ranked(snap.sources):
+            if src.device in power or name not in spans:
+                continue
+            a, b = spans[name]
+            r = src.measure(snap.samples[name], a, b)
+            if r is not None and b > a and np.isfinite(r.energy_j):
+                power[src.device], source[src.device] = r.energy_j / (b - a), src.source
+                if src.kind != "power":  # counters (and the CPU-time estimate) quantise
+                    periods.append(MIN_UPDATES * src.period_s)
+        flags: list[Flag] = []
+        cpu_pct = None
+        host = next((s for s in self.samplers if isinstance(s, HostSampler) and s.name in spans), None)
+        if host is not None:
+            a, b = spans[host.name]
+            periods.append(MIN_UPDATES * CLOCK_TICK_S)
+            busy = en.counter_delta(snap.samples[host.name], "cpu_busy_counter_s", a, b)
+            if busy is not None and b - a >= MIN_UPDATES * CLOCK_TICK_S:
+                cpu_pct = 100.0 * busy / ((b - a) * host.logical_cpus)
+                if cpu_pct > IDLE_MAX_CPU_PCT:
+                    flags.append(Flag(
+                        flag="idle_not_idle",
+                        detail=f"system CPU load {cpu_pct:.1f} % of the machine over {b - a:.2f} s "
+                        f"(threshold {IDLE_MAX_CPU_PCT:g} %): idle power is overstated",
+                    ))
+        if duration < max(periods):
+            detail = f"{duration:.4f} s baseline; its sources need {max(periods):g} s to resolve (raise idle_baseline_s)"
+            flags.append(Flag(flag="idle_baseline_short", detail=detail + ("; CPU load not judged" if cpu_pct is None else "")))
+        self._idle = IdleBaseline(
+            duration_s=duration, power_w=power, energy_source=source, cpu_util_pct=cpu_pct, flags=flags
+        )
+        return self._idle
 
     # -- per case --------------------------------------------------------------------
     def case_begin(self, pid: int | None) -> None:
-        self._clear()
-        self._errors0 = {s.name: self._errors(s) for s in self.samplers}
-        for s in self.samplers:
-            if isinstance(s, HostSampler):
-                s.watch(pid)
-        self.sample_now()
+        """A case starts; ``pid`` is its worker process (None: no process to follow).
+        Waits for the first reading: the window's start must come after one."""
+        th = self._thread
+        self.marks = {}
 
-    def _errors(self, s) -> int:
-        """Failed readings of sampler ``s`` so far: those it counted and those that raised."""
-        return s.errors + self._raised[s.name]
+        def begin() -> None:
+            th.keep = True
+            th.clear()
+            self._errors0 = th.errors()
+            th.watch(pid)
+            th.read_all()
+
+        self._pending = []
+        th.call(begin, self._timeout)
 
     def mark(self, event: str, t: float) -> None:
-        """The worker reached a window edge: read the counters now."""
-        self.sample_now()
+        """The worker reached a window edge (``event``) at ``t`` (time.monotonic(), s):
+        the sampling thread takes a reading at once; the caller does not wait."""
+        self.marks[event] = t
+        self._pending.append(self._thread.submit(self._thread.read_all))
 
-    def case_end(self, window: tuple[float, float] | None, case, res: dict[str, Any], device: str | None) -> dict[str, Any]:
-        """Summaries, energy and flags for the case's timed window. ``device`` is the
-        resolved device the case ran on (``cuda:0``, ``cpu``)."""
-        self.sample_now()
-        with self._lock:
-            buf = {k: list(v) for k, v in self._buf.items()}
-        for s in self.samplers:
-            if isinstance(s, HostSampler):
-                s.watch(None)
-        out: dict[str, Any] = {"collectors": {}, "energy": {}, "flags": []}
-        errors = {s.name: self._errors(s) - self._errors0.get(s.name, self._errors(s)) for s in self.samplers}
-        for name, n in errors.items():
+    def case_end(self, window: tuple[float, float] | None, device: str | None) -> CaseCollection:
+        """Summaries, energy and flags for the timed ``window`` (t0, t1: time.monotonic(),
+        s, as marked; None: no window, only reading errors are reported) of a case run on
+        ``device`` ("cpu", "cuda:0"). Takes a last reading and waits for it."""
+        try:
+            for f in self._pending:
+                f.result(self._timeout)
+            snap: _Snapshot = self._thread.call(lambda: self._finish(unwatch=True), self._timeout)
+        except FutureTimeout:
+            detail = f"the sampling thread did not answer within {self._timeout:g} s (a hung device call?)"
+            return CaseCollection({}, None, (Flag(flag="collector_error", detail=detail),))
+        finally:
+            self._pending = []
+        flags: list[Flag] = []
+        for name, n in snap.errors.items():
+            n -= snap.errors0.get(name, n)
             if n > 0:
-                out["flags"].append({"flag": "collector_error", "detail": f"{name}: {n} failed readings"})
-        if window is None:
-            return out
+                flags.append(Flag(flag="collector_error", detail=f"{name}: {n} failed readings"))
+        if window is None:  # no timed window (a failed case): errors only
+            return CaseCollection({}, None, tuple(flags))
         t0, t1 = window
-        dev = device or case.device
+        collectors: dict[str, SamplerResult] = {}
         for s in self.samplers:
-            samples = buf[s.name]
-            inside = [r for t, r in samples if t0 <= t <= t1]
-            summary: dict[str, float] = {}
-            keys = sorted({k for r in inside for k in r if "counter" not in k})
-            for k in keys:
-                vals = [r[k] for r in inside if k in r]
-                if not vals:
-                    continue
-                st = _summary(vals)
-                summary[f"{k}_mean"], summary[f"{k}_max"] = st["mean"], st["max"]
-                if k.endswith("_pct") or k.endswith("_w"):
-                    summary[f"{k}_p95"] = st["p95"]
-            entry: dict[str, Any] = {"device": s.device, "summary": summary, "n_samples": len(inside), "info": _info(s)}
-            if self.settings.store_samples:
-                entry["samples"] = _columns(samples, t0)
-            out["collectors"][s.name] = entry
-            if isinstance(s, NvidiaSampler) and s.device == dev:
-                thr = {int(r["gpu_throttle_reasons"]) for r in inside if "gpu_throttle_reasons" in r}
-                reasons = sorted({n for bits in thr for b, n in nvidia.THROTTLE_BITS.items() if bits & b})
-                if reasons:
-                    out["flags"].append({"flag": "throttled", "detail": f"{s.name}: {', '.join(reasons)}"})
-        out["energy"] = self._case_energy(case, dev, buf, t0, t1, res, out["flags"])
-        return out
+            samples = snap.samples[s.name]
+            summary = {k: v for k, v in s.summarise(samples, t0, t1).items() if np.isfinite(v)}
+            collectors[s.name] = SamplerResult(
+                device=s.device,
+                n_samples=sum(1 for t, _ in samples if t0 <= t <= t1),
+                summary=summary,
+                info=snap.info[s.name],
+                samples=_columns(samples, t0) if self.settings.store_samples else None,
+            )
+            if device is not None and s.device == device:
+                flags += s.quality_flags(samples, t0, t1)
+        energy = self._energy(snap, device, t0, t1, flags) if device is not None else None
+        return CaseCollection(collectors, energy, tuple(flags))
 
-    def _energy_for(self, s, t0: float, t1: float, buf=None) -> tuple[float, str, float] | None:
-        """(joules, source, update period s) for sampler ``s`` over [t0, t1]."""
-        samples = (buf or self._buf)[s.name]
-        if isinstance(s, NvidiaSampler):
-            src = s.energy_source()
-            if src is None:
-                return None
-            kind, key, period = src
-            e = en.counter_delta(samples, key, t0, t1) if kind == "nvml_counter" else en.integrate(samples, key, t0, t1)
-            return None if e is None else (e, kind, period)
-        if isinstance(s, RaplSampler):
-            e = en.counter_delta(samples, "cpu_energy_counter_j", t0, t1)
-            return None if e is None else (e, "rapl", 0.001)
-        if isinstance(s, HostSampler) and not any(isinstance(x, RaplSampler) for x in self.samplers):
-            tdp = self._tdp()[0]
-            ts, util = en.series(samples, "cpu_util_pct")
-            pw = [(t, {"w": tdp * (IDLE_FRACTION + (1 - IDLE_FRACTION) * u / 100)}) for t, u in zip(ts, util)]
-            e = en.integrate(pw, "w", t0, t1)
-            return None if e is None else (e, "estimated", self.interval)
+    def _finish(self, unwatch: bool) -> _Snapshot:
+        """On the sampling thread: a last reading, then copies of what the window needs."""
+        th = self._thread
+        th.read_all()
+        snap = _Snapshot(
+            samples=th.snapshot(),
+            errors=th.errors(),
+            errors0=dict(self._errors0),
+            sources={s.name: list(s.energy_sources()) for s in self.samplers},
+            info={s.name: s.info() for s in self.samplers},
+        )
+        if unwatch:
+            th.watch(None)
+        th.keep = False
+        for buf in th.buffers.values():
+            del buf[:-1]
+        return snap
+
+    def _energy(self, snap: _Snapshot, device: str, t0: float, t1: float, flags: list[Flag]) -> Energy | None:
+        """Energy of [t0, t1] from the best source for ``device`` that has a value."""
+        if t1 < t0:
+            return None
+        window = t1 - t0
+        for name, src in _ranked(snap.sources):
+            if src.device != device:
+                continue
+            r = src.measure(snap.samples[name], t0, t1)
+            if r is None or not np.isfinite(r.energy_j):
+                continue
+            cross = None
+            if src.kind == "counter":  # cross-check a counter with the same sampler's power readings
+                p = next((x for x in snap.sources[name] if x.kind == "power" and x.device == device), None)
+                got = p.measure(snap.samples[name], t0, t1) if p is not None else None
+                cross = got.energy_j if got is not None and np.isfinite(got.energy_j) else None
+            if window < MIN_UPDATES * src.period_s:
+                flags.append(Flag(
+                    flag="energy_window_short",
+                    detail=f"{window:.3f} s window for a {src.source} source updating every {src.period_s:g} s: "
+                    f"fewer than {MIN_UPDATES} updates (raise min_energy_window_s)",
+                ))
+            if src.source == "estimated":
+                flags.append(Flag(flag="energy_estimated", detail=f"not measured: {r.basis or 'no basis given'}"))
+            idle = self._idle.power_w.get(device) if self._idle is not None else None
+            return Energy(
+                energy_j=r.energy_j,
+                energy_source=src.source,
+                energy_window_s=window,
+                idle_power_w=idle,
+                energy_j_power_integrated=cross,
+                estimate_basis=r.basis,
+            )
         return None
 
-    def _tdp(self) -> tuple[float, str]:
-        import psutil
 
-        if self.settings.cpu_tdp_w:
-            return self.settings.cpu_tdp_w, f"cpu_tdp_w = {self.settings.cpu_tdp_w:g} W from the suite"
-        cores = psutil.cpu_count(logical=False) or psutil.cpu_count() or 1
-        return cores * ASSUMED_W_PER_CORE, f"assumed TDP {cores} cores x {ASSUMED_W_PER_CORE:g} W (set cpu_tdp_w)"
-
-    def _case_energy(self, case, dev: str, buf, t0, t1, res, flags) -> dict[str, Any]:
-        window = t1 - t0
-        cands = [s for s in self.samplers if s.device == dev] + (
-            [s for s in self.samplers if isinstance(s, HostSampler)] if dev == "cpu" else []
-        )
-        for s in cands:
-            got = self._energy_for(s, t0, t1, buf)
-            if got is None:
-                continue
-            joules, source, period = got
-            m = res.get("metrics", {})
-            samples_done = (m.get("iterations") or 0) * case.batch_size
-            e: dict[str, Any] = {
-                "energy_j": joules,
-                "energy_source": source,
-                "energy_window_s": window,
-                "power_w_mean": joules / window if window > 0 else None,
-                "energy_per_sample_j": joules / samples_done if samples_done else None,
-            }
-            if case.gen_tokens and samples_done:
-                e["energy_per_token_j"] = joules / (samples_done * case.gen_tokens)
-            idle = self.idle.get(dev)
-            if idle:
-                e["idle_power_w"] = idle["power_w"]
-                e["energy_above_idle_j"] = joules - idle["power_w"] * window
-            if isinstance(s, NvidiaSampler) and source == "nvml_counter":
-                # cross-check: the same window from integrated power readings
-                pi = en.integrate(buf[s.name], "gpu_power_w", t0, t1)
-                if pi is not None:
-                    e["energy_j_power_integrated"] = pi
-            if window < 10 * period or (source != "nvml_counter" and source != "rapl" and window < 3 * self.interval):
-                flags.append({
-                    "flag": "energy_window_short",
-                    "detail": f"{window:.3f} s window for a {source} source updating every {period:g} s (raise min_energy_window_s)",
-                })
-            if source == "estimated":
-                flags.append({"flag": "energy_estimated", "detail": f"no energy counter; {self._tdp()[1]} and CPU load"})
-            return e
-        return {}
+def _ranked(sources: dict[str, list[Any]]) -> list[tuple[str, Any]]:
+    """(sampler name, source) pairs, best source first (energy.PREFERENCE, then the
+    sampler's own order)."""
+    rank = {s: i for i, s in enumerate(en.PREFERENCE)}
+    pairs = [(rank.get(x.source, len(rank)), i, name, x) for name, xs in sources.items() for i, x in enumerate(xs)]
+    pairs.sort(key=lambda p: p[:2])
+    return [(name, x) for _, _, name, x in pairs]
 
 
-def _info(sampler) -> dict[str, Any]:
-    """What a sampler knows of its device (e.g. which NVML power field it reads)."""
-    return sampler.info() if hasattr(sampler, "info") else {}
-
-
-def _columns(samples, t0: float) -> dict[str, list]:
+def _columns(samples: en.Samples, t0: float) -> dict[str, list]:
     """Samples as columns (compact in JSON), time relative to the window start, s."""
     keys = sorted({k for _, r in samples for k in r})
     cols: dict[str, list] = {"t_s": [round(t - t0, 4) for t, _ in samples]}
     for k in keys:
-        cols[k] = [None if k not in r else round(r[k], 4) for _, r in samples]
+        cols[k] = [round(r[k], 4) if k in r and np.isfinite(r[k]) else None for _, r in samples]
     return cols
-
-
-def timing_flags(metrics: dict[str, Any], threshold: float) -> list[dict[str, str]]:
-    """Measurement-quality flags from the timing statistics."""
-    iqr, cv = metrics.get("latency_iqr_rel"), metrics.get("latency_cv")
-    if iqr is not None and cv is not None and (iqr > threshold or cv > 2 * threshold):
-        return [{"flag": "noisy", "detail": f"IQR/median {iqr:.1%}, CV {cv:.1%} (threshold {threshold:.0%})"}]
-    return []

@@ -1,45 +1,195 @@
-"""Samplers: one reading of one piece of hardware per call. Each declares the update
-period of its energy source, so too-short windows can be flagged."""
+"""Samplers and the registry of sampler kinds.
+
+A *sampler* takes one reading of one piece of hardware per ``read()`` call and says what
+it knows about that hardware: the device it describes (``device``: "cpu", "cuda:0", or
+None for the machine as a whole), the energy sources it offers for that device (each
+with its update period, so too-short windows can be flagged), how its window is
+summarised and which quality flags its readings raise. Samplers are not thread-safe:
+one sampling thread (:mod:`hwbench.collectors.thread`) makes every ``read()`` and
+``watch()`` call.
+
+A *sampler kind* (``host``, ``nvidia``, ``rapl``) is one :class:`SamplerKind` object in
+:data:`KINDS`: its name (what a suite's ``collectors`` lists) and how its samplers are
+made from the settings and the device boundary. Adding a collector is registering one
+more kind.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
 
 import psutil
 
-from ..devices.nvidia import NvidiaGPU
+from ..devices import nvidia
 from ..devices.rapl import Rapl
+from ..errors import DeviceNotSupported
+from ..records import Flag
+from . import energy as en
+
+# Watts per physical core assumed when no TDP is configured for an estimate. A rough
+# figure for server CPUs (e.g. 280 W / 64 cores ~ 4.4 W, 65 W / 8 cores ~ 8 W); the
+# estimate says which TDP it used and is always flagged.
+ASSUMED_W_PER_CORE = 8.0
+IDLE_FRACTION = 0.3  # estimated package power at 0 % load, as a fraction of TDP
+
+# CPU times advance in clock ticks (USER_HZ, 100 per second on Linux): the resolution of
+# every CPU-time delta, and so the update period of the CPU-time based estimate.
+try:
+    CLOCK_TICK_S = 1.0 / os.sysconf("SC_CLK_TCK")
+except (AttributeError, ValueError, OSError):  # not POSIX
+    CLOCK_TICK_S = 0.01
 
 
-class HostSampler:
-    """psutil: system and worker-process CPU %, worker RSS, system memory, CPU clock."""
+class Sampler:
+    """Base of every sampler: defaults for the optional parts.
 
-    name = "host"
-    device = None
+    ``errors`` counts failed readings the sampler caught itself (readings that raise are
+    counted by the sampling thread)."""
 
-    def __init__(self, per_core: bool = False):
-        self.per_core = per_core
-        self.errors = 0
-        self.proc: psutil.Process | None = None
-        psutil.cpu_percent(None)  # prime: the first call returns a meaningless 0.0
-        if per_core:
-            psutil.cpu_percent(None, percpu=True)
+    name: str = "sampler"
+    device: str | None = None
+    errors: int = 0
+
+    def read(self) -> dict[str, float]:
+        """One reading: ``{key: value}``, the unit in the key. Cumulative counters have
+        ``counter`` in the key (they are interpolated at window edges, not averaged)."""
+        raise NotImplementedError
 
     def watch(self, pid: int | None) -> None:
-        """Follow the worker process ``pid`` (None: none)."""
-        self.proc = None
+        """Follow the worker process ``pid`` (None: none). Most samplers ignore it."""
+
+    def energy_sources(self) -> list[Any]:
+        """Energy sources for ``device``, best first (:mod:`.energy` CounterEnergy /
+        PowerEnergy or any object with ``source``, ``device``, ``kind``, ``period_s``
+        and ``measure(samples, t0, t1)``). Asked on the sampling thread after readings,
+        so it may depend on what the readings showed."""
+        return []
+
+    def info(self) -> dict[str, Any]:
+        """What the sampler knows of its device (e.g. which NVML power field it reads)."""
+        return {}
+
+    def summarise(self, samples: en.Samples, t0: float, t1: float) -> dict[str, float]:
+        """Summaries over the window [t0, t1] (s): ``<key>_mean`` and ``_max`` of every
+        reading, ``_p95`` of percentages and powers. Counters are left out."""
+        return _summarise(samples, t0, t1, skip=())
+
+    def quality_flags(self, samples: en.Samples, t0: float, t1: float) -> list[Flag]:
+        """Measurement-quality flags raised by this sampler's readings in the window."""
+        return []
+
+
+def _inside(samples: en.Samples, t0: float, t1: float) -> list[en.Sample]:
+    return [(t, r) for t, r in samples if t0 <= t <= t1]
+
+
+def _summarise(samples: en.Samples, t0: float, t1: float, skip: tuple[str, ...]) -> dict[str, float]:
+    inside = _inside(samples, t0, t1)
+    out: dict[str, float] = {}
+    for k in sorted({k for _, r in inside for k in r if "counter" not in k and k not in skip}):
+        st = en.stats([r[k] for _, r in inside if k in r])
+        if not st:
+            continue
+        out[f"{k}_mean"], out[f"{k}_max"] = st["mean"], st["max"]
+        if k.endswith("_pct") or k.endswith("_w"):
+            out[f"{k}_p95"] = st["p95"]
+    return out
+
+
+# ------------------------------------------------------------------------------ host
+def _busy_total(ct) -> tuple[float, float]:
+    """(busy, total) CPU seconds from a psutil cpu_times tuple, as psutil's cpu_percent
+    counts them: guest time is already inside user time on Linux, iowait is idle."""
+    total = sum(ct)
+    total -= getattr(ct, "guest", 0.0) + getattr(ct, "guest_nice", 0.0)
+    idle = ct.idle + getattr(ct, "iowait", 0.0)
+    return total - idle, total
+
+
+def cpu_tdp(settings) -> tuple[float, str]:
+    """(TDP W, how it was chosen) for the CPU energy estimate."""
+    if getattr(settings, "cpu_tdp_w", None):
+        return settings.cpu_tdp_w, f"cpu_tdp_w = {settings.cpu_tdp_w:g} W from the suite"
+    cores = psutil.cpu_count(logical=False) or psutil.cpu_count() or 1
+    w = cores * ASSUMED_W_PER_CORE
+    return w, f"assumed TDP {cores} cores x {ASSUMED_W_PER_CORE:g} W = {w:g} W (set cpu_tdp_w)"
+
+
+@dataclass(frozen=True)
+class EstimatedCpuEnergy:
+    """CPU package energy estimated as TDP x (0.3 + 0.7 x load), the load being busy
+    CPU time over the window (``cpu_busy_counter_s`` delta / (window x logical CPUs)).
+    Not a measurement: always flagged ``energy_estimated``."""
+
+    tdp_w: float
+    tdp_basis: str
+    logical_cpus: int
+    source: str = "estimated"
+    device: str = "cpu"
+    kind: str = "estimate"
+    period_s: float = CLOCK_TICK_S
+
+    def measure(self, samples: en.Samples, t0: float, t1: float) -> en.EnergyReading | None:
+        busy = en.counter_delta(samples, "cpu_busy_counter_s", t0, t1)
+        if busy is None or t1 <= t0:
+            return None
+        load = min(1.0, max(0.0, busy / ((t1 - t0) * self.logical_cpus)))
+        joules = self.tdp_w * (IDLE_FRACTION + (1 - IDLE_FRACTION) * load) * (t1 - t0)
+        basis = f"{self.tdp_basis} x ({IDLE_FRACTION:g} + {1 - IDLE_FRACTION:g} x CPU load {load:.1%} from CPU-time deltas)"
+        return en.EnergyReading(joules, basis)
+
+
+class HostSampler(Sampler):
+    """psutil: system and worker CPU time, worker RSS, system memory, CPU clock.
+
+    CPU load over a window comes from CPU-time *deltas* (cumulative ``*_counter_s``
+    keys interpolated at the window edges), not from averaging percentages: a
+    percentage over the few milliseconds between two close readings is quantised to
+    0 / 50 / 100 % and would dominate a short window. The sampled percentages
+    (``cpu_util_pct``, ``proc_cpu_pct``) are kept for plotting, each over at least
+    ``min_span_s`` since the previous one."""
+
+    name = "host"
+
+    def __init__(self, per_core: bool = False, min_span_s: float = 0.05, tdp: tuple[float, str] | None = None):
+        self.per_core = per_core
+        self.min_span_s = min_span_s
+        self.errors = 0
+        self.logical_cpus = psutil.cpu_count() or 1
+        self.tdp = tdp
+        self.proc: psutil.Process | None = None
+        self._base: tuple[float, float, float, list[tuple[float, float]]] | None = None  # t, busy, total, per core
+        self._proc_base: tuple[float, float] | None = None  # t, worker CPU s
+
+    def watch(self, pid: int | None) -> None:
+        self.proc, self._proc_base = None, None
         if pid is not None:
             try:
                 self.proc = psutil.Process(pid)
-                self.proc.cpu_percent(None)  # prime
+            except psutil.NoSuchProcess:
+                pass  # the worker already ended: nothing to follow, not an error
             except psutil.Error:
                 self.errors += 1
 
     def read(self) -> dict[str, float]:
-        out: dict[str, float] = {"cpu_util_pct": psutil.cpu_percent(None)}
-        if self.per_core:
-            for i, v in enumerate(psutil.cpu_percent(None, percpu=True)):
-                out[f"cpu{i}_util_pct"] = v
+        now = time.monotonic()
+        busy, total = _busy_total(psutil.cpu_times())
+        out: dict[str, float] = {"cpu_busy_counter_s": busy}
+        cores = [_busy_total(c) for c in psutil.cpu_times(percpu=True)] if self.per_core else []
+        base = self._base
+        if base is None:
+            self._base = (now, busy, total, cores)
+        elif now - base[0] >= self.min_span_s:
+            if total > base[2]:
+                out["cpu_util_pct"] = 100.0 * (busy - base[1]) / (total - base[2])
+            for i, ((b, tot), (b0, tot0)) in enumerate(zip(cores, base[3])):
+                if tot > tot0:
+                    out[f"cpu{i}_util_pct"] = 100.0 * (b - b0) / (tot - tot0)
+            self._base = (now, busy, total, cores)
         out["mem_used_bytes"] = float(psutil.virtual_memory().used)
         try:
             f = psutil.cpu_freq()
@@ -50,44 +200,102 @@ class HostSampler:
         if self.proc is not None:
             try:
                 with self.proc.oneshot():
-                    out["proc_cpu_pct"] = self.proc.cpu_percent(None)
-                    out["proc_rss_bytes"] = float(self.proc.memory_info().rss)
+                    ct = self.proc.cpu_times()
+                    rss = self.proc.memory_info().rss
             except psutil.NoSuchProcess:
                 self.proc = None  # the worker ended: not an error
             except psutil.Error:
                 self.errors += 1
+            else:
+                # children_* cover reaped children only; free to include
+                used = ct.user + ct.system + ct.children_user + ct.children_system
+                out["proc_cpu_counter_s"] = used
+                out["proc_rss_bytes"] = float(rss)
+                pb = self._proc_base
+                if pb is None:
+                    self._proc_base = (now, used)
+                elif now - pb[0] >= self.min_span_s:
+                    out["proc_cpu_pct"] = 100.0 * (used - pb[1]) / (now - pb[0])
+                    self._proc_base = (now, used)
+        return out
+
+    def energy_sources(self) -> list[Any]:
+        if self.tdp is None:
+            return []
+        return [EstimatedCpuEnergy(self.tdp[0], self.tdp[1], self.logical_cpus)]
+
+    def info(self) -> dict[str, Any]:
+        return {"logical_cpus": self.logical_cpus, "cpu_load": "CPU-time deltas over the window"}
+
+    def summarise(self, samples: en.Samples, t0: float, t1: float) -> dict[str, float]:
+        """``cpu_util_pct_mean``: system busy CPU time / (window x logical CPUs) x 100;
+        ``proc_cpu_pct_mean``: worker CPU time / window x 100 (200 % = two cores busy).
+        Statistics of the sampled percentages are named ``*_sampled_max`` / ``_p95``."""
+        rates = ("cpu_util_pct", "proc_cpu_pct")
+        out = _summarise(samples, t0, t1, skip=rates)
+        inside = _inside(samples, t0, t1)
+        for k in rates:
+            st = en.stats([r[k] for _, r in inside if k in r])
+            if st:
+                out[f"{k}_sampled_max"], out[f"{k}_sampled_p95"] = st["max"], st["p95"]
+        if t1 > t0:
+            # CPU times move in clock ticks: over a window of a few ticks a delta can
+            # exceed what the machine can do, so it is clipped to that
+            busy = en.counter_delta(samples, "cpu_busy_counter_s", t0, t1)
+            if busy is not None:
+                out["cpu_util_pct_mean"] = min(100.0, 100.0 * busy / ((t1 - t0) * self.logical_cpus))
+            used = en.counter_delta(samples, "proc_cpu_counter_s", t0, t1)
+            if used is not None:
+                out["proc_cpu_pct_mean"] = min(100.0 * self.logical_cpus, 100.0 * used / (t1 - t0))
         return out
 
 
-class NvidiaSampler:
-    """One NVIDIA GPU through :class:`hwbench.devices.nvidia.NvidiaGPU`."""
+# ---------------------------------------------------------------------------- NVIDIA
+class NvidiaSampler(Sampler):
+    """One NVIDIA GPU through :class:`hwbench.devices.nvidia.NvidiaGPU`. ``device`` is the
+    GPU's name in torch ("cuda:N"); None when torch does not see it (it is still sampled,
+    but no case's energy comes from it)."""
 
-    def __init__(self, gpu: NvidiaGPU):
+    def __init__(self, gpu: nvidia.NvidiaGPU):
         self.gpu = gpu
         self.name = f"nvidia:{gpu.index}"
-        self.device = f"cuda:{gpu.index}"
+        self.device = getattr(gpu, "torch_device", f"cuda:{gpu.index}")
+        self._keys: set[str] = set()  # what the last reading offered
 
     @property
     def errors(self) -> int:
         return self.gpu.errors
 
     def read(self) -> dict[str, float]:
-        return {k if k.startswith("gpu_") else f"gpu_{k}": v for k, v in self.gpu.sample().items()}
+        out = {k if k.startswith("gpu_") else f"gpu_{k}": v for k, v in self.gpu.sample().items()}
+        self._keys = set(out)
+        return out
 
-    def energy_source(self) -> tuple[str, str, float] | None:
-        """(source, sample key, update period s) for this GPU's energy."""
-        if "energy" not in self.gpu.unsupported and self.gpu.energy_j() is not None:
-            return "nvml_counter", "gpu_energy_counter_j", 0.1
-        if self.gpu.power_w() is not None:
+    def energy_sources(self) -> list[Any]:
+        """The energy counter (Volta and later), then integrated power; decided from what
+        the readings offered, so no extra NVML call is made here."""
+        if self.device is None:
+            return []
+        out: list[Any] = []
+        if "gpu_energy_counter_j" in self._keys:
+            out.append(en.CounterEnergy("nvml_counter", self.device, "gpu_energy_counter_j", 0.1))
+        if "gpu_power_w" in self._keys:
             # averaged readings cover about one second on most GPUs
-            return "nvml_power", "gpu_power_w", 0.1 if self.gpu.power_source == "instant" else 1.0
-        return None
+            period = 0.1 if self.gpu.power_source == "instant" else 1.0
+            out.append(en.PowerEnergy("nvml_power", self.device, "gpu_power_w", period))
+        return out
 
     def info(self) -> dict[str, Any]:
         return {"unsupported": sorted(self.gpu.unsupported), "power_source": self.gpu.power_source}
 
+    def quality_flags(self, samples: en.Samples, t0: float, t1: float) -> list[Flag]:
+        bits = {int(r["gpu_throttle_reasons"]) for _, r in _inside(samples, t0, t1) if "gpu_throttle_reasons" in r}
+        reasons = sorted({n for b in bits for bit, n in nvidia.THROTTLE_BITS.items() if b & bit})
+        return [Flag(flag="throttled", detail=f"{self.name}: {', '.join(reasons)}")] if reasons else []
 
-class RaplSampler:
+
+# ------------------------------------------------------------------------------ RAPL
+class RaplSampler(Sampler):
     """CPU package energy (all packages) from RAPL."""
 
     name = "rapl"
@@ -104,5 +312,76 @@ class RaplSampler:
         e = self.rapl.energy_j()
         return {} if e is None else {"cpu_energy_counter_j": e}
 
+    def energy_sources(self) -> list[Any]:
+        # powercap counters update about every millisecond
+        return [en.CounterEnergy("rapl", "cpu", "cpu_energy_counter_j", 0.001)]
+
     def info(self) -> dict[str, Any]:
         return {"domains": [d.name for d in self.rapl.domains]}
+
+
+# -------------------------------------------------------------------------- registry
+@dataclass(frozen=True)
+class Boundary:
+    """What a sampler kind is made from: the suite's settings and the device boundary
+    (``nvml``: a pynvml module or fake; ``powercap_root``: a powercap tree; None: the
+    real hardware)."""
+
+    settings: Any
+    nvml: Any = None
+    powercap_root: Path | None = None
+
+
+@dataclass(frozen=True)
+class SamplerKind:
+    """One kind of collector. ``create`` returns its samplers or raises
+    DeviceNotSupported with the reason this machine lacks it."""
+
+    name: str
+    create: Callable[[Boundary], list[Sampler]]
+    describes: str  # which device(s) its samplers describe
+    energy: str = ""  # the energy source it offers and that source's update period
+
+
+KINDS: dict[str, SamplerKind] = {}
+
+
+def register(kind: SamplerKind) -> SamplerKind:
+    """Add a sampler kind (a suite's ``collectors`` can then name it)."""
+    if kind.name in KINDS:
+        raise ValueError(f"sampler kind {kind.name!r} is already registered")
+    KINDS[kind.name] = kind
+    return kind
+
+
+def unregister(name: str) -> None:
+    KINDS.pop(name, None)
+
+
+def _host(b: Boundary) -> list[Sampler]:
+    s = b.settings
+    # the CPU estimate is always offered; RAPL outranks it (energy.PREFERENCE), so it
+    # only stands in where RAPL is absent or has no reading for the window
+    return [HostSampler(per_core=s.per_core, min_span_s=s.sample_interval_s / 2, tdp=cpu_tdp(s))]
+
+
+def _nvidia(b: Boundary) -> list[Sampler]:
+    gpus = nvidia.gpus(b.nvml)
+    if not gpus:
+        raise DeviceNotSupported("no NVIDIA GPU visible to NVML")
+    return [NvidiaSampler(g) for g in gpus]
+
+
+def _rapl(b: Boundary) -> list[Sampler]:
+    return [RaplSampler(Rapl(b.powercap_root) if b.powercap_root is not None else Rapl())]
+
+
+register(SamplerKind(
+    "host", _host, "the machine (CPU time, memory) and the worker process; device 'cpu' for the estimate",
+    f"estimated CPU energy, TDP x ({IDLE_FRACTION:g} + {1 - IDLE_FRACTION:g} x load), load from CPU time (clock tick)",
+))
+register(SamplerKind(
+    "nvidia", _nvidia, "each NVIDIA GPU NVML sees, as torch numbers it ('cuda:N')",
+    "nvml_counter (total energy, ~0.1 s) or nvml_power (instant 0.1 s / averaged 1 s)",
+))
+register(SamplerKind("rapl", _rapl, "the CPU packages ('cpu')", "rapl package counters, ~0.001 s"))

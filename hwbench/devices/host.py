@@ -5,6 +5,14 @@ from __future__ import annotations
 import platform
 import subprocess
 from functools import lru_cache
+from pathlib import Path
+
+# The CPU flags a peak formula reads (hwbench.peaks): SIMD width (avx2 + fma, avx512f,
+# asimd = NEON, sve), bf16 dot products (avx512_bf16) and matrix units (amx_*), which
+# the formula does not count yet but a stored environment lets a later one use.
+PEAK_CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_int8", "asimd", "sve")
+
+SYSFS_MAX_FREQ = "/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq"
 
 
 @lru_cache(maxsize=1)
@@ -38,3 +46,34 @@ def cpu_flags() -> set[str]:
     except OSError:
         pass
     return set()
+
+
+def peak_cpu_flags() -> list[str]:
+    """The flags of :data:`PEAK_CPU_FLAGS` this CPU has, sorted. On AArch64 Advanced
+    SIMD (NEON) is mandatory, so "asimd" is known even without /proc/cpuinfo (macOS)."""
+    flags = cpu_flags()
+    if platform.machine().lower() in ("arm64", "aarch64"):
+        flags.add("asimd")
+    return sorted(f for f in PEAK_CPU_FLAGS if f in flags)
+
+
+def cpu_freq_max(sysfs_path: str = SYSFS_MAX_FREQ) -> tuple[float | None, str | None]:
+    """The CPU's maximum clock, MHz, and where it was read: the kernel's cpufreq
+    ``cpuinfo_max_freq`` (kHz) first, then ``psutil.cpu_freq().max``. (None, None)
+    where neither knows (VMs often report 0); never the current clock, which moves
+    with load and power state."""
+    try:
+        khz = float(Path(sysfs_path).read_text().strip())
+        if khz > 0:
+            return khz / 1e3, sysfs_path
+    except (OSError, ValueError):
+        pass
+    import psutil
+
+    try:
+        freq = psutil.cpu_freq()
+    except (OSError, NotImplementedError, RuntimeError):  # psutil raises these on odd hosts
+        freq = None
+    if freq is not None and freq.max and freq.max > 0:
+        return float(freq.max), "psutil.cpu_freq().max"
+    return None, None

@@ -8,8 +8,9 @@ collector errors, not raised, so one bad reading never costs a measurement.
 
 from __future__ import annotations
 
+import os
 import threading
-from typing import Any
+from typing import Any, Mapping
 
 from ..errors import DeviceNotSupported
 
@@ -46,12 +47,19 @@ def _str(v) -> str:
 
 
 class NvidiaGPU:
-    """One GPU, by NVML index (equal to the CUDA index under CUDA_DEVICE_ORDER=PCI_BUS_ID)."""
+    """One physical GPU, by NVML index. ``torch_device`` is the name torch gives it in
+    this process ("cuda:N", N counted after CUDA_VISIBLE_DEVICES masking and
+    reordering), or None when CUDA_VISIBLE_DEVICES hides it. The NVML index is not a
+    torch ordinal: use ``torch_device`` to name the GPU a case ran on.
+    ``mig_uuid`` is set when the GPU is visible only through one of its MIG instances
+    (then its readings, like its datasheet peak, are the whole GPU's, not the slice's)."""
 
-    def __init__(self, index: int, nvml: Any):
+    def __init__(self, index: int, nvml: Any, torch_device: str | None = None, mig_uuid: str | None = None):
         self.index = index
         self.nvml = nvml
         self.handle = nvml.nvmlDeviceGetHandleByIndex(index)
+        self.torch_device = torch_device
+        self.mig_uuid = mig_uuid
         self.unsupported: set[str] = set()
         self.errors = 0
         self.power_source: str | None = None  # "instant" or "average"
@@ -61,7 +69,13 @@ class NvidiaGPU:
     # -- static facts -----------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
         n, h = self.nvml, self.handle
-        info: dict[str, Any] = {"index": self.index, "name": _str(n.nvmlDeviceGetName(h))}
+        info: dict[str, Any] = {
+            "index": self.index,
+            "name": _str(n.nvmlDeviceGetName(h)),
+            "torch_device": self.torch_device,
+        }
+        if self.mig_uuid:
+            info["mig_uuid"] = self.mig_uuid
         for key, fn in (
             ("uuid", lambda: _str(n.nvmlDeviceGetUUID(h))),
             ("memory_total_bytes", lambda: int(n.nvmlDeviceGetMemoryInfo(h).total)),
@@ -183,13 +197,132 @@ class NvidiaGPU:
         return {k: float(mg.metrics[i].value) for i, (k, _) in enumerate(metrics) if mg.metrics[i].nvmlReturn == n.NVML_SUCCESS}
 
 
-def gpus(nvml: Any = None) -> list[NvidiaGPU]:
-    """Every NVIDIA GPU NVML sees; empty list where NVML is unavailable."""
+# ---------------------------------------------------------------- CUDA_VISIBLE_DEVICES
+def parse_visible_devices(value: str | None) -> list[int] | list[str] | None:
+    """CUDA_VISIBLE_DEVICES as the CUDA runtime reads it, before looking at the GPUs.
+
+    None when unset (every GPU visible). Otherwise the entries up to the first invalid
+    one, in order: integer indices (in CUDA_DEVICE_ORDER) or UUIDs / UUID prefixes
+    ("GPU-8f1c...", "MIG-..."). Rules (CUDA Programming Guide, "CUDA Environment
+    Variables"; the details as torch.cuda._parse_visible_devices reproduces them):
+
+    * an index is read like ``strtoul``: leading digits count ("1gpu" is 1), an entry
+      without them ("", "-1", "x") is invalid and ends the list, so "" and "-1" mean
+      no GPU and "0,2,-1,1" means 0 and 2;
+    * the first entry decides the form: after a UUID, an index is invalid and vice versa;
+    * a repeated entry makes no GPU visible.
+    """
+    if value is None:
+        return None
+    entries = [e.strip() for e in value.split(",")]
+    if entries[0].startswith(("GPU-", "MIG-")):
+        prefix = entries[0][:4]
+        ids: list[str] = []
+        for e in entries:
+            if not e.startswith(prefix):
+                break
+            if e in ids:
+                return []
+            ids.append(e)
+        return ids
+    idx: list[int] = []
+    for e in entries:
+        digits = e[1:] if e.startswith("+") else e
+        n = len(digits) - len(digits.lstrip("0123456789"))
+        if n == 0:
+            break
+        i = int(digits[:n])
+        if i in idx:
+            return []
+        idx.append(i)
+    return idx
+
+
+def _bus_key(bus_id: str) -> tuple[int, ...]:
+    """"00000000:3B:00.0" -> (domain, bus, device, function), for PCI order."""
+    dom, bus, rest = bus_id.split(":")
+    dev, fn = rest.split(".")
+    return (int(dom, 16), int(bus, 16), int(dev, 16), int(fn, 16))
+
+
+def _cuda_order(n: Any, handles: list[Any]) -> list[int]:
+    """NVML indices in CUDA's PCI_BUS_ID enumeration order. NVML's own order is not
+    guaranteed to be CUDA's (nvmlDeviceGetIndex docs), so sort by PCI bus id; where a
+    bus id cannot be read, NVML order is all there is."""
+    try:
+        keys = [_bus_key(_str(n.nvmlDeviceGetPciInfo(h).busId)) for h in handles]
+    except (n.NVMLError, ValueError):
+        return list(range(len(handles)))
+    return sorted(range(len(handles)), key=lambda i: keys[i])
+
+
+def _mig_uuids(n: Any, handle: Any) -> list[str]:
+    """UUIDs of the MIG instances of one GPU; empty where MIG is off or unsupported."""
+    try:
+        count = n.nvmlDeviceGetMaxMigDeviceCount(handle)
+    except (n.NVMLError, AttributeError):
+        return []
+    out = []
+    for i in range(count):
+        try:
+            out.append(_str(n.nvmlDeviceGetUUID(n.nvmlDeviceGetMigDeviceHandleByIndex(handle, i))))
+        except n.NVMLError:
+            continue  # an empty MIG slot
+    return out
+
+
+def visible_gpus(n: Any, handles: list[Any], value: str | None) -> list[tuple[int, str | None]]:
+    """Which physical GPUs torch sees under CUDA_VISIBLE_DEVICES=``value``, in torch
+    ordinal order: (NVML index, MIG UUID or None) for cuda:0, cuda:1, ... Asks NVML
+    only (no CUDA context). An index past the last GPU, a UUID prefix matching no GPU
+    or more than one, ends the list, as in CUDA."""
+    entries = parse_visible_devices(value)
+    order = _cuda_order(n, handles)
+    if entries is None:
+        return [(i, None) for i in order]
+    out: list[tuple[int, str | None]] = []
+    if entries and isinstance(entries[0], int):
+        for e in entries:
+            if e >= len(order):
+                break
+            out.append((order[e], None))
+        return out
+    try:
+        uuids = [_str(n.nvmlDeviceGetUUID(h)) for h in handles]
+    except n.NVMLError:
+        return []  # cannot tell which GPUs the UUIDs name: claim none rather than guess
+    # (uuid, NVML index of the physical GPU, MIG uuid or None)
+    known = [(u, i, None) for i, u in enumerate(uuids)]
+    if any(e.startswith("MIG-") for e in entries):
+        known += [(m, i, m) for i, h in enumerate(handles) for m in _mig_uuids(n, h)]
+    for e in entries:
+        if e.startswith("MIG-GPU-"):  # legacy MIG-GPU-<uuid>/<gi>/<ci>: the parent's uuid
+            parent = e[len("MIG-"):].split("/")[0]
+            hits = [(i, e) for u, i, _ in known if u.startswith("GPU-") and u.startswith(parent)]
+        else:
+            hits = [(i, m) for u, i, m in known if u.startswith(e)]
+        if len(hits) != 1:  # unknown or ambiguous
+            break
+        if hits[0] in out:  # two prefixes of one GPU: a repeat, so none visible
+            return []
+        out.append(hits[0])
+    return out
+
+
+def gpus(nvml: Any = None, environ: Mapping[str, str] | None = None) -> list[NvidiaGPU]:
+    """Every NVIDIA GPU NVML sees, in NVML order, each with its ``torch_device`` under
+    the CUDA_VISIBLE_DEVICES of ``environ`` (default: this process's environment);
+    empty list where NVML is unavailable."""
     try:
         n = load_nvml(nvml)
-        return [NvidiaGPU(i, n) for i in range(n.nvmlDeviceGetCount())]
     except DeviceNotSupported:
         return []
+    env = os.environ if environ is None else environ
+    handles = [n.nvmlDeviceGetHandleByIndex(i) for i in range(n.nvmlDeviceGetCount())]
+    names: dict[int, tuple[str, str | None]] = {}
+    for k, (i, mig) in enumerate(visible_gpus(n, handles, env.get("CUDA_VISIBLE_DEVICES"))):
+        names.setdefault(i, (f"cuda:{k}", mig))  # two MIG slices of one GPU: the first names it
+    return [NvidiaGPU(i, n, *names.get(i, (None, None))) for i in range(len(handles))]
 
 
 def driver_info(nvml: Any = None) -> dict[str, str]:
@@ -206,5 +339,6 @@ def driver_info(nvml: Any = None) -> dict[str, str]:
     return out
 
 
-def describe_all(nvml: Any = None) -> list[dict[str, Any]]:
-    return [g.describe() for g in gpus(nvml)]
+def describe_all(nvml: Any = None, environ: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    """Static facts of every GPU NVML sees (visible to torch or not), NVML order."""
+    return [g.describe() for g in gpus(nvml, environ)]

@@ -5,10 +5,16 @@ uncore, dram) are parts of the package's figure and would be counted twice. Coun
 are in microjoules and wrap at ``max_energy_range_uj``; :class:`Rapl` accumulates deltas
 so callers see one monotonic total in joules. Since Linux 5.10 the counters are
 readable by root only: that is detected and reported, not raised.
+
+The wrap detection trusts that each read is newer than the last one: two threads
+reading one :class:`Rapl` could apply a stale value, which looks like a wrap and adds
+a whole counter range (once 1.3 GJ for a 3.2 J window). Readings are serialised by a
+lock, and hwbench reads it from one sampling thread only.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +40,7 @@ class Rapl:
     root: Path = POWERCAP
     domains: list[_Domain] = field(default_factory=list)
     errors: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def __post_init__(self):
         root = Path(self.root)
@@ -61,7 +68,12 @@ class Rapl:
             self.domains.append(_Domain(name, d, max_uj, last))
 
     def energy_j(self) -> float | None:
-        """Total package energy since this object was made, J (all packages)."""
+        """Total package energy since this object was made, J (all packages); None
+        when a counter could not be read (counted in ``errors``)."""
+        with self._lock:
+            return self._read()
+
+    def _read(self) -> float | None:
         for dom in self.domains:
             try:
                 now = int((dom.path / "energy_uj").read_text())

@@ -1,10 +1,13 @@
-"""Registry of reference model families. A new family is a module exposing ``FAMILY``,
-added to ``REGISTRY`` below."""
+"""Registry of reference model families. A new family is a module exposing ``FAMILY``
+(a :class:`ModelFamily`; its torch code in ``nets/``), added to ``REGISTRY`` below.
+
+Importing this package does not import torch (see :mod:`hwbench.models.base`).
+"""
 
 from __future__ import annotations
 
 from . import cnn, decoder, encoder, mlp
-from .base import MODES, ModelFamily, Shape
+from .base import MODES, Config, GenerativeModel, KVCache, ModelFamily, Shape
 
 REGISTRY: dict[str, ModelFamily] = {f.name: f for f in (mlp.FAMILY, cnn.FAMILY, encoder.FAMILY, decoder.FAMILY)}
 
@@ -23,4 +26,4 @@ def get(name: str) -> tuple[ModelFamily, str]:
     return fam, size
 
 
-__all__ = ["MODES", "REGISTRY", "ModelFamily", "Shape", "get", "model_names"]
+__all__ = ["MODES", "REGISTRY", "Config", "GenerativeModel", "KVCache", "ModelFamily", "Shape", "get", "model_names"]

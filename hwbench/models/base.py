@@ -6,16 +6,31 @@ analytic counts: parameters and FLOPs per sample. FLOPs count multiply-adds as t
 FLOPs and cover matrix multiplications and convolutions only (normalisation,
 activations and additions are a rounding error and are not what accelerators' peak
 figures describe) -- the same convention as ``torch.utils.flop_counter``.
+
+This module and every family's metadata are torch-free: the suite loader validates
+names, modes, shapes and sequence limits, and answers user errors, before torch (seconds
+to import) is loaded. The ``nn.Module`` code lives in :mod:`hwbench.models.nets`,
+imported by a family's ``build`` / ``make_batch`` / ``loss`` on first call.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, runtime_checkable
 
-import torch
+if TYPE_CHECKING:  # annotations only: importing this module must not import torch
+    import torch
+
+    KVCache = list[tuple[torch.Tensor, torch.Tensor]]
+    """One ``(k, v)`` pair per layer, each (batch, heads, positions, head_dim)."""
+else:
+    KVCache = list
 
 MODES = ("infer", "train", "generate")
+SHAPE_KINDS = (None, "seq_len", "image_size")
+
+Config = Mapping[str, Any]
+"""One size's configuration: plain values (ints, tuples), no torch objects."""
 
 
 @dataclass(frozen=True)
@@ -37,42 +52,107 @@ class Shape:
         return ""
 
 
+@runtime_checkable
+class GenerativeModel(Protocol):
+    """What the ``generate`` workload needs of a model: a causal LM with a KV cache.
+
+    ``model(ids, cache=None, last_only=False)`` (i.e. ``forward``):
+
+    * ``ids``: int64 token ids, shape (batch, new_positions).
+    * ``cache=None``: a plain forward; returns the logits, (batch, new_positions, vocab).
+    * ``cache`` a list (``[]`` to start one): positions continue after the cached ones;
+      returns ``(logits, new_cache)``, ``new_cache`` being one ``(k, v)`` pair per layer,
+      each (batch, heads, cached + new_positions, head_dim), the input cache extended by
+      this call's positions. The input cache is not modified.
+    * ``last_only=True``: the LM head runs on the final position only, so logits are
+      (batch, 1, vocab) -- prefill needs just the next token's distribution.
+
+    ``runtime_checkable`` checks only that the methods exist (any ``nn.Module`` has a
+    ``forward``); the families that declare the ``generate`` mode are tested to honour
+    the full contract.
+    """
+
+    def forward(
+        self, ids: torch.Tensor, cache: KVCache | None = None, last_only: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, KVCache]: ...
+
+    def __call__(
+        self, ids: torch.Tensor, cache: KVCache | None = None, last_only: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, KVCache]: ...
+
+
 @dataclass(frozen=True)
 class ModelFamily:
     """A reference model family.
 
-    ``sizes`` maps a size name to its configuration (a plain dict).
-    ``build(config)`` returns an ``nn.Module`` (weights drawn from torch's RNG, which the
-    worker seeds). ``make_batch(config, batch, shape, device, dtype)`` returns
-    ``(inputs, targets)`` created on ``device``. ``loss(output, targets)`` is the
-    training loss. ``flops_forward(config, shape)`` is forward FLOPs per sample.
-    ``first_layer_flops(config, shape)`` is the forward FLOPs of the layers whose input
-    needs no gradient (their backward computes one product, not two), used for the
-    training count. ``param_count(config)`` is the analytic parameter count.
+    Fields (FLOPs: per sample, multiply-add = 2; parameters: a count of scalars):
+
+    * ``sizes``: size name -> configuration (a plain mapping, see :data:`Config`).
+    * ``build(cfg)``: an ``nn.Module`` (weights drawn from torch's RNG, which the worker
+      seeds). Imports torch.
+    * ``make_batch(cfg, batch, shape, device, dtype)``: ``(inputs, targets)`` created on
+      ``device``; floating inputs in ``dtype`` (token ids stay int64). Imports torch.
+    * ``loss(output, targets)``: the scalar training loss. Imports torch.
+    * ``flops_forward(cfg, shape)``: forward FLOPs per sample.
+    * ``param_count(cfg)``: the analytic parameter count (exact, tested against the
+      built module and against published counts).
+    * ``default_shape(cfg)``: the shape used when a suite names none.
+    * ``shape_kind``: which :class:`Shape` field a suite varies: ``"seq_len"``,
+      ``"image_size"`` or None.
+    * ``modes``: the workloads this family supports, a subset of :data:`MODES`.
+    * ``first_layer_flops(cfg, shape)``: forward FLOPs of the layers whose input needs no
+      gradient (their backward computes one product, not two), for the training count.
+    * ``float_inputs``: False where inputs are token ids, which stay integer whatever
+      the precision.
+    * ``max_seq_len(cfg)``: the longest sequence (tokens, prompt + generated) the model
+      accepts -- its position table. Set exactly when ``shape_kind == "seq_len"``.
+    * ``flops_generate(cfg, prompt_len, new_tokens)``: FLOPs to generate ``new_tokens``
+      tokens for one sequence after a ``prompt_len``-token prompt (prefill + decode).
+      Set exactly when ``"generate" in modes``; ``build`` then returns a
+      :class:`GenerativeModel`.
     """
 
     name: str
     description: str
-    sizes: Mapping[str, Mapping[str, Any]]
-    build: Callable[[Mapping[str, Any]], torch.nn.Module]
+    sizes: Mapping[str, Config]
+    build: Callable[[Config], torch.nn.Module]
     make_batch: Callable[..., tuple[Any, Any]]
     loss: Callable[[Any, Any], torch.Tensor]
-    flops_forward: Callable[[Mapping[str, Any], Shape], float]
-    param_count: Callable[[Mapping[str, Any]], int]
-    default_shape: Callable[[Mapping[str, Any]], Shape]
-    shape_kind: str | None  # "seq_len", "image_size" or None
+    flops_forward: Callable[[Config, Shape], float]
+    param_count: Callable[[Config], int]
+    default_shape: Callable[[Config], Shape]
+    shape_kind: str | None
     modes: tuple[str, ...] = ("infer", "train")
-    first_layer_flops: Callable[[Mapping[str, Any], Shape], float] = lambda c, s: 0.0
-    float_inputs: bool = True  # token ids stay integer whatever the precision
+    first_layer_flops: Callable[[Config, Shape], float] = lambda c, s: 0.0
+    float_inputs: bool = True
+    max_seq_len: Callable[[Config], int] | None = None
+    flops_generate: Callable[[Config, int, int], float] | None = None
     notes: str = ""
-    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # A family definition that contradicts itself is a bug in hwbench, caught at
+        # import: the suite loader trusts these declarations without re-checking.
+        where = f"model family {self.name!r}"
+        if not self.sizes:
+            raise ValueError(f"{where}: no sizes")
+        if not self.modes or any(m not in MODES for m in self.modes):
+            raise ValueError(f"{where}: modes {self.modes!r} must be a non-empty subset of {MODES}")
+        if self.shape_kind not in SHAPE_KINDS:
+            raise ValueError(f"{where}: shape_kind {self.shape_kind!r} must be one of {SHAPE_KINDS}")
+        if (self.max_seq_len is None) != (self.shape_kind != "seq_len"):
+            raise ValueError(f"{where}: max_seq_len is declared exactly when shape_kind is 'seq_len'")
+        if ("generate" in self.modes) != (self.flops_generate is not None):
+            raise ValueError(f"{where}: the 'generate' mode and flops_generate go together (modes {self.modes!r})")
+        if "generate" in self.modes and self.shape_kind != "seq_len":
+            raise ValueError(f"{where}: the 'generate' mode needs token sequences (shape_kind 'seq_len')")
 
     def flops_per_sample(self, size: str, mode: str, shape: Shape) -> float:
         """Analytic FLOPs per sample for one step of ``mode``.
 
         Training = forward + backward, backward being two products per matmul (grad of
         input and grad of weight) except for layers whose input needs no gradient.
-        Generation FLOPs are reported per generated token by the generation workload.
+        Generation FLOPs per sequence come from :attr:`flops_generate`, which needs the
+        number of generated tokens; for ``generate`` this returns the forward FLOPs.
         """
         cfg = self.sizes[size]
         fwd = self.flops_forward(cfg, shape)

@@ -9,9 +9,6 @@ convolution as in torchvision): 25,557,032 parameters for 1000 classes.
 
 from __future__ import annotations
 
-import torch
-from torch import nn
-
 from .base import ModelFamily, Shape
 
 SIZES = {
@@ -20,54 +17,6 @@ SIZES = {
     "resnet152": {"blocks": (3, 8, 36, 3), "width": 64, "classes": 1000, "image_size": 224},
 }
 EXPANSION = 4
-
-
-class Bottleneck(nn.Module):
-    def __init__(self, cin: int, mid: int, stride: int):
-        super().__init__()
-        cout = mid * EXPANSION
-        self.conv1 = nn.Conv2d(cin, mid, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(mid)
-        self.conv2 = nn.Conv2d(mid, mid, 3, stride=stride, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(mid)
-        self.conv3 = nn.Conv2d(mid, cout, 1, bias=False)
-        self.bn3 = nn.BatchNorm2d(cout)
-        self.relu = nn.ReLU(inplace=True)
-        self.down = None
-        if stride != 1 or cin != cout:
-            self.down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
-
-    def forward(self, x):
-        idt = x if self.down is None else self.down(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        return self.relu(out + idt)
-
-
-class ResNet(nn.Module):
-    def __init__(self, blocks, width: int, classes: int):
-        super().__init__()
-        self.stem = nn.Sequential(
-            nn.Conv2d(3, width, 7, stride=2, padding=3, bias=False),
-            nn.BatchNorm2d(width),
-            nn.ReLU(inplace=True),
-            nn.MaxPool2d(3, stride=2, padding=1),
-        )
-        stages = []
-        cin = width
-        for i, n in enumerate(blocks):
-            mid = width * 2**i
-            for j in range(n):
-                stages.append(Bottleneck(cin, mid, 2 if (j == 0 and i > 0) else 1))
-                cin = mid * EXPANSION
-        self.stages = nn.Sequential(*stages)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(cin, classes)
-
-    def forward(self, x):
-        x = self.stages(self.stem(x))
-        return self.fc(torch.flatten(self.pool(x), 1))
 
 
 def _blocks(cfg):
@@ -122,20 +71,32 @@ def param_count(cfg) -> int:
     return total + cout * cfg["classes"] + cfg["classes"]
 
 
-def make_batch(cfg, batch: int, shape: Shape, device, dtype):
-    s = shape.image_size or cfg["image_size"]
-    x = torch.randn(batch, 3, s, s, device=device, dtype=dtype)
-    y = torch.randint(0, cfg["classes"], (batch,), device=device)
-    return x, y
+# torch is imported on first use only (see hwbench.models.base)
+def build(cfg):
+    from .nets import cnn
+
+    return cnn.build(cfg)
+
+
+def make_batch(cfg, batch, shape, device, dtype):
+    from .nets import cnn
+
+    return cnn.make_batch(cfg, batch, shape, device, dtype)
+
+
+def loss(out, y):
+    from .nets.common import classification_loss
+
+    return classification_loss(out, y)
 
 
 FAMILY = ModelFamily(
     name="cnn",
     description="ResNet-style CNN (bottleneck residual blocks, batch norm); resnet50 = ResNet-50",
     sizes=SIZES,
-    build=lambda cfg: ResNet(cfg["blocks"], cfg["width"], cfg["classes"]),
+    build=build,
     make_batch=make_batch,
-    loss=lambda out, y: nn.functional.cross_entropy(out.float(), y),
+    loss=loss,
     flops_forward=flops_forward,
     first_layer_flops=first_layer_flops,
     param_count=param_count,

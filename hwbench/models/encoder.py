@@ -4,11 +4,8 @@ and a two-way classification head. ``base`` reproduces BERT-base (12 layers, hid
 
 from __future__ import annotations
 
-import torch
-from torch import nn
-
-from .base import ModelFamily, Shape
-from .transformer import Block, layer_flops, layer_params
+from .base import Config, ModelFamily, Shape
+from .transformer import layer_flops, layer_params
 
 SIZES = {
     "tiny": {"vocab": 1000, "d": 64, "layers": 2, "heads": 2, "ffn": 256, "max_pos": 128, "seq_len": 32},
@@ -18,56 +15,47 @@ SIZES = {
 LABELS = 2
 
 
-class Encoder(nn.Module):
-    def __init__(self, cfg):
-        super().__init__()
-        d = cfg["d"]
-        self.tok = nn.Embedding(cfg["vocab"], d)
-        self.pos = nn.Embedding(cfg["max_pos"], d)
-        self.seg = nn.Embedding(2, d)
-        self.ln = nn.LayerNorm(d, eps=1e-12)
-        self.layers = nn.ModuleList(
-            Block(d, cfg["heads"], cfg["ffn"], causal=False, pre_ln=False, eps=1e-12) for _ in range(cfg["layers"])
-        )
-        self.pooler = nn.Linear(d, d)
-        self.head = nn.Linear(d, LABELS)
-
-    def forward(self, ids):
-        pos = torch.arange(ids.shape[1], device=ids.device)
-        x = self.ln(self.tok(ids) + self.pos(pos) + self.seg(torch.zeros_like(ids)))
-        for layer in self.layers:
-            x, _ = layer(x)
-        return self.head(torch.tanh(self.pooler(x[:, 0])))
-
-
-def param_count(cfg) -> int:
+def param_count(cfg: Config) -> int:
     d = cfg["d"]
     emb = (cfg["vocab"] + cfg["max_pos"] + 2) * d + 2 * d
     return emb + cfg["layers"] * layer_params(d, cfg["ffn"]) + (d * d + d) + (d * LABELS + LABELS)
 
 
-def flops_forward(cfg, shape: Shape) -> float:
+def flops_forward(cfg: Config, shape: Shape) -> float:
     d, seq = cfg["d"], shape.seq_len or cfg["seq_len"]
     return cfg["layers"] * layer_flops(d, cfg["ffn"], seq) + 2.0 * d * d + 2.0 * d * LABELS
 
 
-def make_batch(cfg, batch: int, shape: Shape, device, dtype):
-    seq = shape.seq_len or cfg["seq_len"]
-    ids = torch.randint(0, cfg["vocab"], (batch, seq), device=device)
-    return ids, torch.randint(0, LABELS, (batch,), device=device)
+# torch is imported on first use only (see hwbench.models.base)
+def build(cfg):
+    from .nets.encoder import Encoder
+
+    return Encoder(cfg)
+
+
+def make_batch(cfg, batch, shape, device, dtype):
+    from .nets import encoder
+
+    return encoder.make_batch(cfg, batch, shape, device, dtype)
+
+
+def loss(out, y):
+    from .nets.common import classification_loss
+
+    return classification_loss(out, y)
 
 
 FAMILY = ModelFamily(
     name="encoder",
     description="BERT-style encoder with classification head; base = BERT-base",
     sizes=SIZES,
-    build=Encoder,
+    build=build,
     make_batch=make_batch,
-    loss=lambda out, y: nn.functional.cross_entropy(out.float(), y),
+    loss=loss,
     flops_forward=flops_forward,
     param_count=param_count,
     default_shape=lambda cfg: Shape(seq_len=cfg["seq_len"]),
     shape_kind="seq_len",
     float_inputs=False,
-    extra={"max_seq_len": lambda cfg: cfg["max_pos"]},
+    max_seq_len=lambda cfg: cfg["max_pos"],  # the learned position table
 )

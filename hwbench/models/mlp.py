@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import torch
-from torch import nn
-
-from .base import ModelFamily, Shape
+from .base import Config, ModelFamily, Shape
 
 SIZES = {
     "tiny": {"in_features": 64, "hidden": 128, "layers": 2, "classes": 10},
@@ -14,38 +11,42 @@ SIZES = {
 }
 
 
-def _dims(cfg):
-    dims = [cfg["in_features"]] + [cfg["hidden"]] * cfg["layers"] + [cfg["classes"]]
-    return list(zip(dims[:-1], dims[1:]))
+def dims(cfg: Config) -> list[tuple[int, int]]:
+    """(in, out) features of every Linear layer, input to head."""
+    d = [cfg["in_features"]] + [cfg["hidden"]] * cfg["layers"] + [cfg["classes"]]
+    return list(zip(d[:-1], d[1:]))
 
 
-def build(cfg) -> nn.Module:
-    layers: list[nn.Module] = []
-    pairs = _dims(cfg)
-    for i, (a, b) in enumerate(pairs):
-        layers.append(nn.Linear(a, b))
-        if i < len(pairs) - 1:
-            layers.append(nn.ReLU())
-    return nn.Sequential(*layers)
+def param_count(cfg: Config) -> int:
+    return sum(a * b + b for a, b in dims(cfg))
 
 
-def make_batch(cfg, batch: int, shape: Shape, device, dtype):
-    x = torch.randn(batch, cfg["in_features"], device=device, dtype=dtype)
-    y = torch.randint(0, cfg["classes"], (batch,), device=device)
-    return x, y
+def flops_forward(cfg: Config, shape: Shape) -> float:
+    return float(sum(2 * a * b for a, b in dims(cfg)))
 
 
-def param_count(cfg) -> int:
-    return sum(a * b + b for a, b in _dims(cfg))
-
-
-def flops_forward(cfg, shape: Shape) -> float:
-    return float(sum(2 * a * b for a, b in _dims(cfg)))
-
-
-def first_layer_flops(cfg, shape: Shape) -> float:
-    a, b = _dims(cfg)[0]
+def first_layer_flops(cfg: Config, shape: Shape) -> float:
+    a, b = dims(cfg)[0]
     return float(2 * a * b)
+
+
+# torch is imported on first use only (see hwbench.models.base)
+def build(cfg):
+    from .nets import mlp
+
+    return mlp.build(cfg)
+
+
+def make_batch(cfg, batch, shape, device, dtype):
+    from .nets import mlp
+
+    return mlp.make_batch(cfg, batch, shape, device, dtype)
+
+
+def loss(out, y):
+    from .nets.common import classification_loss
+
+    return classification_loss(out, y)
 
 
 FAMILY = ModelFamily(
@@ -54,7 +55,7 @@ FAMILY = ModelFamily(
     sizes=SIZES,
     build=build,
     make_batch=make_batch,
-    loss=lambda out, y: nn.functional.cross_entropy(out.float(), y),
+    loss=loss,
     flops_forward=flops_forward,
     first_layer_flops=first_layer_flops,
     param_count=param_count,

@@ -1,5 +1,1 @@
-"""Reports built from results files (never from live objects)."""
-
-from .table import summary_table
-
-__all__ = ["summary_table"]
+"""Reports built from results files (never from live objects): renderers only format."""

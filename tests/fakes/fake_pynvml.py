@@ -12,6 +12,7 @@ from types import SimpleNamespace
 
 NVML_SUCCESS = 0
 NVML_ERROR_NOT_SUPPORTED = 3
+NVML_ERROR_NOT_FOUND = 6
 NVML_ERROR_UNKNOWN = 999
 NVML_FI_DEV_POWER_INSTANT = 186
 NVML_CLOCK_SM = 1
@@ -47,6 +48,10 @@ class FakeGPU:
     capability: tuple = (9, 0)
     gpm: bool = False
     fail_calls: int = 0  # the next N readings of utilization raise an unknown error
+    uuid: str | None = None  # default: "GPU-8f1c000<i>-2b3c-4d5e-8f90-00000000000<i>" for NVML index i
+    pci_bus_id: str | None = None  # default: "00000000:0<i+1>:00.0" (NVML order = PCI order)
+    memory_total_bytes: int = 80 * 2**30
+    mig_uuids: tuple = ()  # MIG instances ("MIG-..."), when MIG mode is on
 
 
 class FakeNVML:
@@ -78,16 +83,29 @@ class FakeNVML:
         return len(self.gpus)
 
     def nvmlDeviceGetHandleByIndex(self, i):
+        if not 0 <= i < len(self.gpus):
+            raise NVMLError(NVML_ERROR_NOT_FOUND)
         return i
 
     def nvmlDeviceGetName(self, h):
         return self._g(h).name
 
     def nvmlDeviceGetUUID(self, h):
-        return f"GPU-fake-{h}"
+        if isinstance(h, tuple):  # a MIG device handle: (parent, slot)
+            return self._g(h[0]).mig_uuids[h[1]]
+        return self._g(h).uuid or f"GPU-{0x8F1C0000 + h:08x}-2b3c-4d5e-8f90-{h:012x}"
+
+    def nvmlDeviceGetMaxMigDeviceCount(self, h):
+        return 7 if self._g(h).mig_uuids else 0  # A100 / H100: up to 7 slices
+
+    def nvmlDeviceGetMigDeviceHandleByIndex(self, h, i):
+        if i >= len(self._g(h).mig_uuids):
+            raise NVMLError(NVML_ERROR_NOT_FOUND)  # an empty slot
+        return (h, i)
 
     def nvmlDeviceGetMemoryInfo(self, h):
-        return SimpleNamespace(total=80 * 2**30, used=2 * 2**30, free=78 * 2**30)
+        total = self._g(h).memory_total_bytes
+        return SimpleNamespace(total=total, used=2 * 2**30, free=total - 2 * 2**30)
 
     def nvmlDeviceGetCudaComputeCapability(self, h):
         return self._g(h).capability
@@ -96,7 +114,7 @@ class FakeNVML:
         return 700_000
 
     def nvmlDeviceGetPciInfo(self, h):
-        return SimpleNamespace(busId=f"00000000:{h + 1:02x}:00.0")
+        return SimpleNamespace(busId=self._g(h).pci_bus_id or f"00000000:{h + 1:02X}:00.0")
 
     def nvmlSystemGetDriverVersion(self):
         return "555.42"

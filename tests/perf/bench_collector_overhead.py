@@ -15,7 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from hwbench import env, runner
+import hwbench
+from hwbench.analysis.derive import record_rows
 from hwbench.collectors import CollectorSet
 from hwbench.spec import parse_suite
 
@@ -39,18 +40,9 @@ batch_sizes = [8]
 """)
 
 
-def once(s, fp, d: Path) -> list[float]:
-    cs = CollectorSet.for_suite(s.spec.settings)
-    r = runner.Runner(s, d / "r.json", collectors=cs)
-    rec = r.new_record(fp)
-    if cs is not None:
-        cs.start(rec)
-    try:
-        rec = r.run(runner.plan(s), rec)
-    finally:
-        if cs is not None:
-            cs.stop()
-    return [c["metrics"]["throughput_samples_per_s"] for c in rec["cases"]]
+def once(s, d: Path) -> list[float]:
+    out = hwbench.run_suite(s, out_dir=d)
+    return [r["throughput_samples_per_s"] for r in record_rows(out.record)]
 
 
 def main() -> None:
@@ -58,7 +50,6 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--min-time", type=float, default=2.0)
     a = ap.parse_args()
-    fp = env.fingerprint()
     ratios = []
     with tempfile.TemporaryDirectory() as d:
         for model in MODELS:
@@ -66,7 +57,7 @@ def main() -> None:
             for r in range(a.rounds):
                 # ABBA order: neither setting always runs first
                 for collectors in ((False, True) if r % 2 == 0 else (True, False)):
-                    (on if collectors else off).append(once(suite(model, a.min_time, collectors), fp, Path(d)))
+                    (on if collectors else off).append(once(suite(model, a.min_time, collectors), Path(d)))
             for i, mode in enumerate(("infer", "train")):
                 m_off = statistics.median(r[i] for r in off)
                 m_on = statistics.median(r[i] for r in on)
@@ -77,11 +68,11 @@ def main() -> None:
     # The direct cost, far less noisy than the A/B ratio on a shared machine: CPU time
     # of one sampling pass (every sampler) over the interval = share of one core taken.
     cs = CollectorSet.for_suite(suite(MODELS[0], 1, True).spec.settings)
-    cs.case_begin(None)
     n = 2000
     t0 = time.thread_time()
     for _ in range(n):
-        cs.sample_now()
+        for sampler in cs.samplers:  # what the sampling thread does once per interval
+            sampler.read()
     per = (time.thread_time() - t0) / n
     print(f"one sampling pass ({', '.join(s.name for s in cs.samplers)}): {per * 1e6:.0f} us CPU; "
           f"at {cs.interval:g} s interval that is {per / cs.interval * 100:.2f} % of one core "

@@ -13,7 +13,6 @@ process outlived a killed runner (orphans must be 0).
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import subprocess
 import sys
@@ -29,9 +28,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def start(suite: str, out: Path, resume: Path | None) -> subprocess.Popen:
-    args = [sys.executable, "-m", "hwbench.cli", "run", suite, "--out", str(out)]
-    if resume is not None:
-        args += ["--resume", str(resume)]
+    args = [sys.executable, "-m", "hwbench.cli", "run", suite]
+    args += ["--resume", str(resume)] if resume is not None else ["--out", str(out)]
     return subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
@@ -73,11 +71,11 @@ def main() -> None:
                 continue
             path = files[0]
             rec = read_record(path)  # must be valid after any kill
-            ids = [c["case_id"] for c in rec["cases"]]
+            ids = [c.case_id for c in rec.cases]
             duplicated += len(ids) - len(set(ids))
-            for c in rec["cases"]:
-                if c["status"] in ("ok", "skipped"):
-                    finished.setdefault(c["case_id"], json.dumps(c, sort_keys=True))
+            for c in rec.cases:
+                if c.status in ("ok", "skipped"):
+                    finished.setdefault(c.case_id, c.model_dump_json())
             print(f"cycle {cycle + 1}: killed after {wait:.1f} s; {len(ids)} cases in the file")
         if path is None:
             raise SystemExit("no results file was ever written; raise --max-wait")
@@ -86,13 +84,13 @@ def main() -> None:
         if proc.returncode != 0:
             raise SystemExit(f"final resume failed ({proc.returncode}): {err}")
         final = read_record(path)
-        ids = [c["case_id"] for c in final["cases"]]
+        ids = [c.case_id for c in final.cases]
         duplicated += len(ids) - len(set(ids))
-        now = {c["case_id"]: json.dumps(c, sort_keys=True) for c in final["cases"]}
+        now = {c.case_id: c.model_dump_json() for c in final.cases}
         lost = sum(1 for cid, text in finished.items() if now.get(cid) != text)
-        ok = sum(1 for c in final["cases"] if c["status"] == "ok")
+        ok = sum(1 for c in final.cases if c.status == "ok")
     print(f"\ncycles: {kills} kills; cases finished: {ok} of {len(ids)} ({len(finished)} finished before a kill); "
-          f"cases lost: {lost}; cases duplicated: {duplicated}; orphan processes: {orphans}; final status: {final['status']}")
+          f"cases lost: {lost}; cases duplicated: {duplicated}; orphan processes: {orphans}; final status: {final.status}")
     if lost or duplicated or orphans:
         raise SystemExit(1)
 

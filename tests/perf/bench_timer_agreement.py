@@ -1,25 +1,83 @@
-"""Does hwbench's timing agree with torch.utils.benchmark?
+"""Does a case measured by an hwbench worker agree with torch.utils.benchmark?
 
-BERT-base-like inference, batch 8, sequence 128, fp32, CPU. In one process, alternating
-A/B: A = hwbench.timing.measure (the loop the workers use), B =
-torch.utils.benchmark.Timer.adaptive_autorange. Also the same case through a real hwbench
-worker process, for reference. Prints medians and the A/B ratio (bar: within 10 %).
+BERT-base-like inference, batch 8, sequence 128, fp32, CPU. Each pair runs, one after
+the other, A = the case through ``hwbench.run_suite`` (a real worker forked from the
+forkserver, collectors on, as users run it) and B = ``torch.utils.benchmark.Timer
+.adaptive_autorange`` in a fresh Python process on the same model, weights and inputs,
+with the same intra-op threads and the same measuring time. Pairs alternate their order
+(AB, BA, ...) so neither side always runs first. Reported: each pair's A/B ratio of
+medians, and the median of the per-pair ratios with its spread (min, max). Bar: the
+median ratio within 3 %.
 
-    python tests/perf/bench_timer_agreement.py [--rounds 5] [--model encoder:base]
+    python tests/perf/bench_timer_agreement.py [--pairs 5] [--model encoder:base] [--min-time 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
-import torch
-from torch.utils import benchmark
+import hwbench
+from hwbench.analysis.derive import record_rows
+from hwbench.spec import parse_suite
 
-from hwbench import backends, env, models, runner, timing, workloads
-from hwbench.spec import Case, parse_suite
+TIMER = r"""
+import json, sys, torch
+from torch.utils import benchmark
+from hwbench import backends, models, workloads
+from hwbench.spec import Case
+model, batch, seq, min_time, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
+fam, size = models.get(model)
+cfg = fam.sizes[size]
+case = Case(model, "infer", batch, "fp32", "eager", "cpu", seq_len=seq)
+torch.manual_seed(seed)                       # the worker's weights
+prep = backends.prepare(fam.build(cfg), case, torch.device("cpu"), fam.float_inputs)
+torch.manual_seed(seed + 1)                   # the worker's inputs
+x, y = fam.make_batch(cfg, batch, case.shape, "cpu", torch.float32)
+step = workloads.make_step("infer", prep, fam.loss, x, y)
+for _ in range(3):
+    step()                                    # the worker's warmup
+# Timer defaults to one thread: compare like with like
+t = benchmark.Timer(stmt="step()", globals={"step": step}, num_threads=torch.get_num_threads())
+m = t.adaptive_autorange(min_run_time=min_time)
+print(json.dumps({"median_ms": m.median * 1e3, "threads": torch.get_num_threads(), "n": len(m.times)}))
+"""
+
+
+def worker_p50(model: str, batch: int, seq: int, min_time: float, seed: int, d: Path) -> float:
+    suite = parse_suite(f"""
+[suite]
+name = "agreement"
+[settings]
+warmup_iters = 3
+min_time_s = {min_time}
+min_iters = 10
+timeout_s = 900
+seed = {seed}
+idle_baseline_s = 0
+check_accuracy = false
+count_flops = false
+[[matrix]]
+models = ["{model}"]
+batch_sizes = [{batch}]
+seq_lens = [{seq}]
+""")
+    out = hwbench.run_suite(suite, out_dir=d)
+    (row,) = record_rows(out.record)
+    if row["status"] != "ok":
+        raise SystemExit(f"worker case {row['status']}: {row['reason']}")
+    return row["latency_ms_p50"]
+
+
+def timer_median(model: str, batch: int, seq: int, min_time: float, seed: int) -> dict:
+    r = subprocess.run([sys.executable, "-c", TIMER, model, str(batch), str(seq), str(min_time), str(seed)],
+                       capture_output=True, text=True, check=True)
+    return json.loads(r.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -27,55 +85,30 @@ def main() -> None:
     ap.add_argument("--model", default="encoder:base")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seq", type=int, default=128)
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--pairs", type=int, default=5)
     ap.add_argument("--min-time", type=float, default=3.0)
+    ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
+    import torch
 
-    case = Case(a.model, "infer", a.batch, "fp32", "eager", "cpu", seq_len=a.seq)
-    fam, size = models.get(a.model)
-    cfg = fam.sizes[size]
-    torch.manual_seed(0)
-    prep = backends.prepare(fam.build(cfg), case, torch.device("cpu"), fam.float_inputs)
-    x, y = fam.make_batch(cfg, a.batch, case.shape, "cpu", prep.input_dtype)
-    step = workloads.make_step("infer", prep, fam.loss, x, y)
-    timer = timing.Timer(torch.device("cpu"))
-
-    hw, tb = [], []
-    for r in range(a.rounds):
-        m = timing.measure(step, timer, warmup_iters=3, warmup_s=0, min_time_s=a.min_time, min_iters=10,
-                           max_iters=100_000, repeats=1)
-        hw.append(timing.latency_stats_ms(m.raw_times_s)["latency_ms_p50"])
-        # Timer defaults to one thread; compare like with like, and give it as much
-        # measuring time as hwbench's round had (min_iters can make that longer).
-        t = benchmark.Timer(stmt="step()", globals={"step": step}, num_threads=torch.get_num_threads())
-        t = t.adaptive_autorange(min_run_time=m.window_end - m.window_start)
-        tb.append(t.median * 1e3)
-        print(f"round {r + 1}: hwbench {hw[-1]:.2f} ms   torch.utils.benchmark {tb[-1]:.2f} ms")
-
-    text = f"""
-[suite]
-name = "agreement"
-[settings]
-warmup_iters = 3
-min_time_s = {a.min_time}
-min_iters = 10
-timeout_s = 900
-[[matrix]]
-models = ["{a.model}"]
-batch_sizes = [{a.batch}]
-seq_lens = [{a.seq}]
-"""
-    suite = parse_suite(text)
+    ratios = []
     with tempfile.TemporaryDirectory() as d:
-        rn = runner.Runner(suite, Path(d) / "r.json")
-        rec = rn.run(runner.plan(suite), rn.new_record(env.fingerprint()))
-    worker = rec["cases"][0]["metrics"]["latency_ms_p50"]
-
-    med_hw, med_tb = statistics.median(hw), statistics.median(tb)
-    print(f"\n{case.case_id}, torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"median of rounds: hwbench.timing {med_hw:.2f} ms, torch.utils.benchmark {med_tb:.2f} ms, "
-          f"ratio {med_hw / med_tb:.3f} ({(med_hw / med_tb - 1) * 100:+.1f} %)")
-    print(f"same case in an hwbench worker process: {worker:.2f} ms ({(worker / med_tb - 1) * 100:+.1f} % vs torch.utils.benchmark)")
+        for i in range(a.pairs):
+            order = ("worker", "timer") if i % 2 == 0 else ("timer", "worker")
+            got = {}
+            for side in order:
+                if side == "worker":
+                    got["worker"] = worker_p50(a.model, a.batch, a.seq, a.min_time, a.seed, Path(d))
+                else:
+                    got["timer"] = timer_median(a.model, a.batch, a.seq, a.min_time, a.seed)["median_ms"]
+            ratios.append(got["worker"] / got["timer"])
+            print(f"pair {i + 1} ({' then '.join(order)}): worker {got['worker']:.2f} ms, "
+                  f"torch.utils.benchmark {got['timer']:.2f} ms, ratio {ratios[-1]:.4f}", flush=True)
+    med = statistics.median(ratios)
+    print(f"\n{a.model} infer bs{a.batch} seq{a.seq} fp32 cpu, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads, {a.pairs} pairs")
+    print(f"median of per-pair ratios (worker / torch.utils.benchmark): {med:.4f} ({(med - 1) * 100:+.2f} %), "
+          f"spread {min(ratios):.4f} .. {max(ratios):.4f}; bar: within 3 % -> {'met' if abs(med - 1) <= 0.03 else 'NOT met'}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,254 @@
+"""``run_suite()``: the one way to run a suite. The CLI, the tests and the benchmark
+scripts all call it.
+
+It owns what surrounds the cases: loading and checking the suite, the results file
+(new, or resumed: same machine, same suite, same software unless allowed) and its lock,
+the environment of this segment, the worker server, the collectors and the idle
+baseline. User errors are raised (:class:`~hwbench.errors.UserError`) before torch is
+imported or a worker server starts.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from .errors import ResultsError, UserError
+from .records import MACHINE_KEYS, SOFTWARE_KEYS, RunRecord, Segment, SuiteRef
+
+# Exit codes a CI job can rely on (also in the README and `hwbench run --help`).
+EXIT_OK = 0  # every case ran ok (or was skipped while others ran)
+EXIT_USER = 2  # user error, including a suite of which nothing can run here
+EXIT_CASES_FAILED = 3  # some case failed, ran out of memory or timed out
+EXIT_SIGINT = 130
+EXIT_SIGTERM = 143
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What ``run_suite`` did: the final record, where it is, and the exit code."""
+
+    record: RunRecord | None
+    path: Path | None
+    exit_code: int
+    message: str = ""  # said to the user at the end (interruption, write error, nothing to do)
+    planned: tuple = field(default=(), repr=False)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a run (or a resume) would do, before anything starts."""
+
+    suite: Any  # LoadedSuite
+    planned: list  # [runner.Planned] selected by this segment's filters
+    scope: list  # [runner.Planned] the whole run (the first segment's filters)
+    todo: list  # [runner.Planned] not finished yet
+    record: RunRecord | None  # the record resumed onto
+    path: Path | None
+
+
+def _load(suite) -> Any:
+    from .spec import LoadedSuite, load_suite
+
+    return suite if isinstance(suite, LoadedSuite) else load_suite(suite)
+
+
+def resume_target(path: str | Path) -> Path:
+    """The file a resume writes: through a symlink, its target (an atomic rename onto the
+    link would replace the link with a file)."""
+    p = Path(path)
+    return p.resolve() if p.is_symlink() else p
+
+
+def check_resume(rec: RunRecord, path: Path, suite, environment: dict[str, Any] | None,
+                 allow_env_change: bool) -> list[str]:
+    """Refuse a resume onto another suite, another machine, or (unless allowed) other
+    software. Returns the accepted software differences ("torch_version: 2.12 -> 2.13")."""
+    if rec.suite.name != suite.spec.suite.name:
+        raise ResultsError(f"{path}: results file of suite {rec.suite.name!r}, not {suite.spec.suite.name!r}")
+    if rec.suite.hash != suite.suite_hash:
+        raise ResultsError(
+            f"{path}: cannot resume: suite {suite.path} changed since this run started "
+            f"(hash {rec.suite.hash} in the file, {suite.suite_hash} now)"
+        )
+    if environment is None:
+        return []
+    first = rec.environment.model_dump()
+    for key in MACHINE_KEYS:
+        if first.get(key) != environment.get(key):
+            raise ResultsError(
+                f"{path}: cannot resume: the file was written on another machine "
+                f"({key} {first.get(key)!r} there, {environment.get(key)!r} here)"
+            )
+    gpus = lambda env: [g.get("uuid") or g.get("name") for g in env.get("gpus") or []]  # noqa: E731
+    if gpus(first) != gpus(environment):
+        raise ResultsError(f"{path}: cannot resume: the GPUs differ from those of the run ({gpus(first)} there)")
+    changes = [f"{k}: {first.get(k)} -> {environment.get(k)}" for k in (*SOFTWARE_KEYS, "hwbench_git_commit")
+               if first.get(k) != environment.get(k)]
+    if changes and not allow_env_change:
+        raise ResultsError(
+            f"{path}: cannot resume: the software changed since the run started ({'; '.join(changes)}); "
+            "numbers from both would sit in one file: pass --allow-env-change to accept and record it"
+        )
+    return changes
+
+
+def plan_run(suite, *, resume: str | Path | None = None, filters: Iterable[str] = ()) -> Plan:
+    """Load and plan without running: the cases this segment selects, the run's whole
+    scope, and what is left to do. Raises UserError for anything the user can fix."""
+    from . import runner
+
+    s = _load(suite)
+    filters = list(filters)
+    runner.select(s, filters)  # filter errors before anything is read or imported
+    rec, path = None, None
+    if resume is not None:
+        from .results import read_record
+
+        path = resume_target(resume)
+        rec = read_record(path)
+        check_resume(rec, path, s, None, True)
+    planned = runner.plan(s, filters)
+    scope = runner.plan(s, rec.segments[0].filters) if rec is not None else planned
+    todo = runner.pending(planned, rec) if rec is not None else list(planned)
+    return Plan(s, planned, scope, todo, rec, path)
+
+
+def run_suite(
+    suite,
+    *,
+    out_dir: str | Path = "results",
+    resume: str | Path | None = None,
+    filters: Iterable[str] = (),
+    reporter=None,
+    allow_env_change: bool = False,
+    grace_s: float = 10.0,
+    fault: str | None = None,
+    nvml: Any = None,
+    powercap_root: Any = None,
+    on_start=None,
+) -> RunOutcome:
+    """Run ``suite`` (a path, a shipped suite's name, or a LoadedSuite) and write one
+    results file into ``out_dir`` -- or continue the run in ``resume``.
+
+    ``filters`` select cases (see ``hwbench run --filter``); ``reporter`` receives
+    progress (runner.Reporter); ``allow_env_change`` accepts a resume under other
+    software versions (recorded in the segment); ``grace_s`` is how long the running
+    case may go on after SIGTERM; ``fault`` is ``HWBENCH_INJECT_FAULT`` (tests);
+    ``nvml`` / ``powercap_root`` replace the hardware boundary in tests; ``on_start``
+    is called with the results path once the run has claimed it.
+    """
+    from . import launch, runner
+    from .results import locked, read_record
+
+    s = _load(suite)
+    filters = list(filters)
+    runner.select(s, filters)
+    fault_spec = launch.parse_fault(fault)
+    if resume is not None:
+        path = resume_target(resume)
+        read_record(path)  # a file that does not validate is refused before the lock is even taken
+    else:
+        path = None
+    launch.prestart()  # the worker server imports torch while this process plans
+    from . import env as envmod
+
+    environment = envmod.fingerprint()
+    run_id = uuid.uuid4().hex[:12]
+    if path is None:
+        path = runner.default_out_path(s, out_dir, environment["hostname"], run_id)
+    planned = runner.plan(s, filters)
+    if resume is None and not any(p.skip_reason is None for p in planned):
+        raise UserError(f"{s.path}: nothing can run on this machine: " + skip_summary(planned))
+    with locked(path):
+        if resume is not None:
+            rec = read_record(path)  # again, under the lock: another resume may have written it
+            changes = check_resume(rec, path, s, environment, allow_env_change)
+            scope = runner.plan(s, rec.segments[0].filters)
+            todo = runner.pending(planned, rec)
+            if not todo:
+                # finished = ok or skipped; failed / oom / timeout cases would run again
+                what = "the run is complete" if rec.status == "complete" and not runner.pending(scope, rec) else \
+                    "every selected case is finished"
+                return RunOutcome(rec, path, EXIT_OK, f"{path}: {what} ({len(rec.cases)} cases); nothing to resume")
+        else:
+            rec, changes, scope, todo = None, [], planned, planned
+        if on_start is not None:
+            on_start(path)
+        return _execute(s, path, rec, planned, scope, filters, changes, environment, run_id, reporter, grace_s,
+                        fault_spec, nvml, powercap_root, any(p.skip_reason is None for p in todo))
+
+
+def skip_summary(planned, examples: int = 1) -> str:
+    """Skip reasons grouped, with counts: one line however many cases share a reason."""
+    groups: dict[str, list[str]] = {}
+    for p in planned:
+        if p.skip_reason:
+            groups.setdefault(p.skip_reason, []).append(p.case.case_id)
+    parts = [f"{reason} ({len(ids)} case{'s' * (len(ids) > 1)}, e.g. {ids[0]})" for reason, ids in
+             sorted(groups.items(), key=lambda kv: -len(kv[1]))]
+    return "; ".join(parts)
+
+
+def _execute(s, path, rec, planned, scope, filters, changes, environment, run_id, reporter, grace_s,
+             fault_spec, nvml, powercap_root, will_run) -> RunOutcome:
+    from . import launch, runner
+    from .collectors import CollectorSet
+
+    settings = s.spec.settings
+    index = len(rec.segments) if rec is not None else 0
+    start_s = launch.start() if will_run else None
+    collectors = CollectorSet.for_suite(settings, nvml=nvml, powercap_root=powercap_root)
+    r = runner.Runner(s, path, reporter=reporter or runner.Reporter(), collectors=collectors, segment=index,
+                      fault=fault_spec, stop=runner.StopRequest(grace_s=grace_s))
+    idle = None
+    if collectors is not None:
+        collectors.start()
+        for note in collectors.machine_notes():
+            r.reporter.message(note)
+        if will_run and settings.idle_baseline_s > 0:
+            # after the worker server is up: its torch import is not idle
+            r.reporter.message(f"measuring idle power for {settings.idle_baseline_s:g} s ...")
+            idle = collectors.measure_idle(settings.idle_baseline_s)
+    segment = Segment(
+        index=index,
+        started=runner.now_iso(),
+        environment=environment,
+        filters=filters,
+        env_changes=changes,
+        idle_baseline=idle,
+        collectors=collectors.info() if collectors is not None else None,
+        worker_server_start_s=start_s,
+    )
+    if rec is None:
+        rec = RunRecord(
+            run_id=run_id,
+            created=runner.now_iso(),
+            status="running",
+            suite=SuiteRef(name=s.spec.suite.name, path=str(s.path), hash=s.suite_hash, resolved=s.resolved),
+            segments=[segment],
+        )
+    else:
+        rec = rec.model_copy(update={"segments": [*rec.segments, segment]})
+    try:
+        final = r.run(planned, rec, scope)
+    finally:
+        if collectors is not None:
+            collectors.stop()
+    return _outcome(final, path, r, s)
+
+
+def _outcome(record: RunRecord, path: Path, r, s) -> RunOutcome:
+    resume = f"hwbench run {s.path} --resume {path}"
+    if r.write_error:
+        done = sum(c.status in ("ok", "skipped") for c in record.cases)
+        return RunOutcome(record, path, EXIT_USER,
+                          f"{r.write_error}; the file keeps the cases saved before it ({done} finished). "
+                          f"Free space, then resume with: {resume}")
+    if r.stop.requested:
+        return RunOutcome(record, path, r.stop.exit_code,
+                          f"Interrupted ({r.stop.signal_name}). Finished cases are saved. Resume with: {resume}")
+    bad = [c for c in record.cases if c.status in ("failed", "oom", "timeout")]
+    return RunOutcome(record, path, EXIT_CASES_FAILED if bad else EXIT_OK)

@@ -1,0 +1,52 @@
+"""GPT-style decoder module and batches (metadata in :mod:`hwbench.models.decoder`).
+:class:`Decoder` implements :class:`hwbench.models.base.GenerativeModel`."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..base import Config, KVCache, Shape
+from .transformer import Block
+
+
+class Decoder(nn.Module):
+    def __init__(self, cfg: Config):
+        super().__init__()
+        d = cfg["d"]
+        self.tok = nn.Embedding(cfg["vocab"], d)
+        self.pos = nn.Embedding(cfg["ctx"], d)
+        self.layers = nn.ModuleList(
+            Block(d, cfg["heads"], 4 * d, causal=True, pre_ln=True, eps=1e-5) for _ in range(cfg["layers"])
+        )
+        self.ln_f = nn.LayerNorm(d, eps=1e-5)
+        self.lm_head = nn.Linear(d, cfg["vocab"], bias=False)
+        self.lm_head.weight = self.tok.weight  # tied, as in GPT-2
+
+    def forward(
+        self, ids: torch.Tensor, cache: KVCache | None = None, last_only: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, KVCache]:
+        """Logits for ``ids`` (B, T); the :class:`~hwbench.models.base.GenerativeModel`
+        contract. With ``cache`` (``[]`` to start, else a list of per-layer (k, v) as
+        returned before) positions continue after the cached ones. Returns logits when
+        ``cache`` is None, else ``(logits, new_cache)``. ``last_only`` computes the LM
+        head for the final position only (generation)."""
+        start = 0 if not cache else cache[0][0].shape[2]
+        pos = torch.arange(start, start + ids.shape[1], device=ids.device)
+        x = self.tok(ids) + self.pos(pos)
+        new_cache = []
+        for i, layer in enumerate(self.layers):
+            x, kv = layer(x, None if not cache else cache[i])
+            new_cache.append(kv)
+        x = self.ln_f(x)
+        if last_only:
+            x = x[:, -1:]
+        logits = self.lm_head(x)
+        return logits if cache is None else (logits, new_cache)
+
+
+def make_batch(cfg: Config, batch: int, shape: Shape, device, dtype):
+    """Token ids (batch, seq) and next-token targets (batch, seq); ``dtype`` is unused."""
+    seq = shape.seq_len or cfg["seq_len"]
+    ids = torch.randint(0, cfg["vocab"], (batch, seq), device=device)
+    return ids, torch.randint(0, cfg["vocab"], (batch, seq), device=device)

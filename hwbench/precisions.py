@@ -1,0 +1,310 @@
+"""Numeric precisions: one registered object per precision.
+
+Each :class:`Precision` declares its name, a help line, the device capabilities it
+needs (:class:`Needs`), the datasheet peak MFU is compared against (``peak_key``), the
+dtype of weights and floating inputs, an optional autocast dtype, whether TF32 tensor
+cores may be used, and an optional in-place conversion (quantisation). Adding a
+precision is one :func:`register` call; the suite loader, the planner, the worker and
+the MFU peak all read it from here.
+
+This module does not import torch at import time: the suite loader validates names
+with it before torch is loaded (a typo must be answered in milliseconds). dtypes are
+named by their ``torch`` attribute ("float32") and looked up where torch is in use.
+
+int8 and fp8 go through torchao's ``quantize_`` (``torch.ao.quantization.quantize_dynamic``
+is deprecated). torchao is imported only when such a case is prepared.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+if TYPE_CHECKING:  # only for annotations: importing these here would import torch / spec
+    import torch
+
+    from .devices import DeviceInfo
+    from .spec import Case
+
+# The datasheet peaks hwbench knows (hwbench/peaks.py, per device): a precision names one.
+PEAK_KEYS = ("fp32", "tf32", "fp16", "bf16", "fp8", "int8")
+
+
+@dataclass(frozen=True)
+class Needs:
+    """Declared capabilities of a precision, backend or variant. Checked in this order,
+    the first one missing giving the reason:
+
+    * ``kinds``: device kinds it runs on (``cpu``, ``cuda``, ``mps``, ``xpu``); None: any.
+    * ``min_cc``: lowest CUDA compute capability (major, minor), checked on CUDA devices.
+    * ``note``: why, appended to device messages, e.g. " (Ada or Hopper)".
+    * ``train``: False where it is inference-only (``train_note`` says why).
+    * ``no_train_on``: device kinds where training is not supported.
+    * ``module``: a Python module it imports at run time (found without importing it).
+    * ``extra``: any other check, ``(device, case) -> reason | None``.
+    """
+
+    kinds: tuple[str, ...] | None = None
+    min_cc: tuple[int, int] | None = None
+    note: str = ""
+    train: bool = True
+    train_note: str = ""
+    no_train_on: tuple[str, ...] = ()
+    module: str | None = None
+    module_note: str = ""
+    extra: Callable[[DeviceInfo, Case], str | None] | None = None
+
+    def reason(self, what: str, dev: DeviceInfo, case: Case) -> str | None:
+        """Why ``what`` (e.g. "fp8", "cudagraphs backend") cannot run ``case`` on ``dev``,
+        or None."""
+        if self.kinds is not None and dev.kind not in self.kinds:
+            return f"{what} needs {self._where()}{self.note} (this device is {dev.kind})"
+        if self.min_cc is not None and dev.kind == "cuda":
+            cc = dev.capability
+            if cc is None or tuple(cc) < self.min_cc:
+                have = "unknown" if cc is None else f"{cc[0]}.{cc[1]}"
+                need = f"compute capability >= {self.min_cc[0]}.{self.min_cc[1]}"
+                if self.kinds == ("cuda",):
+                    return f"{what} needs {self._where()}{self.note} (this GPU has {have})"
+                return f"{what} needs {need} on CUDA GPUs{self.note} (this GPU has {have})"
+        if case.mode == "train" and not self.train:
+            return f"{what} is inference-only{self.train_note}"
+        if case.mode == "train" and dev.kind in self.no_train_on:
+            return f"{what} training on {dev.kind} is not supported by hwbench{self.train_note}"
+        if self.module is not None and importlib.util.find_spec(self.module) is None:
+            return f"{what} needs the {self.module} package, which is not installed{self.module_note}"
+        if self.extra is not None:
+            return self.extra(dev, case)
+        return None
+
+    def _where(self) -> str:
+        kinds = self.kinds or ()
+        cc = None if self.min_cc is None else f"compute capability >= {self.min_cc[0]}.{self.min_cc[1]}"
+        if kinds == ("cuda",) and cc:
+            return f"a CUDA GPU with {cc}"
+        names = {"cpu": "CPU", "cuda": "CUDA", "mps": "MPS", "xpu": "XPU"}
+        where = " or ".join(names.get(k, k) for k in kinds) + " device"
+        if cc and "cuda" in kinds:
+            where += f" (CUDA: {cc})"
+        return ("an " if where[:1] in "AEIMOUX" else "a ") + where
+
+
+# In-place conversion of a model already in the precision's weight dtype on its device:
+# (model, case) -> (model, changes). ``changes`` counts what was rewritten, e.g.
+# {"int8_layers": 12}; it goes into the case's metrics.
+Convert = Callable[[Any, "Case"], "tuple[Any, dict[str, int]]"]
+
+
+@dataclass(frozen=True)
+class Precision:
+    """One numeric precision.
+
+    ``weight_dtype``: torch dtype name of weights and floating inputs ("float32").
+    ``autocast_dtype``: torch dtype name for ``torch.autocast`` (amp_*), or None.
+    ``tf32``: whether fp32 matmuls / convolutions may use TF32 tensor cores (CUDA).
+    ``peak_key``: which datasheet peak MFU compares against, one of :data:`PEAK_KEYS`.
+    ``convert``: in-place rewrite after the cast (quantisation), or None.
+    ``rewrites_linear``: the conversion replaces Linear weights, so it is not combined
+    with a compression variant (which rewrites them too).
+    ``grad_scaler``: training needs a ``torch.amp.GradScaler`` (fp16 autocast).
+    """
+
+    name: str
+    help: str
+    peak_key: str
+    weight_dtype: str = "float32"
+    needs: Needs = field(default_factory=Needs)
+    autocast_dtype: str | None = None
+    tf32: bool = False
+    convert: Convert | None = None
+    rewrites_linear: bool = False
+    grad_scaler: bool = False
+
+    def __post_init__(self) -> None:
+        if self.peak_key not in PEAK_KEYS:
+            raise ValueError(f"precision {self.name!r}: peak_key {self.peak_key!r} is not one of {', '.join(PEAK_KEYS)}")
+
+    def requires(self, device: DeviceInfo, case: Case) -> str | None:
+        """Why this precision cannot run ``case`` on ``device``, or None."""
+        return self.needs.reason(self.name, device, case)
+
+    def torch_dtype(self) -> torch.dtype:
+        """The weight dtype as a torch.dtype (imports torch)."""
+        import torch
+
+        return getattr(torch, self.weight_dtype)
+
+    def set_math_mode(self, device: torch.device) -> None:
+        """TF32 only where asked: fp32 cases measure true fp32 matmuls and convolutions."""
+        import torch
+
+        torch.set_float32_matmul_precision("high" if self.tf32 else "highest")
+        if device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = self.tf32
+            torch.backends.cudnn.allow_tf32 = self.tf32
+
+    def autocast(self, device: torch.device) -> Callable[[], Any]:
+        """A zero-argument context-manager factory for the step (nullcontext without autocast)."""
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext
+        import torch
+
+        dt = getattr(torch, self.autocast_dtype)
+        return lambda: torch.autocast(device_type=device.type, dtype=dt)
+
+    def scaler(self, device: torch.device, case: Case) -> Any:
+        """A GradScaler for training where fp16 gradients would underflow, else None."""
+        if not (self.grad_scaler and case.mode == "train"):
+            return None
+        import torch
+
+        return torch.amp.GradScaler(device.type)
+
+
+_REGISTRY: dict[str, Precision] = {}
+
+
+def register(p: Precision) -> Precision:
+    """Add ``p`` to the registry (its name must be new); returns it."""
+    if p.name in _REGISTRY:
+        raise ValueError(f"precision {p.name!r} is already registered")
+    _REGISTRY[p.name] = p
+    return p
+
+
+def unregister(name: str) -> None:
+    """Remove a registered precision (tests, plug-ins that withdraw one)."""
+    del _REGISTRY[name]
+
+
+def names() -> tuple[str, ...]:
+    """Registered precision names, in registration order."""
+    return tuple(_REGISTRY)
+
+
+def get(name: str) -> Precision:
+    """The precision called ``name``; KeyError naming what is allowed otherwise."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown precision {name!r}; allowed: {', '.join(_REGISTRY)}") from None
+
+
+def names_help() -> str:
+    """One line per precision: ``name  help``."""
+    width = max(map(len, _REGISTRY), default=0)
+    return "\n".join(f"{p.name:<{width}}  {p.help}" for p in _REGISTRY.values())
+
+
+@contextlib.contextmanager
+def true_fp32() -> Iterator[None]:
+    """Within: fp32 matmuls and convolutions in full fp32 (no TF32 on CUDA, "highest"
+    float32 matmul precision everywhere), so an fp32 accuracy reference is true fp32.
+    The previous settings are restored on exit."""
+    import torch
+
+    saved = (torch.get_float32_matmul_precision(), torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.set_float32_matmul_precision("highest")
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(saved[0])
+        torch.backends.cuda.matmul.allow_tf32 = saved[1]
+        torch.backends.cudnn.allow_tf32 = saved[2]
+
+
+# --- quantisation through torchao --------------------------------------------------
+
+
+def _tied(model: Any) -> set[int]:
+    """ids of weights shared with an embedding (the decoder's LM head): quantising them
+    would untie them and change the model."""
+    from torch import nn
+
+    return {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+
+
+def _quantize_linears(model: Any, config: Any, label: str, left_label: str, multiple: int = 1) -> dict[str, int]:
+    """Quantise every untied Linear whose in / out features are multiples of ``multiple``
+    with torchao ``config``, in place. Returns {label: converted, left_label: Linear
+    layers kept as they were (tied or of other shapes)}."""
+    from torch import nn
+    from torchao.quantization import quantize_
+
+    tied = _tied(model)
+    chosen: set[int] = set()
+    kept = 0
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            if id(m.weight) in tied or m.in_features % multiple or m.out_features % multiple:
+                kept += 1
+            else:
+                chosen.add(id(m))
+    if chosen:
+        # The configs' default set_inductor_config=True applies torchao's recommended
+        # inductor settings: what a user of torchao + torch.compile runs. The worker
+        # process runs one case, so no other case sees them.
+        quantize_(model, config, filter_fn=lambda m, fqn: id(m) in chosen)
+    return {label: len(chosen), left_label: kept}
+
+
+def _int8(model: Any, case: Case) -> tuple[Any, dict[str, int]]:
+    # Dynamic per-token int8 activations, per-channel int8 weights, matmul by
+    # aten._int_mm. On CPU without VNNI torchao offers reduce_range against u8*s8
+    # overflow; on this project's AVX2 test host the deviation was 1.1% without it and
+    # 2.1% with it, so the default (full range) is kept.
+    from torchao.quantization import Int8DynamicActivationInt8WeightConfig
+
+    model.eval()
+    return model, _quantize_linears(model, Int8DynamicActivationInt8WeightConfig(), "int8_layers", "fp32_layers_left")
+
+
+def _fp8(model: Any, case: Case) -> tuple[Any, dict[str, int]]:
+    # e4m3 weights and activations, per-tensor scales (activations scaled every call),
+    # through torch._scaled_mm. Its kernels take dimensions that are multiples of 16;
+    # other layers stay bf16 and are counted.
+    from torchao.quantization import Float8DynamicActivationFloat8WeightConfig
+
+    model.eval()
+    return model, _quantize_linears(model, Float8DynamicActivationFloat8WeightConfig(), "fp8_layers", "bf16_layers_left", 16)
+
+
+_TORCHAO_NOTE = " (pip install torchao; torch.ao.quantization.quantize_dynamic is deprecated)"
+_QUANT_TRAIN = " (torchao quantises the weights of a trained model; they are not trained)"
+
+# Names as in suites, results and reports: changing one breaks case_id comparisons.
+register(Precision("fp32", "float32 weights and math, TF32 off (true fp32)", "fp32"))
+register(Precision(
+    "tf32", "float32 weights, matmuls and convolutions on TF32 tensor cores", "tf32",
+    needs=Needs(kinds=("cuda",), min_cc=(8, 0), note=" (Ampere or later)"), tf32=True,
+))
+register(Precision(
+    "fp16", "float16 weights and inputs", "fp16", "float16",
+    needs=Needs(no_train_on=("cpu",), train_note=" (use bf16 or amp_bf16)"),
+))
+register(Precision("bf16", "bfloat16 weights and inputs", "bf16", "bfloat16", needs=Needs(min_cc=(8, 0))))
+register(Precision(
+    "amp_fp16", "float32 weights, float16 autocast (grad scaler in training)", "fp16",
+    needs=Needs(no_train_on=("cpu",), train_note=" (use bf16 or amp_bf16)"), autocast_dtype="float16", grad_scaler=True,
+))
+register(Precision(
+    "amp_bf16", "float32 weights, bfloat16 autocast", "bf16", autocast_dtype="bfloat16", needs=Needs(min_cc=(8, 0)),
+))
+register(Precision(
+    "int8", "torchao int8 dynamic activations x int8 weights on Linear layers (inference)", "int8",
+    # torchao's int8 matmul is aten._int_mm: CPU (verified here) and CUDA kernels; none for MPS / XPU.
+    needs=Needs(kinds=("cpu", "cuda"), min_cc=(8, 0), note=" (torchao int8 matmuls are aten._int_mm: CPU, and CUDA from Ampere)",
+                train=False, train_note=_QUANT_TRAIN, module="torchao", module_note=_TORCHAO_NOTE),
+    convert=_int8, rewrites_linear=True,
+))
+register(Precision(
+    "fp8", "torchao float8 e4m3 dynamic activations x weights on Linear layers, bf16 elsewhere (inference)", "fp8", "bfloat16",
+    # torchao's Float8DynamicActivationFloat8WeightConfig asserts cc >= 8.9 (or MI300 / XPU).
+    needs=Needs(kinds=("cuda",), min_cc=(8, 9), note=" (Ada or Hopper: torchao float8 through torch._scaled_mm)",
+                train=False, train_note=_QUANT_TRAIN, module="torchao", module_note=_TORCHAO_NOTE),
+    convert=_fp8, rewrites_linear=True,
+))

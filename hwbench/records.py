@@ -1,0 +1,302 @@
+"""The typed, frozen records of a run: what a results file holds.
+
+Everything here is raw data or a fact with its source; statistics, throughput, MFU and
+peaks are *derived at load time* (:mod:`hwbench.analysis.derive`), so an improved formula
+re-derives old files. Records are frozen pydantic models: the runner builds a new
+:class:`RunRecord` after each case (``model_copy``) instead of mutating a shared dict,
+and collectors return values that :func:`assemble` puts into a :class:`CaseResult`.
+
+Schema history (bump ``SCHEMA_VERSION`` and add an upgrader in :mod:`hwbench.results`
+for every change; golden files of every old version live in ``tests/golden/``):
+
+* 1 -- first version: ``environment``, ``suite`` (path, hash, resolved), ``cases``
+  (identity, ``case_id``, ``status``, ``reason``, ``metrics``, ``raw_times_ms`` per
+  repeat, ``timing``).
+* 2 -- collectors: per case ``collectors``, ``energy``, ``flags``, ``device_resolved``;
+  per run ``collectors`` and ``idle_baseline``.
+* 3 -- typed records. ``segments`` (one per start or resume, each with its own
+  ``environment``, idle baseline and collectors) replace the top-level ``environment``,
+  which a resume used to overwrite; every case names the ``segment`` that measured it.
+  Raw data only: ``measurement`` (raw times in seconds per repeat, first iteration,
+  warmup, window length, generation times per iteration) and ``facts`` (parameters,
+  FLOPs, accuracy, memory) replace ``metrics``; derived statistics are no longer stored.
+  ``suite.hash`` covers what the user wrote (``suite.resolved`` still has the
+  defaults). Flags are ``{"flag", "detail"}`` objects. Version-2 files are upgraded on
+  load (their single environment becomes segment 0; statistics are recomputed from the
+  stored raw times).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 3
+FORMAT = "hwbench-results"
+
+# JSON numbers are unbounded; a results file is data from outside. Bounded integers keep
+# a hostile or corrupted file from reaching pandas / numpy as an overflowing value.
+Int = Annotated[int, Field(ge=-(2**62), le=2**62)]
+Count = Annotated[int, Field(ge=0, le=2**62)]
+Float = Annotated[float, Field(allow_inf_nan=False)]
+Text = Annotated[str, Field(max_length=100_000)]
+
+Status = Literal["ok", "skipped", "failed", "oom", "timeout"]
+RunStatus = Literal["running", "complete", "partial", "interrupted"]
+EnergySource = Literal["nvml_counter", "nvml_power", "rapl", "estimated"]
+
+
+class _Record(BaseModel):
+    """Frozen, strict about unknown keys, no NaN / inf (stored as null, see assemble)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False, ser_json_inf_nan="null")
+
+
+class Flag(_Record):
+    """A measurement-quality warning: what (``flag``) and why, with the numbers (``detail``)."""
+
+    flag: Annotated[str, Field(max_length=200)]
+    detail: Text = ""
+
+
+# ---------------------------------------------------------------- the environment
+class GpuInfo(_Record):
+    """One GPU as NVML (or torch, without NVML) described it."""
+
+    model_config = ConfigDict(extra="allow")  # vendor facts vary by driver; kept as given
+
+    index: Count
+    name: Text
+    uuid: Text | None = None
+    torch_device: Text | None = None  # "cuda:N" as torch numbers it in this process, None if not visible
+    memory_total_bytes: Count | None = None
+    compute_capability: list[Count] | None = None
+    power_limit_w: Float | None = None
+    pci_bus_id: Text | None = None
+
+
+class Environment(_Record):
+    """Where the numbers came from (DESIGN.md rule 7). Every field but the host name is
+    optional: what could not be asked stays null."""
+
+    model_config = ConfigDict(extra="allow")  # newer hwbench may record more facts
+
+    hostname: Text
+    os: Text | None = None
+    platform: Text | None = None
+    machine: Text | None = None
+    cpu_model: Text | None = None
+    cpu_cores_physical: Count | None = None
+    cpu_cores_logical: Count | None = None
+    cpu_freq_max_mhz: Float | None = None
+    cpu_freq_max_source: Text | None = None
+    cpu_flags: list[Text] = []
+    cpu_affinity: Count | None = None
+    memory_total_bytes: Count | None = None
+    python_version: Text | None = None
+    python_implementation: Text | None = None
+    torch_version: Text | None = None
+    torch_cuda_version: Text | None = None
+    torch_num_threads: Count | None = None
+    hwbench_version: Text | None = None
+    hwbench_git_commit: Text | None = None
+    cuda_visible_devices: Text | None = None
+    gpus: list[GpuInfo] = []
+    driver_version: Text | None = None
+    cuda_driver_version: Text | None = None
+
+
+# What must match to continue a run in the same file: the machine...
+MACHINE_KEYS = ("hostname", "cpu_model")
+# ... and the software that produced the numbers (a change is refused unless allowed).
+SOFTWARE_KEYS = ("torch_version", "torch_cuda_version", "hwbench_version", "python_version", "driver_version")
+
+
+# ---------------------------------------------------------------- collectors
+class IdleBaseline(_Record):
+    """Power with no case running, measured once per segment after the workers are ready."""
+
+    duration_s: Float
+    power_w: dict[str, Float] = {}  # per device ("cpu", "cuda:0"), W
+    energy_source: dict[str, EnergySource] = {}
+    cpu_util_pct: Float | None = None  # system CPU load over the baseline (CPU-time delta)
+    flags: list[Flag] = []
+
+
+class CollectorsInfo(_Record):
+    """Which samplers ran in a segment, which were unavailable and why."""
+
+    interval_s: Float
+    active: list[Text] = []
+    unavailable: dict[str, Text] = {}
+    info: dict[str, dict[str, Any]] = {}
+
+
+class SamplerResult(_Record):
+    """One sampler over one case: summaries over the timed window (units in the keys),
+    and optionally the whole time series as columns (``t_s`` relative to the window start)."""
+
+    device: Text | None = None
+    n_samples: Count = 0
+    summary: dict[str, Float] = {}
+    info: dict[str, Any] = {}
+    samples: dict[str, list[Float | None]] | None = None
+
+
+class Energy(_Record):
+    """Energy over a case's timed window, with its source. ``estimated`` is not a measurement."""
+
+    energy_j: Float
+    energy_source: EnergySource
+    energy_window_s: Float
+    idle_power_w: Float | None = None
+    energy_j_power_integrated: Float | None = None  # GPU cross-check of the counter
+    estimate_basis: Text | None = None  # for "estimated": TDP and load used
+
+
+# ---------------------------------------------------------------- one case
+class CaseIdentity(_Record):
+    """The case as planned (mirrors :class:`hwbench.spec.Case`)."""
+
+    model: Annotated[str, Field(max_length=200)]
+    mode: Annotated[str, Field(max_length=50)]
+    batch_size: Count
+    precision: Annotated[str, Field(max_length=50)]
+    backend: Annotated[str, Field(max_length=50)]
+    device: Annotated[str, Field(max_length=50)]
+    threads: Count | None = None
+    seq_len: Count | None = None
+    image_size: Count | None = None
+    variant: Annotated[str, Field(max_length=100)] = "none"
+    gen_tokens: Count | None = None
+
+
+class Measurement(_Record):
+    """The raw timing of one case, seconds. Statistics are derived from these at load."""
+
+    raw_times_s: list[list[Float]]  # one list per repeat, one value per timed iteration
+    first_iter_s: Float  # the very first call (compile backends: trace + compile)
+    warmup_s: Float  # the whole warmup, first call included
+    measured_s: Float  # length of the timed window, all repeats
+    # generate: per timed iteration, time to first token and decode time, same clock
+    ttft_s: list[Float] | None = None
+    decode_s: list[Float] | None = None
+    # statistics stored by schema <= 2 whose raw data was never kept (e.g. ttft_ms_p50)
+    legacy_summary: dict[str, Float] | None = None
+
+
+class Accuracy(_Record):
+    """Output deviation from the fp32 eager reference on the same inputs."""
+
+    max_abs_error: Float | None
+    rel_l2_error: Float | None
+    accuracy_model: Literal["compiled", "eager"]
+
+
+class Facts(_Record):
+    """What the worker knows about the case besides time."""
+
+    params: Count
+    flops_per_sample: Float  # analytic, per sample (generate: per generated sequence)
+    flops_per_sample_counted: Float | None = None  # torch.utils.flop_counter, one step
+    flops_counted_reason: Text | None = None  # why the counted figure is empty
+    threads_used: Count | None = None  # CPU intra-op threads actually used
+    accuracy: Accuracy | None = None
+    changes: dict[str, Count] = {}  # what a variant / precision rewrote (layers)
+    memory_peak_bytes: Count | None = None  # device allocator peak (CUDA)
+    memory_reserved_peak_bytes: Count | None = None
+    host_rss_peak_bytes: Count | None = None  # the worker's lifetime peak
+
+
+class Overheads(_Record):
+    """Where a case's wall time went, seconds."""
+
+    wall_s: Float | None = None  # launch to result
+    fixed_cost_s: Float | None = None  # launch to first timed iteration
+    launch_s: Float | None = None  # fork to worker code running
+    setup_s: Float | None = None  # model build, inputs, precision, backend
+    warmup_s: Float | None = None  # warmup iterations
+
+
+class CaseResult(_Record):
+    """One case of one run. ``status`` ok: ``measurement`` and ``facts`` are set."""
+
+    case_id: Annotated[str, Field(max_length=1000)]
+    case: CaseIdentity
+    segment: Count = 0  # which segment (start or resume) measured it
+    status: Status
+    reason: Text = ""
+    device_name: Text | None = None
+    device_resolved: Text | None = None
+    measurement: Measurement | None = None
+    facts: Facts | None = None
+    timing: Overheads = Overheads()
+    collectors: dict[str, SamplerResult] = {}
+    energy: Energy | None = None
+    flags: list[Flag] = []
+
+
+class BatchLimit(_Record):
+    """The result of a batch_sizes = ["auto"] search."""
+
+    batch_limit: Count
+    limited_by: Text
+    tries: list[dict[str, Any]] = []
+
+
+# ---------------------------------------------------------------- the run
+class Segment(_Record):
+    """One start or resume of a run, with the environment that measured its cases."""
+
+    index: Count
+    started: Text
+    environment: Environment
+    filters: list[Text] = []
+    env_changes: list[Text] = []  # differences from segment 0 accepted by --allow-env-change
+    idle_baseline: IdleBaseline | None = None
+    collectors: CollectorsInfo | None = None
+    worker_server_start_s: Float | None = None
+
+
+class SuiteRef(_Record):
+    name: Text
+    path: Text
+    hash: Text  # sha256 of what the user wrote (not of the defaults)
+    resolved: dict[str, Any]  # the suite with every default filled in
+
+
+class RunRecord(_Record):
+    """One run of a suite on one machine: one results file."""
+
+    format: Literal["hwbench-results"] = FORMAT
+    schema_version: Literal[3] = SCHEMA_VERSION
+    run_id: Annotated[str, Field(min_length=1, max_length=100)]
+    created: Text
+    updated: Text | None = None
+    status: RunStatus
+    suite: SuiteRef
+    segments: list[Segment] = Field(min_length=1)
+    cases: list[CaseResult] = []
+    batch_limits: dict[str, BatchLimit] = {}
+
+    @property
+    def environment(self) -> Environment:
+        """The environment of the first segment (where the run started)."""
+        return self.segments[0].environment
+
+    def environment_of(self, case: CaseResult) -> Environment:
+        """The environment that measured ``case``."""
+        i = case.segment if case.segment < len(self.segments) else 0
+        return self.segments[i].environment
+
+    def settings(self) -> dict[str, Any]:
+        return self.suite.resolved.get("settings", {})
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of a results file (``hwbench schema``)."""
+    schema = RunRecord.model_json_schema()
+    schema["$id"] = f"https://hwbench/results/v{SCHEMA_VERSION}"
+    schema["title"] = f"hwbench results file, schema version {SCHEMA_VERSION}"
+    return schema

@@ -1,0 +1,27 @@
+"""Text from users and files, made safe for a terminal.
+
+Suite names, case ids, failure reasons (torch's own messages included) and paths reach
+the terminal. Control characters (escape sequences, carriage returns, NUL) are removed so
+they cannot move the cursor, recolour or hide output; rich markup is never parsed in
+such text (``[enforce fail ...]`` in a torch message must print as it is).
+"""
+
+from __future__ import annotations
+
+import re
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def clean(text: object, *, newlines: bool = False) -> str:
+    """``text`` as a string without control characters; newlines and tabs become spaces
+    unless ``newlines``."""
+    s = _CONTROL.sub("", str(text))
+    return s if newlines else s.replace("\n", " ").replace("\t", " ")
+
+
+def literal(text: object):
+    """A rich Text that is printed exactly (after :func:`clean`), never parsed as markup."""
+    from rich.text import Text
+
+    return Text(clean(text))

@@ -1,0 +1,1 @@
+"""Suite files shipped with hwbench (package data; `hwbench list suites`)."""
