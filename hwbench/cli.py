@@ -322,5 +322,21 @@ def env(as_json: bool) -> None:
     _console().print(t)
 
 
+def _register_command_modules() -> None:
+    """Every module of hwbench/commands/ adds its ``COMMANDS`` (see that package)."""
+    import importlib
+    import pkgutil
+
+    from . import commands
+
+    for m in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        mod = importlib.import_module(f"{commands.__name__}.{m.name}")
+        for command in getattr(mod, "COMMANDS", ()):
+            cli.add_command(command)
+
+
+_register_command_modules()
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
