@@ -24,7 +24,6 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -34,10 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from . import backends, models, precisions, variants
 from .errors import ConfigError
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
+import tomllib
 
 DEVICE_KINDS = ("auto", "cpu", "cuda", "mps", "xpu")
 

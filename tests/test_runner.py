@@ -249,3 +249,37 @@ def test_two_runs_started_in_the_same_second_write_two_files(tmp_path):
     a = runner.default_out_path(s, tmp_path, "host", "aaaaaaaa1111")
     b = runner.default_out_path(s, tmp_path, "host", "bbbbbbbb2222")
     assert a != b and a.parent == b.parent == tmp_path
+
+
+def test_cuda_workers_never_get_an_address_space_cap_and_cpu_workers_do():
+    import subprocess
+    import sys
+
+    code = ("import resource, sys\nfrom hwbench import worker\n"
+            "worker._cap_memory(2 * 2**30, sys.argv[1])\n"
+            "print(resource.getrlimit(resource.RLIMIT_AS)[0], worker._memory_capped)")
+    got = {}
+    for dev in ("cuda:0", "cpu"):
+        r = subprocess.run([sys.executable, "-c", code, dev], capture_output=True, text=True, timeout=120)
+        got[dev] = r.stdout.split()
+    assert got["cuda:0"] == [str(resource_infinity()), "False"]  # the CUDA runtime fails under RLIMIT_AS
+    assert got["cpu"] == [str(2 * 2**30), "True"]
+
+
+def resource_infinity():
+    import resource
+
+    return resource.RLIM_INFINITY
+
+
+def test_host_rss_peak_units(monkeypatch):
+    import resource
+    import types
+
+    from hwbench import worker
+
+    monkeypatch.setattr(resource, "getrusage", lambda who: types.SimpleNamespace(ru_maxrss=1000))
+    monkeypatch.setattr(worker.sys, "platform", "linux")
+    assert worker._rss_peak_bytes() == 1000 * 1024  # KiB on Linux
+    monkeypatch.setattr(worker.sys, "platform", "darwin")
+    assert worker._rss_peak_bytes() == 1000  # bytes on macOS

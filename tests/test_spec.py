@@ -35,6 +35,15 @@ def err(text: str) -> str:
         ('[settings]\nmin_time_s="fast"\n[[matrix]]\nmodels=["mlp:tiny"]', "settings.min_time_s: Input should be a valid number"),
         ('[[matrix]]\nmodels=["encoder:tiny"]\nseq_lens=[4096]', "matrix[0].seq_lens: 4096 exceeds encoder:tiny's maximum sequence length 128"),
         ('[[matrix]]\nmodels=["cnn:tiny"]\nimage_sizes=[16]', "matrix[0].image_sizes: 16 is too small"),
+        # a dimension no model of the block takes is an error, not a silent no-op
+        ('[[matrix]]\nmodels=["mlp:tiny"]\nseq_lens=[128]', "matrix[0].seq_lens: no model of this block takes it (mlp:tiny); it applies to decoder, encoder"),
+        ('[[matrix]]\nmodels=["encoder:tiny"]\nimage_sizes=[64]', "matrix[0].image_sizes: no model of this block takes it"),
+        ('[[matrix]]\nmodels=["decoder:tiny"]\noutput_lens=[8]', "matrix[0].output_lens: applies to modes = [\"generate\"] only"),
+        ('[[matrix]]\nmodels=["mlp:tiny"]\ndevices=["cuda"]\nthreads=[2]', "matrix[0].threads: applies to CPU devices only"),
+        ('[settings]\nmemory_limit_gb=0.001\n[[matrix]]\nmodels=["mlp:tiny"]', "settings.memory_limit_gb: Input should be greater than or equal to 1"),
+        ('[settings]\nmemory_limit_gb=1e9\n[[matrix]]\nmodels=["mlp:tiny"]', "settings.memory_limit_gb: Input should be less than or equal to 65536"),
+        ('[settings]\ncollectors=["host","gpu"]\n[[matrix]]\nmodels=["mlp:tiny"]', "settings.collectors[1]: 'gpu' is not allowed; allowed: host, nvidia, rapl"),
+        ('[[matrix]]\nmodels=["mlp:tiny"]\nbackends=["inductor"]', "matrix[0].backends[0]: 'inductor' is not allowed; allowed: eager, compile, cudagraphs"),
     ],
 )
 def test_errors_name_file_field_and_allowed_values(body, needle):
@@ -74,6 +83,21 @@ def test_suite_hash_changes_with_content_only():
     b = parse_suite(HEAD + '\n# a comment\n[[matrix]]\nmodels = [ "mlp:tiny" ]\n')
     c = parse_suite(HEAD + '[[matrix]]\nmodels=["mlp:tiny"]\nbatch_sizes=[2]\n')
     assert a.suite_hash == b.suite_hash != c.suite_hash
+
+
+def test_a_mixed_block_applies_a_dimension_to_the_models_that_take_it():
+    s = parse_suite(HEAD + '[[matrix]]\nmodels=["mlp:tiny","encoder:tiny"]\nseq_lens=[16]\n')
+    assert [c.case_id for c in s.cases] == ["mlp:tiny/infer/bs1/fp32/eager/cpu", "encoder:tiny/infer/bs1/seq16/fp32/eager/cpu"]
+
+
+def test_loading_a_suite_imports_no_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom hwbench.spec import load_suite\nfor n in ('smoke', 'gpu', 'precision'):\n    load_suite(n)\n"
+            "print('torch' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert r.stdout.strip() == "False", r.stderr
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "suites").glob("*.toml")))
