@@ -1,0 +1,1 @@
+"""asv benchmarks of this repository (see asv.conf.json and docs/ci.md)."""

@@ -1,0 +1,171 @@
+"""Results history: each case's value over many runs, its trend, and its change points.
+
+Pure functions over records. Runs are ordered by the time they were created, then by
+the hwbench git commit they recorded (``environment.hwbench_git_commit``), which labels
+them. Change points are found with PELT (Killick, Fearnhead & Eckley 2012, "Optimal
+detection of changepoints with a linear computational cost", JASA) as implemented by
+the ``ruptures`` library (Truong, Oudre & Vayatis 2020), on the logarithm of the per-run
+value, so a step is a ratio:
+
+* cost ``l2`` (a change in mean), ``min_size = 2`` runs per segment (a single outlying
+  run is not a step; a step needs two runs after it to be seen, so at least 4 runs);
+* penalty ``3 * sigma**2 * ln(n)`` per change point: the modified BIC of Zhang &
+  Siegmund (2007), the default of R's ``changepoint`` package, in the l2 cost's units;
+  ``sigma`` is the run-to-run noise estimated robustly from the first differences
+  (MAD / 0.6745 / sqrt 2, at least 0.5 %): a step must stand out from how much
+  consecutive runs usually differ. (Plain BIC, 2 sigma^2 ln n, found a >= 5 % step in
+  14 % of pure-noise series of 10 runs at 3 % noise in our simulation; this penalty in
+  about 11 %, and 2.5 % at 30 runs; it finds a 10 % step in ~80 % of such series;
+  the threshold below removes most of the rest);
+* a change point is reported only when the step (ratio of the segments' geometric
+  means) is at least ``threshold`` (5 % by default), like ``hwbench compare``.
+
+Each change point names the first run after the step and what differs in its
+environment from the run before (the usual cause).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..records import RunRecord
+
+MIN_SIZE = 2
+PENALTY = 3.0  # x sigma^2 ln n per change point (modified BIC)
+SIGMA_FLOOR = 0.005  # log units: 0.5 %
+DEFAULT_THRESHOLD = 0.05
+SPARK = "▁▂▃▄▅▆▇█"
+METHOD = ("PELT (ruptures, cost l2 on log values, MBIC penalty 3 sigma^2 ln n with sigma the robust "
+          "run-to-run noise, at least 2 runs per segment), steps below the threshold dropped")
+
+
+@dataclass(frozen=True)
+class History:
+    """DataFrames: ``runs`` (one per run, oldest first), ``series`` (case x run),
+    ``trends`` (one per case), ``changes`` (one per change point); ``method`` names the
+    change-point method and its settings."""
+
+    runs: Any
+    series: Any
+    trends: Any
+    changes: Any
+    metric: str
+    method: str
+
+
+def order_runs(runs: Sequence[tuple[Path | str, RunRecord]]) -> list[tuple[Path | str, RunRecord]]:
+    """Runs oldest first: by creation time, then by recorded git commit, then run id."""
+    return sorted(runs, key=lambda pr: (pr[1].created, pr[1].environment.hwbench_git_commit or "", pr[1].run_id))
+
+
+def robust_sigma(x: np.ndarray) -> float:
+    """Run-to-run noise of a series from its first differences: MAD(diff) / 0.6745 /
+    sqrt(2) (the differences of independent noise have twice its variance; a few steps
+    barely move the median). At least SIGMA_FLOOR."""
+    if x.size < 3:
+        return SIGMA_FLOOR
+    d = np.diff(x)
+    mad = float(np.median(np.abs(d - np.median(d))))
+    return max(mad / 0.6745 / math.sqrt(2), SIGMA_FLOOR)
+
+
+def change_points(values: Sequence[float], threshold: float = DEFAULT_THRESHOLD) -> list[dict[str, float]]:
+    """Change points of a series of positive per-run values (see the module docstring):
+    ``[{"index": first index after the step, "before": ..., "after": ..., "step":
+    after / before - 1}]``. Fewer than 2 * MIN_SIZE values: none."""
+    import ruptures
+
+    x = np.asarray(values, float)
+    if x.size < 2 * MIN_SIZE or not np.all(np.isfinite(x)):
+        return []
+    logged = bool(np.all(x > 0))
+    y = np.log(x) if logged else x
+    sigma = robust_sigma(y) if logged else max(robust_sigma(y), 1e-12)
+    pen = PENALTY * sigma**2 * math.log(x.size)
+    bkps = ruptures.Pelt(model="l2", min_size=MIN_SIZE, jump=1).fit(y.reshape(-1, 1)).predict(pen=pen)
+    edges = [0, *bkps]
+    out = []
+    for i in range(1, len(edges) - 1):
+        seg_b, seg_a = y[edges[i - 1]:edges[i]], y[edges[i]:edges[i + 1]]
+        mb, ma = float(seg_b.mean()), float(seg_a.mean())
+        before, after = (math.exp(mb), math.exp(ma)) if logged else (mb, ma)
+        step = after / before - 1 if before else math.inf
+        if abs(step) >= threshold:
+            out.append({"index": edges[i], "before": before, "after": after, "step": step})
+    return out
+
+
+def sparkline(values: Sequence[float]) -> str:
+    """One character per value, lowest to highest (the range of the series)."""
+    x = np.asarray(values, float)
+    if not x.size:
+        return ""
+    lo, hi = float(np.nanmin(x)), float(np.nanmax(x))
+    if hi <= lo:
+        return SPARK[3] * x.size
+    return "".join(SPARK[min(len(SPARK) - 1, int((v - lo) / (hi - lo) * len(SPARK)))] for v in x)
+
+
+def history(runs: Sequence[tuple[Path | str, RunRecord]], *, case_glob: str | None = None,
+            metric: str = "latency_ms_p50", threshold: float = DEFAULT_THRESHOLD) -> History:
+    """Each case's ``metric`` per run (ok cases; a run's median latency by default),
+    trend and change points, for the runs given in any order."""
+    import pandas as pd
+
+    from .compare import KNOWN_METRICS, environment_diff
+    from .derive import case_row
+
+    ordered = order_runs(runs)
+    unit = KNOWN_METRICS.get(metric, ("", False, None))[0]
+    run_rows, series = [], []
+    for i, (p, rec) in enumerate(ordered):
+        env = rec.environment
+        run_rows.append({"index": i, "run_id": rec.run_id, "created": rec.created, "commit": env.hwbench_git_commit,
+                         "hostname": env.hostname, "suite": rec.suite.name, "path": str(p)})
+        for c in rec.cases:
+            if c.status != "ok" or (case_glob and not fnmatch.fnmatchcase(c.case_id, case_glob)):
+                continue
+            v = case_row(rec, c).get(metric)
+            if isinstance(v, (int, float)) and math.isfinite(v):
+                series.append({"case_id": c.case_id, "run_index": i, "run_id": rec.run_id, "created": rec.created,
+                               "commit": env.hwbench_git_commit, "value": float(v), "unit": unit,
+                               "change_point": False})
+    sdf = pd.DataFrame(series, columns=["case_id", "run_index", "run_id", "created", "commit", "value", "unit",
+                                        "change_point"])
+    trends, changes = [], []
+    for cid, g in sdf.groupby("case_id", sort=True):
+        vals = g["value"].to_numpy()
+        idx = g["run_index"].to_numpy()
+        slope = None
+        if vals.size >= 3 and np.all(vals > 0):
+            from scipy.stats import theilslopes
+
+            slope = float(math.expm1(theilslopes(np.log(vals), np.arange(vals.size)).slope))
+        trends.append({"case_id": cid, "runs": int(vals.size), "first": float(vals[0]), "last": float(vals[-1]),
+                       "change": float(vals[-1] / vals[0] - 1) if vals[0] else None, "trend_per_run": slope,
+                       "spark": sparkline(vals), "unit": unit})
+        for cp in change_points(vals, threshold):
+            k = int(idx[cp["index"]])
+            prev = int(idx[cp["index"] - 1])
+            diff, _ = environment_diff([ordered[prev][1]], [ordered[k][1]])
+            what = ", ".join(f"{r.key} {r.baseline} -> {r.new}" for r in diff.itertuples(index=False)
+                             if r.key not in ("settings.seed",))
+            sdf.loc[(sdf["case_id"] == cid) & (sdf["run_index"] == k), "change_point"] = True
+            changes.append({"case_id": cid, "run_index": k, "run_id": ordered[k][1].run_id,
+                            "created": ordered[k][1].created, "commit": ordered[k][1].environment.hwbench_git_commit,
+                            "before": cp["before"], "after": cp["after"], "step": cp["step"], "env_changes": what})
+    return History(
+        runs=pd.DataFrame(run_rows),
+        series=sdf,
+        trends=pd.DataFrame(trends, columns=["case_id", "runs", "first", "last", "change", "trend_per_run", "spark", "unit"]),
+        changes=pd.DataFrame(changes, columns=["case_id", "run_index", "run_id", "created", "commit", "before", "after",
+                                               "step", "env_changes"]),
+        metric=metric,
+        method=f"{METHOD} (threshold {threshold:.0%})",
+    )

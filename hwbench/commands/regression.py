@@ -1,0 +1,382 @@
+"""``hwbench compare`` and ``hwbench history``: regression tracking over results files.
+
+The statistics live in :mod:`hwbench.analysis.compare` and :mod:`hwbench.analysis.history`
+(pure functions; verdicts are data). This module reads the files, renders, and decides
+the exit code -- once, here. Output is read in CI logs: the table fits 80 columns and
+every number carries its unit.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import textwrap
+
+import click
+
+WIDTH = 80
+
+# Exit codes of `hwbench compare` (also in its --help and the README).
+EXIT_OK = 0
+EXIT_REGRESSION = 1
+EXIT_USAGE = 2
+EXIT_NOT_COMPARABLE = 4
+
+COMPARE_EPILOG = """\b
+Exit codes:
+  0  no regression
+  1  at least one case regressed, or was ok in the baseline and failed now
+     (with --fail-on: also those verdicts)
+  2  usage error: arguments, unreadable or invalid results files
+  4  not comparable: different hardware (CPU model, GPU or device name);
+     --allow-different-hardware compares anyway
+\b
+Verdicts: regressed / improved need a change of at least the threshold AND
+significance (Mann-Whitney U, Benjamini-Hochberg over the sweep); unchanged;
+inconclusive (too noisy: the smallest detectable change is given); new;
+missing; failed. With repeats >= 3 (each repeat its own process) the unit is
+the per-repeat median; otherwise per-iteration times (iteration noise only).
+"""
+
+
+def _read(paths: tuple[str, ...], what: str):
+    from ..errors import UserError
+    from ..report.text import clean
+    from ..results import read_many
+
+    warnings: list[str] = []
+    try:
+        got = read_many(list(paths), warnings.append)
+    except UserError as e:
+        raise UserError(f"{what}: {e}") from None
+    for w in warnings:
+        click.echo(f"hwbench: warning: {clean(w)}", err=True)
+    return got
+
+
+@click.command(epilog=COMPARE_EPILOG)
+@click.argument("baseline", type=click.Path())
+@click.argument("new", type=click.Path())
+@click.option("--threshold", default=5.0, show_default=True, type=click.FloatRange(min=0, max=1000),
+              help="Smallest change that counts as a regression or improvement, percent (latency / throughput; "
+                   "other metrics have their own default unless given as NAME:PERCENT).")
+@click.option("--metric", "metrics", default="", metavar="NAME[:PCT],...",
+              help="Also compare these metrics, e.g. energy_per_sample_j,memory_peak_bytes:2 (latency is always compared).")
+@click.option("--alpha", default=0.05, show_default=True, type=click.FloatRange(min=1e-9, max=0.5),
+              help="Significance level after the multiple-comparison correction (the false-discovery rate for bh).")
+@click.option("--correction", type=click.Choice(["bh", "holm"]), default="bh", show_default=True,
+              help="bh: Benjamini-Hochberg (false-discovery rate); holm: Holm (family-wise error rate).")
+@click.option("--case", "case_glob", default=None, metavar="GLOB", help="Compare only cases whose case_id matches.")
+@click.option("--fail-on", "fail_on", multiple=True, type=click.Choice(["improved", "inconclusive", "missing"]),
+              help="Also exit 1 on these verdicts (regressions always fail). Repeatable.")
+@click.option("--allow-different-hardware", is_flag=True, help="Compare runs from different CPUs / GPUs (exit 4 otherwise).")
+@click.option("--format", "fmt", type=click.Choice(["table", "markdown", "json", "csv"]), default="table", show_default=True)
+def compare(baseline: str, new: str, threshold: float, metrics: str, alpha: float, correction: str,
+            case_glob: str | None, fail_on: tuple[str, ...], allow_different_hardware: bool, fmt: str) -> None:
+    """Compare the NEW run(s) with the BASELINE run(s), case by case (files or folders;
+    cases matched by case_id). Exit 1 on a regression."""
+    from ..analysis import compare as cmp
+
+    opts = cmp.Options(metrics=cmp.parse_metrics(metrics, threshold / 100), alpha=alpha, correction=correction,
+                       case_glob=case_glob)
+    base = _read((baseline,), "BASELINE")
+    newr = _read((new,), "NEW")
+    result = cmp.compare([r for _, r in base], [r for _, r in newr], opts)
+    if result.hardware and not allow_different_hardware:
+        if fmt == "table":
+            click.echo(_header(base, newr))
+            click.echo(_env_text(result))
+        click.echo("hwbench: not comparable (exit 4): different hardware: " + "; ".join(result.hardware)
+                   + ". Pass --allow-different-hardware to compare anyway.", err=True)
+        sys.exit(EXIT_NOT_COMPARABLE)
+    if not len(result.rows):
+        from ..errors import UserError
+
+        raise UserError(f"{baseline}, {new}: no cases to compare" + (f" matching {case_glob!r}" if case_glob else ""))
+    render = {"table": _table, "markdown": _markdown, "json": _json, "csv": _csv}[fmt]
+    click.echo(render(result, base, newr), nl=fmt != "csv")
+    failing = result.rows["regression"] | result.rows["verdict"].isin(list(fail_on))
+    sys.exit(EXIT_REGRESSION if failing.any() else EXIT_OK)
+
+
+# ------------------------------------------------------------------ formatting
+def _num(v) -> float | None:
+    if v is None:
+        return None
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(f) else f
+
+
+def value(v, unit: str) -> str:
+    """A number with its unit, 3 significant digits (bytes in KiB / MiB / GiB)."""
+    f = _num(v)
+    if f is None:
+        return "-"
+    if unit == "B":
+        for u, s in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+            if abs(f) >= s:
+                return f"{f / s:.3g} {u}"
+        return f"{f:.0f} B"
+    return f"{f:.3g} {unit}".rstrip()
+
+
+def pct(v, signed: bool = True) -> str:
+    f = _num(v)
+    if f is None:
+        return "-"
+    return f"{f * 100:+.1f} %" if signed else f"{f * 100:.1f} %"
+
+
+def _ci(row) -> str:
+    lo, hi = _num(row.get("ci_low")), _num(row.get("ci_high"))
+    if lo is None or hi is None:
+        return ""
+    return f"[{lo * 100:+.1f}, {hi * 100:+.1f}]"
+
+
+def _p(row) -> str:
+    p = _num(row.get("p_adjusted"))
+    return "" if p is None else f"p={p:.2g}"
+
+
+def _short(metric: str) -> str:
+    return "latency" if metric == "latency_ms_p50" else metric
+
+
+def _label(rec_path) -> str:
+    from ..report.text import clean
+
+    p, rec = rec_path
+    commit = rec.environment.hwbench_git_commit
+    return clean(f"{p} ({rec.run_id}, {rec.created}" + (f", {commit[:10]}" if commit else "") + ")")
+
+
+def _header(base, newr) -> str:
+    lines = ["hwbench compare"]
+    for name, side in (("baseline", base), ("new", newr)):
+        for i, rp in enumerate(side):
+            lines += textwrap.wrap(_label(rp), WIDTH, initial_indent=f"  {name + ':' if i == 0 else '':<10}",
+                                   subsequent_indent=" " * 12, break_on_hyphens=False)
+    return "\n".join(lines)
+
+
+def _env_text(result) -> str:
+    from ..report.text import clean
+
+    if not len(result.env):
+        return "\nenvironments: no differences"
+    lines = ["", "environment differences (the usual cause of a regression):"]
+    for r in result.env.itertuples(index=False):
+        text = f"{r.baseline if r.baseline is not None else '-'} -> {r.new if r.new is not None else '-'}"
+        hw = "  [hardware]" if r.hardware else ""
+        lines += textwrap.wrap(clean(f"{r.key}: {text}{hw}"), WIDTH, initial_indent="  ", subsequent_indent="      ",
+                               break_on_hyphens=False)
+    return "\n".join(lines)
+
+
+def _detail(row) -> str:
+    from ..report.text import clean
+
+    parts = []
+    if _num(row.get("baseline")) is not None:
+        unit = row.get("unit") or ""
+        parts.append(f"{_short(row['metric'])} {value(row['baseline'], unit)} -> {value(row['new'], unit)}")
+        parts.append(f"{pct(row.get('change'))} {_ci(row)}".strip())
+        if _p(row):
+            parts.append(_p(row))
+        if row.get("samples"):
+            parts.append(f"n={int(row['n_baseline'])}/{int(row['n_new'])} {row['samples']}s")
+    note = row.get("note")
+    if isinstance(note, str) and note:
+        parts.append(note)
+    return clean("  ".join(parts))
+
+
+def _table(result, base, newr) -> str:
+    from ..report.text import clean
+
+    out = [_header(base, newr), _env_text(result), ""]
+    for row in result.rows.to_dict("records"):
+        head = f"{row['verdict']:<12} {clean(row['case_id'])}"
+        if row["metric"] != "latency_ms_p50":
+            head += f" [{_short(row['metric'])}]"
+        out += textwrap.wrap(head, WIDTH, subsequent_indent=" " * 13, break_on_hyphens=False)
+        detail = _detail(row)
+        if detail:
+            out += textwrap.wrap(detail, WIDTH, initial_indent=" " * 4, subsequent_indent=" " * 6,
+                                 break_on_hyphens=False)
+    out.append("")
+    for n in result.notes:
+        out += textwrap.wrap("note: " + n, WIDTH, subsequent_indent="      ")
+    out.append(_summary(result))
+    return "\n".join(out)
+
+
+def _summary(result) -> str:
+    counts = result.counts()
+    total = result.rows["case_id"].nunique()
+    text = f"{total} cases: " + ", ".join(f"{v} {k}" for k, v in counts.items())
+    verdict = (f"REGRESSION: {result.regressions} regressed or failed" if result.regressions else "no regression")
+    return "\n".join(textwrap.wrap(f"{text}. {verdict}.", WIDTH))
+
+
+def _md(text) -> str:
+    from ..report.text import clean
+
+    return clean(str(text)).replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _markdown(result, base, newr) -> str:
+    from ..report.text import clean
+
+    lines = ["### hwbench compare", ""]
+    lines.append(f"baseline: `{clean(_label(base[0])).replace('`', '')}`" + (f" and {len(base) - 1} more" if len(base) > 1 else "") + "  ")
+    lines.append(f"new: `{clean(_label(newr[0])).replace('`', '')}`" + (f" and {len(newr) - 1} more" if len(newr) > 1 else ""))
+    lines.append("")
+    lines.append(f"**{_md(_summary(result))}**")
+    lines.append("")
+    if len(result.env):
+        lines += ["| environment | baseline | new |", "|---|---|---|"]
+        for r in result.env.itertuples(index=False):
+            lines.append(f"| {_md(r.key)}{' (hardware)' if r.hardware else ''} | {_md(r.baseline)} | {_md(r.new)} |")
+        lines.append("")
+    head = ["| verdict | case | metric | baseline | new | change | 95 % CI | p (adj.) | note |",
+            "|---|---|---|---:|---:|---:|---|---:|---|"]
+
+    def md_row(row) -> str:
+        unit = row.get("unit") or ""
+        p = _num(row.get("p_adjusted"))
+        return "| " + " | ".join([
+            row["verdict"], f"`{_md(row['case_id'])}`", _short(row["metric"]),
+            value(row.get("baseline"), unit) if _num(row.get("baseline")) is not None else "",
+            value(row.get("new"), unit) if _num(row.get("new")) is not None else "",
+            pct(row.get("change")) if _num(row.get("change")) is not None else "",
+            _ci(row), "" if p is None else f"{p:.2g}", _md(row.get("note") or ""),
+        ]) + " |"
+
+    rows = result.rows.to_dict("records")
+    shown = [r for r in rows if r["verdict"] != "unchanged"]
+    quiet = [r for r in rows if r["verdict"] == "unchanged"]
+    if shown:
+        lines += head + [md_row(r) for r in shown]
+    if quiet:
+        lines += ["", f"<details><summary>{len(quiet)} unchanged</summary>", ""] + head + [md_row(r) for r in quiet]
+        lines += ["", "</details>"]
+    lines.append("")
+    lines += [f"_{_md(n)}_  " for n in result.notes]
+    return "\n".join(lines)
+
+
+def _jsonable(v):
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if hasattr(v, "item"):
+        return _jsonable(v.item())
+    return v
+
+
+def _json(result, base, newr) -> str:
+    rows = [{k: _jsonable(v) for k, v in r.items()} for r in result.rows.to_dict("records")]
+    doc = {
+        "baseline": [{"path": str(p), "run_id": r.run_id, "created": r.created} for p, r in base],
+        "new": [{"path": str(p), "run_id": r.run_id, "created": r.created} for p, r in newr],
+        "environment": result.env.to_dict("records"),
+        "hardware_differences": list(result.hardware),
+        "options": {"alpha": result.options.alpha, "correction": result.options.correction,
+                    "thresholds": {m.name: m.threshold for m in result.options.metrics}},
+        "counts": result.counts(),
+        "regressions": result.regressions,
+        "notes": list(result.notes),
+        "rows": rows,
+    }
+    return json.dumps(doc, indent=1, default=str)
+
+
+def _csv(result, base, newr) -> str:
+    return result.rows.to_csv(index=False)
+
+
+# ------------------------------------------------------------------ history
+@click.command()
+@click.argument("results", nargs=-1, required=True, type=click.Path())
+@click.option("--case", "case_glob", default=None, metavar="GLOB", help="Only cases whose case_id matches.")
+@click.option("--metric", default="latency_ms_p50", show_default=True,
+              help="The per-run value tracked: latency_ms_p50 (median of the run) or a load_results column.")
+@click.option("--threshold", default=5.0, show_default=True, type=click.FloatRange(min=0, max=1000),
+              help="Smallest step reported as a change point, percent.")
+@click.option("--format", "fmt", type=click.Choice(["table", "markdown", "csv", "json"]), default="table", show_default=True)
+def history(results: tuple[str, ...], case_glob: str | None, metric: str, threshold: float, fmt: str) -> None:
+    """Trend and change points of each case over many runs (RESULTS files or folders),
+    ordered by time; each step names the first run after it and what changed in its
+    environment."""
+    from ..analysis import history as hist
+    from ..errors import UserError
+
+    runs = _read(results, "RESULTS")
+    h = hist.history(runs, case_glob=case_glob, metric=metric, threshold=threshold / 100)
+    if not len(h.series):
+        raise UserError(f"{', '.join(results)}: no ok cases" + (f" matching {case_glob!r}" if case_glob else ""))
+    if fmt == "csv":
+        click.echo(h.series.to_csv(index=False), nl=False)
+    elif fmt == "json":
+        doc = {"runs": h.runs.to_dict("records"), "trends": h.trends.to_dict("records"),
+               "change_points": h.changes.to_dict("records"), "method": h.method,
+               "series": h.series.to_dict("records")}
+        click.echo(json.dumps(doc, indent=1, default=lambda v: _jsonable(v) if hasattr(v, "item") else str(v)))
+    elif fmt == "markdown":
+        click.echo(_history_markdown(h))
+    else:
+        click.echo(_history_table(h))
+
+
+def _history_table(h) -> str:
+    from ..report.text import clean
+
+    out = [f"hwbench history: {len(h.runs)} runs, {len(h.trends)} cases ({h.metric})", ""]
+    out.append("runs (oldest first):")
+    for r in h.runs.to_dict("records"):
+        commit = f" {r['commit'][:10]}" if r.get("commit") else ""
+        out += textwrap.wrap(clean(f"{r['index']:>3}  {r['created']}{commit}  {r['run_id']}  {r['hostname']}"),
+                             WIDTH, initial_indent="  ", subsequent_indent=" " * 7)
+    out.append("")
+    cps = h.changes.groupby("case_id") if len(h.changes) else None
+    for t in h.trends.to_dict("records"):
+        out += textwrap.wrap(clean(t["case_id"]), WIDTH, subsequent_indent="  ", break_on_hyphens=False)
+        unit = t["unit"]
+        line = (f"    {t['spark']}  {value(t['first'], unit)} -> {value(t['last'], unit)} "
+                f"({pct(t['change'])}) over {t['runs']} runs")
+        out.append(line)
+        if cps is not None and t["case_id"] in cps.groups:
+            for c in cps.get_group(t["case_id"]).to_dict("records"):
+                text = (f"step {pct(c['step'])} at run {c['run_index']} ({c['run_id']}, {c['created']}): "
+                        f"{value(c['before'], unit)} -> {value(c['after'], unit)}")
+                if c["env_changes"]:
+                    text += f"; changed: {c['env_changes']}"
+                out += textwrap.wrap(clean(text), WIDTH, initial_indent="    ", subsequent_indent="      ",
+                                     break_on_hyphens=False)
+    out.append("")
+    out += textwrap.wrap(f"change points: {h.method}", WIDTH, subsequent_indent="  ")
+    return "\n".join(out)
+
+
+def _history_markdown(h) -> str:
+    lines = [f"### hwbench history: {len(h.runs)} runs, {len(h.trends)} cases ({h.metric})", "",
+             "| case | trend | first | last | change | change points |", "|---|---|---:|---:|---:|---|"]
+    by_case: dict[str, list[str]] = {}
+    for c in h.changes.to_dict("records"):
+        what = f"{pct(c['step'])} at run {c['run_index']} (`{_md(c['run_id'])}`)"
+        if c["env_changes"]:
+            what += f": {_md(c['env_changes'])}"
+        by_case.setdefault(c["case_id"], []).append(what)
+    for t in h.trends.to_dict("records"):
+        lines.append(f"| `{_md(t['case_id'])}` | {t['spark']} | {value(t['first'], t['unit'])} | "
+                     f"{value(t['last'], t['unit'])} | {pct(t['change'])} | {'<br>'.join(by_case.get(t['case_id'], []))} |")
+    lines += ["", f"_{_md(h.method)}_"]
+    return "\n".join(lines)
+
+
+COMMANDS = [compare, history]
