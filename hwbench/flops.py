@@ -7,8 +7,12 @@ causal or not, as for those).
 
 Nor has it one for ``aten._int_mm``, the int8 x int8 -> int32 matmul that torchao's int8
 layers (``Int8Tensor`` weights) dispatch: it gets the ``mm`` formula (2 m n k), one
-multiply-add per int8 product as for a float matmul. torchao's float8 layers dispatch
-``aten._scaled_mm``, which the counter already knows.
+multiply-add per int8 product as for a float matmul. Nor for ``aten._weight_int4pack_mm``,
+tinygemm's bf16 x int4 matmul under torchao's int4 weight-only layers: 2 m n k, from
+the activation (m, k) and the output (m, n) -- k as the kernel runs it, the input
+features padded to a multiple of 1024 by torchao. torchao's float8 layers dispatch
+``aten._scaled_mm``, which the counter already knows; its int8 weight-only layers
+dequantise and dispatch a float ``mm``.
 
 Layers whose weights are tensor subclasses (quantised, sparse) may dispatch kernels no
 formula covers; :func:`count_checked` notices those and gives a reason instead of a
@@ -35,6 +39,11 @@ def _int_mm(a_shape, b_shape, *args, out_shape=None, **kwargs) -> int:
     return 2 * m * n * k
 
 
+def _int4pack_mm(a_shape, b_shape, *args, out_shape=None, **kwargs) -> int:
+    m, k = a_shape
+    return 2 * m * k * out_shape[-1]
+
+
 def _cpu_flash_bwd(grad_out_shape, query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
     return sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
 
@@ -46,6 +55,8 @@ if hasattr(aten, "_scaled_dot_product_flash_attention_for_cpu_backward"):
     EXTRA[aten._scaled_dot_product_flash_attention_for_cpu_backward] = _cpu_flash_bwd
 if hasattr(aten, "_int_mm"):
     EXTRA[aten._int_mm] = _int_mm
+if hasattr(aten, "_weight_int4pack_mm"):
+    EXTRA[aten._weight_int4pack_mm] = _int4pack_mm
 
 
 def count(fn: Callable[[], object]) -> int:

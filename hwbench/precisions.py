@@ -11,14 +11,17 @@ This module does not import torch at import time: the suite loader validates nam
 with it before torch is loaded (a typo must be answered in milliseconds). dtypes are
 named by their ``torch`` attribute ("float32") and looked up where torch is in use.
 
-int8 and fp8 go through torchao's ``quantize_`` (``torch.ao.quantization.quantize_dynamic``
-is deprecated). torchao is imported only when such a case is prepared.
+int8, int8wo, int4wo, fp8 and fp8_rowwise go through torchao's ``quantize_``
+(``torch.ao.quantization.quantize_dynamic`` is deprecated). torchao is imported only
+when such a case is prepared; its version (and torch's, where a kernel needs it) is
+checked from package metadata when the case is planned.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
@@ -43,6 +46,9 @@ class Needs:
     * ``train``: False where it is inference-only (``train_note`` says why).
     * ``no_train_on``: device kinds where training is not supported.
     * ``module``: a Python module it imports at run time (found without importing it).
+    * ``min_versions``: ``(distribution, "major.minor", why)`` triples, e.g.
+      ``("torchao", "0.18", " (the Int8Tensor layout)")``: the installed version (read
+      from the package metadata, without importing it) must be at least that.
     * ``extra``: any other check, ``(device, case) -> reason | None``.
     """
 
@@ -54,6 +60,7 @@ class Needs:
     no_train_on: tuple[str, ...] = ()
     module: str | None = None
     module_note: str = ""
+    min_versions: tuple[tuple[str, str, str], ...] = ()
     extra: Callable[[DeviceInfo, Case], str | None] | None = None
 
     def reason(self, what: str, dev: DeviceInfo, case: Case) -> str | None:
@@ -75,6 +82,10 @@ class Needs:
             return f"{what} training on {dev.kind} is not supported by hwbench{self.train_note}"
         if self.module is not None and importlib.util.find_spec(self.module) is None:
             return f"{what} needs the {self.module} package, which is not installed{self.module_note}"
+        for dist, least, why in self.min_versions:
+            have = installed_version(dist)
+            if have is not None and _version_tuple(have) < _version_tuple(least):
+                return f"{what} needs {dist} >= {least}{why} (installed: {have})"
         if self.extra is not None:
             return self.extra(dev, case)
         return None
@@ -89,6 +100,23 @@ class Needs:
         if cc and "cuda" in kinds:
             where += f" (CUDA: {cc})"
         return ("an " if where[:1] in "AEIMOUX" else "a ") + where
+
+
+def installed_version(dist: str) -> str | None:
+    """The installed version of distribution ``dist`` ("2.13.0+cpu"), from its metadata
+    (no import: torch takes seconds); None where it is not installed."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _version_tuple(v: str) -> tuple[int, ...]:
+    """The leading dotted numbers: "2.6.0.dev20240101+cu124" -> (2, 6, 0), "0.18" -> (0, 18)."""
+    m = re.match(r"\d+(?:\.\d+)*", v)
+    return tuple(int(x) for x in m.group(0).split(".")) if m else ()
 
 
 # In-place conversion of a model already in the precision's weight dtype on its device:
@@ -228,10 +256,12 @@ def _tied(model: Any) -> set[int]:
     return {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
 
 
-def _quantize_linears(model: Any, config: Any, label: str, left_label: str, multiple: int = 1) -> dict[str, int]:
+def _quantize_linears(model: Any, config: Any, label: str, left_label: str, multiple: int = 1,
+                      in_multiple: int = 1) -> dict[str, int]:
     """Quantise every untied Linear whose in / out features are multiples of ``multiple``
-    with torchao ``config``, in place. Returns {label: converted, left_label: Linear
-    layers kept as they were (tied or of other shapes)}."""
+    (and in features of ``in_multiple``) with torchao ``config``, in place. Returns
+    {label: converted, left_label: Linear layers kept as they were (tied or of other
+    shapes)}."""
     from torch import nn
     from torchao.quantization import quantize_
 
@@ -240,7 +270,7 @@ def _quantize_linears(model: Any, config: Any, label: str, left_label: str, mult
     kept = 0
     for m in model.modules():
         if isinstance(m, nn.Linear):
-            if id(m.weight) in tied or m.in_features % multiple or m.out_features % multiple:
+            if id(m.weight) in tied or m.in_features % multiple or m.out_features % multiple or m.in_features % in_multiple:
                 kept += 1
             else:
                 chosen.add(id(m))
@@ -263,6 +293,33 @@ def _int8(model: Any, case: Case) -> tuple[Any, dict[str, int]]:
     return model, _quantize_linears(model, Int8DynamicActivationInt8WeightConfig(), "int8_layers", "fp32_layers_left")
 
 
+def _int8wo(model: Any, case: Case) -> tuple[Any, dict[str, int]]:
+    # Per-channel (PerRow) symmetric int8 weights (torchao Int8Tensor), dequantised to
+    # bf16 for a bf16 matmul: half the weight bytes of bf16, the same math. It helps
+    # where reading weights is the bottleneck (small batches, decoding) and costs the
+    # dequantisation where it is not.
+    from torchao.quantization import Int8WeightOnlyConfig
+
+    model.eval()
+    return model, _quantize_linears(model, Int8WeightOnlyConfig(), "int8wo_layers", "bf16_layers_left")
+
+
+INT4_GROUP = 128
+
+
+def _int4wo(model: Any, case: Case) -> tuple[Any, dict[str, int]]:
+    # Groups of 128 int4 weights with a bf16 scale and zero point, in tinygemm's tiled
+    # layout (Int4TilePackedTo4dTensor), matmul by aten._weight_int4pack_mm (CUDA,
+    # Ampere or later). torchao's default int4 layout ("plain") needs the separate mslk
+    # package instead. Layers whose input features are not a multiple of the group stay bf16.
+    from torchao.quantization import Int4WeightOnlyConfig
+    from torchao.quantization.quantize_.workflows import Int4PackingFormat
+
+    model.eval()
+    config = Int4WeightOnlyConfig(group_size=INT4_GROUP, int4_packing_format=Int4PackingFormat.TILE_PACKED_TO_4D)
+    return model, _quantize_linears(model, config, "int4wo_layers", "bf16_layers_left", in_multiple=INT4_GROUP)
+
+
 def _fp8(model: Any, case: Case) -> tuple[Any, dict[str, int]]:
     # e4m3 weights and activations, per-tensor scales (activations scaled every call),
     # through torch._scaled_mm. Its kernels take dimensions that are multiples of 16;
@@ -273,8 +330,25 @@ def _fp8(model: Any, case: Case) -> tuple[Any, dict[str, int]]:
     return model, _quantize_linears(model, Float8DynamicActivationFloat8WeightConfig(), "fp8_layers", "bf16_layers_left", 16)
 
 
+def _fp8_rowwise(model: Any, case: Case) -> tuple[Any, dict[str, int]]:
+    # As fp8, with one scale per weight row (output channel) and per activation row
+    # (token): the recipe torchao recommends for LLM inference, more accurate than one
+    # scale per tensor where rows differ in range.
+    from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, PerRow
+
+    model.eval()
+    config = Float8DynamicActivationFloat8WeightConfig(granularity=PerRow())
+    return model, _quantize_linears(model, config, "fp8_layers", "bf16_layers_left", 16)
+
+
 _TORCHAO_NOTE = " (pip install torchao; torch.ao.quantization.quantize_dynamic is deprecated)"
 _QUANT_TRAIN = " (torchao quantises the weights of a trained model; they are not trained)"
+# The configs are used as torchao 0.18 defines them (version 2: Int8Tensor, Float8Tensor,
+# Int4TilePackedTo4dTensor layouts); older torchao has other defaults, or none of these.
+_TORCHAO = ("torchao", "0.18", " (its version-2 quantised tensor layouts)")
+# torch._scaled_mm takes row-wise scales, and aten._convert_weight_to_int4pack uint8
+# weights, from torch 2.5.
+_TORCH_25 = ("torch", "2.5", "")
 
 # Names as in suites, results and reports: changing one breaks case_id comparisons.
 register(Precision("fp32", "float32 weights and math, TF32 off (true fp32)", "fp32"))
@@ -298,13 +372,42 @@ register(Precision(
     "int8", "torchao int8 dynamic activations x int8 weights on Linear layers (inference)", "int8",
     # torchao's int8 matmul is aten._int_mm: CPU (verified here) and CUDA kernels; none for MPS / XPU.
     needs=Needs(kinds=("cpu", "cuda"), min_cc=(8, 0), note=" (torchao int8 matmuls are aten._int_mm: CPU, and CUDA from Ampere)",
-                train=False, train_note=_QUANT_TRAIN, module="torchao", module_note=_TORCHAO_NOTE),
+                train=False, train_note=_QUANT_TRAIN, module="torchao", module_note=_TORCHAO_NOTE,
+                min_versions=(_TORCHAO,)),
     convert=_int8, rewrites_linear=True,
 ))
 register(Precision(
     "fp8", "torchao float8 e4m3 dynamic activations x weights on Linear layers, bf16 elsewhere (inference)", "fp8", "bfloat16",
     # torchao's Float8DynamicActivationFloat8WeightConfig asserts cc >= 8.9 (or MI300 / XPU).
     needs=Needs(kinds=("cuda",), min_cc=(8, 9), note=" (Ada or Hopper: torchao float8 through torch._scaled_mm)",
-                train=False, train_note=_QUANT_TRAIN, module="torchao", module_note=_TORCHAO_NOTE),
+                train=False, train_note=_QUANT_TRAIN, module="torchao", module_note=_TORCHAO_NOTE,
+                min_versions=(_TORCHAO,)),
     convert=_fp8, rewrites_linear=True,
+))
+register(Precision(
+    "int8wo", "torchao int8 weight-only (per-channel) Linear weights, bf16 activations and matmuls (inference)", "bf16",
+    "bfloat16",
+    # Int8Tensor dequantises in plain torch ops: CPU (verified here) and CUDA; bf16 on
+    # CUDA from Ampere, as for the bf16 precision.
+    needs=Needs(kinds=("cpu", "cuda"), min_cc=(8, 0), note=" (bf16 activations)", train=False,
+                train_note=_QUANT_TRAIN, module="torchao", module_note=_TORCHAO_NOTE, min_versions=(_TORCHAO,)),
+    convert=_int8wo, rewrites_linear=True,
+))
+register(Precision(
+    "int4wo", f"torchao int4 weight-only Linear weights (groups of {INT4_GROUP}, tinygemm kernel), bf16 activations (inference)",
+    "bf16", "bfloat16",
+    needs=Needs(kinds=("cuda",), min_cc=(8, 0),
+                note=" (torchao's int4 weight-only kernel is tinygemm's aten._weight_int4pack_mm; "
+                     "torchao 0.18 has no CPU layout for Int4WeightOnlyConfig)",
+                train=False, train_note=_QUANT_TRAIN, module="torchao", module_note=_TORCHAO_NOTE,
+                min_versions=(_TORCHAO, _TORCH_25)),
+    convert=_int4wo, rewrites_linear=True,
+))
+register(Precision(
+    "fp8_rowwise", "torchao float8 e4m3 dynamic activations x weights, one scale per row, bf16 elsewhere (inference)",
+    "fp8", "bfloat16",
+    needs=Needs(kinds=("cuda",), min_cc=(8, 9), note=" (Ada or Hopper: torchao float8 through torch._scaled_mm)",
+                train=False, train_note=_QUANT_TRAIN, module="torchao", module_note=_TORCHAO_NOTE,
+                min_versions=(_TORCHAO, _TORCH_25)),
+    convert=_fp8_rowwise, rewrites_linear=True,
 ))

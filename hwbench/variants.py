@@ -9,6 +9,14 @@
   it (CUDA, compute capability >= 8.0, fp16 / bf16, inference). Layers whose shapes the
   kernel does not take stay dense; how many were converted is recorded.
 
+* ``distill:<student size>`` -- knowledge distillation, for ``train`` cases: the case's
+  model is the teacher (frozen, run under ``torch.inference_mode``), a student of the
+  same family in the given size is trained on the teacher's soft targets mixed with the
+  task loss (:func:`hwbench.workloads.make_distill_step`; settings ``distill_alpha``,
+  ``distill_temperature``). One step = teacher forward + student forward, loss,
+  backward and optimizer step. With random weights and synthetic data this measures
+  the cost and speed of distilling, not what the student learns.
+
 Weights tied to an embedding (the decoder's LM head) are left as they are: rewriting
 them would untie them and change the model.
 
@@ -21,6 +29,7 @@ No torch at import time (the suite loader validates names before torch is loaded
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -45,6 +54,8 @@ class Variant:
     a variant without argument.
     ``apply``: (model, canonical argument or "") -> changes, in place.
     ``weight_dtypes``: torch dtype names of weights it works on; None: any.
+    ``model_error``: (model name, canonical argument) -> why this variant cannot apply
+    to that model at all (a suite error, not a skip), or None.
     """
 
     name: str
@@ -55,6 +66,7 @@ class Variant:
     parse: Callable[[str], str] | None = None
     needs: Needs = field(default_factory=Needs)
     weight_dtypes: tuple[str, ...] | None = None
+    model_error: Callable[[str, str], str | None] | None = None
 
     def requires(self, device: DeviceInfo, case: Case) -> str | None:
         """Why this variant cannot run ``case`` on ``device``, or None."""
@@ -118,6 +130,20 @@ def get(name: str) -> tuple[Variant, str]:
     name = canonical(name)
     kind, _, arg = name.partition(":")
     return _REGISTRY[kind], arg
+
+
+def model_error(variant: str, model: str) -> str | None:
+    """Why ``variant`` cannot apply to ``model`` ("family:size") whatever the machine
+    (e.g. a student size the family lacks), or None. The suite loader reports it as a
+    configuration error."""
+    v, arg = get(variant)
+    return None if v.model_error is None else v.model_error(model, arg)
+
+
+def student_of(model: str, variant: str) -> str | None:
+    """The student ``family:size`` of a ``distill:<size>`` variant of ``model``, else None."""
+    v, arg = get(variant)
+    return f"{model.partition(':')[0]}:{arg}" if v.name == "distill" else None
 
 
 def apply(model: Any, variant: str) -> dict[str, int]:
@@ -185,6 +211,45 @@ def _sparsity(arg: str) -> str:
     return repr(s)  # shortest text that round-trips: "0.50" and ".5" -> "0.5"
 
 
+def _size_name(arg: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", arg):
+        raise ValueError(arg)
+    return arg
+
+
+def _student_error(model: str, size: str) -> str | None:
+    from . import models  # torch-free metadata
+
+    family, _, teacher = model.partition(":")
+    fam = models.REGISTRY[family]
+    sizes = list(fam.sizes)
+    if size not in sizes:
+        return f"distill:{size}: {family} has no size {size!r} for the student; sizes: {', '.join(sizes)}"
+    if size == teacher:
+        return f"distill:{size}: the student must be another size than the teacher {model}"
+    if fam.output_dim is None:
+        return f"distill:{size}: the {family} family does not declare its output width (output_dim)"
+    t_out, s_out = fam.output_dim(fam.sizes[teacher]), fam.output_dim(fam.sizes[size])
+    if t_out != s_out:
+        same = [s for s in sizes if s != teacher and fam.output_dim(fam.sizes[s]) == t_out]
+        hint = f"; sizes with {t_out}: {', '.join(same)}" if same else f"; no other {family} size has {t_out}"
+        return (f"distill:{size}: teacher {model} has {t_out} outputs and student {family}:{size} {s_out} "
+                f"(their logits are compared){hint}")
+    return None
+
+
+def _freeze(model: Any, arg: str) -> dict[str, int]:
+    """The teacher: no gradients (its step runs under inference_mode anyway)."""
+    model.requires_grad_(False)
+    return {}
+
+
+def _train_only(dev: DeviceInfo, case: Case) -> str | None:
+    if case.mode != "train":
+        return f"{case.variant} applies to train cases only (it trains a student against the teacher)"
+    return None
+
+
 register(Variant("none", "the model as built", "none", lambda model, arg: {}))
 register(Variant(
     "prune", "unstructured L1-magnitude pruning of Linear / Conv2d weights to the given sparsity (dense storage)",
@@ -196,4 +261,9 @@ register(Variant(
     needs=Needs(kinds=("cuda",), min_cc=(8, 0), note=" (2:4 semi-structured sparse tensor cores)",
                 train=False, train_note=" (the sparse weights are not trained)"),
     weight_dtypes=("float16", "bfloat16"),
+))
+register(Variant(
+    "distill", "knowledge distillation: train a student of the given size against the case's model as frozen teacher",
+    "distill:<student size>", _freeze, example="distill:tiny", parse=_size_name, needs=Needs(extra=_train_only),
+    model_error=_student_error,
 ))

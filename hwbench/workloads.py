@@ -7,6 +7,9 @@
   ``gen_tokens - 1`` more tokens one at a time with the KV cache, greedy (argmax). One
   iteration = one whole generation for the batch; its time to first token and decode
   time are recorded per iteration.
+* ``distill`` (:func:`make_distill_step`, the ``distill:<size>`` variant of a ``train``
+  case): the teacher's forward under ``torch.inference_mode``, then the student's
+  forward, the distillation loss mixed with the task loss, backward and AdamW step.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, cast
 
 import torch
+from torch.nn import functional as F
 
 from .models import GenerativeModel
 
@@ -98,3 +102,62 @@ def make_step(
 
         return train
     raise ValueError(f"unknown mode {mode!r}")
+
+
+def distill_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, task_loss: torch.Tensor,
+                 alpha: float, temperature: float) -> torch.Tensor:
+    """Knowledge-distillation loss (Hinton et al. 2015): ``alpha`` x T^2 x KL(teacher ||
+    student) over the softmax of the logits / T, plus ``(1 - alpha)`` x the task loss.
+    The T^2 factor keeps the soft-target gradients' scale independent of T. Logits are
+    (..., classes); the KL divergence is summed over classes and averaged over every
+    other position (batch, and tokens for language models). Computed in fp32."""
+    t = temperature
+    s_logp = F.log_softmax(student_logits.float().flatten(0, -2) / t, dim=-1)
+    t_logp = F.log_softmax(teacher_logits.float().flatten(0, -2) / t, dim=-1)
+    kd = F.kl_div(s_logp, t_logp, reduction="batchmean", log_target=True) * (t * t)
+    return alpha * kd + (1.0 - alpha) * task_loss
+
+
+def make_distill_step(
+    teacher: Prepared,
+    student: Prepared,
+    loss_fn: Callable[[Any, Any], torch.Tensor],
+    inputs: Any,
+    targets: Any,
+    *,
+    alpha: float,
+    temperature: float,
+) -> Callable[[], torch.Tensor]:
+    """One distillation training step, as a zero-argument callable returning the loss.
+
+    The teacher is frozen: its forward runs under ``torch.inference_mode`` (no autograd
+    records, no gradients) in eval mode. The student trains as in ``train`` (AdamW,
+    gradients set to None, a grad scaler where its precision needs one) on
+    :func:`distill_loss` of its logits against the teacher's, mixed with ``loss_fn``
+    against ``targets``. Teacher and student take the same inputs.
+    """
+    t_model, s_model = teacher.model, student.model
+    t_model.eval()
+    s_model.train()
+    opt = torch.optim.AdamW(s_model.parameters(), lr=1e-4)
+    scaler = student.scaler
+
+    def distill():
+        with torch.inference_mode(), teacher.autocast():
+            t_logits = t_model(inputs)
+        with student.autocast():
+            s_logits = s_model(inputs)
+            # the teacher's logits are inference tensors: read, never saved for
+            # backward (the log-softmax of them that the KL term keeps is a new tensor)
+            loss = distill_loss(s_logits, t_logits, loss_fn(s_logits, targets), alpha, temperature)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+        else:
+            loss.backward()
+            opt.step()
+        opt.zero_grad(set_to_none=True)
+        return loss
+
+    return distill

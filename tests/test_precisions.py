@@ -64,6 +64,24 @@ def test_registries_import_without_torch():
         (case(backend="cudagraphs"), V100, None),
         (Case("decoder:tiny", "generate", 1, "fp32", "compile", "cpu", seq_len=8, gen_tokens=4), CPU,
          "generate with the compile backend is not supported (the KV cache changes shape every step)"),
+        (case("int8wo"), CPU, None),
+        (case("int8wo"), H100, None),
+        (case("int8wo"), V100, "int8wo needs compute capability >= 8.0 on CUDA GPUs (bf16 activations) (this GPU has 7.0)"),
+        (case("int8wo"), MPS, "int8wo needs a CPU or CUDA device"),
+        (case("int8wo", mode="train"), CPU, "int8wo is inference-only"),
+        (case("int4wo"), CPU, "int4wo needs a CUDA GPU with compute capability >= 8.0 (torchao's int4 weight-only kernel "
+                              "is tinygemm's aten._weight_int4pack_mm; torchao 0.18 has no CPU layout for "
+                              "Int4WeightOnlyConfig) (this device is cpu)"),
+        (case("int4wo"), V100, "(this GPU has 7.0)"),
+        (case("int4wo"), A100, None),
+        (case("int4wo", mode="train"), A100, "int4wo is inference-only"),
+        (case("fp8_rowwise"), CPU, "fp8_rowwise needs a CUDA GPU with compute capability >= 8.9"),
+        (case("fp8_rowwise"), A100, "(this GPU has 8.0)"),
+        (case("fp8_rowwise"), H100, None),
+        (case("int8wo", variant="prune:0.5"), CPU, "not combined with int8wo"),
+        (Case("llama:tiny", "train", 1, "fp32", "eager", "cpu", seq_len=32, variant="distill:nano"), CPU, None),
+        (Case("llama:tiny", "infer", 1, "fp32", "eager", "cpu", seq_len=32, variant="distill:nano"), CPU,
+         "distill:nano applies to train cases only (it trains a student against the teacher)"),
         (case(device="cuda", threads=2), H100, "threads applies to CPU cases only"),
         (case(threads=2), CPU, None),
     ],
@@ -82,12 +100,16 @@ def test_absent_device_reason():
 
 
 def test_every_precision_declares_a_known_peak_and_dtype():
-    assert precisions.names() == ("fp32", "tf32", "fp16", "bf16", "amp_fp16", "amp_bf16", "int8", "fp8")
+    assert precisions.names() == ("fp32", "tf32", "fp16", "bf16", "amp_fp16", "amp_bf16", "int8", "fp8", "int8wo",
+                                  "int4wo", "fp8_rowwise")
     for name in precisions.names():
         p = precisions.get(name)
         assert p.peak_key in precisions.PEAK_KEYS and p.help
         assert isinstance(p.torch_dtype(), torch.dtype)
     assert precisions.get("amp_fp16").peak_key == "fp16" and precisions.get("int8").peak_key == "int8"
+    # weight-only schemes multiply in bf16: that is the peak they are held to
+    assert precisions.get("int8wo").peak_key == precisions.get("int4wo").peak_key == "bf16"
+    assert precisions.get("fp8_rowwise").peak_key == "fp8"
     assert backends.names() == ("eager", "compile", "cudagraphs")
     with pytest.raises(KeyError, match="unknown precision 'fp64'"):
         precisions.get("fp64")
@@ -100,13 +122,14 @@ def test_canonical_variant_spellings(spelling):
 
 def test_canonical_variant_errors_list_what_is_allowed():
     assert variants.canonical("none") == "none" and variants.canonical("sparse24") == "sparse24"
-    assert variants.names_help() == "none, prune:<sparsity in (0, 1)>, sparse24"
+    assert variants.names_help() == "none, prune:<sparsity in (0, 1)>, sparse24, distill:<student size>"
     with pytest.raises(ValueError) as e:
         variants.canonical("prun:0.5")
     assert str(e.value) == ("unknown variant 'prun:0.5' (did you mean 'prune:0.5'?); "
-                            "allowed: none, prune:<sparsity in (0, 1)>, sparse24")
-    for bad in ("prune:2", "prune:0", "prune:1", "prune:nan", "prune:x", "prune", "none:0.5", "sparse24:1", ""):
-        with pytest.raises(ValueError, match="allowed: none, prune:<sparsity in \\(0, 1\\)>, sparse24"):
+                            "allowed: none, prune:<sparsity in (0, 1)>, sparse24, distill:<student size>")
+    for bad in ("prune:2", "prune:0", "prune:1", "prune:nan", "prune:x", "prune", "none:0.5", "sparse24:1", "",
+                "distill", "distill:", "distill:a/b"):
+        with pytest.raises(ValueError, match="allowed: none, prune:<sparsity in \\(0, 1\\)>, sparse24, distill"):
             variants.canonical(bad)
     # the suite loader stores the canonical spelling, so case ids compare
     s = parse_suite('[suite]\nname="x"\n[[matrix]]\nmodels=["mlp:tiny"]\nvariants=["prune:.50"]\n')
@@ -202,3 +225,71 @@ def test_a_new_precision_is_one_registered_object():
 def test_peak_key_must_be_a_known_peak():
     with pytest.raises(ValueError, match="peak_key 'fp64' is not one of"):
         precisions.Precision("fp64", "float64", "fp64")
+
+
+def test_int8_weight_only_through_torchao_on_cpu():
+    pytest.importorskip("torchao")
+    model, x = _mlp(), torch.randn(16, 64)
+    with torch.inference_mode():
+        ref = model(x)
+    prep = backends.prepare(model, case("int8wo"), torch.device("cpu"), True)
+    assert prep.changes == {"int8wo_layers": 2, "bf16_layers_left": 0}
+    assert type(prep.model[0].weight).__name__ == "Int8Tensor"
+    assert prep.input_dtype == torch.bfloat16 and prep.model[0].bias.dtype == torch.bfloat16
+    with torch.inference_mode():
+        out = prep.model(x.to(prep.input_dtype))
+    rel = ((out.float() - ref).norm() / ref.norm()).item()
+    assert 0 < rel < 0.05
+    # dequantised to a bf16 mm: counted by the counter's own formula
+    assert flops.count_checked(lambda: prep.model(x.to(torch.bfloat16)), prep.model) == (2 * 16 * (64 * 128 + 128 * 32), None)
+
+
+def test_tied_and_odd_shaped_layers_are_left_and_counted():
+    pytest.importorskip("torchao")
+    from hwbench import models
+
+    fam, size = models.get("llama:tiny")
+    torch.manual_seed(0)
+    prep = backends.prepare(fam.build(fam.sizes[size]), Case("llama:tiny", "infer", 1, "int8wo", "eager", "cpu", seq_len=32),
+                            torch.device("cpu"), fam.float_inputs)
+    # 2 layers x (4 attention + 3 MLP) quantised; the LM head is tied to the embedding
+    assert prep.changes == {"int8wo_layers": 14, "bf16_layers_left": 1}
+
+
+def test_torch_and_torchao_versions_are_checked(monkeypatch):
+    installed = {"torchao": "0.17.0", "torch": "2.4.1+cu121"}
+    monkeypatch.setattr(precisions, "installed_version", lambda dist: installed.get(dist))
+    monkeypatch.setattr(precisions.importlib.util, "find_spec", lambda name: object())  # "installed"
+    assert backends.unsupported_reason(case("int8wo"), CPU) == (
+        "int8wo needs torchao >= 0.18 (its version-2 quantised tensor layouts) (installed: 0.17.0)")
+    installed["torchao"] = "0.18.1"
+    assert backends.unsupported_reason(case("int8wo"), CPU) is None
+    assert backends.unsupported_reason(case("fp8_rowwise"), H100) == "fp8_rowwise needs torch >= 2.5 (installed: 2.4.1+cu121)"
+    assert backends.unsupported_reason(case("int4wo"), A100) == "int4wo needs torch >= 2.5 (installed: 2.4.1+cu121)"
+    installed["torch"] = "2.6.0.dev20241001+cu124"
+    assert backends.unsupported_reason(case("int4wo"), A100) is None
+    # the device is checked before the versions: its reason is the one that matters
+    assert "needs a CUDA GPU" in backends.unsupported_reason(case("int4wo"), CPU)
+
+
+@pytest.mark.parametrize("text,expected", [("2.13.0+cpu", (2, 13, 0)), ("0.18", (0, 18)), ("2.6.0.dev20241001", (2, 6, 0)),
+                                           ("0.18.0rc1", (0, 18, 0))])
+def test_version_parsing(text, expected):
+    assert precisions._version_tuple(text) == expected
+
+
+def test_int4_tinygemm_matmul_has_a_flop_formula():
+    # aten._weight_int4pack_mm (torchao int4 weight-only on CUDA), shapes only (fake
+    # tensors): 2 m n k, n from the output
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    m, k, n, group = 8, 1024, 256, 128
+    with FakeTensorMode():
+        a = torch.empty(m, k, dtype=torch.bfloat16)
+        packed = torch.empty(n // 8, k // (8 * 16), 32, 4, dtype=torch.int32)
+        scales = torch.empty(k // group, n, 2, dtype=torch.bfloat16)
+        try:
+            n_flops = flops.count(lambda: torch.ops.aten._weight_int4pack_mm(a, packed, group, scales))
+        except (RuntimeError, NotImplementedError, AttributeError) as e:  # another torch's meta kernel
+            pytest.skip(f"no shape function for _weight_int4pack_mm in this torch: {e}")
+    assert n_flops == 2 * m * n * k

@@ -22,7 +22,8 @@ if TYPE_CHECKING:  # annotations only: importing this module must not import tor
     import torch
 
     KVCache = list[tuple[torch.Tensor, torch.Tensor]]
-    """One ``(k, v)`` pair per layer, each (batch, heads, positions, head_dim)."""
+    """One ``(k, v)`` pair per layer, each (batch, heads, positions, head_dim); with
+    grouped-query attention ``heads`` are the key/value heads."""
 else:
     KVCache = list
 
@@ -62,7 +63,7 @@ class GenerativeModel(Protocol):
     * ``cache=None``: a plain forward; returns the logits, (batch, new_positions, vocab).
     * ``cache`` a list (``[]`` to start one): positions continue after the cached ones;
       returns ``(logits, new_cache)``, ``new_cache`` being one ``(k, v)`` pair per layer,
-      each (batch, heads, cached + new_positions, head_dim), the input cache extended by
+      each (batch, kv heads, cached + new_positions, head_dim), the input cache extended by
       this call's positions. The input cache is not modified.
     * ``last_only=True``: the LM head runs on the final position only, so logits are
       (batch, 1, vocab) -- prefill needs just the next token's distribution.
@@ -81,6 +82,22 @@ class GenerativeModel(Protocol):
     ) -> torch.Tensor | tuple[torch.Tensor, KVCache]: ...
 
 
+@runtime_checkable
+class RoutedModel(Protocol):
+    """A model with mixture-of-experts layers that counts how many tokens its routers
+    send to each expert (on the device, without a host sync per step).
+
+    * ``reset_router_counts()``: zero every layer's counts.
+    * ``router_counts()``: tokens routed to each expert since the last reset, one list
+      per MoE layer (a token sent to its top k experts counts once for each). Reads the
+      device (a sync).
+    """
+
+    def reset_router_counts(self) -> None: ...
+
+    def router_counts(self) -> list[list[int]]: ...
+
+
 @dataclass(frozen=True)
 class ModelFamily:
     """A reference model family.
@@ -96,6 +113,11 @@ class ModelFamily:
     * ``flops_forward(cfg, shape)``: forward FLOPs per sample.
     * ``param_count(cfg)``: the analytic parameter count (exact, tested against the
       built module and against published counts).
+    * ``active_param_count(cfg)``: parameters one token (sample) goes through where that
+      is fewer than all of them (mixture of experts: the chosen experts only); None:
+      every parameter is active. Read it through :meth:`active_params`.
+    * ``output_dim(cfg)``: the width of the output logits (classes, or the vocabulary):
+      knowledge distillation compares teacher and student logits, so they must agree.
     * ``default_shape(cfg)``: the shape used when a suite names none.
     * ``shape_kind``: which :class:`Shape` field a suite varies: ``"seq_len"``,
       ``"image_size"`` or None.
@@ -127,6 +149,8 @@ class ModelFamily:
     float_inputs: bool = True
     max_seq_len: Callable[[Config], int] | None = None
     flops_generate: Callable[[Config, int, int], float] | None = None
+    active_param_count: Callable[[Config], int] | None = None
+    output_dim: Callable[[Config], int] | None = None
     notes: str = ""
 
     def __post_init__(self) -> None:
@@ -145,6 +169,10 @@ class ModelFamily:
             raise ValueError(f"{where}: the 'generate' mode and flops_generate go together (modes {self.modes!r})")
         if "generate" in self.modes and self.shape_kind != "seq_len":
             raise ValueError(f"{where}: the 'generate' mode needs token sequences (shape_kind 'seq_len')")
+
+    def active_params(self, cfg: Config) -> int:
+        """Parameters active per token: all of them unless the family says fewer."""
+        return self.param_count(cfg) if self.active_param_count is None else self.active_param_count(cfg)
 
     def flops_per_sample(self, size: str, mode: str, shape: Shape) -> float:
         """Analytic FLOPs per sample for one step of ``mode``.

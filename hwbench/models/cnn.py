@@ -102,4 +102,5 @@ FAMILY = ModelFamily(
     param_count=param_count,
     default_shape=lambda cfg: Shape(image_size=cfg["image_size"]),
     shape_kind="image_size",
+    output_dim=lambda cfg: cfg["classes"],
 )

@@ -71,4 +71,5 @@ FAMILY = ModelFamily(
     float_inputs=False,
     max_seq_len=lambda cfg: cfg["ctx"],  # the learned position table: prompt + generated tokens
     flops_generate=flops_generate,
+    output_dim=lambda cfg: cfg["vocab"],
 )

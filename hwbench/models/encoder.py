@@ -58,4 +58,5 @@ FAMILY = ModelFamily(
     shape_kind="seq_len",
     float_inputs=False,
     max_seq_len=lambda cfg: cfg["max_pos"],  # the learned position table
+    output_dim=lambda cfg: LABELS,
 )

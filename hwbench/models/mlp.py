@@ -61,4 +61,5 @@ FAMILY = ModelFamily(
     param_count=param_count,
     default_shape=lambda cfg: Shape(),
     shape_kind=None,
+    output_dim=lambda cfg: cfg["classes"],
 )
