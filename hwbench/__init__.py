@@ -4,12 +4,23 @@ __version__ = "0.1.0"
 
 
 def load_results(paths, warn=None):
-    """Load results files into a pandas DataFrame, one row per case (see README,
-    "Results files and columns"). Accepts one path or a list; folders are searched for
-    ``*.json`` (JSON files there that are not results files are skipped with a warning)."""
+    """Load results files into a pandas DataFrame, one row per case, with a stable,
+    typed schema: every column of README "The DataFrame: hwbench.load_results" is in
+    every frame (``hwbench.analysis.derive.SCHEMA``). Accepts one path or a list;
+    folders are searched for ``*.json`` (JSON files there that are not results files
+    are skipped with a warning)."""
     from .analysis.derive import load_results as _load
 
     return _load(paths, warn)
+
+
+def load_samples(path, case_id, sampler=None):
+    """One case's collector time series as a DataFrame: ``sampler``, ``t_s`` (s from the
+    start of the timed window) and the readings, units in the names; see
+    :func:`hwbench.analysis.derive.load_samples`."""
+    from .analysis.derive import load_samples as _load
+
+    return _load(path, case_id, sampler)
 
 
 def run_suite(suite, **kwargs):
@@ -19,4 +30,4 @@ def run_suite(suite, **kwargs):
     return _run(suite, **kwargs)
 
 
-__all__ = ["__version__", "load_results", "run_suite"]
+__all__ = ["__version__", "load_results", "load_samples", "run_suite"]

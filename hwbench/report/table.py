@@ -1,43 +1,431 @@
-"""The per-case summary table: latency and throughput (and energy where measured)."""
+"""The per-case tables of ``hwbench run`` and ``hwbench report``.
+
+One set of column specs serves every output: the terminal (columns chosen by priority
+to fit the width, numbers for humans, :mod:`.fit`), markdown (every column with data,
+numbers for humans, never truncated) and the machine-readable formats (CSV, JSON,
+Parquet: raw numbers under their unit-carrying names, never truncated). Rows come from
+:func:`hwbench.load_results` (or :func:`~hwbench.analysis.derive.to_frame` of a live
+record), so a table can always be traced to its results files.
+"""
 
 from __future__ import annotations
 
+import difflib
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
 import pandas as pd
 
-COLUMNS = [
-    ("case_id", "case"),
-    ("status", "status"),
-    ("latency_ms_p50", "p50 ms"),
-    ("latency_ms_p90", "p90 ms"),
-    ("latency_iqr_rel", "IQR/med"),
-    ("throughput_samples_per_s", "samples/s"),
-    ("tokens_per_s", "tokens/s"),
-    ("achieved_tflops", "TFLOP/s"),
-    ("mfu", "MFU"),
-    ("energy_j", "J"),
-    ("energy_per_sample_j", "J/sample"),
-    ("power_w_mean", "W mean"),
-    ("energy_source", "energy source"),
-    ("flags", "flags"),
-    ("reason", "reason"),
-]
+from . import format as fm
+from .fit import Column, abbreviate_ids, cut, fit
+from .text import clean
+
+# Flags that describe the machine rather than the case: said once (before the run, and
+# as the "~" mark on estimated energy), not counted per case.
+MACHINE_FLAGS = ("energy_estimated",)
+
+ESTIMATED_MARK = "~"
 
 
-def summary_table(df: pd.DataFrame, *, short: bool = True) -> pd.DataFrame:
-    """One row per case with the headline columns present in ``df``. ``short`` renames
-    columns for the terminal; otherwise the result columns keep their unit-carrying
-    names (what CSV output uses)."""
-    cols = [(c, label) for c, label in COLUMNS if c in df.columns]
-    out = df[[c for c, _ in cols]].copy()
-    if "reason" in out:
-        out["reason"] = out["reason"].fillna("").astype(str).str.slice(0, 70)
-    # A column empty for every row says nothing.
-    keep = [c for c, _ in cols if c in ("case_id", "status") or not _empty(out[c])]
-    out = out[keep]
-    if short:
-        out = out.rename(columns=dict(cols))
+def _estimated(key: str, f: Callable[[Any], str]) -> Callable[[Any], str]:
+    """A cell of an energy figure, marked when the energy is an estimate."""
+
+    def cell(r) -> str:
+        s = f(r.get(key))
+        return f"{ESTIMATED_MARK}{s}" if s and r.get("energy_source") == "estimated" else s
+
+    return cell
+
+
+def _flags(r) -> str:
+    fl = r.get("quality_flags")
+    if not isinstance(fl, (list, tuple)):
+        return ""
+    return ",".join(f for f in fl if f not in MACHINE_FLAGS)
+
+
+def _flops(r) -> str:
+    return fm.flops(r.get("achieved_tflops"), r.get("device"))
+
+
+def _flops_column(unit: str | None) -> Column:
+    """Achieved FLOP/s: in GFLOP/s where every row ran on a CPU, TFLOP/s where every row
+    ran on an accelerator (the unit in the header), else with the unit in each cell."""
+    if unit in ("G", "T"):
+        scale = 1e3 if unit == "G" else 1.0
+        return Column("achieved_tflops", f"{unit}FLOP/s",
+                      lambda v: "" if fm.missing(v) else fm.sig(float(v) * scale), priority=3)
+    return Column("achieved_tflops", "FLOP/s", row=_flops, priority=3)
+
+
+def flops_unit(df: pd.DataFrame) -> str | None:
+    kinds = {str(d).split(":")[0] for d in df["device"].dropna()}
+    return None if len(kinds) != 1 else ("G" if kinds == {"cpu"} else "T")
+
+
+def _reason(r) -> str:
+    v = r.get("reason")
+    return "" if fm.missing(v) or r.get("status") == "ok" else str(v)
+
+
+# (DataFrame column, terminal header, formatter, priority; in the order shown). Priority
+# 0 is always shown; the rest are added in ascending priority while they fit.
+def headline_columns(wide: bool = False, flops: str | None = None, status: bool = True,
+                     reason: bool = True) -> list[Column]:
+    """The summary's columns; ``flops``: "G" / "T" / None (see :func:`_flops_column`);
+    ``status``: show the status column (left out where every case is ok); ``reason``:
+    a column of why a case is not ok (the terminal says it below the table instead,
+    see :func:`status_notes`)."""
+    cols = [
+        Column("status", "status", fm.plain, priority=0, align="left"),
+        Column("latency_ms_p50", "p50", fm.duration_ms, priority=0),
+        Column("throughput_samples_per_s", "samples/s", fm.rate, priority=0),
+        Column("tokens_per_s", "tokens/s", fm.rate, priority=1),
+        Column("ttft_ms_p50", "TTFT p50", fm.duration_ms, priority=3),
+        Column("tpot_ms_p50", "TPOT p50", fm.duration_ms, priority=4),
+        Column("latency_ms_p90", "p90", fm.duration_ms, priority=3),
+        Column("latency_iqr_rel", "IQR/p50", fm.percent, priority=4),
+        _flops_column(flops),
+        Column("mfu", "MFU", fm.percent, priority=5),
+        Column("energy_per_sample_j", "energy/sample", row=_estimated("energy_per_sample_j", fm.energy_j), priority=2),
+        Column("energy_per_token_j", "energy/token", row=_estimated("energy_per_token_j", fm.energy_j), priority=4),
+        Column("power_w_mean", "power", row=_estimated("power_w_mean", fm.power_w), priority=6),
+        Column("memory_peak_bytes", "mem peak", fm.nbytes, priority=6),
+        Column("quality_flags", "flags", row=_flags, priority=5, align="left", shrink=True, min_width=8),
+        Column("reason", "reason", row=_reason, priority=1, align="left", shrink=True, min_width=16),
+    ]
+    if not reason:
+        cols.pop()
+    if wide:
+        cols[-2:-2] = [
+            Column("latency_ms_p99", "p99", fm.duration_ms, priority=7),
+            Column("latency_ms_min", "min", fm.duration_ms, priority=7),
+            Column("latency_cv", "CV", fm.percent, priority=7),
+            Column("iterations", "iters", fm.plain, priority=7),
+            Column("first_iter_ms", "first iter", fm.duration_ms, priority=7),
+            Column("compile_s", "compile", fm.duration_s, priority=7),
+            Column("params", "params", fm.count, priority=7),
+            Column("rel_l2_error", "rel L2 err", lambda v: "" if fm.missing(v) else f"{float(v):.2g}", priority=7),
+            Column("energy_j", "energy", row=_estimated("energy_j", fm.energy_j), priority=7),
+            Column("energy_source", "energy source", fm.plain, priority=7, align="left"),
+            Column("cpu_util_pct_mean", "CPU util", fm.pct, priority=7),
+            Column("proc_rss_bytes_max", "RSS max", fm.nbytes, priority=7),
+            Column("gpu_util_pct_mean", "GPU util", fm.pct, priority=7),
+        ]
+    return cols if status else cols[1:]
+
+
+def formatter_for(name: str) -> Callable[[Any], str]:
+    """Human formatting of any load_results column, from the unit in its name."""
+    if name in ("mfu", "latency_cv", "latency_iqr_rel", "flops_counted_vs_analytic"):
+        return fm.percent
+    if name == "quality_flags":
+        return lambda v: ",".join(v) if isinstance(v, (list, tuple)) else ""
+    if name == "created":
+        return lambda v: "" if fm.missing(v) else pd.Timestamp(v).strftime("%Y-%m-%d %H:%M")
+    if "bytes_per_s" in name:
+        return lambda v: "" if fm.missing(v) else fm.nbytes(v) + "/s"
+    if "_ms" in name:
+        return fm.duration_ms
+    if "bytes" in name:
+        return fm.nbytes
+    if name.endswith("_j") or "_j_" in name:
+        return fm.energy_j
+    if name.endswith("_w") or "_w_" in name:
+        return fm.power_w
+    if "_pct" in name:
+        return fm.pct
+    if "mhz" in name:
+        return fm.mhz
+    if "tflops" in name:
+        return lambda v: fm.si(None if fm.missing(v) else float(v) * 1e12, "FLOP/s")
+    if name.startswith("flops_per_sample"):
+        return lambda v: fm.si(v, "FLOP")
+    if name.endswith("_per_s"):
+        return fm.rate
+    if name.endswith("_s"):
+        return fm.duration_s
+    if name in ("params",):
+        return fm.count
+    return fm.plain
+
+
+def check_columns(df: pd.DataFrame, names: Sequence[str]) -> list[str]:
+    """``--columns`` names, checked against the frame's columns (a UserError names the
+    unknown one and the closest known)."""
+    from ..errors import UserError
+
+    out = []
+    for n in names:
+        n = n.strip()
+        if not n:
+            continue
+        if n not in df.columns:
+            close = difflib.get_close_matches(n, list(df.columns), n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else "; see the columns table in the README"
+            raise UserError(f"--columns: no column {n!r}{hint}")
+        out.append(n)
     return out
 
 
-def _empty(s: pd.Series) -> bool:
-    return bool(s.isna().all() or (s.astype(str) == "").all())
+def user_columns(names: Sequence[str]) -> list[Column]:
+    return [Column(n, n, formatter_for(n), priority=0, align="left" if n in _TEXT else "right") for n in names]
+
+
+_TEXT = {"results_file", "run_id", "suite", "run_status", "hostname", "device_name", "torch_version", "hwbench_version",
+         "case_id", "model", "family", "size", "mode", "precision", "backend", "device", "variant", "status", "reason",
+         "flops_counted_reason", "peak_source", "mfu_reason", "accuracy_model", "energy_source", "estimate_basis",
+         "quality_flags", "flag_details"}
+
+
+# --------------------------------------------------------------------------- runs
+@dataclass(frozen=True)
+class Run:
+    run_id: str
+    suite: str
+    created: Any
+    status: str
+    n_cases: int
+    n_ok: int
+    results_file: str
+
+    @property
+    def short_id(self) -> str:
+        return self.run_id[:8]
+
+    def describe(self, file: str = "path") -> str:
+        """run id · suite · date · status · cases ok · file (``file``: "path" as given,
+        "name" of the file, or "" to leave it out)."""
+        from pathlib import Path
+
+        when = "" if fm.missing(self.created) else pd.Timestamp(self.created).strftime("%Y-%m-%d %H:%M UTC")
+        status = self.status if self.status == "complete" else f"{str(self.status).upper()} (incomplete run)"
+        f = {"path": self.results_file, "name": Path(self.results_file).name}.get(file, "")
+        return clean(f"run {self.short_id} · {self.suite} · {when} · {status} · {self.n_ok}/{self.n_cases} ok"
+                     + (f" · {f}" if f else ""))
+
+    def fitted(self, width: int | None, indent: str = "  ") -> str:
+        """:meth:`describe` within ``width``: the file's path, else its name, else none."""
+        for file in ("path", "name", ""):
+            line = indent + self.describe(file)
+            if width is None or len(line) <= width:
+                return line
+        return cut(line, width)
+
+
+def runs_of(df: pd.DataFrame) -> list[Run]:
+    """The runs in ``df``, oldest first (by creation time)."""
+    out = []
+    for (rid, path), g in df.groupby(["run_id", "results_file"], sort=False, dropna=False):
+        first = g.iloc[0]
+        out.append(Run(str(rid), str(first["suite"]), first["created"], str(first["run_status"]), len(g),
+                       int((g["status"] == "ok").sum()), str(path)))
+    return sorted(out, key=lambda r: (pd.Timestamp(r.created) if not fm.missing(r.created) else pd.Timestamp(0, tz="UTC"),
+                                      r.run_id))
+
+
+def machines(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """``df`` split by machine (host name), in order of first appearance."""
+    host = df["hostname"].astype("object").where(df["hostname"].notna(), "unknown host")
+    return [(str(h), df[host == h]) for h in dict.fromkeys(host)]
+
+
+def _machine_title(host: str, g: pd.DataFrame) -> str:
+    devices = [str(d) for d in dict.fromkeys(g["device_name"].dropna())]
+    return clean(f"{host}" + (f" · {', '.join(devices)}" if devices else ""))
+
+
+# ---------------------------------------------------------------------- terminal
+@dataclass(frozen=True)
+class Rendered:
+    lines: list[str]  # title, table, footnotes
+    hidden: list[str]  # columns left out for want of width
+
+
+def _rows(g: pd.DataFrame, several_runs: bool, abbreviate: bool = True) -> tuple[list[dict], list[str]]:
+    rows = g.to_dict("records")
+    ids = [str(r["case_id"]) for r in rows]
+    short, common = abbreviate_ids(ids) if abbreviate else (ids, [])
+    for r, s in zip(rows, short):
+        r["_case"] = s
+        r["_run"] = str(r.get("run_id") or "")[:8]
+    return rows, common
+
+
+def render_group(g: pd.DataFrame, width: int | None, *, wide: bool = False, columns: Sequence[str] = (),
+                 abbreviate: bool = True) -> tuple[list[str], list[str], list[str]]:
+    """(table lines, columns hidden for width, parts common to every case id)."""
+    several = g["run_id"].nunique() > 1
+    rows, common = _rows(g, several, abbreviate)
+    key = [Column("_case", "case", str, priority=0, align="left")]
+    if several:
+        key.append(Column("_run", "run", str, priority=0, align="left"))
+    if columns:
+        cols = key + user_columns(columns)
+        w = None
+    else:
+        cols = key + headline_columns(wide, flops_unit(g), status=bool((g["status"] != "ok").any()), reason=wide)
+        w = None if wide else width
+    f = fit(rows, cols, w)
+    return f.lines, f.hidden, common
+
+
+def render_report(df: pd.DataFrame, width: int | None, *, wide: bool = False, columns: Sequence[str] = (),
+                  title: str | None = None) -> list[str]:
+    """Every machine in ``df``: a title (host, devices), its runs (id, suite, date,
+    status, file), the parts common to every case id, the table, and footnotes."""
+    out: list[str] = []
+    all_hidden: list[str] = []
+    for host, g in machines(df):
+        if out:
+            out.append("")
+        runs = runs_of(g)
+        out.append(title if title and len(machines(df)) == 1 else _machine_title(host, g))
+        out += [r.fitted(width) for r in runs]
+        lines, hidden, common = render_group(g, width, wide=wide, columns=columns)
+        if common:
+            out.append("  every case: " + clean(" · ".join(common)))
+        out += lines
+        if not wide:
+            out += status_notes(g, width)
+        all_hidden += [h for h in hidden if h not in all_hidden]
+        out += footnotes(g)
+    if all_hidden:
+        out.append(hidden_note(all_hidden, width))
+    return out
+
+
+def hidden_note(hidden: Sequence[str], width: int | None) -> str:
+    """One line naming the columns left out for width, and how to see them."""
+    line = f"not shown for width: {', '.join(hidden)} (--wide, --columns)"
+    return line if width is None else cut(line, width)
+
+
+def footnotes(g: pd.DataFrame) -> list[str]:
+    out = []
+    if (g["energy_source"] == "estimated").any():
+        out.append(f"{ESTIMATED_MARK} estimated energy (no energy counter on this machine): not a measurement")
+    return out
+
+
+def status_notes(g: pd.DataFrame, width: int | None, most: int = 8) -> list[str]:
+    """Why cases are not ok, below the table: each failed / oom / timeout case on a
+    line (``most`` of them), skipped cases grouped by reason with a count."""
+    ids, _ = abbreviate_ids([str(x) for x in g["case_id"]])
+    out: list[str] = []
+    bad = [(i, r) for i, r in enumerate(g.itertuples()) if r.status not in ("ok", "skipped")]
+    for i, r in bad[:most]:
+        line = clean(f"{r.status} {ids[i]}: {'' if fm.missing(r.reason) else r.reason}")
+        out.append(line if width is None else cut(line, width))
+    if len(bad) > most:
+        out.append(f"... and {len(bad) - most} more not ok (hwbench report FILE --columns status,reason)")
+    reasons: dict[str, int] = {}
+    for r in g.itertuples():
+        if r.status == "skipped":
+            key = "" if fm.missing(r.reason) else str(r.reason)
+            reasons[key] = reasons.get(key, 0) + 1
+    for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1])[:3]:
+        line = clean(f"skipped {n}: {reason}")
+        out.append(line if width is None else cut(line, width))
+    if len(reasons) > 3:
+        out.append(f"skipped: {len(reasons) - 3} more reasons (hwbench report FILE --columns status,reason)")
+    return out
+
+
+# ---------------------------------------------------------------------- warnings
+def flag_summary(df: pd.DataFrame, width: int, worst: int = 3) -> list[str]:
+    """Per-case quality flags counted, the worst few named (noisy: by IQR/median and
+    CV); machine-level flags (energy_estimated) are left to the run's notes. A
+    handful of lines at most, each within ``width``."""
+    counts: dict[str, list[int]] = {}
+    for i, fl in enumerate(df["quality_flags"]):
+        for f in fl if isinstance(fl, (list, tuple)) else ():
+            if f not in MACHINE_FLAGS:
+                counts.setdefault(f, []).append(i)
+    if not counts:
+        return []
+    ids, _ = abbreviate_ids([str(x) for x in df["case_id"]])
+    n = len(df)
+    out = []
+    for flag, idx in sorted(counts.items(), key=lambda kv: -len(kv[1])):
+        what = f"warning: {flag} in {len(idx)} of {n} case{'s' * (n > 1)}"
+        if flag == "noisy":
+            sub = df.iloc[idx]
+            score = sub[["latency_iqr_rel", "latency_cv"]].max(axis=1).to_numpy()
+            order = [idx[k] for k in sorted(range(len(idx)), key=lambda k: -score[k])][:worst]
+            out.append(what + "; worst:")
+            w = max(len(ids[i]) for i in order)
+            for i in order:
+                r = df.iloc[i]
+                out.append(cut(f"  {ids[i]:<{w}}  IQR/p50 {fm.percent(r['latency_iqr_rel'])}, CV {fm.percent(r['latency_cv'])}",
+                               width))
+        else:
+            import textwrap
+
+            i = idx[0]
+            detail = _detail(df.iloc[i]["flag_details"], flag)
+            out.append(cut(f"{what}, e.g. {ids[i]}:", width))
+            wrapped = textwrap.wrap(clean(detail), max(20, width - 4), initial_indent="  ", subsequent_indent="  ")
+            out += wrapped[:1] + ([cut(" ".join(wrapped[1:]).strip().join(["  ", ""]), width)] if len(wrapped) > 1 else [])
+    return out
+
+
+def _detail(details: Any, flag: str) -> str:
+    if fm.missing(details):
+        return ""
+    for part in str(details).split("; "):
+        if part.startswith(flag + ": "):
+            return part[len(flag) + 2:]
+    return ""
+
+
+# ------------------------------------------------------------------- machine output
+MACHINE_COLUMNS = ("results_file", "run_id", "created", "run_status", "hostname", "device_name", "suite", "case_id",
+                   "status", "latency_ms_p50", "latency_ms_p90", "latency_iqr_rel", "throughput_samples_per_s",
+                   "tokens_per_s", "ttft_ms_p50", "tpot_ms_p50", "achieved_tflops", "mfu", "energy_per_sample_j",
+                   "energy_per_token_j", "power_w_mean", "energy_source", "memory_peak_bytes", "quality_flags", "reason")
+
+
+def summary_table(df: pd.DataFrame, *, wide: bool = False, columns: Sequence[str] = ()) -> pd.DataFrame:
+    """Raw values for CSV / JSON / Parquet, never truncated: where each row came from,
+    the case and its headline numbers under their unit-carrying names (``wide``: every
+    column; ``columns``: the case id and those)."""
+    if columns:
+        keep = ["case_id", *[c for c in columns if c != "case_id"]]
+    elif wide:
+        keep = list(df.columns)
+    else:
+        keep = [c for c in MACHINE_COLUMNS if c in df.columns]
+    return df[keep].copy()
+
+
+def to_markdown(df: pd.DataFrame, *, wide: bool = False, columns: Sequence[str] = ()) -> str:
+    """Markdown: a section per machine with its runs, then a table with full case ids,
+    every column that has data, numbers for humans; never truncated."""
+    out: list[str] = []
+    for host, g in machines(df):
+        out.append(f"### {_md(_machine_title(host, g))}\n")
+        for r in runs_of(g):
+            out.append(f"- {_md(r.describe())}")
+        out.append("")
+        several = g["run_id"].nunique() > 1
+        rows, _ = _rows(g, several, abbreviate=False)
+        key = [Column("_case", "case", str, priority=0, align="left")]
+        if several:
+            key.append(Column("_run", "run", str, priority=0, align="left"))
+        cols = key + (user_columns(columns) if columns else
+                      headline_columns(wide, flops_unit(g), status=bool((g["status"] != "ok").any())))
+        shown = [c for c in cols if c.priority == 0 or any(c.cell(r) for r in rows)]
+        out.append("| " + " | ".join(_md(c.header) for c in shown) + " |")
+        out.append("|" + "|".join("---:" if c.align == "right" else ":---" for c in shown) + "|")
+        for r in rows:
+            out.append("| " + " | ".join(_md(c.cell(r)) for c in shown) + " |")
+        notes = footnotes(g)
+        if notes:
+            out += ["", *(_md(n) for n in notes)]
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _md(s: str) -> str:
+    return clean(s).replace("|", "\\|")
