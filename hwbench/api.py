@@ -212,6 +212,14 @@ def _execute(s, path, rec, planned, scope, filters, changes, environment, run_id
             # after the worker server is up: its torch import is not idle
             r.reporter.message(f"measuring idle power for {settings.idle_baseline_s:g} s ...")
             idle = collectors.measure_idle(settings.idle_baseline_s)
+    # Machine profile (issue 14): the newest `hwbench probe` profile of this machine (same
+    # host, CPU model, GPUs) found beside the results file goes on the segment, so derive
+    # can place every case on the measured roofline. None where no probe was run here.
+    from .probe.profile import find_for_run
+
+    machine_profile = find_for_run(path, environment)
+    if machine_profile is not None:
+        r.reporter.message(f"machine profile: {machine_profile.path} ({machine_profile.created})")
     segment = Segment(
         index=index,
         started=runner.now_iso(),
@@ -221,6 +229,7 @@ def _execute(s, path, rec, planned, scope, filters, changes, environment, run_id
         idle_baseline=idle,
         collectors=collectors.info() if collectors is not None else None,
         worker_server_start_s=start_s,
+        machine_profile=machine_profile,
     )
     if rec is None:
         rec = RunRecord(

@@ -24,6 +24,26 @@ for every change; golden files of every old version live in ``tests/golden/``):
   defaults). Flags are ``{"flag", "detail"}`` objects. Version-2 files are upgraded on
   load (their single environment becomes segment 0; statistics are recomputed from the
   stored raw times).
+
+  Later additions that keep version 3 (new optional fields with defaults: files written
+  before them still validate, and read as the default):
+
+  * ``measurement.repeat_isolation``: ``"process"`` when each repeat ran in its own fresh
+    worker process (``repeats >= 3``), ``"iteration"`` (the default, and what every
+    earlier file did) when all repeats ran in one worker. Comparisons use per-repeat
+    medians as the unit only for process-isolated repeats.
+  * ``facts.active_params``: parameters one token / sample goes through (fewer than
+    ``params`` for mixture-of-experts models; null in files written before it).
+  * ``facts.router_tokens_per_expert``: MoE models, tokens the router sent to each
+    expert (one list per MoE layer), summed over the timed iterations; load balance
+    (max / mean, coefficient of variation) is derived at load.
+  * ``facts.student_model`` / ``facts.student_params``: ``distill:<size>`` cases, the
+    student trained against the case's model (the teacher).
+  * ``segments[i].machine_profile``: the achievable peaks (GEMM TFLOP/s per dtype and
+    thread count, memory bandwidth by working-set size, host<->device copies) of the
+    ``hwbench probe`` profile that matched this machine when the segment started
+    (:class:`MachineProfile`); null where no probe had been run. Derive places every
+    case on this measured roofline (:mod:`hwbench.analysis.roofline`).
 """
 
 from __future__ import annotations
@@ -184,6 +204,10 @@ class Measurement(_Record):
     decode_s: list[Float] | None = None
     # statistics stored by schema <= 2 whose raw data was never kept (e.g. ttft_ms_p50)
     legacy_summary: dict[str, Float] | None = None
+    # "process": each repeat (each list of raw_times_s) was measured by its own fresh worker
+    # process, so the repeats differ by process-level noise too (allocation, page and cache
+    # placement, thread pinning); "iteration": all repeats ran in one worker (the default).
+    repeat_isolation: Literal["process", "iteration"] = "iteration"
 
 
 class Accuracy(_Record):
@@ -207,6 +231,12 @@ class Facts(_Record):
     memory_peak_bytes: Count | None = None  # device allocator peak (CUDA)
     memory_reserved_peak_bytes: Count | None = None
     host_rss_peak_bytes: Count | None = None  # the worker's lifetime peak
+    active_params: Count | None = None  # parameters per token (MoE: top-k experts only)
+    # MoE: tokens routed to each expert, one list per MoE layer, summed over the timed
+    # iterations (each token counts once for each of its top-k experts)
+    router_tokens_per_expert: list[list[Count]] | None = None
+    student_model: Annotated[str, Field(max_length=200)] | None = None  # distill: the student "family:size"
+    student_params: Count | None = None
 
 
 class Overheads(_Record):
@@ -245,6 +275,41 @@ class BatchLimit(_Record):
     tries: list[dict[str, Any]] = []
 
 
+# ---------------------------------------------------------------- machine profile
+class DeviceRoofs(_Record):
+    """What ``hwbench probe`` measured one device can deliver: the roofs of its roofline.
+
+    GEMM figures are TFLOP/s (TOP/s for int8) from the median time of the best shape of
+    the search; bandwidths count bytes read + written, GB/s (1e9 bytes / s)."""
+
+    model_config = ConfigDict(extra="allow")  # a newer probe may measure more
+
+    device_name: Text | None = None
+    # peak key (fp32, tf32, fp16, bf16, fp8, int8) -> compute roof, TFLOP/s, at the probe's
+    # full thread count: the measured GEMM figure, except where gemm_notes says otherwise
+    gemm_tflops: dict[str, Float] = {}
+    gemm_notes: dict[str, Text] = {}  # peak key -> how its roof differs from its own GEMM figure
+    # CPU: thread count (as text, JSON keys are strings) -> peak key -> TFLOP/s
+    gemm_tflops_by_threads: dict[str, dict[str, Float]] = {}
+    memory_bandwidth_gbs: Float | None = None  # device copy, buffers beyond the last-level cache (best size)
+    # copy bandwidth by working set (bytes read + written per call): [[bytes, GB/s], ...], ascending
+    bandwidth_curve: list[list[Float]] = []
+    host_memory_bandwidth_gbs: Float | None = None  # host copy (CPU: the same memory as the device)
+    host_device_gbs: dict[str, Float] = {}  # "h2d_pinned", "d2h_pageable", ...: GB/s, bytes transferred
+
+
+class MachineProfile(_Record):
+    """The machine profile a segment used (the summary of one ``hwbench probe`` file)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    profile_id: Annotated[str, Field(max_length=100)]
+    created: Text
+    path: Text | None = None  # the profile file it was read from
+    thorough: bool = False
+    devices: dict[str, DeviceRoofs] = {}  # "cpu", "cuda:0", ... as torch names them
+
+
 # ---------------------------------------------------------------- the run
 class Segment(_Record):
     """One start or resume of a run, with the environment that measured its cases."""
@@ -257,6 +322,7 @@ class Segment(_Record):
     idle_baseline: IdleBaseline | None = None
     collectors: CollectorsInfo | None = None
     worker_server_start_s: Float | None = None
+    machine_profile: MachineProfile | None = None  # hwbench probe's roofs for this machine, if any
 
 
 class SuiteRef(_Record):

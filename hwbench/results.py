@@ -238,6 +238,10 @@ def parse_record(text: str, path: str | Path = "<results>") -> RunRecord:
     try:
         rec = json.loads(text)
     except json.JSONDecodeError as e:
+        body = text.lstrip()
+        if not body.startswith("{"):
+            kind = " (a suite file?)" if re.match(r"(#.*\n|\s)*\[", body) else ""
+            raise ResultsError(f"{path}: not a results file: not JSON{kind}") from None
         # A complete file (ours) ends with its closing brace; a cut-off one does not.
         what = "corrupted" if text.rstrip().endswith("}") else "truncated"
         raise ResultsError(f"{path}: {what} results file (invalid JSON at line {e.lineno}, column {e.colno})") from None
@@ -314,7 +318,7 @@ def read_many(paths, warn: Callable[[str], None] | None = None) -> list[tuple[Pa
                 raise
             warn(f"skipped {e}")
     if not out:
-        raise ResultsError(f"{', '.join(map(str, paths if not isinstance(paths, (str, os.PathLike)) else [paths]))}: no results files could be read")
+        raise ResultsError(f"{', '.join(map(str, named + found))}: none of these is an hwbench results file")
     return out
 
 

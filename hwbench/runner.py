@@ -9,6 +9,7 @@ and valid at every instant.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fnmatch
 import signal
@@ -289,6 +290,12 @@ class Runner:
             record = self._flush(record.model_copy(update={"status": status}))
         except ResultsError as e:
             self.write_error = str(e)
+        except BaseException:
+            # a bug (or an exception from outside): the file keeps every finished case;
+            # say that the run did not end normally, then show the traceback
+            with contextlib.suppress(Exception):
+                record = self._flush(record.model_copy(update={"status": "interrupted"}))
+            raise
         finally:
             self.reporter.stop()
             for s, h in old.items():
@@ -318,9 +325,29 @@ class Runner:
         return record, auto_expansion(p, info.batch_limit)
 
     def _run_one(self, p: Planned, probe: bool = False):
+        """Run case ``p`` (or its batch-limit search) and collect its readings. With
+        ``repeats >= PROCESS_ISOLATED_REPEATS`` every repeat runs in its own fresh worker
+        (:func:`merge_repeats` makes one result of them), so the repeats vary by
+        run-to-run noise and not only by iteration noise."""
+        settings = self.suite.spec.settings
+        n = settings.repeats
+        if probe or n < PROCESS_ISOLATED_REPEATS:
+            return self._run_worker(p, settings, probe)
+        # one repeat per worker; the energy window that all repeats together must reach
+        # (min_energy_window_s) is shared among them as the single worker would
+        one = settings.model_copy(update={"repeats": 1, "min_energy_window_s": settings.min_energy_window_s / n})
+        runs, collections = [], []
+        for _ in range(n):
+            run, collection = self._run_worker(p, one, False)
+            runs.append(run)
+            collections.append(collection)
+            if run.status != "ok":
+                break
+        return merge_repeats(runs, collections)
+
+    def _run_worker(self, p: Planned, settings, probe: bool):
         from .worker import Target, probe_batch, run_case
 
-        settings = self.suite.spec.settings
         cs = None if probe else self.collectors
         limit = int(settings.memory_limit_gb * 2**30) if settings.memory_limit_gb else None
 
@@ -342,6 +369,76 @@ class Runner:
         if cs is not None:
             collection = cs.case_end(run.window if run.status == "ok" else None, p.device)
         return run, collection
+
+
+# From this many repeats on, each repeat runs in its own fresh worker process. Within one
+# process, iteration noise understates run-to-run drift (a public CI study found 2.8 %
+# within a run against 14.8 % between jobs); fresh processes put allocation, cache and
+# thread placement back into the noise, and comparisons (hwbench compare) then use the
+# per-repeat medians as their unit. Below it, repeats share one worker (cheaper).
+PROCESS_ISOLATED_REPEATS = 3
+
+
+def merge_repeats(runs: list[launch.CaseRun], collections: list) -> tuple[launch.CaseRun, Any]:
+    """One result from single-repeat workers of the same case. Pure.
+
+    * Every worker ok: raw times are one list per worker (``repeat_isolation =
+      "process"``), ``measured_s`` and generation times add up; the first worker's
+      first-iteration time, warmup, facts (accuracy, memory) and timestamps stand for
+      the case; flags of every worker are kept, without duplicates.
+    * A worker that failed, ran out of memory or timed out: the case has that status,
+      its reason prefixed with the repeat ("repeat 2/3: ...").
+    * Collectors: the energy of every timed window is summed (windows and energy; the
+      gaps between workers -- launch, setup, warmup -- are not in it); the first
+      repeat's sampler summaries and time series stand for the case.
+    """
+    from .worker import Outcome
+
+    last = runs[-1]
+    first_launch = runs[0].launch
+    if last.status != "ok" or last.outcome is None:
+        k = len(runs)
+        reason = f"repeat {k}: {last.reason}" if k > 1 else last.reason
+        bad = dataclasses.replace(last, reason=reason, launch=first_launch)
+        return bad, collections[-1]
+    outs = [r.outcome for r in runs]
+    ms = [o.measurement for o in outs]
+    gen = all(m.ttft_s is not None for m in ms)
+    measurement = ms[0].model_copy(update={
+        "raw_times_s": [list(r) for m in ms for r in m.raw_times_s],
+        "measured_s": sum(m.measured_s for m in ms),
+        "ttft_s": [t for m in ms for t in m.ttft_s] if gen else None,
+        "decode_s": [t for m in ms for t in (m.decode_s or [])] if gen and all(m.decode_s for m in ms) else None,
+        "repeat_isolation": "process",
+    })
+    flags = tuple(dict.fromkeys(f for o in outs for f in o.flags))
+    outcome = Outcome("ok", measurement=measurement, facts=outs[0].facts, flags=flags, timestamps=outs[0].timestamps)
+    windows = [r.window for r in runs]
+    window = (windows[0][0], windows[-1][1]) if all(windows) else None
+    merged = dataclasses.replace(runs[0], outcome=outcome, window=window, end=last.end)
+    return merged, _merge_collections(collections)
+
+
+def _merge_collections(collections: list):
+    """The collectors' view of single-repeat workers (see :func:`merge_repeats`)."""
+    if not collections or collections[0] is None:
+        return None
+    from .collectors import CaseCollection
+
+    first = collections[0]
+    energy = first.energy
+    es = [c.energy for c in collections]
+    if energy is not None and all(e is not None and e.energy_source == energy.energy_source for e in es):
+        cross = [e.energy_j_power_integrated for e in es]
+        energy = energy.model_copy(update={
+            "energy_j": sum(e.energy_j for e in es),
+            "energy_window_s": sum(e.energy_window_s for e in es),
+            "energy_j_power_integrated": sum(cross) if all(x is not None for x in cross) else None,
+        })
+    elif energy is not None:
+        energy = None  # a repeat without energy (or from another source): no honest total
+    flags = tuple(dict.fromkeys(f for c in collections for f in c.flags))
+    return CaseCollection(first.collectors, energy, flags)
 
 
 # ------------------------------------------------------------------------------ helpers

@@ -36,6 +36,10 @@ from .errors import ConfigError
 import tomllib
 
 DEVICE_KINDS = ("auto", "cpu", "cuda", "mps", "xpu")
+# Names people write for a device kind; spelling similarity would suggest the wrong one
+# ('gpu' is closer to 'xpu' than to 'cuda').
+DEVICE_ALIASES = {"gpu": "cuda", "nvidia": "cuda", "rocm": "cuda", "hip": "cuda", "metal": "mps", "apple": "mps",
+                  "intel": "xpu", "host": "cpu"}
 
 
 MAX_CASES = 100_000
@@ -79,6 +83,15 @@ class Settings(_Strict):
     max_batch_size: int = Field(4096, ge=1, description="Upper bound of the batch_sizes = [\"auto\"] search")
     check_accuracy: bool = Field(True, description="Record output deviation from fp32 eager for every other case")
     count_flops: bool = Field(True, description="Count FLOPs of one step with torch.utils.flop_counter")
+    distill_alpha: float = Field(
+        0.5, ge=0, le=1,
+        description="distill:<size> variants: weight of the distillation loss (KL divergence to the teacher's "
+        "softened outputs); the task loss gets 1 - distill_alpha",
+    )
+    distill_temperature: float = Field(
+        2.0, gt=0, description="distill:<size> variants: softmax temperature of teacher and student logits in the "
+        "distillation loss (scaled by its square, as Hinton et al.)",
+    )
     memory_limit_gb: float | None = Field(
         None, ge=1, le=65536,
         description="Memory cap per worker, GiB (1 to 65536): the address space of CPU workers (RLIMIT_AS), "
@@ -122,7 +135,8 @@ class MatrixBlock(_Strict):
     seq_lens: list[int] | None = Field(None, min_length=1, description="Tokens per sample (transformers)")
     image_sizes: list[int] | None = Field(None, min_length=1, description="Pixels per side (CNN)")
     output_lens: list[int] | None = Field(None, min_length=1, description="Tokens to generate (generate mode)")
-    variants: list[str] = Field(["none"], min_length=1, description="none, prune:<sparsity 0..1>, sparse24")
+    variants: list[str] = Field(
+        ["none"], min_length=1, description="none, prune:<sparsity 0..1>, sparse24, distill:<student size>")
 
     @field_validator("models")
     @classmethod
@@ -177,9 +191,8 @@ class MatrixBlock(_Strict):
         for i, d in enumerate(v):
             kind, _, idx = d.partition(":")
             if kind not in DEVICE_KINDS or (idx and (not idx.isdigit() or kind in ("auto", "cpu"))):
-                raise ValueError(
-                    f"[{i}] unknown device {d!r}{_suggest(kind, DEVICE_KINDS)}; allowed: auto, cpu, cuda, cuda:N, mps, xpu"
-                )
+                hint = f" (did you mean {DEVICE_ALIASES[kind]!r}?)" if kind in DEVICE_ALIASES else _suggest(kind, DEVICE_KINDS)
+                raise ValueError(f"[{i}] {d!r} is not a device{hint}; allowed: auto, cpu, cuda, cuda:N, mps, xpu")
         return v
 
 
@@ -393,6 +406,10 @@ def expand(spec: SuiteSpec, path: str = "<suite>") -> tuple[Case, ...]:
         for name in block.models:
             fam, size = models.get(name)
             cfg = fam.sizes[size]
+            for var in block.variants:
+                why = variants.model_error(var, name)
+                if why is not None:
+                    raise ConfigError(f"{path}: matrix[{bi}].variants: {why}")
             for mode in block.modes:
                 if mode not in fam.modes:
                     raise ConfigError(

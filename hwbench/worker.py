@@ -20,13 +20,13 @@ import sys
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch  # noqa: F401  (preloaded in the forkserver: the point of it)
 import torch._dynamo  # noqa: F401  (optimizers import it on first construction: ~2 s per case otherwise)
 
-from . import backends, models, precisions, timing, workloads
+from . import backends, models, precisions, timing, variants, workloads
 from . import flops as flops_mod
 from .records import Accuracy, BatchLimit, Facts, Flag, Measurement
 from .spec import Case, Settings
@@ -221,15 +221,30 @@ def _run(case: Case, settings: Settings, target: Target, conn, t_launch: float, 
         torch.cuda.reset_peak_memory_stats(device)
     eager = prep.model
     prep.model = backends.compile_model(prep.model, case, settings.compile_mode)
+    student = _student(case, settings, device, fam.float_inputs)  # distill:<size> variants only
+    if student is not None:
+        student_eager, student.model = student.model, backends.compile_model(student.model, case, settings.compile_mode)
     timer = timing.Timer(device)
     gen_times: list[tuple[float, float]] = []
-    step = workloads.make_step(case.mode, prep, fam.loss, inputs, targets, gen_tokens=case.gen_tokens,
-                               sync=timer.sync, gen_times=gen_times)
+
+    def make_step(sync=lambda: None, gen_times=None):
+        if student is not None:
+            return workloads.make_distill_step(prep, student, fam.loss, inputs, targets,
+                                               alpha=settings.distill_alpha, temperature=settings.distill_temperature)
+        return workloads.make_step(case.mode, prep, fam.loss, inputs, targets, gen_tokens=case.gen_tokens,
+                                   sync=sync, gen_times=gen_times)
+
+    step = make_step(timer.sync, gen_times)
+    routed = isinstance(eager, models.RoutedModel)
+    if routed:
+        eager.reset_router_counts()  # from here on (warmup included); re-zeroed at the first timed iteration
     timer.sync()
     t_ready = time.monotonic()
     marks: dict[str, float] = {}
 
     def first_timed():
+        if routed:
+            eager.reset_router_counts()  # before the window's first iteration: count the timed ones only
         marks["first_timed"] = time.monotonic()
         conn.send(Progress("window_start", marks["first_timed"]))
 
@@ -246,6 +261,7 @@ def _run(case: Case, settings: Settings, target: Target, conn, t_launch: float, 
         on_first_timed=first_timed,
     )
     conn.send(Progress("window_end", m.window_end))
+    router_counts = eager.router_counts() if routed else None
     if ref is not None:
         # inference leaves the weights as they were: compare the model exactly as timed
         # (compiled, where the backend compiles), after timing so the first timed call
@@ -267,14 +283,21 @@ def _run(case: Case, settings: Settings, target: Target, conn, t_launch: float, 
         flops = fam.flops_generate(cfg, case.seq_len, case.gen_tokens)
     else:
         flops = fam.flops_per_sample(size, case.mode, case.shape)
-    facts: dict[str, Any] = {
+    facts: dict[str, Any] = {"active_params": fam.active_params(cfg), "router_tokens_per_expert": router_counts}
+    if student is not None:
+        # the step: teacher forward (the case's model) + student training
+        s_name = variants.student_of(case.model, case.variant)
+        s_fam, s_size = models.get(s_name)
+        flops = fam.flops_per_sample(size, "infer", case.shape) + s_fam.flops_per_sample(s_size, "train", case.shape)
+        facts.update(student_model=s_name, student_params=s_fam.param_count(s_fam.sizes[s_size]))
+    facts.update({
         "params": fam.param_count(cfg),
         "flops_per_sample": flops,
         "threads_used": torch.get_num_threads() if device.type == "cpu" else None,
         "accuracy": accuracy,
         "changes": prep.changes or {},
         "host_rss_peak_bytes": _rss_peak_bytes(),
-    }
+    })
     if device.type == "cuda":
         facts["memory_peak_bytes"] = torch.cuda.max_memory_allocated(device)
         facts["memory_reserved_peak_bytes"] = torch.cuda.max_memory_reserved(device)
@@ -282,8 +305,9 @@ def _run(case: Case, settings: Settings, target: Target, conn, t_launch: float, 
         # after timing (so the first timed iteration really is the first), on the
         # eager model: the counter sees every matmul and convolution dispatched
         prep.model = eager
-        counted, why = flops_mod.count_checked(
-            workloads.make_step(case.mode, prep, fam.loss, inputs, targets, gen_tokens=case.gen_tokens), eager)
+        if student is not None:
+            student.model = student_eager
+        counted, why = flops_mod.count_checked(make_step(), eager)
         facts["flops_per_sample_counted"] = counted / case.batch_size if counted else None
         facts["flops_counted_reason"] = why if not counted else None
     else:
@@ -295,6 +319,18 @@ def _run(case: Case, settings: Settings, target: Target, conn, t_launch: float, 
         flags=tuple(flags),
         timestamps={"launch": t_launch, "worker_start": t_start, "ready": t_ready, **marks, "window_end": m.window_end},
     )
+
+
+def _student(case: Case, settings: Settings, device, float_inputs: bool):
+    """For a ``distill:<size>`` case: the student (same family, that size) built from the
+    seed, in the case's precision (eager; the caller applies the backend); else None."""
+    name = variants.student_of(case.model, case.variant)
+    if name is None:
+        return None
+    s_fam, s_size = models.get(name)
+    torch.manual_seed(settings.seed)
+    s_case = replace(case, model=name, variant="none")
+    return backends.prepare(s_fam.build(s_fam.sizes[s_size]), s_case, device, float_inputs)
 
 
 def _free(device) -> None:

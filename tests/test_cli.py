@@ -26,26 +26,35 @@ def results_file(out_dir):
 
 
 def test_run_then_report_then_load(tmp_path):
-    r = hwbench("run", DATA / "tiny.toml", "--out", tmp_path)
+    # a pipe at 80 columns: every case with its numbers, nothing wider than 80
+    r = hwbench("run", DATA / "tiny.toml", "--out", tmp_path, env={"COLUMNS": "80"})
     assert r.returncode == 0, r.stderr
     assert "fixed cost per case" in r.stdout and "cases: ok 4" in r.stdout
+    # (the results path is never cut: it is there to be copied)
+    assert max(len(line) for line in r.stdout.splitlines() if not line.startswith("results: ")) <= 80, r.stdout
     f = results_file(tmp_path)
     rec = read_record(f)
     df = load_results([f])
-    flagged = {fl for v in df["flags"] for fl in v.split(",") if fl}
-    assert ("warnings:" in r.stdout) == bool(flagged)  # the summary names every flag raised
+    from hwbench.report import format as fm
+
+    for row in df.itertuples():
+        assert any(fm.duration_ms(row.latency_ms_p50) in line and fm.rate(row.throughput_samples_per_s) in line
+                   for line in r.stdout.splitlines()), row.case_id
+    flagged = {fl for v in df["quality_flags"] for fl in v if fl != "energy_estimated"}
+    assert ("warning:" in r.stdout) == bool(flagged)  # the summary counts every per-case flag raised
     assert all(name in r.stdout for name in flagged)
+    assert "warning" not in r.stdout.split("results:")[0].split("\n\n")[0]  # no per-case warnings during the run
     assert rec.status == "complete" and len(rec.cases) == 4
     assert rec.environment.torch_version and rec.environment.cpu_model
     assert rec.suite.resolved["settings"]["min_iters"] == 3
 
     md = hwbench("report", f, "--format", "markdown")
-    assert md.returncode == 0 and md.stdout.count("| mlp:tiny") == 2 and "p50 ms" in md.stdout
+    assert md.returncode == 0 and md.stdout.count("| mlp:tiny") == 2 and "| p50 |" in md.stdout
     csv = hwbench("report", f, "--format", "csv")
     header = csv.stdout.splitlines()[0].split(",")
     assert {"case_id", "latency_ms_p50", "throughput_samples_per_s"} <= set(header)
     table = hwbench("report", f)
-    assert table.returncode == 0 and "encoder:tiny/train" in table.stdout
+    assert table.returncode == 0 and "encoder/train" in table.stdout and "every case: tiny" in table.stdout
     assert len(df) == 4 and (df["status"] == "ok").all()
 
 
@@ -63,7 +72,18 @@ def test_dry_run_lists_cases_and_groups_skips(tmp_path):
     assert "1 to run, 3 skipped" in r.stdout or "4 to run" in r.stdout  # 4 where a GPU is present
     if "3 skipped" in r.stdout:
         assert "tf32 needs a CUDA GPU" in r.stdout and "e.g. mlp:tiny/infer/bs1/tf32/eager/c" in r.stdout
+        assert "skipped: 3 cases, 2 reasons" in r.stdout
+    assert "estimated run time: at least" in r.stdout
     assert not list(tmp_path.glob("*.json"))
+
+
+def test_dry_run_of_a_big_suite_that_cannot_run_here_is_a_short_block():
+    r = hwbench("run", "gpu", "--dry-run", env={"COLUMNS": "80"})
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert max(map(len, lines)) <= 80
+    if "0 to run" in lines[0]:  # a machine without CUDA
+        assert len(lines) < 15 and "nothing to run on this machine" in r.stdout and "e.g." in r.stdout
 
 
 def test_list_and_env():

@@ -94,9 +94,12 @@ def test_precision_suite_dry_run_lists_every_case_to_run_and_groups_skips():
     r = hwbench("run", "suites/precision.toml", "--dry-run", env={"COLUMNS": "250"})
     assert r.returncode == 0, r.stderr
     s = load_suite(ROOT / "suites" / "precision.toml")
-    n_run = sum(1 for line in r.stdout.splitlines() if "run on" in line)
-    n_skip = int(r.stdout.rsplit(" to run, ", 1)[1].split()[0])
+    head = r.stdout.splitlines()[0]  # "precision: 46 cases: 14 to run, 32 skipped"
+    n_run = int(head.split(" to run")[0].rsplit(" ", 1)[1])
+    n_skip = int(head.split(" to run, ")[1].split()[0]) if " skipped" in head else 0
     assert n_run + n_skip == len(s.cases)
+    listed = [line.strip() for line in r.stdout.splitlines() if line.strip().startswith(("encoder:", "decoder:"))]
+    assert len(listed) == n_run
     if not torch.cuda.is_available():
         # one line per reason, with a count and an example, not one line per case
         assert r.stdout.count("fp8 needs a CUDA GPU with compute capability >= 8.9") == 1

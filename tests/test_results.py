@@ -4,6 +4,7 @@ errors, upgrades from every older schema, loading into pandas."""
 import json
 import os
 
+import pandas as pd
 import pytest
 
 from hwbench import load_results
@@ -150,7 +151,7 @@ def test_golden_v2_file_is_upgraded_and_rederived():
         assert row["latency_ms_p50"] == pytest.approx(c["metrics"]["latency_ms_p50"], rel=1e-9)
         assert row["energy_j"] == pytest.approx(c["energy"]["energy_j"])
         assert row["energy_per_sample_j"] == pytest.approx(c["energy"]["energy_per_sample_j"])
-        assert row["threads_used"] == c["metrics"]["threads"] and row["threads"] is None
+        assert row["threads_used"] == c["metrics"]["threads"] and pd.isna(row["threads"])
 
 
 def test_json_schema_export():

@@ -283,3 +283,21 @@ def test_host_rss_peak_units(monkeypatch):
     assert worker._rss_peak_bytes() == 1000 * 1024  # KiB on Linux
     monkeypatch.setattr(worker.sys, "platform", "darwin")
     assert worker._rss_peak_bytes() == 1000  # bytes on macOS
+
+
+def test_an_unexpected_error_keeps_finished_cases_and_marks_the_run_interrupted(tmp_path, monkeypatch):
+    real = runner.Runner._run_one
+    calls = []
+
+    def flaky(self, p, probe=False):
+        calls.append(p.case.case_id)
+        if len(calls) == 2:
+            raise RuntimeError("a bug in the runner")
+        return real(self, p, probe)
+
+    monkeypatch.setattr(runner.Runner, "_run_one", flaky)
+    with pytest.raises(RuntimeError, match="a bug in the runner"):
+        run_suite(tmp_path, BODY)
+    (f,) = (tmp_path / "out").glob("*.json")
+    rec = read_record(f)
+    assert rec.status == "interrupted" and [c.status for c in rec.cases] == ["ok"]

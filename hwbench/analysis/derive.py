@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..records import CaseResult, RunRecord
+from .roofline import roofline_columns, roofline_flags
 from .stats import latency_stats_ms, noise_flag, percentile
 
 # Columns of the case identity, in this order, present in every row.
@@ -56,6 +57,8 @@ def case_row(rec: RunRecord, c: CaseResult, path: str = "") -> dict[str, Any]:
         "created": rec.created,
         "run_status": rec.status,
         "hostname": env.hostname,
+        "torch_version": env.torch_version,
+        "hwbench_version": env.hwbench_version,
         "segment": c.segment,
         "case_id": c.case_id,
         **{k: ident.get(k) for k in IDENTITY if k in ident},
@@ -65,6 +68,8 @@ def case_row(rec: RunRecord, c: CaseResult, path: str = "") -> dict[str, Any]:
         "status": c.status,
         "reason": c.reason,
     }
+    if c.case.batch_size == 0:  # batch_sizes = ["auto"] before its search resolved it: no batch size
+        row["batch_size"] = None
     flags = [(f.flag, f.detail) for f in c.flags]
     m, facts = c.measurement, c.facts
     bs = c.case.batch_size
@@ -108,12 +113,18 @@ def case_row(rec: RunRecord, c: CaseResult, path: str = "") -> dict[str, Any]:
         row["peak_source"] = source
         row["mfu"] = achieved / peak if achieved and peak else None
         row["mfu_reason"] = why if peak is None else None
+        # against the measured peaks of the machine profile the segment recorded (hwbench probe)
+        seg = rec.segments[c.segment] if c.segment < len(rec.segments) else rec.segments[0]
+        roof = roofline_columns(row, seg.machine_profile, device=c.device_resolved or c.case.device)
+        row.update(roof)
+        flags.extend(roofline_flags(roof))
     row.update(_energy(c, row, flags))
     # the host's summary and that of the case's own accelerator (others stay in the file)
     for col in c.collectors.values():
         if col.device in (None, "cpu", c.device_resolved):
             row.update(col.summary)
-    row["flags"] = ",".join(dict.fromkeys(f for f, _ in flags))
+    # A list of flag names: a column called "flags" would collide with DataFrame.flags.
+    row["quality_flags"] = list(dict.fromkeys(f for f, _ in flags))
     row["flag_details"] = "; ".join(f"{f}: {d}" for f, d in flags)
     return row
 
@@ -155,13 +166,115 @@ def record_rows(rec: RunRecord, path: str = "") -> list[dict[str, Any]]:
     return [case_row(rec, c, path) for c in rec.cases]
 
 
+# ------------------------------------------------------------------------ the schema
+# Every column of load_results(), in order, with its dtype: present in every frame
+# (missing values, never missing columns). Integers are pandas' nullable "Int64" (an
+# unknown count is <NA>, never 0), text is "string", floats are float64 with NaN for
+# missing (what numpy, plotting and statistics libraries take), ``created`` is a UTC
+# timestamp and ``quality_flags`` a list of flag names. Columns a file adds beyond these
+# (another sampler's readings, a new variant's layer counts) follow, sorted by name.
+_STR, _INT, _FLOAT = "string", "Int64", "float64"
+
+
+def _series(prefix: str, stats: tuple[str, ...], dtype: str = _FLOAT) -> list[tuple[str, str]]:
+    return [(f"{prefix}_{s}", dtype) for s in stats]
+
+
+SCHEMA: list[tuple[str, str]] = [
+    # where the row came from
+    ("results_file", _STR), ("run_id", _STR), ("suite", _STR), ("created", "datetime64[ns, UTC]"),
+    ("run_status", _STR), ("hostname", _STR), ("device_name", _STR), ("torch_version", _STR),
+    ("hwbench_version", _STR), ("segment", _INT),
+    # the case
+    ("case_id", _STR), ("model", _STR), ("family", _STR), ("size", _STR), ("mode", _STR), ("batch_size", _INT),
+    ("seq_len", _INT), ("image_size", _INT), ("gen_tokens", _INT), ("precision", _STR), ("backend", _STR),
+    ("device", _STR), ("threads", _INT), ("variant", _STR), ("status", _STR), ("reason", _STR),
+    # timing
+    ("latency_ms_p50", _FLOAT), ("latency_ms_p90", _FLOAT), ("latency_ms_p99", _FLOAT), ("latency_ms_mean", _FLOAT),
+    ("latency_ms_std", _FLOAT), ("latency_ms_min", _FLOAT), ("latency_cv", _FLOAT), ("latency_iqr_rel", _FLOAT),
+    ("iterations", _INT), ("repeats", _INT), ("throughput_samples_per_s", _FLOAT), ("first_iter_ms", _FLOAT),
+    ("warmup_s", _FLOAT), ("measured_s", _FLOAT), ("compile_s", _FLOAT),
+    # generation
+    ("ttft_ms_p50", _FLOAT), ("ttft_ms_p90", _FLOAT), ("tpot_ms_p50", _FLOAT), ("tokens_per_s", _FLOAT),
+    # facts, FLOPs, MFU
+    ("params", _INT), ("flops_per_sample", _FLOAT), ("flops_per_sample_counted", _FLOAT),
+    ("flops_counted_vs_analytic", _FLOAT), ("flops_counted_reason", _STR), ("threads_used", _INT),
+    ("achieved_tflops", _FLOAT), ("peak_tflops", _FLOAT), ("peak_source", _STR), ("mfu", _FLOAT),
+    ("mfu_reason", _STR),
+    ("mfu_achievable", _FLOAT), ("peak_achievable_tflops", _FLOAT), ("peak_achievable_source", _STR),
+    ("arithmetic_intensity", _FLOAT), ("bytes_per_step", _FLOAT), ("bytes_model", _STR),
+    ("roof_bandwidth_gbs", _FLOAT), ("roofline_bound_tflops", _FLOAT), ("roofline_limit", _STR),
+    ("roofline_fraction", _FLOAT), ("above_roofline", "boolean"), ("roofline_reason", _STR),
+    ("machine_profile_id", _STR),
+    # accuracy and what a variant / precision rewrote
+    ("max_abs_error", _FLOAT), ("rel_l2_error", _FLOAT), ("accuracy_model", _STR),
+    ("pruned_layers", _INT), ("sparse24_layers", _INT), ("int8_layers", _INT), ("fp8_layers", _INT),
+    # memory
+    ("memory_peak_bytes", _INT), ("memory_reserved_peak_bytes", _INT), ("host_rss_peak_bytes", _INT),
+    # energy
+    ("energy_j", _FLOAT), ("energy_per_sample_j", _FLOAT), ("energy_per_token_j", _FLOAT), ("power_w_mean", _FLOAT),
+    ("energy_window_s", _FLOAT), ("energy_source", _STR), ("estimate_basis", _STR), ("idle_power_w", _FLOAT),
+    ("energy_above_idle_j", _FLOAT), ("energy_j_power_integrated", _FLOAT),
+    # host readings over the timed window
+    ("cpu_util_pct_mean", _FLOAT), ("proc_cpu_pct_mean", _FLOAT),
+    *_series("cpu_util_pct_sampled", ("max", "p95")), *_series("proc_cpu_pct_sampled", ("max", "p95")),
+    *_series("proc_rss_bytes", ("mean", "max")), *_series("mem_used_bytes", ("mean", "max")),
+    *_series("cpu_freq_mhz", ("mean", "max")),
+    # the case's GPU over the timed window
+    *_series("gpu_util_pct", ("mean", "max", "p95")), *_series("gpu_mem_busy_pct", ("mean", "max", "p95")),
+    *_series("gpu_memory_used_bytes", ("mean", "max")), *_series("gpu_power_w", ("mean", "max", "p95")),
+    *_series("gpu_sm_clock_mhz", ("mean", "max")), *_series("gpu_mem_clock_mhz", ("mean", "max")),
+    *_series("gpu_temperature_c", ("mean", "max")), *_series("gpu_pcie_rx_bytes_per_s", ("mean", "max")),
+    *_series("gpu_pcie_tx_bytes_per_s", ("mean", "max")), *_series("gpu_dram_bw_util_pct", ("mean", "max", "p95")),
+    *_series("gpu_tensor_active_pct", ("mean", "max", "p95")), *_series("gpu_sm_active_pct", ("mean", "max", "p95")),
+    # measurement quality
+    ("quality_flags", "object"), ("flag_details", _STR),
+]
+COLUMNS = tuple(name for name, _ in SCHEMA)
+
+
+def _extra_dtype(name: str, values) -> str:
+    """The dtype of a column outside :data:`SCHEMA`, from its name and values."""
+    if name.endswith(("_layers", "_layers_left")):
+        return _INT
+    if all(v is None or isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return _FLOAT
+    return "object"
+
+
+def to_frame(rows: list[dict[str, Any]]):
+    """Rows of :func:`case_row` -> a DataFrame with the stable schema (:data:`SCHEMA`)."""
+    import pandas as pd
+
+    extra = sorted({k for r in rows for k in r} - set(COLUMNS))
+    data: dict[str, Any] = {}
+    for name, dtype in [*SCHEMA, *((k, _extra_dtype(k, [r.get(k) for r in rows])) for k in extra)]:
+        vals = [r.get(name) for r in rows]
+        if name == "quality_flags":
+            data[name] = pd.Series([list(v or []) for v in vals], dtype="object")
+        elif dtype.startswith("datetime"):
+            data[name] = pd.to_datetime(pd.Series(vals, dtype="object"), utc=True, errors="coerce",
+                                        format="ISO8601").astype(dtype)
+        elif dtype == _FLOAT:
+            data[name] = pd.Series([float("nan") if v is None else v for v in vals], dtype="float64")
+        elif dtype == _INT:
+            data[name] = pd.Series(pd.array(vals, dtype="Int64"))
+        elif dtype == _STR:
+            data[name] = pd.Series(pd.array([None if v is None or v == "" else str(v) for v in vals],
+                                            dtype="string"))
+        elif dtype == "boolean":
+            data[name] = pd.Series(pd.array([None if v is None else bool(v) for v in vals], dtype="boolean"))
+        else:
+            data[name] = pd.Series(vals, dtype="object")
+    return pd.DataFrame(data, index=pd.RangeIndex(len(rows)))
+
+
 def load_results(paths, warn: Callable[[str], None] | None = None):
-    """Results files (or folders of them) -> DataFrame, one row per case. JSON files in
-    a folder that are not results files are skipped, each with a call of ``warn``
+    """Results files (or folders of them) -> DataFrame, one row per case, with the
+    stable schema of :data:`SCHEMA` (README, "Results files and columns"). JSON files
+    in a folder that are not results files are skipped, each with a call of ``warn``
     (default: a Python warning)."""
     import warnings
-
-    import pandas as pd
 
     from ..results import read_many
 
@@ -172,4 +285,39 @@ def load_results(paths, warn: Callable[[str], None] | None = None):
     rows: list[dict[str, Any]] = []
     for p, rec in read_many(paths, warn):
         rows += record_rows(rec, str(Path(p)))
-    return pd.DataFrame(rows)
+    return to_frame(rows)
+
+
+def load_samples(path, case_id: str, sampler: str | None = None):
+    """One case's collector time series as a DataFrame: a row per reading, ``sampler``
+    (host, nvidia, rapl), ``t_s`` (s, relative to the start of the case's timed window)
+    and that sampler's readings (units in the names), sorted by time. ``sampler`` keeps
+    one sampler's rows. A case whose samples were not stored (``store_samples = false``)
+    gives an empty frame with those columns; an unknown case id is a ResultsError."""
+    import difflib
+
+    import pandas as pd
+
+    from ..errors import ResultsError
+    from ..results import read_record
+
+    rec = read_record(path)
+    case = next((c for c in rec.cases if c.case_id == case_id), None)
+    if case is None:
+        close = difflib.get_close_matches(case_id, [c.case_id for c in rec.cases], n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ResultsError(f"{path}: no case {case_id!r} in this results file{hint}")
+    frames = []
+    for name, col in case.collectors.items():
+        if sampler is not None and name != sampler:
+            continue
+        if not col.samples:
+            continue
+        f = pd.DataFrame({k: pd.Series(v, dtype="float64") for k, v in col.samples.items()})
+        f.insert(0, "sampler", pd.Series([name] * len(f), dtype="string"))
+        frames.append(f)
+    if not frames:
+        return pd.DataFrame({"sampler": pd.Series([], dtype="string"), "t_s": pd.Series([], dtype="float64")})
+    out = pd.concat(frames, ignore_index=True, sort=False)
+    cols = ["sampler", "t_s", *[c for c in out.columns if c not in ("sampler", "t_s")]]
+    return out[cols].sort_values(["t_s", "sampler"], kind="stable").reset_index(drop=True)
