@@ -134,3 +134,27 @@ def test_parquet_roundtrip_keeps_types(files, tmp_path):
     df.to_parquet(p, index=False)
     back = pd.read_parquet(p)
     assert str(back["batch_size"].dtype) == "Int64" and list(back["quality_flags"].iloc[-1]) == ["energy_estimated"]
+
+
+def test_router_balance_known_answer():
+    from hwbench.analysis.derive import router_balance
+
+    assert router_balance([[10, 10, 10, 10]]) == {"router_load_max_over_mean": 1.0, "router_load_cv": 0.0}
+    got = router_balance([[30, 10, 0, 0], [10, 10, 10, 10]])
+    assert got["router_load_max_over_mean"] == pytest.approx((3.0 + 1.0) / 2)
+    assert router_balance([[0, 0]]) == {"router_load_max_over_mean": None, "router_load_cv": None}
+
+
+def test_moe_and_distillation_columns_from_a_real_run(tmp_path):
+    from conftest import run_suite
+
+    body = ('[[matrix]]\nmodels=["moe:tiny"]\nmodes=["infer"]\nbatch_sizes=[2]\n'
+            '[[matrix]]\nmodels=["llama:tiny"]\nmodes=["train"]\nbatch_sizes=[2]\nvariants=["distill:nano"]\n')
+    rows, out = run_suite(tmp_path, body)
+    df = hwbench.load_results(out.path)
+    moe = df[df["family"] == "moe"].iloc[0]
+    assert moe["status"] == "ok" and moe["active_params"] < moe["params"]
+    assert moe["router_load_max_over_mean"] >= 1.0
+    distill = df[df["variant"] == "distill:nano"].iloc[0]
+    assert distill["status"] == "ok", distill["reason"]
+    assert distill["student_model"] == "llama:nano" and 0 < distill["student_params"] < distill["params"]

@@ -100,6 +100,11 @@ def case_row(rec: RunRecord, c: CaseResult, path: str = "") -> dict[str, Any]:
         )
         row["flops_counted_reason"] = facts.flops_counted_reason
         row["threads_used"] = facts.threads_used
+        row["active_params"] = facts.active_params
+        row["student_model"] = facts.student_model
+        row["student_params"] = facts.student_params
+        if facts.router_tokens_per_expert:
+            row.update(router_balance(facts.router_tokens_per_expert))
         if facts.accuracy is not None:
             row.update(facts.accuracy.model_dump())
         row.update(facts.changes)
@@ -127,6 +132,23 @@ def case_row(rec: RunRecord, c: CaseResult, path: str = "") -> dict[str, Any]:
     row["quality_flags"] = list(dict.fromkeys(f for f, _ in flags))
     row["flag_details"] = "; ".join(f"{f}: {d}" for f, d in flags)
     return row
+
+
+def router_balance(tokens_per_expert: list[list[int]]) -> dict[str, float | None]:
+    """Load balance of a mixture-of-experts router from the tokens it sent to each expert
+    per layer (summed over the timed iterations): ``router_load_max_over_mean`` is the
+    busiest expert's count over the mean, averaged over layers (1 = perfect balance; the
+    step waits for the busiest expert), ``router_load_cv`` the coefficient of variation
+    of the counts, averaged over layers."""
+    import numpy as np
+
+    layers = [np.asarray(t, dtype=float) for t in tokens_per_expert if len(t) and sum(t) > 0]
+    if not layers:
+        return {"router_load_max_over_mean": None, "router_load_cv": None}
+    return {
+        "router_load_max_over_mean": float(np.mean([t.max() / t.mean() for t in layers])),
+        "router_load_cv": float(np.mean([t.std() / t.mean() for t in layers])),
+    }
 
 
 def _generation(m, c: CaseResult, median_s: float) -> dict[str, Any]:
@@ -206,6 +228,8 @@ SCHEMA: list[tuple[str, str]] = [
     ("roof_bandwidth_gbs", _FLOAT), ("roofline_bound_tflops", _FLOAT), ("roofline_limit", _STR),
     ("roofline_fraction", _FLOAT), ("above_roofline", "boolean"), ("roofline_reason", _STR),
     ("machine_profile_id", _STR),
+    ("active_params", _INT), ("router_load_max_over_mean", _FLOAT), ("router_load_cv", _FLOAT),
+    ("student_model", _STR), ("student_params", _INT),
     # accuracy and what a variant / precision rewrote
     ("max_abs_error", _FLOAT), ("rel_l2_error", _FLOAT), ("accuracy_model", _STR),
     ("pruned_layers", _INT), ("sparse24_layers", _INT), ("int8_layers", _INT), ("fp8_layers", _INT),
