@@ -357,23 +357,56 @@ def _check_results_files(paths: tuple[str, ...]) -> None:
 @click.option("--output", "-o", "output", type=click.Path(dir_okay=False), help="Write to this file (parquet needs it).")
 @click.option("--wide", is_flag=True, help="Every column (table: however wide; csv/json/parquet: all load_results columns).")
 @click.option("--columns", "columns", metavar="A,B,...", help="These load_results columns, after the case id.")
-def report(results: tuple[str, ...], fmt: str, output: str | None, wide: bool, columns: str | None) -> None:
+@click.option("--view", type=click.Choice(["tradeoffs", "scaling", "pareto"]), default=None,
+              help="An analysis instead of the per-case table: speed-up vs fp32 eager with the accuracy cost, batch "
+              "and model-size scaling, or Pareto fronts (table or markdown; csv/json: its raw frame).")
+@click.option("--html", "html_out", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Write the offline HTML report (figures, tables, embedded CSV) to FILE instead.")
+def report(results: tuple[str, ...], fmt: str, output: str | None, wide: bool, columns: str | None,
+           view: str | None, html_out: str | None) -> None:
     """Print the per-case table from RESULTS files (or folders of them), grouped by
-    machine, with the run each row came from."""
+    machine, with the run each row came from; or an analysis (--view), or the HTML
+    report (--html FILE)."""
     from .analysis.derive import load_results
     from .report.table import check_columns, render_report, summary_table, to_markdown
 
     _check_results_files(results)
-    if fmt == "parquet" and not output:
+    if html_out and (view or output or columns or wide):
+        raise click.UsageError("--html writes the whole report: it does not go with --view, --output, --columns or --wide")
+    if view and (columns or wide):
+        raise click.UsageError("--view shows its own columns: it does not go with --columns or --wide")
+    if view and fmt == "parquet":
+        raise click.UsageError("--view: use --format table, markdown, csv or json")
+    if fmt == "parquet" and not output and not html_out:
         raise click.UsageError("--format parquet needs --output FILE")
     warnings: list[str] = []
+    if html_out:
+        from .report.html import write_html
+
+        n, figures = write_html(list(results), html_out, warn=warnings.append)
+        for w in warnings:
+            click.echo(f"hwbench: warning: {clean(w)}", err=True)
+        click.echo(f"wrote {clean(html_out)} ({n} cases, {figures} figures)", err=True)
+        return
     df = load_results(list(results), warn=warnings.append)
     for w in warnings:
         click.echo(f"hwbench: warning: {clean(w)}", err=True)
     if df.empty:
         raise UserError(f"{', '.join(results)}: no cases in the results")
     cols = check_columns(df, _split_columns(columns))
-    if fmt == "table":
+    if view:
+        from .report import views
+
+        sections = views.view_sections(df, view)
+        if fmt == "table":
+            text = "\n".join(views.render_terminal(sections, None if output else _width())) + "\n"
+        elif fmt == "markdown":
+            text = views.render_markdown(sections)
+        elif fmt == "csv":
+            text = views.raw_frame(sections).to_csv(index=False)
+        else:
+            text = views.raw_frame(sections).to_json(orient="records", date_format="iso", indent=1) + "\n"
+    elif fmt == "table":
         lines = render_report(df, None if output else _width(), wide=wide, columns=cols)
         text = "\n".join(lines) + "\n"
     elif fmt == "markdown":

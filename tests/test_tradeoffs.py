@@ -1,0 +1,180 @@
+"""Trade-off analyses on constructed frames with known answers, and their CLI views."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hwbench.analysis import tradeoffs as tr
+from hwbench.analysis.derive import to_frame
+from conftest import ROOT, hwbench
+
+SMOKE = ROOT / "results" / "examples" / "smoke-cpu-amd-epyc-2cores.json"
+
+
+def frame(rows: list[dict]) -> pd.DataFrame:
+    """Rows with the results schema (every column, typed), ok unless said otherwise."""
+    base = {"status": "ok", "hostname": "h", "device_name": "cpu0", "run_id": "r", "suite": "s", "mode": "infer",
+            "precision": "fp32", "backend": "eager", "variant": "none", "device": "cpu", "family": "mlp",
+            "size": "tiny", "model": "mlp:tiny", "batch_size": 1}
+    out = []
+    for i, r in enumerate(rows):
+        row = {**base, **r}
+        row.setdefault("model", f"{row['family']}:{row['size']}")
+        row.setdefault("case_id", f"c{i}")
+        out.append(row)
+    return to_frame(out)
+
+
+# ------------------------------------------------------------------- Pareto
+def test_pareto_two_metrics_known_front():
+    # (throughput max, energy min): a, b, c trade off; d is dominated by b; e has no energy
+    df = frame([
+        {"case_id": "a", "throughput_samples_per_s": 100.0, "energy_per_sample_j": 1.0},
+        {"case_id": "b", "throughput_samples_per_s": 200.0, "energy_per_sample_j": 2.0},
+        {"case_id": "c", "throughput_samples_per_s": 300.0, "energy_per_sample_j": 5.0},
+        {"case_id": "d", "throughput_samples_per_s": 150.0, "energy_per_sample_j": 3.0},
+        {"case_id": "e", "throughput_samples_per_s": 999.0},
+        {"case_id": "f", "throughput_samples_per_s": 50.0, "energy_per_sample_j": 0.1, "status": "failed"},
+    ])
+    obj = {"throughput_samples_per_s": "max", "energy_per_sample_j": "min"}
+    assert list(df["case_id"][tr.pareto_mask(df, obj)]) == ["a", "b", "c", "f"]
+    assert list(tr.pareto_front(df, obj)["case_id"]) == ["c", "b", "a"]  # ok only, best throughput first
+
+
+def test_pareto_three_metrics_and_ties():
+    df = frame([
+        {"case_id": "fast_inexact", "throughput_samples_per_s": 300.0, "energy_per_sample_j": 1.0, "rel_l2_error": 0.1},
+        {"case_id": "slow_exact", "throughput_samples_per_s": 100.0, "energy_per_sample_j": 2.0, "rel_l2_error": 0.0},
+        {"case_id": "dominated", "throughput_samples_per_s": 100.0, "energy_per_sample_j": 2.0, "rel_l2_error": 0.2},
+        {"case_id": "twin", "throughput_samples_per_s": 300.0, "energy_per_sample_j": 1.0, "rel_l2_error": 0.1},
+    ])
+    two = tr.pareto_mask(df, {"throughput_samples_per_s": "max", "energy_per_sample_j": "min"})
+    three = tr.pareto_mask(df, {"throughput_samples_per_s": "max", "energy_per_sample_j": "min", "rel_l2_error": "min"})
+    assert list(df["case_id"][two]) == ["fast_inexact", "twin"]  # equal points both stay
+    assert list(df["case_id"][three]) == ["fast_inexact", "slow_exact", "twin"]
+    with pytest.raises(ValueError):
+        tr.pareto_mask(df, {"throughput_samples_per_s": "up"})
+
+
+def test_pareto_matches_brute_force_on_random_points():
+    rng = np.random.default_rng(0)
+    x, y = rng.random(60), rng.random(60)
+    df = frame([{"throughput_samples_per_s": a, "energy_per_sample_j": b} for a, b in zip(x, y)])
+    mask = tr.pareto_mask(df, {"throughput_samples_per_s": "max", "energy_per_sample_j": "min"}).to_numpy()
+    want = [not any(x[j] >= x[i] and y[j] <= y[i] and (x[j] > x[i] or y[j] < y[i]) for j in range(60))
+            for i in range(60)]
+    assert mask.tolist() == want
+
+
+# ---------------------------------------------------------- batch scaling
+def test_knee_where_throughput_stops_growing():
+    bs = [1, 2, 4, 8, 16, 32, 64]
+    assert tr.knee(bs, [100 * min(b, 16) for b in bs]) == 16  # linear to 16, flat after
+    assert tr.knee(bs, [100 * b for b in bs]) is None  # still growing at the largest batch
+    assert tr.knee([1, 2, 4, 8], [100, 200, 205, 400]) is None  # a plateau then growth: not a knee
+    assert tr.knee([1, 4, 16], [100, 400, 420]) == 4  # gain per doubling, not per step
+    assert tr.knee([8], [1.0]) is None
+
+
+def test_batch_scaling_curves_and_knees():
+    rows = [{"batch_size": b, "precision": p, "case_id": f"{p}/bs{b}",
+             "throughput_samples_per_s": 10.0 * min(b, cap), "latency_ms_p50": b / (10.0 * min(b, cap)) * 1e3}
+            for p, cap in (("fp32", 4), ("bf16", 64)) for b in (16, 1, 2, 4, 8)]
+    sc = tr.batch_scaling(frame(rows))
+    fp32 = sc[sc["precision"] == "fp32"]
+    assert fp32["batch_size"].tolist() == [1, 2, 4, 8, 16]
+    assert fp32["knee_batch_size"].unique().tolist() == [4.0]
+    assert fp32.loc[fp32["at_knee"], "batch_size"].tolist() == [4]
+    assert fp32["gain_per_doubling"].round(6).tolist()[1:] == [1.0, 1.0, 0.0, 0.0]
+    assert fp32["scaling_efficiency"].round(6).tolist() == [1.0, 1.0, 1.0, 0.5, 0.25]
+    bf16 = sc[sc["precision"] == "bf16"]
+    assert bf16["knee_batch_size"].isna().all() and not bf16["at_knee"].any()
+    knees = tr.batch_knees(sc).set_index("precision")
+    assert knees.loc["fp32", "best_batch_size"] == 4 and knees.loc["fp32", "batch_sizes"] == "1,2,4,8,16"
+
+
+# ---------------------------------------------------------- size scaling
+def test_power_law_recovers_exponent():
+    x = np.array([1e5, 1e6, 1e7, 1e8])
+    fit = tr.power_law(x, 3.0 * x ** -0.7)
+    assert fit["exponent"] == pytest.approx(-0.7) and fit["coefficient"] == pytest.approx(3.0)
+    assert fit["r2"] == pytest.approx(1.0) and fit["n_points"] == 4
+    assert math.isnan(tr.power_law([5, 5], [1, 2])["exponent"])  # one distinct size: no fit
+    two = tr.power_law([10, 1000], [1.0, 100.0])
+    assert two["exponent"] == pytest.approx(1.0) and math.isnan(two["exponent_stderr"])
+
+
+def test_size_scaling_per_family_workload():
+    params = {"s": 1e6, "m": 8e6, "l": 64e6}
+    rows = [{"family": "dec", "size": s, "params": int(n), "throughput_samples_per_s": 5e6 * n ** -1.0,
+             "energy_per_sample_j": 1e-9 * n, "host_rss_peak_bytes": int(100 * n)} for s, n in params.items()]
+    rows.append({"family": "dec", "size": "s", "params": 1_000_000, "batch_size": 8,  # another batch: no fit alone
+                 "throughput_samples_per_s": 1.0})
+    fits = tr.size_scaling(frame(rows)).set_index("metric")
+    assert fits.loc["throughput_samples_per_s", "exponent"] == pytest.approx(-1.0)
+    assert fits.loc["energy_per_sample_j", "exponent"] == pytest.approx(1.0)
+    assert fits.loc["host_rss_peak_bytes", "exponent"] == pytest.approx(1.0)
+    assert fits.loc["throughput_samples_per_s", "sizes"] == "s,m,l"
+    assert len(fits) == 3  # memory_peak_bytes is empty
+
+
+# ---------------------------------------------------------- speed-up
+def test_speedup_against_fp32_eager_with_accuracy_cost():
+    rows = [
+        {"case_id": "fp32", "throughput_samples_per_s": 100.0, "energy_per_sample_j": 2.0},
+        {"case_id": "bf16", "precision": "bf16", "throughput_samples_per_s": 250.0, "energy_per_sample_j": 1.0,
+         "rel_l2_error": 0.004, "max_abs_error": 0.01},
+        {"case_id": "compile", "backend": "compile", "throughput_samples_per_s": 150.0, "rel_l2_error": 1e-6},
+        {"case_id": "bs8", "batch_size": 8, "precision": "bf16", "throughput_samples_per_s": 900.0},  # no baseline
+        {"case_id": "other-host", "hostname": "g", "precision": "bf16", "throughput_samples_per_s": 1.0},
+    ]
+    sp = tr.speedup_table(frame(rows)).set_index("case_id")
+    assert set(sp.index) == {"fp32", "bf16", "compile"}
+    assert sp.loc["bf16", "speedup"] == pytest.approx(2.5) and sp.loc["compile", "speedup"] == pytest.approx(1.5)
+    assert sp.loc["bf16", "energy_ratio"] == pytest.approx(0.5)
+    assert sp.loc["bf16", "rel_l2_error"] == 0.004 and sp.loc["fp32", "rel_l2_error"] == 0.0
+    lat = tr.speedup_table(frame([{"case_id": "a", "latency_ms_p50": 4.0},
+                                  {"case_id": "b", "precision": "bf16", "latency_ms_p50": 1.0}]), metric="latency_ms_p50")
+    assert lat.set_index("case_id").loc["b", "speedup"] == pytest.approx(4.0)  # lower latency = faster
+    summ = tr.speedup_summary(tr.speedup_table(frame([
+        {"case_id": "a1", "throughput_samples_per_s": 1.0},
+        {"case_id": "b1", "precision": "bf16", "throughput_samples_per_s": 2.0, "rel_l2_error": 0.1},
+        {"case_id": "a2", "batch_size": 2, "throughput_samples_per_s": 1.0},
+        {"case_id": "b2", "batch_size": 2, "precision": "bf16", "throughput_samples_per_s": 8.0, "rel_l2_error": 0.3},
+    ]))).set_index("precision")
+    assert summ.loc["bf16", "speedup_geomean"] == pytest.approx(4.0) and summ.loc["bf16", "n_cases"] == 2
+    assert summ.loc["bf16", "rel_l2_error_max"] == 0.3
+
+
+def test_machine_summary_counts_status_and_flags():
+    df = frame([{"quality_flags": ["noisy"]}, {"quality_flags": ["noisy", "throttled"]},
+                {"status": "skipped", "reason": "no GPU"}, {"status": "oom", "hostname": "g"}])
+    m = tr.machine_summary(df).set_index("hostname")
+    assert m.loc["h", ["cases", "ok", "skipped", "not_ok"]].tolist() == [3, 2, 1, 0]
+    assert m.loc["h", "quality_flags"] == "noisy 2, throttled 1" and m.loc["g", "not_ok"] == 1
+    assert tr.not_ok_cases(df)["reason"].tolist()[0] == "no GPU"
+
+
+# ---------------------------------------------------------- the CLI views
+@pytest.mark.parametrize("view", ["tradeoffs", "scaling", "pareto"])
+def test_report_views_on_the_smoke_results(view):
+    r = hwbench("report", SMOKE, "--view", view, env={"COLUMNS": "100"})
+    assert r.returncode == 0, r.stderr
+    assert max(map(len, r.stdout.splitlines())) <= 100
+    md = hwbench("report", SMOKE, "--view", view, "--format", "markdown")
+    assert md.returncode == 0 and md.stdout.startswith("### ") and "|---" in md.stdout.replace(":---", "---")
+    want = {"tradeoffs": "bf16", "scaling": "llama", "pareto": "mlp:tiny/infer/bs8/fp32/eager/cpu"}[view]
+    assert want in md.stdout
+
+
+def test_report_view_csv_and_option_conflicts(tmp_path):
+    r = hwbench("report", SMOKE, "--view", "tradeoffs", "--format", "csv")
+    assert r.returncode == 0 and r.stdout.startswith("hostname,mode,precision")
+    bad = hwbench("report", SMOKE, "--view", "pareto", "--columns", "mfu")
+    assert bad.returncode == 2 and "--view" in bad.stderr
+    bad = hwbench("report", SMOKE, "--html", tmp_path / "x.html", "--view", "pareto")
+    assert bad.returncode == 2 and "--html" in bad.stderr
