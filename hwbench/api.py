@@ -181,7 +181,7 @@ def run_suite(
                         fault_spec, nvml, powercap_root, any(p.skip_reason is None for p in todo))
 
 
-def skip_summary(planned, examples: int = 1) -> str:
+def skip_summary(planned) -> str:
     """Skip reasons grouped, with counts: one line however many cases share a reason."""
     groups: dict[str, list[str]] = {}
     for p in planned:

@@ -154,6 +154,7 @@ class CaseRun:
     launch: float = 0.0
     end: float = 0.0
     timestamps: dict[str, float] = field(default_factory=dict)
+    pids: list[int] = field(default_factory=list)  # a group's agent and ranks (run_group)
 
 
 def run_worker(
@@ -237,12 +238,14 @@ def kill(proc) -> None:
 
 # ----------------------------------------------------------------- fault injection
 FAULTS = ("raise", "hang", "segfault", "oom", "exit")
-_FAULT_RE = re.compile(r"^(?P<glob>.+)=(?P<kind>[a-z]+)$")
+_FAULT_RE = re.compile(r"^(?P<glob>.+?)(?:@rank(?P<rank>\d+))?=(?P<kind>[a-z]+)$")
 
 
-def parse_fault(value: str | None) -> tuple[str, str] | None:
-    """``HWBENCH_INJECT_FAULT="<glob on case_id>=<kind>"`` (tests and the reliability
-    scripts) -> (glob, kind). A value that does not parse is a user error, not silence."""
+def parse_fault(value: str | None) -> tuple | None:
+    """``HWBENCH_INJECT_FAULT="<glob on case_id>[@rank<N>]=<kind>"`` (tests and the
+    reliability scripts) -> (glob, kind), or (glob, kind, N) with a rank selector: in a
+    parallel case only rank N faults (without one, every rank does; a single-process
+    case is rank 0). A value that does not parse is a user error, not silence."""
     from .errors import UserError
 
     if not value:
@@ -250,7 +253,157 @@ def parse_fault(value: str | None) -> tuple[str, str] | None:
     m = _FAULT_RE.match(value)
     if not m or m["kind"] not in FAULTS:
         raise UserError(
-            f"HWBENCH_INJECT_FAULT: expected '<glob on case_id>=<{'|'.join(FAULTS)}>', got {value[:80]!r}"
+            f"HWBENCH_INJECT_FAULT: expected '<glob on case_id>[@rank<N>]=<{'|'.join(FAULTS)}>', "
+            f"got {value[:80]!r}"
         )
-    return m["glob"], m["kind"]
+    return (m["glob"], m["kind"]) if m["rank"] is None else (m["glob"], m["kind"], int(m["rank"]))
 
+
+
+# ----------------------------------------------------------------- a torchrun group
+def run_group(
+    case, settings, *, device_kind: str, world_size: int, threads: int | None, memory_limit_bytes: int | None,
+    fault: dict | None, timeout_s: float,
+    on_start: Callable[[int], None] = lambda pid: None,
+    should_abandon: Callable[[], str | None] = lambda: None,
+    job_dir: str | Path | None = None,
+) -> CaseRun:
+    """Run parallel ``case`` as a group of ``world_size`` ranks: torch's elastic agent
+    (:mod:`hwbench.parallel.agent`, what ``torchrun --standalone`` runs) in its own
+    session, each rank running :mod:`hwbench.parallel.rank`. Ranks report through files
+    in a temporary job folder. A rank that fails, dies or runs out of memory fails the
+    case with that rank's reason; at ``timeout_s`` or on ``should_abandon()`` the group
+    is killed. Afterwards no process of the group survives: the agent's process group
+    and every rank pid the ranks wrote are killed (ranks also die with the agent,
+    PR_SET_PDEATHSIG). ``CaseRun.outcome`` is a :class:`hwbench.worker.Outcome`."""
+    import json
+    import subprocess
+    import tempfile
+
+    from .parallel.report import AgentReport, merge, read_reports
+    from .worker import Outcome
+
+    own = job_dir is None
+    tmp = tempfile.TemporaryDirectory(prefix="hwbench-group-") if own else None
+    jd = Path(tmp.name if tmp else job_dir)
+    jd.mkdir(parents=True, exist_ok=True)
+    job = {"case": case.to_dict(), "settings": settings.model_dump(mode="json"), "device_kind": device_kind,
+           "threads": threads, "memory_limit_bytes": memory_limit_bytes, "fault": fault}
+    (jd / "job.json").write_text(json.dumps(job))
+    before = oom_counters(os.getpid())
+    launch = time.monotonic()
+    env = dict(os.environ)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    log = open(jd / "group.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "hwbench.parallel.agent", str(jd), str(world_size)],
+                            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+                            start_new_session=True)
+    on_start(proc.pid)
+    deadline = launch + timeout_s
+    run: CaseRun | None = None
+    try:
+        while proc.poll() is None:
+            time.sleep(0.05)
+            if time.monotonic() > deadline:
+                run = CaseRun("timeout", f"no result within timeout_s = {timeout_s:g} s; the group of "
+                                         f"{world_size} ranks was killed")
+                break
+            why = should_abandon()
+            if why:
+                run = CaseRun("abandoned", why)
+                break
+    finally:
+        group_pids = kill_group(proc, jd)
+        log.close()
+    end = time.monotonic()
+    if run is None:
+        run = _group_result(jd, world_size, before, memory_limit_bytes, device_kind)
+        if run.status == "ok" and run.outcome is None:
+            m, facts, ts = merge(read_reports(jd), world_size)
+            run.outcome = Outcome("ok", measurement=m, facts=facts, timestamps={"launch": launch, **ts})
+            run.window = (ts["first_timed"], ts["window_end"])
+    run.launch, run.end = launch, end
+    run.pids = group_pids  # the agent and every rank (tests check that none survives)
+    if tmp is not None:
+        tmp.cleanup()
+    return run
+
+
+def _group_result(jd: Path, world_size: int, before: dict[str, int], memory_limit_bytes: int | None,
+                  device_kind: str) -> CaseRun:
+    """ok when every rank reported ok; else the reason of the rank that failed first:
+
+    1. a rank that died without reporting (a signal other than the agent's SIGTERM
+       teardown, or an exit code), classified as a worker's death (oom counters, memory
+       cap); its peers' errors ("connection closed by peer") are consequences;
+    2. else the rank whose own report (an exception, out of memory) came first in time;
+    3. else what the agent said (a rendezvous error), or how many ranks reported."""
+    from .parallel.report import AgentReport, read_reports
+
+    reports = read_reports(jd)
+    try:
+        agent = AgentReport.model_validate_json((jd / "agent.json").read_text())
+    except (OSError, ValueError):
+        agent = None
+    died = {rank: f for rank, f in (agent.failures.items() if agent is not None else ())
+            if rank not in reports and f.get("exitcode") != -signal.SIGTERM}
+    if died:
+        rank, f = min(died.items(), key=lambda kv: (kv[1].get("timestamp") or 0, kv[0]))
+        capped = memory_limit_bytes / 2**30 if memory_limit_bytes and device_kind != "cuda" else None
+        status, reason = classify_death(f.get("exitcode"), before, oom_counters(os.getpid()), capped)
+        return CaseRun(status, f"rank {rank}: {reason.replace('worker', 'rank process', 1)}")
+    bad = [r for r in reports.values() if r.status != "ok"]
+    if bad:
+        r = min(bad, key=lambda r: (r.t_failed or float("inf"), r.rank))
+        return CaseRun(r.status, f"rank {r.rank}: {r.reason}")
+    if len(reports) == world_size and (agent is None or agent.status == "ok"):
+        return CaseRun("ok")
+    if agent is not None and agent.error:
+        return CaseRun("failed", f"torchrun agent: {agent.error}")
+    tail = ""
+    try:
+        tail = (jd / "group.log").read_text(errors="replace").strip().splitlines()[-1][:500]
+    except (OSError, IndexError):
+        pass
+    return CaseRun("failed", f"the group ended with {len(reports)} of {world_size} rank reports" +
+                   (f"; last log line: {tail}" if tail else ""))
+
+
+def kill_group(proc, jd: Path) -> list[int]:
+    """End the agent (SIGTERM first: it stops its ranks) and then SIGKILL whatever is
+    left: the agent's process group and every rank pid the ranks wrote. Returns every
+    pid of the group."""
+    pids = [proc.pid]
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=5)
+        except Exception:  # noqa: BLE001 - subprocess.TimeoutExpired
+            pass
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(Exception):
+        proc.wait(timeout=5)
+    for p in sorted(jd.glob("rank*.pid")):
+        with contextlib.suppress(ValueError, OSError):
+            pid = int(p.read_text())
+            pids.append(pid)
+            if rank_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while any(rank_alive(p) for p in pids[1:]) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return pids
+
+
+def rank_alive(pid: int) -> bool:
+    """Whether ``pid`` is still a running rank of a group (a zombie, about to be reaped,
+    is not; a pid the system reused for another program is not ours to kill). Rank pids
+    are not our children, so os.waitpid cannot tell."""
+    try:
+        stat = (PROC / str(pid) / "stat").read_text()
+        cmd = (PROC / str(pid) / "cmdline").read_bytes()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] not in ("Z", "X") and b"hwbench.parallel" in cmd

@@ -44,6 +44,14 @@ for every change; golden files of every old version live in ``tests/golden/``):
     ``hwbench probe`` profile that matched this machine when the segment started
     (:class:`MachineProfile`); null where no probe had been run. Derive places every
     case on this measured roofline (:mod:`hwbench.analysis.roofline`).
+  * ``case.parallelism`` / ``case.world_size``: parallel cases (a torchrun group of
+    ``world_size`` ranks, :mod:`hwbench.parallel`); ``"none"`` / 1 in every earlier file.
+    Their ``measurement.raw_times_s`` are per step the slowest rank's time.
+  * ``facts.global_batch_size`` (samples the whole group processes per step),
+    ``facts.rank_memory_peak_bytes`` / ``facts.rank_host_rss_peak_bytes`` (one value per
+    rank), ``facts.comm_s_per_step`` (time in collectives per step, the slowest rank,
+    from torch.profiler), ``facts.comm_bytes_per_step`` (bytes each rank's collectives
+    carried per step, the largest rank), ``facts.comm_measured_by``: parallel cases only.
 """
 
 from __future__ import annotations
@@ -190,6 +198,8 @@ class CaseIdentity(_Record):
     image_size: Count | None = None
     variant: Annotated[str, Field(max_length=100)] = "none"
     gen_tokens: Count | None = None
+    parallelism: Annotated[str, Field(max_length=50)] = "none"
+    world_size: Count = 1
 
 
 class Measurement(_Record):
@@ -237,6 +247,13 @@ class Facts(_Record):
     router_tokens_per_expert: list[list[Count]] | None = None
     student_model: Annotated[str, Field(max_length=200)] | None = None  # distill: the student "family:size"
     student_params: Count | None = None
+    # parallel cases (hwbench.parallel): the group's samples per step, and per-rank figures
+    global_batch_size: Count | None = None
+    rank_memory_peak_bytes: list[Count] | None = None  # device allocator peak per rank (CUDA)
+    rank_host_rss_peak_bytes: list[Count] | None = None  # each rank process's lifetime peak RSS
+    comm_s_per_step: Float | None = None  # busy time of collectives per step, slowest rank
+    comm_bytes_per_step: Float | None = None  # bytes in collectives' inputs per step, largest rank
+    comm_measured_by: Text | None = None  # how the two above were measured
 
 
 class Overheads(_Record):

@@ -85,12 +85,19 @@ def plan(suite: LoadedSuite, filters: Iterable[str] = (), present=None) -> list[
     """Every selected case with the device it resolves to, or why it cannot run here."""
     from . import devices
 
+    from . import parallel
+
     cases = select(suite, filters)
     present = devices.present() if present is None else present
+    settings = suite.spec.settings
     out = []
     for case in cases:
         dev = backends.resolve_device(case.device, present)
-        out.append(Planned(case, backends.unsupported_reason(case, dev), dev.model if dev else None, dev.name if dev else None))
+        why = backends.unsupported_reason(case, dev)
+        if why is None and dev is not None and case.parallelism != "none":
+            n = sum(d.kind == dev.kind for d in present)
+            why = parallel.requires(case, dev.kind, n, settings)
+        out.append(Planned(case, why, dev.model if dev else None, dev.name if dev else None))
     return out
 
 
@@ -229,8 +236,17 @@ class Runner:
     write_error: str | None = None
 
     def fault_for(self, case: Case) -> str | None:
+        """The fault to inject into ``case``'s single worker (it is rank 0)."""
         if self.fault and fnmatch.fnmatchcase(case.case_id, self.fault[0]):
+            if len(self.fault) > 2 and self.fault[2] != 0:
+                return None
             return self.fault[1]
+        return None
+
+    def group_fault_for(self, case: Case) -> dict | None:
+        """The fault for a parallel case: its kind and the rank it hits (None: every rank)."""
+        if self.fault and fnmatch.fnmatchcase(case.case_id, self.fault[0]):
+            return {"kind": self.fault[1], "rank": self.fault[2] if len(self.fault) > 2 else None}
         return None
 
     def _flush(self, record: RunRecord) -> RunRecord:
@@ -331,6 +347,8 @@ class Runner:
         run-to-run noise and not only by iteration noise."""
         settings = self.suite.spec.settings
         n = settings.repeats
+        if p.case.parallelism != "none" and not probe:
+            return self._run_group(p, settings)
         if probe or n < PROCESS_ISOLATED_REPEATS:
             return self._run_worker(p, settings, probe)
         # one repeat per worker; the energy window that all repeats together must reach
@@ -363,6 +381,30 @@ class Runner:
             memory_capped_gb=settings.memory_limit_gb if limit and not (p.device or "").startswith("cuda") else None,
             on_start=(cs.case_begin if cs is not None else (lambda pid: None)),
             on_progress=on_progress,
+            should_abandon=self.stop.abandon_reason,
+        )
+        collection = None
+        if cs is not None:
+            collection = cs.case_end(run.window if run.status == "ok" else None, p.device)
+        return run, collection
+
+
+    def _run_group(self, p: Planned, settings):
+        """A parallel case: one torchrun group (launch.run_group); all its repeats run in it.
+        CPU ranks share the host's cores: each gets ``threads`` or an equal share."""
+        import os
+
+        cs = self.collectors
+        kind = (p.device or "cpu").split(":")[0]
+        threads = p.case.threads
+        if threads is None and kind == "cpu":
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+            threads = max(1, cores // p.case.world_size)
+        limit = int(settings.memory_limit_gb * 2**30) if settings.memory_limit_gb else None
+        run = launch.run_group(
+            p.case, settings, device_kind=kind, world_size=p.case.world_size, threads=threads,
+            memory_limit_bytes=limit, fault=self.group_fault_for(p.case), timeout_s=settings.timeout_s,
+            on_start=(cs.case_begin if cs is not None else (lambda pid: None)),
             should_abandon=self.stop.abandon_reason,
         )
         collection = None

@@ -92,6 +92,17 @@ class Settings(_Strict):
         2.0, gt=0, description="distill:<size> variants: softmax temperature of teacher and student logits in the "
         "distillation loss (scaled by its square, as Hinton et al.)",
     )
+    scaling: Literal["weak", "strong"] = Field(
+        "weak", description="Parallel cases: weak = batch_size is per rank (the group processes batch_size x "
+        "world_size samples per step); strong = batch_size is the group's global batch (split over the ranks)",
+    )
+    microbatches: int = Field(2, ge=1, description="pp cases: microbatches per step (the batch must divide by it)")
+    pp_schedule: Literal["gpipe", "1f1b"] = Field(
+        "gpipe", description="pp cases: torch.distributed.pipelining schedule (ScheduleGPipe or Schedule1F1B)")
+    comm_profile_steps: int = Field(
+        3, ge=0, le=100, description="Parallel cases: steps run under torch.profiler after the timed window to "
+        "measure time in collectives (0: skip)",
+    )
     memory_limit_gb: float | None = Field(
         None, ge=1, le=65536,
         description="Memory cap per worker, GiB (1 to 65536): the address space of CPU workers (RLIMIT_AS), "
@@ -137,6 +148,10 @@ class MatrixBlock(_Strict):
     output_lens: list[int] | None = Field(None, min_length=1, description="Tokens to generate (generate mode)")
     variants: list[str] = Field(
         ["none"], min_length=1, description="none, prune:<sparsity 0..1>, sparse24, distill:<student size>")
+    parallelism: list[Literal["none", "ddp", "fsdp", "tp", "pp", "ps"]] = Field(
+        ["none"], min_length=1, description="none (one process), ddp, fsdp, tp, pp, ps: launched as a torchrun group")
+    world_sizes: list[int] | None = Field(
+        None, min_length=1, description="Ranks per parallel case (default [1]); 'none' always runs one process")
 
     @field_validator("models")
     @classmethod
@@ -147,7 +162,7 @@ class MatrixBlock(_Strict):
                 raise ValueError(f"[{i}] unknown model {name!r}{_suggest(name, known)}; known: {', '.join(known)}")
         return v
 
-    @field_validator("threads", "seq_lens", "image_sizes", "output_lens")
+    @field_validator("threads", "seq_lens", "image_sizes", "output_lens", "world_sizes")
     @classmethod
     def _positive(cls, v):
         if v is not None:
@@ -224,6 +239,10 @@ class Case:
     image_size: int | None = None
     variant: str = "none"
     gen_tokens: int | None = None  # generate mode: tokens to generate after the prompt (seq_len)
+    # a torchrun group of ``world_size`` ranks (hwbench.parallel); "none": one worker process.
+    # Defaults keep the case ids of single-process cases as they were.
+    parallelism: str = "none"
+    world_size: int = 1
 
     @property
     def auto_batch(self) -> bool:
@@ -242,6 +261,8 @@ class Case:
             parts.append(f"t{self.threads}")
         if self.variant != "none":
             parts.append(self.variant)
+        if self.parallelism != "none":
+            parts.append(f"{self.parallelism}{self.world_size}")
         return "/".join(p for p in parts if p)
 
     @property
@@ -394,7 +415,7 @@ def expand(spec: SuiteSpec, path: str = "<suite>") -> tuple[Case, ...]:
     for bi, block in enumerate(spec.matrix):
         dims = (block.models, block.modes, block.batch_sizes, block.precisions, block.backends, block.devices,
                 block.threads or [None], block.seq_lens or block.image_sizes or [None], block.variants,
-                block.output_lens or [None])
+                block.output_lens or [None], _parallel_points(block))
         n = 1
         for d in dims:
             n *= len(d)
@@ -435,10 +456,23 @@ def expand(spec: SuiteSpec, path: str = "<suite>") -> tuple[Case, ...]:
                                     for th in block.threads or [None]:
                                         for var in block.variants:
                                             for g in gens if mode == "generate" else [None]:
-                                                case = Case(name, mode, 0 if bs == "auto" else bs, prec, backend, dev, th,
-                                                            shape.seq_len, shape.image_size, var, g)
-                                                out[case] = None
+                                                for par, ws in _parallel_points(block):
+                                                    case = Case(name, mode, 0 if bs == "auto" else bs, prec, backend,
+                                                                dev, th, shape.seq_len, shape.image_size, var, g,
+                                                                par, ws)
+                                                    out[case] = None
     return tuple(out)
+
+
+def _parallel_points(block: MatrixBlock) -> list[tuple[str, int]]:
+    """(parallelism, world_size) pairs of a block: every strategy at every world size;
+    ``none`` is one process, so only at world size 1."""
+    out = []
+    for par in block.parallelism:
+        for ws in ([1] if par == "none" else block.world_sizes or [1]):
+            if (par, ws) not in out:
+                out.append((par, ws))
+    return out
 
 
 # A shape dimension and the families' shape_kind (or mode) it applies to.
@@ -457,6 +491,12 @@ def _check_applicable(block: MatrixBlock, where: str) -> None:
             )
     if block.output_lens is not None and "generate" not in block.modes:
         raise ConfigError(f"{where}.output_lens: applies to modes = [\"generate\"] only; this block has {', '.join(block.modes)}")
+    if block.world_sizes is not None and block.parallelism == ["none"]:
+        raise ConfigError(f"{where}.world_sizes: applies to parallel cases only; add parallelism = "
+                          "[\"ddp\", \"fsdp\", \"tp\", \"pp\" or \"ps\"]")
+    if any(p != "none" for p in block.parallelism) and any(m != "train" for m in block.modes):
+        raise ConfigError(f"{where}.parallelism: parallel strategies train; this block has modes "
+                          f"{', '.join(block.modes)} (use modes = [\"train\"])")
     if block.threads is not None and not any(d == "cpu" or d == "auto" for d in block.devices):
         raise ConfigError(f"{where}.threads: applies to CPU devices only; this block has {', '.join(block.devices)}")
 

@@ -16,7 +16,7 @@ from .stats import latency_stats_ms, noise_flag, percentile
 
 # Columns of the case identity, in this order, present in every row.
 IDENTITY = ("model", "family", "size", "mode", "batch_size", "seq_len", "image_size", "gen_tokens", "precision",
-            "backend", "device", "threads", "variant")
+            "backend", "device", "threads", "variant", "parallelism", "world_size")
 
 
 def _peak_key(precision: str) -> str | None:
@@ -72,8 +72,12 @@ def case_row(rec: RunRecord, c: CaseResult, path: str = "") -> dict[str, Any]:
         row["batch_size"] = None
     flags = [(f.flag, f.detail) for f in c.flags]
     m, facts = c.measurement, c.facts
-    bs = c.case.batch_size
     settings = rec.settings()
+    # a parallel case's throughput is the group's: every rank's samples per step
+    bs = (facts.global_batch_size if facts is not None and facts.global_batch_size else c.case.batch_size)
+    if c.case.parallelism != "none":
+        row["scaling"] = settings.get("scaling", "weak")
+        row["global_batch_size"] = bs
     if m is not None:
         st = latency_stats_ms(m.raw_times_s)
         row.update(st)
@@ -110,6 +114,8 @@ def case_row(rec: RunRecord, c: CaseResult, path: str = "") -> dict[str, Any]:
         row.update(facts.changes)
         for k in ("memory_peak_bytes", "memory_reserved_peak_bytes", "host_rss_peak_bytes"):
             row[k] = getattr(facts, k)
+        if c.case.parallelism != "none":
+            row.update(_parallel(facts, row))
         median_s = (row.get("latency_ms_p50") or 0.0) / 1e3
         achieved = facts.flops_per_sample * bs / median_s / 1e12 if median_s > 0 else None
         peak, source, why = _peak(rec, c)
@@ -132,6 +138,50 @@ def case_row(rec: RunRecord, c: CaseResult, path: str = "") -> dict[str, Any]:
     row["quality_flags"] = list(dict.fromkeys(f for f, _ in flags))
     row["flag_details"] = "; ".join(f"{f}: {d}" for f, d in flags)
     return row
+
+
+def _parallel(facts, row: dict[str, Any]) -> dict[str, Any]:
+    """A parallel case's communication: seconds and bytes per step in collectives (as the
+    rank measured them, ``comm_measured_by``) and ``comm_fraction`` = communication
+    time / median step time (its busy time may overlap compute, e.g. DDP's bucketed
+    allreduce during the backward pass, so it is an upper bound of the exposed share)."""
+    step_s = (row.get("latency_ms_p50") or 0.0) / 1e3
+    comm = facts.comm_s_per_step
+    return {
+        "comm_s_per_step": comm,
+        "comm_bytes_per_step": facts.comm_bytes_per_step,
+        "comm_fraction": min(comm / step_s, 1.0) if comm is not None and step_s > 0 else None,
+        "comm_measured_by": facts.comm_measured_by,
+        "rank_memory_peak_bytes_max": max(facts.rank_memory_peak_bytes) if facts.rank_memory_peak_bytes else None,
+        "rank_host_rss_peak_bytes_max": (max(facts.rank_host_rss_peak_bytes)
+                                         if facts.rank_host_rss_peak_bytes else None),
+    }
+
+
+def scaling_efficiency(rows: list[dict[str, Any]]) -> None:
+    """Add ``scaling_efficiency`` to parallel rows (in place): throughput(N) / (N x
+    throughput(1)) against the same case (same strategy, identity and host) at world
+    size 1, preferring one from the same run. Weak scaling (``scaling = "weak"``, the
+    default: batch per rank fixed) and strong scaling (global batch fixed) use the same
+    formula; the ``scaling`` column says which one the run held fixed. Rows without an
+    ok world-size-1 partner get none."""
+    def key(r):
+        return (r.get("hostname"), r.get("suite"), r.get("scaling"),
+                *(r.get(k) for k in IDENTITY if k != "world_size"))
+
+    base: dict[tuple, list[dict[str, Any]]] = {}
+    for r in rows:
+        if r.get("parallelism") not in (None, "none") and r.get("world_size") == 1 and r.get("status") == "ok" \
+                and r.get("throughput_samples_per_s"):
+            base.setdefault(key(r), []).append(r)
+    for r in rows:
+        if r.get("parallelism") in (None, "none") or r.get("status") != "ok":
+            continue
+        cands = base.get(key(r), [])
+        same_run = [b for b in cands if b.get("run_id") == r.get("run_id")]
+        b = (same_run or cands or [None])[0]
+        thr, n = r.get("throughput_samples_per_s"), r.get("world_size") or 1
+        r["scaling_efficiency"] = thr / (n * b["throughput_samples_per_s"]) if b is not None and thr else None
 
 
 def router_balance(tokens_per_expert: list[list[int]]) -> dict[str, float | None]:
@@ -185,7 +235,9 @@ def _energy(c: CaseResult, row: dict[str, Any], flags: list) -> dict[str, Any]:
 
 
 def record_rows(rec: RunRecord, path: str = "") -> list[dict[str, Any]]:
-    return [case_row(rec, c, path) for c in rec.cases]
+    rows = [case_row(rec, c, path) for c in rec.cases]
+    scaling_efficiency(rows)
+    return rows
 
 
 # ------------------------------------------------------------------------ the schema
@@ -210,7 +262,8 @@ SCHEMA: list[tuple[str, str]] = [
     # the case
     ("case_id", _STR), ("model", _STR), ("family", _STR), ("size", _STR), ("mode", _STR), ("batch_size", _INT),
     ("seq_len", _INT), ("image_size", _INT), ("gen_tokens", _INT), ("precision", _STR), ("backend", _STR),
-    ("device", _STR), ("threads", _INT), ("variant", _STR), ("status", _STR), ("reason", _STR),
+    ("device", _STR), ("threads", _INT), ("variant", _STR), ("parallelism", _STR), ("world_size", _INT),
+    ("status", _STR), ("reason", _STR),
     # timing
     ("latency_ms_p50", _FLOAT), ("latency_ms_p90", _FLOAT), ("latency_ms_p99", _FLOAT), ("latency_ms_mean", _FLOAT),
     ("latency_ms_std", _FLOAT), ("latency_ms_min", _FLOAT), ("latency_cv", _FLOAT), ("latency_iqr_rel", _FLOAT),
@@ -251,6 +304,10 @@ SCHEMA: list[tuple[str, str]] = [
     *_series("gpu_temperature_c", ("mean", "max")), *_series("gpu_pcie_rx_bytes_per_s", ("mean", "max")),
     *_series("gpu_pcie_tx_bytes_per_s", ("mean", "max")), *_series("gpu_dram_bw_util_pct", ("mean", "max", "p95")),
     *_series("gpu_tensor_active_pct", ("mean", "max", "p95")), *_series("gpu_sm_active_pct", ("mean", "max", "p95")),
+    # parallel cases (a torchrun group): the group's batch, scaling, communication, per-rank peaks
+    ("scaling", _STR), ("global_batch_size", _INT), ("scaling_efficiency", _FLOAT), ("comm_fraction", _FLOAT),
+    ("comm_s_per_step", _FLOAT), ("comm_bytes_per_step", _FLOAT), ("comm_measured_by", _STR),
+    ("rank_memory_peak_bytes_max", _INT), ("rank_host_rss_peak_bytes_max", _INT),
     # measurement quality
     ("quality_flags", "object"), ("flag_details", _STR),
 ]
@@ -309,6 +366,7 @@ def load_results(paths, warn: Callable[[str], None] | None = None):
     rows: list[dict[str, Any]] = []
     for p, rec in read_many(paths, warn):
         rows += record_rows(rec, str(Path(p)))
+    scaling_efficiency(rows)  # across files too: a world-size-1 case from another run of this host
     return to_frame(rows)
 
 

@@ -30,7 +30,16 @@ $HWBENCH_PROFILE_DIR is searched first when set.
 @click.option("--out", "out_dir", default="results/profiles", show_default=True, type=click.Path(file_okay=False),
               help="Folder for the profile file.")
 @click.option("--quiet", is_flag=True, help="No progress lines on stderr.")
-def probe(devices: tuple[str, ...], thorough: bool, fmt: str, out_dir: str, quiet: bool) -> None:
+@click.option("--collectives", is_flag=True,
+              help="Instead: collective microbenchmarks (allreduce, allgather, reduce-scatter, broadcast, "
+                   "all-to-all) over a torchrun group of --world-size ranks: latency, algbw and busbw "
+                   "(nccl-tests formulas) per message size, results checked.")
+@click.option("--world-size", type=click.IntRange(1, 1024), default=2, show_default=True,
+              help="--collectives: ranks (one per GPU on CUDA; sharing the cores on CPU).")
+@click.option("--max-bytes", type=click.IntRange(1024), default=16 * 2**20, show_default=True,
+              help="--collectives: the largest message, bytes (sizes go up by 4x from 1 KiB).")
+def probe(devices: tuple[str, ...], thorough: bool, fmt: str, out_dir: str, quiet: bool, collectives: bool,
+          world_size: int, max_bytes: int) -> None:
     """Measure what this machine can deliver: GEMM TFLOP/s per dtype (shape search,
     steady clocks, caches flushed), memory bandwidth (copy, read, write, triad) and
     host<->device copies, with the fraction of the datasheet peak."""
@@ -42,6 +51,23 @@ def probe(devices: tuple[str, ...], thorough: bool, fmt: str, out_dir: str, quie
     def progress(msg: str) -> None:
         if not quiet:
             click.echo(f"[{time.perf_counter() - t0:5.1f} s] {clean(msg)}", err=True)
+
+    if collectives:
+        from ..errors import UserError
+        from . import collectives as coll
+
+        device = (devices or ("cpu",))[0]
+        if len(devices) > 1 or device.split(":")[0] not in ("cpu", "cuda"):
+            raise UserError(f"--collectives: one --device, cpu (gloo) or cuda (nccl); got {', '.join(devices)}")
+        sizes = [s for s in coll.DEFAULT_SIZES if s <= max_bytes] if max_bytes <= coll.DEFAULT_SIZES[-1] else \
+            [4 ** k * 1024 for k in range(0, 16) if 4 ** k * 1024 <= max_bytes]
+        progress(f"collectives: {world_size} ranks on {device}, {len(sizes)} sizes up to {max_bytes} bytes")
+        try:
+            doc = coll.run(world_size, device, sizes)
+        except RuntimeError as e:
+            raise click.ClickException(str(e)) from None
+        click.echo(json.dumps(doc, indent=1) if fmt == "json" else coll.to_table(doc))
+        return
 
     settings = ProbeSettings.full() if thorough else ProbeSettings.quick()
     prof, path = run_probe(list(devices) or None, settings, out_dir, progress)

@@ -1,0 +1,63 @@
+"""Parallel cases: one module per strategy, each built on the torch.distributed API its
+users write by hand, launched by torchrun (hwbench writes no process-group or
+networking layer of its own).
+
+* :mod:`.mesh` -- the one frozen description of the process mesh (:class:`Mesh`) that
+  every strategy reads; no strategy looks at another's state.
+* :mod:`.ddp` (DistributedDataParallel), :mod:`.fsdp` (FSDP2 ``fully_shard``),
+  :mod:`.tp` (DTensor ``parallelize_module``), :mod:`.pp` (``torch.distributed.pipelining``),
+  :mod:`.ps` (parameter server over ``gather`` + point-to-point ``send`` / ``recv``) --
+  each with ``requires(case, family) -> reason | None`` (torch-free, checked when a run
+  is planned) and ``make_step(...)`` (in the rank).
+* :mod:`.agent` -- the per-case launcher process: torch's elastic agent
+  (``torch.distributed.launcher.api.elastic_launch``, c10d rendezvous, what ``torchrun
+  --standalone`` runs) reporting each failed rank's exit code or signal, typed.
+* :mod:`.rank` -- what each rank runs (``python -m hwbench.parallel.rank JOB_DIR``):
+  also the entry point of a multi-node ``torchrun`` (README).
+* :mod:`.report` -- the typed per-rank report and the pure merge of a group's reports.
+
+This package is torch-free at import: the suite loader and the planner use it.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+from . import ddp, fsdp, pp, ps, tp
+from .mesh import DATA_PARALLEL, batches
+
+if TYPE_CHECKING:
+    from ..spec import Case
+
+STRATEGIES: dict[str, ModuleType] = {"ddp": ddp, "fsdp": fsdp, "tp": tp, "pp": pp, "ps": ps}
+
+
+def requires(case: Case, device_kind: str, devices_of_kind: int, settings=None) -> str | None:
+    """Why parallel ``case`` cannot run here, or None. ``device_kind`` is the resolved
+    device's kind ("cpu", "cuda"); ``devices_of_kind`` how many such devices exist (a
+    CPU counts as enough for any number of ranks: they share its cores)."""
+    if case.parallelism == "none":
+        return None
+    from .. import models
+
+    fam, _ = models.get(case.model)
+    name = case.parallelism
+    if case.mode != "train":
+        return f"{name}: parallel strategies train (mode {case.mode!r})"
+    if case.backend != "eager":
+        return f"{name}: parallel cases run the eager backend only (not {case.backend!r})"
+    if case.variant != "none":
+        return f"{name}: parallel cases take no variant (got {case.variant!r})"
+    if device_kind not in ("cpu", "cuda"):
+        return f"{name}: torch.distributed runs here on cpu (gloo) or cuda (nccl), not {device_kind}"
+    if device_kind == "cuda" and case.world_size > devices_of_kind:
+        return f"{name}: world size {case.world_size} needs {case.world_size} CUDA GPUs; this machine has {devices_of_kind}"
+    if settings is not None and name in DATA_PARALLEL:
+        try:
+            batches(name, case.batch_size, case.world_size, settings.scaling)
+        except ValueError as e:
+            return f"{name}: {e} (scaling = \"strong\")"
+    if name == "pp":
+        return pp.requires(case, fam, settings)
+    return STRATEGIES[name].requires(case, fam)

@@ -1,0 +1,63 @@
+"""ps: parameter-server training, the classic alternative to allreduce. Rank 0 is the
+server: it holds the optimizer state and applies every update. Every rank (the server
+included) is a worker that computes gradients on its own batch, pushes them to the
+server with ``gather`` and pulls the updated parameters back by point-to-point ``send``
+/ ``recv`` (the server sends one copy per worker: its link carries (N-1) x the model,
+which is what allreduce avoids). ``torch.distributed.rpc`` is in maintenance and not
+used."""
+
+from __future__ import annotations
+
+
+def requires(case, fam) -> str | None:
+    return None
+
+
+def make_step(prep, fam, inputs, targets, mesh):
+    import torch
+    import torch.distributed as dist
+    from torch.nn.utils import parameters_to_vector, vector_to_parameters
+
+    model = prep.model
+    params = [p for p in model.parameters() if p.requires_grad]
+    server = mesh.rank == 0
+    n = mesh.world_size
+    opt = torch.optim.AdamW(params, lr=1e-4) if server else None
+    model.train()
+
+    def train():
+        with prep.autocast():
+            loss = fam.loss(model(inputs), targets)
+        loss.backward()
+        grad = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
+        if server:
+            pushed = [torch.empty_like(grad) for _ in range(n)]
+            dist.gather(grad, pushed, dst=0)  # push: every worker's gradients to the server
+            mean = torch.stack(pushed).sum(0) / n
+            for p, g in zip(params, _unflatten(mean, params)):
+                p.grad = g
+            opt.step()
+            flat = parameters_to_vector(params).detach()
+            works = [dist.isend(flat, r) for r in range(1, n)]  # pull: the new parameters to each worker
+            for w in works:
+                w.wait()
+            opt.zero_grad(set_to_none=True)
+        else:
+            dist.gather(grad, None, dst=0)
+            flat = torch.empty_like(grad)
+            dist.recv(flat, 0)
+            with torch.no_grad():
+                vector_to_parameters(flat, params)
+            for p in params:
+                p.grad = None
+        return loss
+
+    return train
+
+
+def _unflatten(flat, params):
+    out, i = [], 0
+    for p in params:
+        out.append(flat[i:i + p.numel()].view_as(p).clone())
+        i += p.numel()
+    return out

@@ -1,0 +1,222 @@
+"""What each rank of a parallel case runs: ``python -m hwbench.parallel.rank JOB_DIR``,
+started by the elastic agent (:mod:`.agent`) or by ``torchrun`` on every node.
+
+``JOB_DIR/job.json`` holds the case, the settings, the device kind, the CPU threads per
+rank, the memory cap and an injected fault (tests). The rank writes ``rank<R>.pid`` as
+soon as it runs (the launcher checks by pid that no rank outlives the case) and
+``rank<R>.json`` (:class:`~.report.RankReport`) at the end, ok or not.
+
+Timing: every step starts with an untimed 1-element allreduce (MAX) that both aligns
+the ranks (a barrier) and carries rank 0's decision to stop, so every rank runs the same
+number of steps; each rank times its own step (device synchronised) and the launcher
+takes, step by step, the slowest rank's time. After the timed window
+``comm_profile_steps`` more steps run under ``torch.profiler`` to measure the time and
+bytes of the communication backend's operations.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import socket
+import sys
+import time
+import traceback
+from pathlib import Path
+
+# torch's names of the element types the profiler reports, with their sizes in bytes
+_DTYPE_BYTES = {"float": 4, "double": 8, "c10::BFloat16": 2, "c10::Half": 2, "long int": 8, "int": 4,
+                "signed char": 1, "unsigned char": 1, "bool": 1, "short int": 2, "c10::Float8_e4m3fn": 1}
+
+
+def _die_with_parent() -> None:
+    """SIGKILL this rank when the agent that started it dies, however it dies (Linux):
+    torch starts ranks in their own session, so a kill of the agent's process group does
+    not reach them."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def main(job_dir: str) -> int:
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the runner decides about Ctrl-C
+    t_start = time.monotonic()
+    job_path = Path(job_dir)
+    rank = int(os.environ.get("RANK", "0"))
+    (job_path / f"rank{rank}.pid").write_text(str(os.getpid()))
+    job = json.loads((job_path / "job.json").read_text())
+    from ..spec import Case, Settings
+    from ..worker import _cap_memory, classify
+
+    case = Case.from_dict(job["case"])
+    settings = Settings.model_validate_json(json.dumps(job["settings"]))
+    base = {"rank": rank, "pid": os.getpid(), "hostname": socket.gethostname()}
+    try:
+        _cap_memory(job.get("memory_limit_bytes"), job["device_kind"])
+        report = _run(case, settings, job, rank, t_start)
+        code = 0
+    except BaseException as e:  # noqa: BLE001 - every failure becomes a report
+        reason = traceback.format_exception_only(type(e), e)[-1].strip()[:2000]
+        if os.environ.get("HWBENCH_DEBUG"):
+            reason += "\n" + traceback.format_exc()
+        report = {"status": classify(e), "reason": reason, "t_failed": time.time()}
+        code = 1
+    from .report import RankReport
+
+    out = RankReport(**base, **report)
+    tmp = job_path / f".rank{rank}.json.tmp"
+    tmp.write_text(out.model_dump_json())
+    os.replace(tmp, job_path / f"rank{rank}.json")
+    if code == 0:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    sys.stdout.flush()
+    # a failed rank leaves at once: its peers may wait in a collective; the agent sees
+    # the exit and stops them
+    os._exit(code)
+
+
+def _run(case, settings, job: dict, rank: int, t_start: float) -> dict:
+    import torch
+    import torch.distributed as dist
+
+    from .. import backends, models
+    from ..worker import _inject_fault, _rss_peak_bytes
+    from . import STRATEGIES
+    from .mesh import Mesh
+
+    if job.get("threads"):
+        torch.set_num_threads(int(job["threads"]))
+    mesh = Mesh.from_env(case.parallelism, job["device_kind"], case.batch_size, settings.scaling,
+                         settings.microbatches, settings.pp_schedule)
+    device = torch.device(mesh.device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        dist.init_process_group(mesh.backend, device_id=device)
+    else:
+        dist.init_process_group(mesh.backend)
+    fam, size = models.get(case.model)
+    cfg = fam.sizes[size]
+    torch.manual_seed(settings.seed)  # the same weights on every rank
+    model = fam.build(cfg)
+    # data-parallel ranks draw their own batch; tp / pp ranks must see the same one
+    data_seed = settings.seed + 1 + (rank if mesh.strategy in ("ddp", "fsdp", "ps") else 0)
+    torch.manual_seed(data_seed)
+    inputs, targets = fam.make_batch(cfg, mesh.rank_batch, case.shape, device, torch.float32)
+    prep = backends.prepare(model, case, device, fam.float_inputs)
+    if fam.float_inputs:
+        inputs = inputs.to(prep.input_dtype)
+    step = STRATEGIES[mesh.strategy].make_step(prep, fam, inputs, targets, mesh)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    flag = torch.zeros(1, device=device)
+
+    def align(stop: bool = False) -> bool:
+        """Untimed: every rank waits for every other (allreduce), and learns whether
+        rank 0 says stop."""
+        flag.fill_(1.0 if (stop and rank == 0) else 0.0)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
+
+    def timed() -> float:
+        align()
+        t0 = time.perf_counter()
+        step()
+        sync()
+        return time.perf_counter() - t0
+
+    sync()
+    t_ready = time.monotonic()
+    w0 = time.perf_counter()
+    first = timed()
+    done = 1
+    while True:
+        more = done < max(settings.warmup_iters, 1) or time.perf_counter() - w0 < settings.warmup_s
+        if align(stop=not more):
+            break
+        timed()
+        done += 1
+    warm = time.perf_counter() - w0
+    fault = job.get("fault")
+    if fault and fault.get("rank") in (None, rank):
+        _inject_fault(fault["kind"])  # mid-case: after warmup, before the timed window
+    t_first = time.monotonic()
+    rounds = []
+    for _ in range(settings.repeats):
+        times: list[float] = []
+        r0 = time.perf_counter()
+        while True:
+            n, el = len(times), time.perf_counter() - r0
+            stop = n >= settings.max_iters or (n >= settings.min_iters and el >= settings.min_time_s)
+            if align(stop):
+                break
+            times.append(timed())
+        rounds.append(times)
+    t_end = time.monotonic()
+    comm_s = comm_bytes = how = None
+    if settings.comm_profile_steps:
+        comm_s, comm_bytes, how = _profile_comm(timed, settings.comm_profile_steps, device)
+    mem = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+    return {
+        "status": "ok", "raw_times_s": rounds, "first_iter_s": first, "warmup_s": warm,
+        "t_start": t_start, "t_ready": t_ready, "t_first_timed": t_first, "t_window_end": t_end,
+        "comm_s_per_step": comm_s, "comm_bytes_per_step": comm_bytes, "comm_measured_by": how,
+        "memory_peak_bytes": mem, "host_rss_peak_bytes": _rss_peak_bytes(),
+        "threads_used": torch.get_num_threads() if device.type == "cpu" else None,
+        "params": fam.param_count(cfg), "flops_per_sample": fam.flops_per_sample(size, "train", case.shape),
+        "group_batch": mesh.group_batch,
+    }
+
+
+def _profile_comm(timed, steps: int, device) -> tuple[float, float, str]:
+    """(seconds, bytes) per step in the communication backend's operations, from
+    ``steps`` steps under torch.profiler: on CPU the gloo operations' events (their own
+    threads' busy time), on CUDA the NCCL kernels' device time. Bytes: the operations'
+    input tensors (shape x element size)."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from .report import COMM_MEASURED_BY
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=acts, record_shapes=True) as prof:
+        for _ in range(steps):
+            timed()
+    busy_us = 0.0
+    nbytes = 0.0
+    for e in prof.events():
+        name = e.name
+        if name.startswith(("gloo:", "nccl:")):
+            msg = 0
+            for shape, dt in zip(e.input_shapes or [], getattr(e, "input_dtypes", None) or []):
+                if shape and isinstance(shape[0], int):
+                    n = 1
+                    for d in shape:
+                        n *= d
+                    msg = n * _DTYPE_BYTES.get(dt, 4)
+                    break  # the first tensor input is the message
+            if msg <= 8:
+                continue  # the 1-element allreduce that aligns the steps: hwbench's, not the strategy's
+            nbytes += msg
+            if device.type != "cuda":
+                busy_us += e.cpu_time_total
+        elif device.type == "cuda" and "nccl" in name.lower() and getattr(e, "device_time_total", 0):
+            busy_us += e.device_time_total
+    kinds = "NCCL kernel" if device.type == "cuda" else "gloo:*"
+    return busy_us / 1e6 / steps, nbytes / steps, COMM_MEASURED_BY.format(n=steps, kinds=kinds)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
