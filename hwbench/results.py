@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from .errors import ResultsError
 from .records import FORMAT, SCHEMA_VERSION, RunRecord
@@ -30,8 +30,9 @@ def _umask() -> int:
     return mask
 
 
-def write_atomic(path: str | Path, record: RunRecord) -> None:
-    """Write ``record`` so that ``path`` always holds either the old or the new complete
+def write_atomic(path: str | Path, record: BaseModel) -> None:
+    """Write ``record`` (a results record, or any pydantic record such as a machine
+    profile) as JSON so that ``path`` always holds either the old or the new complete
     file: temporary file in the same folder, fsync, rename, fsync the folder. An OSError
     (disk full, permission) leaves the previous file as it was."""
     path = Path(path)

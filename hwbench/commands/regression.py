@@ -102,13 +102,10 @@ def compare(baseline: str, new: str, threshold: float, metrics: str, alpha: floa
 
 # ------------------------------------------------------------------ formatting
 def _num(v) -> float | None:
-    if v is None:
-        return None
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(f) else f
+    """A finite float, or None (numpy / pandas missing values included)."""
+    from ..analysis.compare import _num as parse  # the one parser; imported late: pandas and scipy
+
+    return parse(v)
 
 
 def value(v, unit: str) -> str:

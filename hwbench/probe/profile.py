@@ -20,11 +20,9 @@ Files are written atomically (temporary file, fsync, rename), never partially.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -152,25 +150,11 @@ def default_path(out_dir: str | Path, hostname: str, created_compact: str, profi
 
 
 def write_atomic(path: str | Path, profile: ProfileFile) -> None:
-    """``path`` holds the old file or the new complete one, never a part: temporary file
-    in the same folder, fsync, rename (as :func:`hwbench.results.write_atomic`)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = profile.model_dump_json(indent=1)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        mask = os.umask(0)
-        os.umask(mask)
-        os.fchmod(fd, 0o666 & ~mask)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    """``path`` holds the old file or the new complete one, never a part (the results
+    files' atomic writer: temporary file, fsync, rename)."""
+    from ..results import write_atomic as _write
+
+    _write(path, profile)
 
 
 class ProfileError(ValueError):
