@@ -28,6 +28,20 @@ if TYPE_CHECKING:
     from .backends import Prepared
 
 
+def backward_and_step(loss, opt, scaler=None):
+    """The end of every training step: backward, optimizer step (through the grad scaler
+    for fp16 autocast), gradients set to None. Returns ``loss``."""
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+    else:
+        loss.backward()
+        opt.step()
+    opt.zero_grad(set_to_none=True)
+    return loss
+
+
 def make_step(
     mode: str,
     prep: Prepared,
@@ -90,15 +104,7 @@ def make_step(
         def train():
             with prep.autocast():
                 loss = loss_fn(model(inputs), targets)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
-            else:
-                loss.backward()
-                opt.step()
-            opt.zero_grad(set_to_none=True)
-            return loss
+            return backward_and_step(loss, opt, scaler)
 
         return train
     raise ValueError(f"unknown mode {mode!r}")
@@ -150,14 +156,6 @@ def make_distill_step(
             # the teacher's logits are inference tensors: read, never saved for
             # backward (the log-softmax of them that the KL term keeps is a new tensor)
             loss = distill_loss(s_logits, t_logits, loss_fn(s_logits, targets), alpha, temperature)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-        else:
-            loss.backward()
-            opt.step()
-        opt.zero_grad(set_to_none=True)
-        return loss
+        return backward_and_step(loss, opt, scaler)
 
     return distill
