@@ -240,13 +240,15 @@ class HostSampler(Sampler):
                 out[f"{k}_sampled_max"], out[f"{k}_sampled_p95"] = st["max"], st["p95"]
         if t1 > t0:
             # CPU times move in clock ticks: over a window of a few ticks a delta can
-            # exceed what the machine can do, so it is clipped to that
+            # exceed what the machine can do, so it is clipped to that; and system busy
+            # time is total - idle, two fields read a moment apart, so over a tiny window
+            # it can step back by a hair: clipped at 0
             busy = en.counter_delta(samples, "cpu_busy_counter_s", t0, t1)
             if busy is not None:
-                out["cpu_util_pct_mean"] = min(100.0, 100.0 * busy / ((t1 - t0) * self.logical_cpus))
+                out["cpu_util_pct_mean"] = min(100.0, max(0.0, 100.0 * busy / ((t1 - t0) * self.logical_cpus)))
             used = en.counter_delta(samples, "proc_cpu_counter_s", t0, t1)
             if used is not None:
-                out["proc_cpu_pct_mean"] = min(100.0 * self.logical_cpus, 100.0 * used / (t1 - t0))
+                out["proc_cpu_pct_mean"] = min(100.0 * self.logical_cpus, max(0.0, 100.0 * used / (t1 - t0)))
         return out
 
 
