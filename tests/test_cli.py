@@ -322,18 +322,24 @@ def test_sigterm_abandons_a_case_that_outlives_the_grace_period(tmp_path):
     assert rec.status == "interrupted" and [c.status for c in rec.cases] == ["ok"]
 
 
-def _small_file_limit():
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # then a write past the limit fails with EFBIG
-    resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+def _file_limit(nbytes: int):
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # then a write past the limit fails with EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, nbytes))
+    return limit
 
 
 def test_a_write_error_keeps_a_valid_file_and_says_how_to_resume(tmp_path):
-    # each case adds its samples to the file; past 200 kB every write fails like a full disk
     p = write_suite(tmp_path, '[[matrix]]\nmodels=["mlp:tiny"]\nmodes=["infer","train"]\nbatch_sizes=[1,2,4,8,16]\n',
-                    settings="min_time_s = 0.3\nsample_interval_s = 0.01")
+                    settings="min_time_s = 0.3\nsample_interval_s = 0.01\nmax_iters = 50")
+    # how large the file grows on this machine: a full run first, then a limit at about
+    # 45 % of that, so some cases are saved and a later write fails like a full disk
+    full = hwbench("run", p, "--out", tmp_path / "full")
+    assert full.returncode == 0, full.stderr
+    size = results_file(tmp_path / "full").stat().st_size
     out = tmp_path / "out"
     r = subprocess.run([sys.executable, "-m", "hwbench.cli", "run", str(p), "--out", str(out)], cwd=ROOT,
-                       capture_output=True, text=True, timeout=300, preexec_fn=_small_file_limit)
+                       capture_output=True, text=True, timeout=300, preexec_fn=_file_limit(int(size * 0.45)))
     assert r.returncode == 2, (r.stdout, r.stderr)
     assert "cannot write the results file" in r.stderr and "--resume" in r.stderr and "Traceback" not in r.stderr
     rec = read_record(results_file(out))  # the last good version
