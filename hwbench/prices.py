@@ -55,6 +55,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
+from .spec import format_validation_error
 
 import tomllib
 
@@ -238,45 +239,6 @@ class Mix:
     weights: tuple[tuple[str, float], ...]
 
 
-# ------------------------------------------------------------------ errors
-def _allowed(model: type[BaseModel], loc: tuple) -> list[str]:
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        ann = model.model_fields[part].annotation
-        args = getattr(ann, "__args__", None)
-        inner = args[0] if args else ann
-        if isinstance(inner, type) and issubclass(inner, BaseModel):
-            model = inner
-    return list(model.model_fields)
-
-
-def _format_error(path: str, err: ValidationError, root: type[BaseModel], where: str = "") -> str:
-    from .spec import _loc, _suggest
-
-    e = err.errors(include_url=False)[0]
-    raw = tuple(p for p in e["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function"))))
-    loc = _loc(raw)
-    msg = e["msg"]
-    if msg.startswith("Value error, "):
-        msg = msg[len("Value error, "):]
-        if msg.startswith("["):  # a key named by the validator
-            idx, _, msg = msg.partition("] ")
-            loc += idx + "]"
-    elif e["type"] == "extra_forbidden":
-        section = raw[:-1]
-        allowed = _allowed(root, section)
-        msg = (f"unknown key{_suggest(e['loc'][-1], allowed)}; allowed in {_loc(section) or 'the top level'}: "
-               f"{', '.join(allowed)}")
-    elif e["type"] == "missing":
-        msg = "missing required field"
-    else:
-        msg = f"{msg} (got {e['input']!r})" if not isinstance(e.get("input"), (dict, list)) else msg
-    more = len(err.errors()) - 1
-    tail = f" (and {more} more error{'s' * (more > 1)})" if more else ""
-    return f"{path}: {where}{loc or 'the file'}: {msg}{tail}"
-
-
 def _read_toml(path: str | Path, what: str) -> dict[str, Any]:
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -299,7 +261,7 @@ def parse_prices(data: dict[str, Any], path: str = "<prices>") -> PriceSpec:
     try:
         spec = PriceFile.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(_format_error(path, e, PriceFile)) from None
+        raise ConfigError(format_validation_error(path, e, PriceFile)) from None
     given = set(data.get("defaults", {}) or {})
     assumed = tuple(k for k in SITE_KEYS if k not in given)
     prices = tuple(
@@ -339,7 +301,7 @@ def parse_catalogue(text: str, path: str = CATALOG_FILE) -> PriceSpec:
         try:
             m = Machine.model_validate(data)
         except ValidationError as e:
-            raise ConfigError(_format_error(path, e, Machine, where=f"row {line}: ")) from None
+            raise ConfigError(format_validation_error(path, e, Machine, where=f"row {line}: ")) from None
         prices.append(Price(m, i, f"{path} row {line}", _site(defaults, m, SITE_KEYS), assumption=True))
     if not prices:
         raise ConfigError(f"{path}: no prices")
@@ -356,7 +318,7 @@ def parse_mix(data: dict[str, Any], path: str = "<mix>") -> Mix:
     try:
         spec = MixFile.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(_format_error(path, e, MixFile)) from None
+        raise ConfigError(format_validation_error(path, e, MixFile)) from None
     return Mix(path=path, name=spec.mix.name, weights=tuple((g, float(w)) for g, w in spec.weights.items()))
 
 

@@ -321,19 +321,27 @@ def _loc(loc: tuple) -> str:
     return out
 
 
-def _format_error(path: str, err: ValidationError) -> str:
+def format_validation_error(path: str, err: ValidationError, root: type[BaseModel], where: str = "") -> str:
+    """A pydantic ValidationError of ``root.model_validate`` -> the one line a ConfigError
+    carries: ``"{path}: {where}{field path}: {what is wrong / allowed}"``, the first error
+    only (the count of the others is appended). ``where`` prefixes the field path (a
+    CSV row, say); unknown keys list the fields ``root`` allows there. Shared by every
+    validated input file (suites here, :mod:`hwbench.prices`)."""
     e = err.errors(include_url=False)[0]
-    loc = _loc(tuple(p for p in e["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function")))))
+    # pydantic names union members and validator wrappers in loc; they are not fields
+    raw = tuple(p for p in e["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function"))))
+    loc = _loc(raw)
     msg = e["msg"]
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
-        if msg.startswith("["):  # a list element named by the validator
+        if msg.startswith("["):  # a list element or key named by the validator
             idx, _, msg = msg.partition("] ")
             loc += idx + "]"
     elif e["type"] == "extra_forbidden":
-        section = _loc(tuple(e["loc"][:-1]))
-        allowed = _allowed_fields(tuple(e["loc"][:-1]))
-        msg = f"unknown key{_suggest(e['loc'][-1], allowed)}; allowed in {section or 'the top level'}: {', '.join(allowed)}"
+        section = raw[:-1]
+        allowed = _allowed_fields(root, section)
+        msg = (f"unknown key{_suggest(e['loc'][-1], allowed)}; allowed in {_loc(section) or 'the top level'}: "
+               f"{', '.join(allowed)}")
     elif e["type"] == "literal_error":
         allowed = _literal_values(e)
         msg = f"{e['input']!r} is not allowed{_suggest(e['input'], allowed)}; allowed: {', '.join(allowed)}"
@@ -343,7 +351,7 @@ def _format_error(path: str, err: ValidationError) -> str:
         msg = f"{msg} (got {e['input']!r})" if not isinstance(e.get("input"), (dict, list)) else msg
     more = len(err.errors()) - 1
     tail = f" (and {more} more error{'s' * (more > 1)})" if more else ""
-    return f"{path}: {loc}: {msg}{tail}"
+    return f"{path}: {where}{loc or 'the file'}: {msg}{tail}"
 
 
 def _literal_values(e) -> list[str]:
@@ -351,14 +359,17 @@ def _literal_values(e) -> list[str]:
     return [s.strip().strip("'") for s in e["ctx"]["expected"].replace(" or ", ", ").split(",")]
 
 
-def _allowed_fields(loc: tuple) -> list[str]:
-    model: type[BaseModel] = SuiteSpec
+def _allowed_fields(model: type[BaseModel], loc: tuple) -> list[str]:
+    """The fields of the model that ``loc`` (a path of field names and list indexes from
+    ``model``) leads to."""
     for part in loc:
         if isinstance(part, int):
             continue
         ann = model.model_fields[part].annotation
         args = getattr(ann, "__args__", None)
-        model = args[0] if args else ann
+        inner = args[0] if args else ann
+        if isinstance(inner, type) and issubclass(inner, BaseModel):
+            model = inner
     return list(model.model_fields)
 
 
@@ -371,7 +382,7 @@ def parse_suite(text: str, path: str = "<suite>") -> LoadedSuite:
     try:
         spec = SuiteSpec.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(_format_error(path, e)) from None
+        raise ConfigError(format_validation_error(path, e, SuiteSpec)) from None
     cases = expand(spec, path)
     return LoadedSuite(path=path, spec=spec, cases=cases, raw=data)
 

@@ -2,6 +2,7 @@
 FLOPs against torch's FLOP counter, the decoder's KV cache, the registry's torch-free
 metadata and the declarations a family is checked against."""
 
+import importlib
 import inspect
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from hwbench import models
 from hwbench.models import GenerativeModel, ModelFamily, Shape
+from hwbench.models.base import NETS_ENTRIES
 
 # Published parameter counts.
 PUBLISHED = {
@@ -119,6 +121,7 @@ for n in names:
         fam.max_seq_len(cfg)
     if fam.flops_generate is not None:
         fam.flops_generate(cfg, 16, 8)
+    assert all(callable(f) for f in (fam.build, fam.make_batch, fam.loss))
 assert "torch" not in sys.modules, sorted(k for k in sys.modules if k.startswith("torch"))
 print(len(names))
 """
@@ -170,6 +173,23 @@ def test_decoder_generate_flops_count_prefill_then_decode():
 def test_contradictory_family_declarations_are_refused(change, message):
     with pytest.raises(ValueError, match=message):
         replace(models.REGISTRY["encoder"], **change)
+
+
+@pytest.mark.parametrize("name", sorted(models.REGISTRY))
+def test_a_family_forwards_to_its_nets_module(name):
+    fam = models.REGISTRY[name]
+    nets = importlib.import_module(f"hwbench.models.nets.{fam.nets}")
+    assert all(callable(getattr(nets, entry)) for entry in NETS_ENTRIES)
+    cfg = next(iter(fam.sizes.values()))
+    with torch.device("meta"):
+        assert type(fam.build(cfg)) is type(nets.build(cfg))
+
+
+def test_a_family_needs_its_torch_code():
+    with pytest.raises(ValueError, match="no module hwbench.models.nets.decodr"):
+        replace(models.REGISTRY["decoder"], nets="decodr", build=None, make_batch=None, loss=None)
+    with pytest.raises(ValueError, match="build is missing"):
+        replace(models.REGISTRY["decoder"], nets=None, build=None)
 
 
 def test_generate_needs_sequences():

@@ -9,13 +9,17 @@ figures describe) -- the same convention as ``torch.utils.flop_counter``.
 
 This module and every family's metadata are torch-free: the suite loader validates
 names, modes, shapes and sequence limits, and answers user errors, before torch (seconds
-to import) is loaded. The ``nn.Module`` code lives in :mod:`hwbench.models.nets`,
-imported by a family's ``build`` / ``make_batch`` / ``loss`` on first call.
+to import) is loaded. The ``nn.Module`` code lives in :mod:`hwbench.models.nets`, one
+module per family, named by the family's ``nets`` field and imported by its ``build`` /
+``make_batch`` / ``loss`` on first call.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, runtime_checkable
 
 if TYPE_CHECKING:  # annotations only: importing this module must not import torch
@@ -98,6 +102,19 @@ class RoutedModel(Protocol):
     def router_counts(self) -> list[list[int]]: ...
 
 
+NETS_ENTRIES = ("build", "make_batch", "loss")
+"""What a family's module in :mod:`hwbench.models.nets` defines (see :class:`ModelFamily`)."""
+
+
+def _nets_module(name: str) -> str:
+    return f"{__package__}.nets.{name}"
+
+
+def _call_nets(name: str, entry: str, *args: Any, **kwargs: Any) -> Any:
+    # Looked up at each call, not bound at import: importing the module imports torch.
+    return getattr(importlib.import_module(_nets_module(name)), entry)(*args, **kwargs)
+
+
 @dataclass(frozen=True)
 class ModelFamily:
     """A reference model family.
@@ -105,6 +122,12 @@ class ModelFamily:
     Fields (FLOPs: per sample, multiply-add = 2; parameters: a count of scalars):
 
     * ``sizes``: size name -> configuration (a plain mapping, see :data:`Config`).
+    * ``nets``: the family's torch module, ``hwbench.models.nets.<nets>``, which defines
+      the three functions below under those names (:data:`NETS_ENTRIES`). A family's
+      ``build`` / ``make_batch`` / ``loss`` default to forwarding there, importing the
+      module (and torch) on first call; its existence is checked here, without
+      importing it. A family whose torch code lives elsewhere (a test's) gives the three
+      functions instead.
     * ``build(cfg)``: an ``nn.Module`` (weights drawn from torch's RNG, which the worker
       seeds). Imports torch.
     * ``make_batch(cfg, batch, shape, device, dtype)``: ``(inputs, targets)`` created on
@@ -137,13 +160,15 @@ class ModelFamily:
     name: str
     description: str
     sizes: Mapping[str, Config]
-    build: Callable[[Config], torch.nn.Module]
-    make_batch: Callable[..., tuple[Any, Any]]
-    loss: Callable[[Any, Any], torch.Tensor]
     flops_forward: Callable[[Config, Shape], float]
     param_count: Callable[[Config], int]
     default_shape: Callable[[Config], Shape]
     shape_kind: str | None
+    nets: str | None = None
+    # None: forward to the ``nets`` module's function of that name (set in __post_init__)
+    build: Callable[[Config], torch.nn.Module] = None  # type: ignore[assignment]
+    make_batch: Callable[..., tuple[Any, Any]] = None  # type: ignore[assignment]
+    loss: Callable[[Any, Any], torch.Tensor] = None  # type: ignore[assignment]
     modes: tuple[str, ...] = ("infer", "train")
     first_layer_flops: Callable[[Config, Shape], float] = lambda c, s: 0.0
     float_inputs: bool = True
@@ -169,6 +194,13 @@ class ModelFamily:
             raise ValueError(f"{where}: the 'generate' mode and flops_generate go together (modes {self.modes!r})")
         if "generate" in self.modes and self.shape_kind != "seq_len":
             raise ValueError(f"{where}: the 'generate' mode needs token sequences (shape_kind 'seq_len')")
+        if self.nets is not None and importlib.util.find_spec(_nets_module(self.nets)) is None:
+            raise ValueError(f"{where}: nets {self.nets!r}: no module {_nets_module(self.nets)}")
+        for entry in NETS_ENTRIES:
+            if getattr(self, entry) is None:
+                if self.nets is None:
+                    raise ValueError(f"{where}: {entry} is missing: give it, or nets (the family's torch module)")
+                object.__setattr__(self, entry, partial(_call_nets, self.nets, entry))
 
     def active_params(self, cfg: Config) -> int:
         """Parameters active per token: all of them unless the family says fewer."""

@@ -71,32 +71,11 @@ def param_count(cfg) -> int:
     return total + cout * cfg["classes"] + cfg["classes"]
 
 
-# torch is imported on first use only (see hwbench.models.base)
-def build(cfg):
-    from .nets import cnn
-
-    return cnn.build(cfg)
-
-
-def make_batch(cfg, batch, shape, device, dtype):
-    from .nets import cnn
-
-    return cnn.make_batch(cfg, batch, shape, device, dtype)
-
-
-def loss(out, y):
-    from .nets.common import classification_loss
-
-    return classification_loss(out, y)
-
-
 FAMILY = ModelFamily(
     name="cnn",
     description="ResNet-style CNN (bottleneck residual blocks, batch norm); resnet50 = ResNet-50",
     sizes=SIZES,
-    build=build,
-    make_batch=make_batch,
-    loss=loss,
+    nets="cnn",
     flops_forward=flops_forward,
     first_layer_flops=first_layer_flops,
     param_count=param_count,

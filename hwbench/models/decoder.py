@@ -37,32 +37,11 @@ def flops_generate(cfg: Config, prompt_len: int, new_tokens: int) -> float:
     return total
 
 
-# torch is imported on first use only (see hwbench.models.base)
-def build(cfg):
-    from .nets.decoder import Decoder
-
-    return Decoder(cfg)
-
-
-def make_batch(cfg, batch, shape, device, dtype):
-    from .nets import decoder
-
-    return decoder.make_batch(cfg, batch, shape, device, dtype)
-
-
-def loss(out, y):
-    from .nets.common import lm_loss
-
-    return lm_loss(out, y)
-
-
 FAMILY = ModelFamily(
     name="decoder",
     description="GPT-style causal decoder, tied LM head; small = GPT-2 small, xl = GPT-2 XL (1.56 B)",
     sizes=SIZES,
-    build=build,
-    make_batch=make_batch,
-    loss=loss,
+    nets="decoder",
     flops_forward=flops_forward,
     param_count=param_count,
     default_shape=lambda cfg: Shape(seq_len=cfg["seq_len"]),

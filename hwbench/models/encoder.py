@@ -26,32 +26,11 @@ def flops_forward(cfg: Config, shape: Shape) -> float:
     return cfg["layers"] * layer_flops(d, cfg["ffn"], seq) + 2.0 * d * d + 2.0 * d * LABELS
 
 
-# torch is imported on first use only (see hwbench.models.base)
-def build(cfg):
-    from .nets.encoder import Encoder
-
-    return Encoder(cfg)
-
-
-def make_batch(cfg, batch, shape, device, dtype):
-    from .nets import encoder
-
-    return encoder.make_batch(cfg, batch, shape, device, dtype)
-
-
-def loss(out, y):
-    from .nets.common import classification_loss
-
-    return classification_loss(out, y)
-
-
 FAMILY = ModelFamily(
     name="encoder",
     description="BERT-style encoder with classification head; base = BERT-base",
     sizes=SIZES,
-    build=build,
-    make_batch=make_batch,
-    loss=loss,
+    nets="encoder",
     flops_forward=flops_forward,
     param_count=param_count,
     default_shape=lambda cfg: Shape(seq_len=cfg["seq_len"]),

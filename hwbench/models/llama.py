@@ -97,32 +97,11 @@ def flops_generate(cfg: Config, prompt_len: int, new_tokens: int) -> float:
     return generate_flops(cfg, prompt_len, new_tokens, mlp_params(cfg))
 
 
-# torch is imported on first use only (see hwbench.models.base)
-def build(cfg):
-    from .nets.llama import Llama
-
-    return Llama(cfg)
-
-
-def make_batch(cfg, batch, shape, device, dtype):
-    from .nets import llama
-
-    return llama.make_batch(cfg, batch, shape, device, dtype)
-
-
-def loss(out, y):
-    from .nets.common import lm_loss
-
-    return lm_loss(out, y)
-
-
 FAMILY = ModelFamily(
     name="llama",
     description="Llama-style decoder (RMSNorm, RoPE, SwiGLU, grouped-query attention); 1b = Llama 3.2 1B, 8b = Llama 3 8B",
     sizes=SIZES,
-    build=build,
-    make_batch=make_batch,
-    loss=loss,
+    nets="llama",
     flops_forward=flops_forward,
     param_count=param_count,
     default_shape=lambda cfg: Shape(seq_len=cfg["seq_len"]),

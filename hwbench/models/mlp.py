@@ -30,32 +30,11 @@ def first_layer_flops(cfg: Config, shape: Shape) -> float:
     return float(2 * a * b)
 
 
-# torch is imported on first use only (see hwbench.models.base)
-def build(cfg):
-    from .nets import mlp
-
-    return mlp.build(cfg)
-
-
-def make_batch(cfg, batch, shape, device, dtype):
-    from .nets import mlp
-
-    return mlp.make_batch(cfg, batch, shape, device, dtype)
-
-
-def loss(out, y):
-    from .nets.common import classification_loss
-
-    return classification_loss(out, y)
-
-
 FAMILY = ModelFamily(
     name="mlp",
     description="Multi-layer perceptron (Linear + ReLU), classification head",
     sizes=SIZES,
-    build=build,
-    make_batch=make_batch,
-    loss=loss,
+    nets="mlp",
     flops_forward=flops_forward,
     first_layer_flops=first_layer_flops,
     param_count=param_count,

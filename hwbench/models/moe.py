@@ -64,20 +64,11 @@ def flops_generate(cfg: Config, prompt_len: int, new_tokens: int) -> float:
     return llama.generate_flops(cfg, prompt_len, new_tokens, _mlp_per_token(cfg))
 
 
-# torch is imported on first use only (see hwbench.models.base)
-def build(cfg):
-    from .nets.llama import MoELlama
-
-    return MoELlama(cfg)
-
-
 FAMILY = ModelFamily(
     name="moe",
     description="Mixtral-style mixture-of-experts decoder (top-2 of 8 SwiGLU experts, GQA); 8x7b = Mixtral 8x7B shapes",
     sizes=SIZES,
-    build=build,
-    make_batch=llama.make_batch,
-    loss=llama.loss,
+    nets="moe",
     flops_forward=flops_forward,
     param_count=param_count,
     active_param_count=active_param_count,

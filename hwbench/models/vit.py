@@ -45,32 +45,11 @@ def flops_forward(cfg: Config, shape: Shape) -> float:
     return first_layer_flops(cfg, shape) + cfg["layers"] * layer_flops(d, cfg["ffn"], tokens) + 2.0 * d * cfg["classes"]
 
 
-# torch is imported on first use only (see hwbench.models.base)
-def build(cfg):
-    from .nets.vit import ViT
-
-    return ViT(cfg)
-
-
-def make_batch(cfg, batch, shape, device, dtype):
-    from .nets import vit
-
-    return vit.make_batch(cfg, batch, shape, device, dtype)
-
-
-def loss(out, y):
-    from .nets.common import classification_loss
-
-    return classification_loss(out, y)
-
-
 FAMILY = ModelFamily(
     name="vit",
     description="Vision Transformer (patch embedding, pre-LN layers, class token); b16 = ViT-B/16, s16 = ViT-S/16 at 224 px",
     sizes=SIZES,
-    build=build,
-    make_batch=make_batch,
-    loss=loss,
+    nets="vit",
     flops_forward=flops_forward,
     first_layer_flops=first_layer_flops,
     param_count=param_count,

@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..base import Config, Shape
+from ..base import Config
 from ..cnn import EXPANSION
+from .common import classification_loss, image_batch
 
 
 class Bottleneck(nn.Module):
@@ -61,8 +62,6 @@ def build(cfg: Config) -> ResNet:
     return ResNet(cfg["blocks"], cfg["width"], cfg["classes"])
 
 
-def make_batch(cfg: Config, batch: int, shape: Shape, device, dtype):
-    s = shape.image_size or cfg["image_size"]
-    x = torch.randn(batch, 3, s, s, device=device, dtype=dtype)
-    y = torch.randint(0, cfg["classes"], (batch,), device=device)
-    return x, y
+# with build above, the family's entry points (hwbench.models.base.NETS_ENTRIES)
+make_batch = image_batch
+loss = classification_loss

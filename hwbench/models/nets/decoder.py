@@ -6,7 +6,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..base import Config, KVCache, Shape
+from ..base import Config, KVCache
+from .common import lm_batch, lm_loss
 from .transformer import Block
 
 
@@ -45,8 +46,7 @@ class Decoder(nn.Module):
         return logits if cache is None else (logits, new_cache)
 
 
-def make_batch(cfg: Config, batch: int, shape: Shape, device, dtype):
-    """Token ids (batch, seq) and next-token targets (batch, seq); ``dtype`` is unused."""
-    seq = shape.seq_len or cfg["seq_len"]
-    ids = torch.randint(0, cfg["vocab"], (batch, seq), device=device)
-    return ids, torch.randint(0, cfg["vocab"], (batch, seq), device=device)
+# the family's entry points (hwbench.models.base.NETS_ENTRIES)
+build = Decoder
+make_batch = lm_batch
+loss = lm_loss

@@ -7,6 +7,7 @@ from torch import nn
 
 from ..base import Config, Shape
 from ..encoder import LABELS
+from .common import classification_loss
 from .transformer import Block
 
 
@@ -37,3 +38,8 @@ def make_batch(cfg: Config, batch: int, shape: Shape, device, dtype):
     seq = shape.seq_len or cfg["seq_len"]
     ids = torch.randint(0, cfg["vocab"], (batch, seq), device=device)
     return ids, torch.randint(0, LABELS, (batch,), device=device)
+
+
+# the family's entry points (hwbench.models.base.NETS_ENTRIES)
+build = Encoder
+loss = classification_loss

@@ -13,7 +13,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..base import Config, KVCache, Shape
+from ..base import Config, KVCache
+from .common import lm_batch, lm_loss
 
 # scaled_dot_product_attention broadcasts grouped KV heads itself from torch 2.5
 # (enable_gqa); before, the KV heads are repeated for each query head.
@@ -206,8 +207,7 @@ class MoELlama(Llama):
         return [m.counts.tolist() for m in self._moe_layers()]
 
 
-def make_batch(cfg: Config, batch: int, shape: Shape, device, dtype):
-    """Token ids (batch, seq) and next-token targets (batch, seq); ``dtype`` is unused."""
-    seq = shape.seq_len or cfg["seq_len"]
-    ids = torch.randint(0, cfg["vocab"], (batch, seq), device=device)
-    return ids, torch.randint(0, cfg["vocab"], (batch, seq), device=device)
+# the family's entry points (hwbench.models.base.NETS_ENTRIES)
+build = Llama
+make_batch = lm_batch
+loss = lm_loss

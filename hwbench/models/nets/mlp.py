@@ -7,6 +7,7 @@ from torch import nn
 
 from ..base import Config, Shape
 from ..mlp import dims
+from .common import classification_loss
 
 
 def build(cfg: Config) -> nn.Module:
@@ -23,3 +24,7 @@ def make_batch(cfg: Config, batch: int, shape: Shape, device, dtype):
     x = torch.randn(batch, cfg["in_features"], device=device, dtype=dtype)
     y = torch.randint(0, cfg["classes"], (batch,), device=device)
     return x, y
+
+
+# with build and make_batch above, the family's entry points (hwbench.models.base.NETS_ENTRIES)
+loss = classification_loss

@@ -6,7 +6,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..base import Config, Shape
+from ..base import Config
+from .common import classification_loss, image_batch
 from .transformer import Block
 
 
@@ -43,8 +44,7 @@ class ViT(nn.Module):
         return self.head(self.norm(x)[:, 0])
 
 
-def make_batch(cfg: Config, batch: int, shape: Shape, device, dtype):
-    s = shape.image_size or cfg["image_size"]
-    x = torch.randn(batch, 3, s, s, device=device, dtype=dtype)
-    y = torch.randint(0, cfg["classes"], (batch,), device=device)
-    return x, y
+# the family's entry points (hwbench.models.base.NETS_ENTRIES)
+build = ViT
+make_batch = image_batch
+loss = classification_loss
