@@ -93,7 +93,9 @@ def case_row(rec: RunRecord, c: CaseResult, path: str = "") -> dict[str, Any]:
         if detail:
             flags.append(("noisy", detail))
         if c.case.mode == "generate":
-            row.update(_generation(m, c, median_s))
+            row.update(_generation(m, c, median_s, bs))
+        else:
+            row["processed_tokens_per_s"] = _processed_tokens_per_s(c, bs, median_s)
     if facts is not None:
         row["params"] = facts.params
         row["flops_per_sample"] = facts.flops_per_sample
@@ -115,7 +117,7 @@ def case_row(rec: RunRecord, c: CaseResult, path: str = "") -> dict[str, Any]:
         for k in ("memory_peak_bytes", "memory_reserved_peak_bytes", "host_rss_peak_bytes"):
             row[k] = getattr(facts, k)
         if c.case.parallelism != "none":
-            row.update(_parallel(facts, row))
+            row.update(_parallel(facts, row, c.case.world_size))
         median_s = (row.get("latency_ms_p50") or 0.0) / 1e3
         achieved = facts.flops_per_sample * bs / median_s / 1e12 if median_s > 0 else None
         peak, source, why = _peak(rec, c)
@@ -140,14 +142,18 @@ def case_row(rec: RunRecord, c: CaseResult, path: str = "") -> dict[str, Any]:
     return row
 
 
-def _parallel(facts, row: dict[str, Any]) -> dict[str, Any]:
+def _parallel(facts, row: dict[str, Any], world_size: int) -> dict[str, Any]:
     """A parallel case's communication: seconds and bytes per step in collectives (as the
     rank measured them, ``comm_measured_by``) and ``comm_fraction`` = communication
     time / median step time (its busy time may overlap compute, e.g. DDP's bucketed
-    allreduce during the backward pass, so it is an upper bound of the exposed share)."""
+    allreduce during the backward pass, so it is an upper bound of the exposed share);
+    ``throughput_samples_per_s_per_rank``: the group's samples/s over ``world_size``
+    (what each rank contributes on average, whatever the strategy splits)."""
     step_s = (row.get("latency_ms_p50") or 0.0) / 1e3
     comm = facts.comm_s_per_step
+    thr = row.get("throughput_samples_per_s")
     return {
+        "throughput_samples_per_s_per_rank": thr / world_size if thr is not None and world_size else None,
         "comm_s_per_step": comm,
         "comm_bytes_per_step": facts.comm_bytes_per_step,
         "comm_fraction": min(comm / step_s, 1.0) if comm is not None and step_s > 0 else None,
@@ -201,9 +207,34 @@ def router_balance(tokens_per_expert: list[list[int]]) -> dict[str, float | None
     }
 
 
-def _generation(m, c: CaseResult, median_s: float) -> dict[str, Any]:
+def seq_len_of(model: str, seq_len: int | None) -> int | None:
+    """Tokens per sample of a case: its ``seq_len``, else (a file that did not record it)
+    the default sequence length of its model's size; None for models that take no token
+    sequences (MLP, CNN, ViT) and for a model this hwbench no longer knows."""
+    if seq_len:
+        return seq_len
+    from .. import models
+
+    try:
+        fam, size = models.get(model)
+    except KeyError:
+        return None
+    return fam.default_shape(fam.sizes[size]).seq_len if fam.shape_kind == "seq_len" else None
+
+
+def _processed_tokens_per_s(c: CaseResult, batch: int, median_s: float) -> float | None:
+    """infer / train of a sequence model: tokens through the model per second, batch (the
+    group's for a parallel case) x seq_len / median step time. Generation has its own
+    ``tokens_per_s`` (generated tokens), so this stays empty there."""
+    n = seq_len_of(c.case.model, c.case.seq_len)
+    return batch * n / median_s if n and batch and median_s > 0 else None
+
+
+def _generation(m, c: CaseResult, median_s: float, batch: int) -> dict[str, Any]:
+    """generate: ``tokens_per_s`` = generated tokens per second (batch x gen_tokens /
+    median iteration time, prefill included), TTFT and TPOT from the raw times."""
     n = c.case.gen_tokens or 1
-    out: dict[str, Any] = {"tokens_per_s": c.case.batch_size * n / median_s if median_s > 0 else None}
+    out: dict[str, Any] = {"tokens_per_s": batch * n / median_s if median_s > 0 else None}
     if m.ttft_s:
         out["ttft_ms_p50"] = percentile([t * 1e3 for t in m.ttft_s], 50)
         out["ttft_ms_p90"] = percentile([t * 1e3 for t in m.ttft_s], 90)
@@ -221,7 +252,8 @@ def _energy(c: CaseResult, row: dict[str, Any], flags: list) -> dict[str, Any]:
         return {}
     out: dict[str, Any] = e.model_dump(exclude_none=True)
     out["power_w_mean"] = e.energy_j / e.energy_window_s if e.energy_window_s > 0 else None
-    samples = (row.get("iterations") or 0) * c.case.batch_size
+    # a parallel case's energy is the group's (every device it used): per group sample
+    samples = (row.get("iterations") or 0) * (row.get("global_batch_size") or c.case.batch_size)
     out["energy_per_sample_j"] = e.energy_j / samples if samples else None
     if c.case.gen_tokens and samples:
         out["energy_per_token_j"] = e.energy_j / (samples * c.case.gen_tokens)
@@ -271,6 +303,8 @@ SCHEMA: list[tuple[str, str]] = [
     ("warmup_s", _FLOAT), ("measured_s", _FLOAT), ("compile_s", _FLOAT),
     # generation
     ("ttft_ms_p50", _FLOAT), ("ttft_ms_p90", _FLOAT), ("tpot_ms_p50", _FLOAT), ("tokens_per_s", _FLOAT),
+    # infer / train of sequence models: tokens through the model per second
+    ("processed_tokens_per_s", _FLOAT),
     # facts, FLOPs, MFU
     ("params", _INT), ("flops_per_sample", _FLOAT), ("flops_per_sample_counted", _FLOAT),
     ("flops_counted_vs_analytic", _FLOAT), ("flops_counted_reason", _STR), ("threads_used", _INT),
@@ -305,7 +339,8 @@ SCHEMA: list[tuple[str, str]] = [
     *_series("gpu_pcie_tx_bytes_per_s", ("mean", "max")), *_series("gpu_dram_bw_util_pct", ("mean", "max", "p95")),
     *_series("gpu_tensor_active_pct", ("mean", "max", "p95")), *_series("gpu_sm_active_pct", ("mean", "max", "p95")),
     # parallel cases (a torchrun group): the group's batch, scaling, communication, per-rank peaks
-    ("scaling", _STR), ("global_batch_size", _INT), ("scaling_efficiency", _FLOAT), ("comm_fraction", _FLOAT),
+    ("scaling", _STR), ("global_batch_size", _INT), ("throughput_samples_per_s_per_rank", _FLOAT),
+    ("scaling_efficiency", _FLOAT), ("comm_fraction", _FLOAT),
     ("comm_s_per_step", _FLOAT), ("comm_bytes_per_step", _FLOAT), ("comm_measured_by", _STR),
     ("rank_memory_peak_bytes_max", _INT), ("rank_host_rss_peak_bytes_max", _INT),
     # measurement quality

@@ -25,16 +25,20 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-# What identifies a workload on a machine apart from the axes a comparison varies.
+# What identifies a workload on a machine apart from the axes a comparison varies. A
+# parallel case (a torchrun group) is a workload of its own: its strategy, world size and
+# scaling mode are part of it, so it is never compared with the single-process case.
+PARALLEL = ("parallelism", "world_size", "scaling")
 WORKLOAD = ("hostname", "device_name", "family", "size", "model", "mode", "batch_size", "seq_len", "image_size",
-            "gen_tokens", "device", "threads")
+            "gen_tokens", "device", "threads", *PARALLEL)
 # The axes a precision / backend comparison varies.
 AXES = ("precision", "backend", "variant")
 BASELINE: dict[str, str] = {"precision": "fp32", "backend": "eager", "variant": "none"}
 
 # Metrics and whether more is better (the direction of a speed-up, a Pareto front).
 HIGHER_IS_BETTER = {
-    "throughput_samples_per_s": True, "tokens_per_s": True, "achieved_tflops": True, "mfu": True,
+    "throughput_samples_per_s": True, "tokens_per_s": True, "processed_tokens_per_s": True,
+    "throughput_samples_per_s_per_rank": True, "achieved_tflops": True, "mfu": True,
     "samples_per_usd": True, "samples_per_j": True,
     "latency_ms_p50": False, "latency_ms_p90": False, "latency_ms_p99": False, "energy_per_sample_j": False,
     "energy_per_token_j": False, "rel_l2_error": False, "max_abs_error": False, "memory_peak_bytes": False,
@@ -186,7 +190,7 @@ def knee(batch_sizes: Sequence[float], throughput: Sequence[float], min_gain: fl
 
 
 SCALING_GROUP = ("hostname", "device_name", "model", "mode", "precision", "backend", "variant", "seq_len",
-                 "image_size", "gen_tokens", "device", "threads")
+                 "image_size", "gen_tokens", "device", "threads", *PARALLEL)
 
 
 def batch_scaling(df: pd.DataFrame, metric: str = "throughput_samples_per_s", min_gain: float = 0.1) -> pd.DataFrame:
@@ -264,7 +268,7 @@ def power_law(x: Sequence[float], y: Sequence[float]) -> dict[str, float]:
 
 
 SIZE_GROUP = ("hostname", "device_name", "family", "mode", "batch_size", "precision", "backend", "variant", "seq_len",
-              "image_size", "gen_tokens", "device", "threads")
+              "image_size", "gen_tokens", "device", "threads", *PARALLEL)
 SIZE_METRICS = ("throughput_samples_per_s", "energy_per_sample_j", "memory_peak_bytes", "host_rss_peak_bytes")
 
 

@@ -67,17 +67,24 @@ def slug(v: Any, used: set[str]) -> str:
     return s
 
 
+_STRATEGY_COLUMN = re.compile(r"^(.+)_(ddp|ps|fsdp)$")  # a column of scaling.ps_vs_allreduce, per strategy
+
+
 def _fmt(name: str) -> Callable[[Any], str]:
     """Human formatting of a column of the results frame or of an analysis frame."""
-    if name in ("speedup", "speedup_geomean", "speedup_min", "speedup_max", "energy_ratio", "energy_ratio_geomean"):
+    if name in ("speedup", "speedup_geomean", "speedup_min", "speedup_max", "energy_ratio", "energy_ratio_geomean",
+                "throughput_ratio_ps_over_ddp", "comm_bytes_ratio_ps_over_ddp"):
         return lambda v: "" if fm.missing(v) else f"{fm.sig(float(v))}×"
+    per_strategy = _STRATEGY_COLUMN.match(name)
+    if per_strategy:
+        return _fmt(per_strategy.group(1))
     if name in ("gain_per_doubling", "scaling_efficiency"):
         return fm.percent
     if name in ("rel_l2_error", "max_abs_error", "rel_l2_error_max", "coefficient", "exponent_stderr", "r2",
                 "exponent", "arithmetic_intensity"):
         return lambda v: "" if fm.missing(v) else (f"{float(v):.3g}" if isinstance(v, (int, float, np.number)) else str(v))
     if name in ("knee_batch_size", "best_batch_size", "batch_size", "n_cases", "n_points", "runs", "cases", "ok",
-                "skipped", "not_ok", "iterations"):
+                "skipped", "not_ok", "iterations", "world_size", "global_batch_size"):
         return lambda v: "" if fm.missing(v) else (str(int(v)) if isinstance(v, (int, float, np.number)) else str(v))
     if name == "quality_flags":
         return lambda v: ", ".join(map(str, v)) if isinstance(v, (list, tuple)) else ("" if fm.missing(v) else str(v))
@@ -196,6 +203,8 @@ def _series_label(r) -> str:
     parts = [r.get("precision"), r.get("backend")]
     if not fm.missing(r.get("variant")) and r.get("variant") != "none":
         parts.append(r.get("variant"))
+    if not fm.missing(r.get("parallelism")) and r.get("parallelism") != "none":  # a torchrun group: its own curve
+        parts.append(f"{r.get('parallelism')}{r.get('world_size')}")
     return svg_text(" ".join(str(p) for p in parts if not fm.missing(p)))
 
 
@@ -350,6 +359,85 @@ _SIZE_FMT = {"throughput_samples_per_s": lambda v: fm.si(v), "energy_per_sample_
              "memory_peak_bytes": fm.nbytes, "host_rss_peak_bytes": fm.nbytes}
 
 
+# one colour per parallel strategy, the same in every figure
+_STRATEGY_COLORS = {"ddp": "#1f77b4", "ps": "#d62728", "fsdp": "#2ca02c", "tp": "#ff7f0e", "pp": "#9467bd"}
+
+
+def _strategy_color(s: str, i: int) -> str:
+    return _STRATEGY_COLORS.get(s, _COLORS[(i + 5) % len(_COLORS)])
+
+
+def _world_size_axis(ax, sizes: Sequence[int]) -> None:
+    """x: world size on a log2 axis, ticked at the sizes that ran."""
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(list(sizes), [str(n) for n in sizes])
+    ax.minorticks_off()
+    ax.set_xlabel("world size (ranks)")
+    ax.grid(True, alpha=0.3)
+
+
+def fig_parallel_scaling(curves: pd.DataFrame, title: str) -> str:
+    """The group's throughput against world size, one line per strategy, each with its
+    ideal (N x throughput at world size 1, dotted), and the scaling efficiency; drawn
+    from a :func:`hwbench.analysis.scaling.parallel_scaling` frame of one workload."""
+    from matplotlib.lines import Line2D
+
+    fig, (ax, eff) = _figure(FIG_W, 3.0, 1, 2)
+    sizes = sorted({int(n) for n in curves["world_size"]})
+    for i, (s, g) in enumerate(curves.groupby("parallelism", sort=True)):
+        c = _strategy_color(str(s), i)
+        x = g["world_size"].astype(float)
+        ax.plot(x, g["throughput_samples_per_s"], "o-", color=c, ms=4, label=svg_text(s))
+        ideal = g[g["ideal_throughput_samples_per_s"].notna()]
+        if len(ideal) >= 2:
+            ax.plot(ideal["world_size"].astype(float), ideal["ideal_throughput_samples_per_s"], ":", color=c, lw=1.2)
+        eff.plot(x, g["scaling_efficiency"] * 100, "o-", color=c, ms=4, label=svg_text(s))
+    _world_size_axis(ax, sizes)
+    _log_axis(ax, "y", lambda v: fm.si(v))
+    ax.set_ylabel("group throughput (samples/s)")
+    handles, labels = ax.get_legend_handles_labels()
+    handles.append(Line2D([], [], ls=":", color="#333", lw=1.2))
+    labels.append("ideal: N x 1 rank")
+    ax.legend(handles, labels, fontsize=7, loc="best")
+    _world_size_axis(eff, sizes)
+    eff.axhline(100, color="#333", lw=0.8, ls=":")
+    top = float(np.nanmax(curves["scaling_efficiency"].to_numpy(dtype=float), initial=1.0)) * 100
+    eff.set_ylim(0, max(105.0, top * 1.05))
+    eff.set_ylabel("scaling efficiency (%)")
+    return to_svg(fig, f"parallel scaling of {title}: group throughput and scaling efficiency against world size")
+
+
+def fig_ps_vs_allreduce(cmp: pd.DataFrame, title: str) -> str:
+    """The parameter server against allreduce at each world size: the group's throughput
+    and the collective bytes per step, bars side by side; drawn from a
+    :func:`hwbench.analysis.scaling.ps_vs_allreduce` frame of one workload."""
+    from ..analysis import scaling as sc
+
+    strategies = [s for s in sc.DATA_PARALLEL if cmp[f"throughput_samples_per_s_{s}"].notna().any()]
+    fig, (thr, comm) = _figure(FIG_W, 2.8, 1, 2)
+    x = np.arange(len(cmp))
+    w = 0.8 / max(1, len(strategies))
+    for i, s in enumerate(strategies):
+        off = (i - (len(strategies) - 1) / 2) * w
+        c = _strategy_color(s, i)
+        thr.bar(x + off, cmp[f"throughput_samples_per_s_{s}"].astype(float), w, color=c, label=s)
+        comm.bar(x + off, cmp[f"comm_bytes_per_step_{s}"].astype(float) / 2**20, w, color=c, label=s)
+    for ax, label in ((thr, "group throughput (samples/s)"), (comm, "collective MiB per step")):
+        ax.set_xticks(x, [str(int(n)) for n in cmp["world_size"]])
+        ax.set_xlabel("world size (ranks)")
+        ax.set_ylabel(label)
+        ax.grid(True, axis="y", alpha=0.3)
+    thr.yaxis.set_major_formatter(_si_formatter())
+    thr.legend(fontsize=7, loc="best")
+    return to_svg(fig, f"{title}: parameter server against allreduce, throughput and bytes per step")
+
+
+def _si_formatter():
+    from matplotlib.ticker import FuncFormatter
+
+    return FuncFormatter(lambda v, _: fm.si(v))
+
+
 def _fit_label(r: dict) -> str:
     v = r.get("variant")
     return svg_text(f"{r['family']} {r['mode']} bs{r['batch_size']} {r['precision']} {r['backend']}"
@@ -470,6 +558,64 @@ class _Page:
         self.parts.append(f'<div class="pair"><figure>{svg}<figcaption>{caption}</figcaption></figure>{table}</div>')
 
 
+# (column, header) of the parallel scaling tables; columns without a value are left out
+_CURVE_TABLE = [("parallelism", "strategy"), ("world_size", "ranks"), ("throughput_samples_per_s", "samples/s"),
+                ("ideal_throughput_samples_per_s", "ideal samples/s"), ("scaling_efficiency", "efficiency"),
+                ("processed_tokens_per_s", "tokens/s"), ("comm_fraction", "comm share"),
+                ("comm_bytes_per_step", "comm bytes/step"), ("comm_s_per_step", "comm time/step"),
+                ("throughput_samples_per_s_per_rank", "samples/s per rank"), ("global_batch_size", "global batch"),
+                ("rank_memory_peak_bytes_max", "rank memory peak")]
+_CMP_TABLE = [("world_size", "ranks"), ("throughput_samples_per_s_ddp", "ddp samples/s"),
+              ("throughput_samples_per_s_ps", "ps samples/s"), ("throughput_ratio_ps_over_ddp", "ps / ddp"),
+              ("comm_bytes_per_step_ddp", "ddp comm/step"), ("comm_bytes_per_step_ps", "ps comm/step"),
+              ("comm_bytes_ratio_ps_over_ddp", "comm ps / ddp"), ("scaling_efficiency_ddp", "ddp efficiency"),
+              ("scaling_efficiency_ps", "ps efficiency"), ("throughput_samples_per_s_fsdp", "fsdp samples/s"),
+              ("comm_bytes_per_step_fsdp", "fsdp comm/step"), ("scaling_efficiency_fsdp", "fsdp efficiency")]
+
+
+def _parallel_section(page: "_Page", df: pd.DataFrame, several_hosts: bool) -> None:
+    """"Parallel scaling": per workload that ran as a torchrun group, the group's
+    throughput and efficiency against world size per strategy, and the parameter server
+    against allreduce side by side. Nothing where no case ran as a group."""
+    from ..analysis import scaling as sc
+
+    curves = sc.parallel_scaling(df)
+    if curves.empty:
+        return
+    page.section("Parallel scaling", key="parallel-scaling")
+    page.add('<p class="note">Cases that ran as a torchrun group: the group\'s throughput against world size '
+             "(log<sub>2</sub>), with the ideal linear scaling from world size 1 dotted; scaling efficiency = "
+             "throughput(N) / (N × throughput(1)); comm share = time in collectives per step (it may overlap "
+             "compute: an upper bound); comm bytes: what the busiest rank's collectives carried per step.</p>")
+    cmp = sc.ps_vs_allreduce(curves)
+    group = [c for c in sc.WORKLOAD if c in curves]
+    cmp_key = tr._key(cmp, group)
+    workloads = list(curves.groupby(tr._key(curves, group), sort=False))
+    for i, (key, g) in enumerate(workloads):
+        r = g.iloc[0]
+        name = sc.workload_id(str(r["case_id"]), r["parallelism"], r["world_size"]) + \
+            (f" on {r['hostname']}" if several_hosts else "")
+        suffix = f"-{i + 1}" if len(workloads) > 1 else ""
+        # a heading, not a page.section: the contents line lists models under level 3
+        page.add(f'<h3 id="{slug("parallel-" + name, page.ids)}">{esc(name)}</h3>')
+        page.add(f'<p class="note">{esc(r["scaling"])} scaling'
+                 + {"weak": " (batch per rank fixed)", "strong": " (global batch fixed)"}.get(str(r["scaling"]), "")
+                 + "</p>")
+        page.pair(fig_parallel_scaling(g, svg_text(name)),
+                  "Group throughput against world size per strategy (log-log); dotted: the ideal, N × the "
+                  "throughput at world size 1. Right: scaling efficiency.",
+                  html_table(g, [(c, h) for c, h in _CURVE_TABLE if g[c].notna().any()],
+                             csv_name=f"parallel-scaling{suffix}.csv"))
+        mine = cmp[[k == key for k in cmp_key]]
+        if len(mine):
+            page.pair(fig_ps_vs_allreduce(mine, svg_text(name)),
+                      "Parameter server (ps: rank 0 gathers the gradients and sends the parameters back) against "
+                      "allreduce data parallelism (ddp) at each world size: the group's throughput and the "
+                      "collective bytes per step of the busiest rank. ps / ddp &gt; 1: the parameter server is faster.",
+                      html_table(mine, [(c, h) for c, h in _CMP_TABLE if mine[c].notna().any()],
+                                 csv_name=f"ps-vs-allreduce{suffix}.csv"))
+
+
 def render_html(df: pd.DataFrame, records: Sequence[tuple[Path, Any]], *, title: str | None = None,
                 series_cases: Sequence[str] | None = None) -> str:
     """The report as one HTML document (a str). ``df``: :func:`hwbench.load_results` of
@@ -522,8 +668,9 @@ def render_html(df: pd.DataFrame, records: Sequence[tuple[Path, Any]], *, title:
             f'<th class="{"t" if c.align == "left" else "n"}">{esc(c.header)}</th>' for c in cols)
         page.add(f"<h3>{esc(host)}</h3>")
         page.add(f'<div class="tbl"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>')
-    page.add('<p class="note">p50 / p90: per-iteration latency; samples/s = batch / median latency; '
-             "~ marks estimated energy.</p>")
+    page.add('<p class="note">p50 / p90: per-iteration latency; samples/s = batch (a parallel case: the '
+             "group's) / median latency; tokens/s: generated tokens for generate, batch × seq_len / median latency "
+             "for infer and train; ~ marks estimated energy.</p>")
 
     # ---- trade-offs
     page.section("Precision and backend trade-offs", key="tradeoffs")
@@ -561,6 +708,9 @@ def render_html(df: pd.DataFrame, records: Sequence[tuple[Path, Any]], *, title:
                                     ("n_points", "points")], csv_name="size-scaling.csv"))
     else:
         page.add('<p class="note">No family was run in two or more sizes under the same settings.</p>')
+
+    # ---- parallel scaling (only where cases ran as a torchrun group)
+    _parallel_section(page, df, several_hosts=len(hosts) > 1)
 
     # ---- per model
     page.section("Per model", key="models")
@@ -679,11 +829,12 @@ def render_html(df: pd.DataFrame, records: Sequence[tuple[Path, Any]], *, title:
 
 def load(paths, warn: Callable[[str], None] | None = None):
     """(DataFrame, [(path, RunRecord)]) of results files or folders, read once."""
-    from ..analysis.derive import record_rows, to_frame
+    from ..analysis.derive import record_rows, scaling_efficiency, to_frame
     from ..results import read_many
 
     records = read_many(paths, warn)
     rows = [row for p, rec in records for row in record_rows(rec, str(Path(p)))]
+    scaling_efficiency(rows)  # across files too, as load_results does
     return to_frame(rows), records
 
 

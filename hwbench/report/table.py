@@ -37,6 +37,11 @@ def _estimated(key: str, f: Callable[[Any], str]) -> Callable[[Any], str]:
     return cell
 
 
+def _energy_column(key: str, header: str, f: Callable[[Any], str], priority: int) -> Column:
+    """A column of an energy figure (J, W) whose cells are marked when estimated."""
+    return Column(key, header, row=_estimated(key, f), priority=priority)
+
+
 def _flags(r) -> str:
     fl = r.get("quality_flags")
     if not isinstance(fl, (list, tuple)):
@@ -63,6 +68,16 @@ def flops_unit(df: pd.DataFrame) -> str | None:
     return None if len(kinds) != 1 else ("G" if kinds == {"cpu"} else "T")
 
 
+def _tokens(r) -> str:
+    """tokens/s: generated tokens for a generate case (``tokens_per_s``), tokens through
+    the model for infer / train of a sequence model (``processed_tokens_per_s``)."""
+    v = r.get("tokens_per_s")
+    return fm.rate(r.get("processed_tokens_per_s") if fm.missing(v) else v)
+
+
+TOKENS_NOTE = "tokens/s: generated (generate); batch x seq_len / step (infer, train)"
+
+
 def _reason(r) -> str:
     v = r.get("reason")
     return "" if fm.missing(v) or r.get("status") == "ok" else str(v)
@@ -80,16 +95,16 @@ def headline_columns(wide: bool = False, flops: str | None = None, status: bool 
         Column("status", "status", fm.plain, priority=0, align="left"),
         Column("latency_ms_p50", "p50", fm.duration_ms, priority=0),
         Column("throughput_samples_per_s", "samples/s", fm.rate, priority=0),
-        Column("tokens_per_s", "tokens/s", fm.rate, priority=1),
+        Column("tokens_per_s", "tokens/s", row=_tokens, priority=1),
         Column("ttft_ms_p50", "TTFT p50", fm.duration_ms, priority=3),
         Column("tpot_ms_p50", "TPOT p50", fm.duration_ms, priority=4),
         Column("latency_ms_p90", "p90", fm.duration_ms, priority=3),
         Column("latency_iqr_rel", "IQR/p50", fm.percent, priority=4),
         _flops_column(flops),
         Column("mfu", "MFU", fm.percent, priority=5),
-        Column("energy_per_sample_j", "energy/sample", row=_estimated("energy_per_sample_j", fm.energy_j), priority=2),
-        Column("energy_per_token_j", "energy/token", row=_estimated("energy_per_token_j", fm.energy_j), priority=4),
-        Column("power_w_mean", "power", row=_estimated("power_w_mean", fm.power_w), priority=6),
+        _energy_column("energy_per_sample_j", "energy/sample", fm.energy_j, priority=2),
+        _energy_column("energy_per_token_j", "energy/token", fm.energy_j, priority=4),
+        _energy_column("power_w_mean", "power", fm.power_w, priority=6),
         Column("memory_peak_bytes", "mem peak", fm.nbytes, priority=6),
         Column("quality_flags", "flags", row=_flags, priority=5, align="left", shrink=True, min_width=8),
         Column("reason", "reason", row=_reason, priority=1, align="left", shrink=True, min_width=16),
@@ -106,7 +121,7 @@ def headline_columns(wide: bool = False, flops: str | None = None, status: bool 
             Column("compile_s", "compile", fm.duration_s, priority=7),
             Column("params", "params", fm.count, priority=7),
             Column("rel_l2_error", "rel L2 err", lambda v: "" if fm.missing(v) else f"{float(v):.2g}", priority=7),
-            Column("energy_j", "energy", row=_estimated("energy_j", fm.energy_j), priority=7),
+            _energy_column("energy_j", "energy", fm.energy_j, priority=7),
             Column("energy_source", "energy source", fm.plain, priority=7, align="left"),
             Column("cpu_util_pct_mean", "CPU util", fm.pct, priority=7),
             Column("proc_rss_bytes_max", "RSS max", fm.nbytes, priority=7),
@@ -117,13 +132,14 @@ def headline_columns(wide: bool = False, flops: str | None = None, status: bool 
 
 def formatter_for(name: str) -> Callable[[Any], str]:
     """Human formatting of any load_results column, from the unit in its name."""
-    if name in ("mfu", "latency_cv", "latency_iqr_rel", "flops_counted_vs_analytic"):
+    if name in ("mfu", "latency_cv", "latency_iqr_rel", "flops_counted_vs_analytic", "scaling_efficiency",
+                "comm_fraction"):
         return fm.percent
     if name == "quality_flags":
         return lambda v: ",".join(v) if isinstance(v, (list, tuple)) else ""
     if name == "created":
         return lambda v: "" if fm.missing(v) else pd.Timestamp(v).strftime("%Y-%m-%d %H:%M")
-    if "bytes_per_s" in name:
+    if name.endswith("bytes_per_s") or "bytes_per_s_" in name:  # not comm_bytes_per_step
         return lambda v: "" if fm.missing(v) else fm.nbytes(v) + "/s"
     if "_ms" in name:
         return fm.duration_ms
@@ -141,9 +157,9 @@ def formatter_for(name: str) -> Callable[[Any], str]:
         return lambda v: fm.si(None if fm.missing(v) else float(v) * 1e12, "FLOP/s")
     if name.startswith("flops_per_sample"):
         return lambda v: fm.si(v, "FLOP")
-    if name.endswith("_per_s"):
+    if name.endswith("_per_s") or name.endswith("_per_s_per_rank"):
         return fm.rate
-    if name.endswith("_s"):
+    if name.endswith("_s") or name.endswith("_s_per_step"):
         return fm.duration_s
     if name in ("params",):
         return fm.count
@@ -252,14 +268,21 @@ def _rows(g: pd.DataFrame, several_runs: bool, abbreviate: bool = True) -> tuple
     return rows, common
 
 
+def _key_columns(several_runs: bool) -> list[Column]:
+    """What names a row of the per-case table: the case (and its run, where the rows
+    come from several runs; see :func:`_rows`)."""
+    key = [Column("_case", "case", str, priority=0, align="left")]
+    if several_runs:
+        key.append(Column("_run", "run", str, priority=0, align="left"))
+    return key
+
+
 def render_group(g: pd.DataFrame, width: int | None, *, wide: bool = False, columns: Sequence[str] = (),
                  abbreviate: bool = True) -> tuple[list[str], list[str], list[str]]:
     """(table lines, columns hidden for width, parts common to every case id)."""
     several = g["run_id"].nunique() > 1
     rows, common = _rows(g, several, abbreviate)
-    key = [Column("_case", "case", str, priority=0, align="left")]
-    if several:
-        key.append(Column("_run", "run", str, priority=0, align="left"))
+    key = _key_columns(several)
     if columns:
         cols = key + user_columns(columns)
         w = None
@@ -292,7 +315,18 @@ def render_report(df: pd.DataFrame, width: int | None, *, wide: bool = False, co
         out += footnotes(g)
     if all_hidden:
         out.append(hidden_note(all_hidden, width))
+    if not columns:
+        out += _parallel_lines(df, width)
     return out
+
+
+def _parallel_lines(df: pd.DataFrame, width: int | None) -> list[str]:
+    """The parallel scaling tables (``--view scaling``) after the per-case tables, where
+    cases ran as a torchrun group."""
+    from . import views
+
+    sections = views.parallel_sections(df)
+    return ["", *views.render_terminal(sections, width)] if sections else []
 
 
 def hidden_note(hidden: Sequence[str], width: int | None) -> str:
@@ -305,6 +339,8 @@ def footnotes(g: pd.DataFrame) -> list[str]:
     out = []
     if (g["energy_source"] == "estimated").any():
         out.append(f"{ESTIMATED_MARK} estimated energy (no energy counter on this machine): not a measurement")
+    if g["tokens_per_s"].notna().any() and g["processed_tokens_per_s"].notna().any():
+        out.append(TOKENS_NOTE)  # one column, two meanings: say which is which
     return out
 
 
@@ -382,8 +418,9 @@ def _detail(details: Any, flag: str) -> str:
 # ------------------------------------------------------------------- machine output
 MACHINE_COLUMNS = ("results_file", "run_id", "created", "run_status", "hostname", "device_name", "suite", "case_id",
                    "status", "latency_ms_p50", "latency_ms_p90", "latency_iqr_rel", "throughput_samples_per_s",
-                   "tokens_per_s", "ttft_ms_p50", "tpot_ms_p50", "achieved_tflops", "mfu", "energy_per_sample_j",
-                   "energy_per_token_j", "power_w_mean", "energy_source", "memory_peak_bytes", "quality_flags", "reason")
+                   "tokens_per_s", "processed_tokens_per_s", "ttft_ms_p50", "tpot_ms_p50", "achieved_tflops", "mfu",
+                   "energy_per_sample_j", "energy_per_token_j", "power_w_mean", "energy_source", "memory_peak_bytes",
+                   "quality_flags", "reason")
 
 
 def summary_table(df: pd.DataFrame, *, wide: bool = False, columns: Sequence[str] = ()) -> pd.DataFrame:
@@ -410,10 +447,7 @@ def to_markdown(df: pd.DataFrame, *, wide: bool = False, columns: Sequence[str] 
         out.append("")
         several = g["run_id"].nunique() > 1
         rows, _ = _rows(g, several, abbreviate=False)
-        key = [Column("_case", "case", str, priority=0, align="left")]
-        if several:
-            key.append(Column("_run", "run", str, priority=0, align="left"))
-        cols = key + (user_columns(columns) if columns else
+        cols = _key_columns(several) + (user_columns(columns) if columns else
                       headline_columns(wide, flops_unit(g), status=bool((g["status"] != "ok").any())))
         shown = [c for c in cols if c.priority == 0 or any(c.cell(r) for r in rows)]
         out.append("| " + " | ".join(_md(c.header) for c in shown) + " |")
@@ -424,6 +458,12 @@ def to_markdown(df: pd.DataFrame, *, wide: bool = False, columns: Sequence[str] 
         if notes:
             out += ["", *(_md(n) for n in notes)]
         out.append("")
+    if not columns:
+        from . import views
+
+        sections = views.parallel_sections(df)
+        if sections:
+            out.append(views.render_markdown(sections))
     return "\n".join(out).rstrip() + "\n"
 
 

@@ -4,8 +4,10 @@ comments and CI logs.
 
 * ``tradeoffs``: speed-up of each precision / backend / variant against fp32 eager,
   with the energy ratio and the accuracy cost (output deviation), summarised and per case;
-* ``scaling``: throughput against batch size with the knee, per curve, and model-size
-  power-law fits;
+* ``scaling``: throughput against batch size with the knee, per curve, model-size
+  power-law fits and, where cases ran as a torchrun group, the parallel scaling curves
+  (group throughput against world size) and the parameter server against allreduce side
+  by side (:mod:`hwbench.analysis.scaling`; the default report shows these two too);
 * ``pareto``: per model, the cases on the front of throughput (max) and energy per
   sample (min), and of those two plus the output deviation (min).
 """
@@ -16,6 +18,7 @@ from typing import Sequence
 
 import pandas as pd
 
+from ..analysis import scaling as sc
 from ..analysis import tradeoffs as tr
 from .fit import Column, abbreviate_ids, fit
 from .html import _fmt
@@ -52,9 +55,11 @@ def view_sections(df: pd.DataFrame, view: str) -> list[Section]:
     if view == "scaling":
         knees = tr.batch_knees(tr.batch_scaling(df))
         fits = tr.size_scaling(df)
+        # a torchrun group's batch curve is its own: say which strategy and world size
+        group = [("parallelism", "strategy"), ("world_size", "ranks")] if len(sc.parallel_rows(df)) else []
         return [
             ("throughput vs batch size (knee: where a larger batch stops gaining 10 % per doubling)", knees,
-             [("hostname", "host"), ("model", "model"), ("mode", "mode"), ("precision", "precision"),
+             [("hostname", "host"), ("model", "model"), ("mode", "mode"), *group, ("precision", "precision"),
               ("backend", "backend"), ("variant", "variant"), ("batch_sizes", "batches"),
               ("throughput_samples_per_s_first", "samples/s first"), ("throughput_samples_per_s_last", "last"),
               ("best_batch_size", "best batch"), ("knee_batch_size", "knee")]),
@@ -62,6 +67,7 @@ def view_sections(df: pd.DataFrame, view: str) -> list[Section]:
              [("hostname", "host"), ("family", "family"), ("mode", "mode"), ("batch_size", "batch"),
               ("precision", "precision"), ("variant", "variant"), ("sizes", "sizes"), ("metric", "metric"),
               ("exponent", "k"), ("r2", "R2"), ("n_points", "points")]),
+            *parallel_sections(df),
         ]
     if view == "pareto":
         ok = df[df["status"] == "ok"]
@@ -82,19 +88,95 @@ def view_sections(df: pd.DataFrame, view: str) -> list[Section]:
     raise ValueError(f"unknown view {view!r}; one of {', '.join(VIEWS)}")
 
 
+def parallel_sections(df: pd.DataFrame) -> list[Section]:
+    """The parallel scaling curves and the parameter server against allreduce, for the
+    cases of ``df`` that ran as a torchrun group; none without such cases. What every row
+    shares (one workload, one scaling mode, one host) is said in the title instead of a
+    column, so the numbers fit 80 columns."""
+    curves = sc.parallel_scaling(df)
+    if curves.empty:
+        return []
+    curves = _workload_labels(curves)
+    cmp = _workload_labels(sc.ps_vs_allreduce(curves), side_by_side=True)
+    said = _shared(curves)
+    # the workload, host and scaling mode only where they vary
+    key = [(c, h) for c, h in (("workload", "workload"), ("hostname", "host"), ("scaling", "scaling"))
+           if curves[c].nunique(dropna=False) > 1]
+    out: list[Section] = [(
+        "parallel scaling: the group's throughput against world size (efficiency = throughput(N) / "
+        "(N x throughput(1)); comm share = time in collectives per step, an upper bound)" + said, curves,
+        _with_data([*key, ("parallelism", "strategy"), ("world_size", "ranks"),
+                    ("throughput_samples_per_s", "samples/s"), ("processed_tokens_per_s", "tokens/s"),
+                    ("scaling_efficiency", "efficiency"), ("comm_fraction", "comm share"),
+                    ("comm_bytes_per_step", "comm/step"), ("throughput_samples_per_s_per_rank", "samples/s/rank")],
+                   curves))]
+    if len(cmp):
+        # ps and ddp first (the comparison), fsdp after them (dropped first for width)
+        pair, other = (sc.ALLREDUCE, sc.PS), [s for s in sc.DATA_PARALLEL if s not in (sc.ALLREDUCE, sc.PS)]
+        cols = [*key, ("world_size", "ranks"), *[(f"throughput_samples_per_s_{s}", f"{s} samples/s") for s in pair],
+                ("throughput_ratio_ps_over_ddp", "ps/ddp"), *[(f"scaling_efficiency_{s}", f"{s} eff") for s in pair],
+                *[(f"comm_bytes_per_step_{s}", f"{s} comm") for s in pair]]
+        for s in other:
+            cols += [(f"throughput_samples_per_s_{s}", f"{s} samples/s"), (f"scaling_efficiency_{s}", f"{s} eff"),
+                     (f"comm_bytes_per_step_{s}", f"{s} comm")]
+        out.append(("parameter server (ps) vs allreduce (ddp), side by side: the group's samples/s; ps/ddp > 1: "
+                    "the parameter server is faster; eff: scaling efficiency; comm: collective bytes per step",
+                    cmp, _with_data(cols, cmp)))
+    return out
+
+
+def _with_data(cols: list[tuple[str, str]], df: pd.DataFrame) -> list[tuple[str, str]]:
+    """The (column, header) pairs of ``cols`` that ``df`` has a value in (a strategy that
+    did not run, tokens of a model without sequences: no empty column)."""
+    return [(c, h) for c, h in cols if c in df and df[c].notna().any()]
+
+
+def _workload_labels(df: pd.DataFrame, side_by_side: bool = False) -> pd.DataFrame:
+    """``df`` with a ``workload`` column: the case id without the strategy, without the
+    parts every workload shares (from the ``case_id`` of ``df``, or for a side-by-side
+    frame of :func:`~hwbench.analysis.scaling.ps_vs_allreduce` from its
+    ``case_id_<strategy>`` columns)."""
+    df = df.copy()
+    if not side_by_side:
+        ids = [sc.workload_id(str(c), p, n) for c, p, n in zip(df["case_id"], df["parallelism"], df["world_size"])]
+    else:
+        ids = []
+        for r in df.to_dict("records"):
+            s, cid = next(((s, r[f"case_id_{s}"]) for s in sc.DATA_PARALLEL if isinstance(r.get(f"case_id_{s}"), str)))
+            ids.append(sc.workload_id(cid, s, r["world_size"]))
+    short = abbreviate_ids(ids)[0] if len(set(ids)) > 1 else ids
+    df["workload"] = pd.Series(short, index=df.index, dtype="object")
+    return df
+
+
+def _shared(curves: pd.DataFrame) -> str:
+    """What every curve shares, as the end of a title: the workload, the scaling mode,
+    the host."""
+    parts = []
+    if curves["workload"].nunique() == 1:
+        parts.append(f"every row {curves['workload'].iloc[0]}")
+    if curves["scaling"].nunique(dropna=False) == 1 and isinstance(curves["scaling"].iloc[0], str):
+        s = curves["scaling"].iloc[0]
+        parts.append(f"{s} scaling" + {"weak": " (batch per rank fixed)", "strong": " (global batch fixed)"}.get(s, ""))
+    if curves["hostname"].nunique(dropna=False) == 1:
+        parts.append(f"on {curves['hostname'].iloc[0]}")
+    return ("; " + ", ".join(parts)) if parts else ""
+
+
 def _columns(cols: Sequence[tuple[str, str]], df: pd.DataFrame) -> list[Column]:
     text = {c for c, _ in cols if not pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c])}
     return [Column(c, h, _fmt(c), priority=0 if i < 2 else 1 + i, align="left" if c in text else "right",
-                   shrink=c in ("case_id", "baseline_case_id"), min_width=20)
+                   shrink=c in ("case_id", "baseline_case_id", "workload"), min_width=20)
             for i, (c, h) in enumerate(cols)]
 
 
 def render_terminal(sections: list[Section], width: int | None) -> list[str]:
+    """Each section: its title (wrapped at ``width``), then its table fitted to it."""
     out: list[str] = []
     for title, df, cols in sections:
         if out:
             out.append("")
-        out.append(clean(title))
+        out += _wrap(clean(title), width)
         cols = [(c, h) for c, h in cols if c in df]
         if df.empty:
             out.append("  (none)")
@@ -102,8 +184,18 @@ def render_terminal(sections: list[Section], width: int | None) -> list[str]:
         f = fit(df.to_dict("records"), _columns(cols, df), width)
         out += [clean(line) for line in f.lines]
         if f.hidden:
-            out.append(f"not shown for width: {', '.join(f.hidden)} (--format markdown shows every column)")
+            note = f"not shown for width: {', '.join(f.hidden)} (--format markdown shows every column)"
+            out += _wrap(clean(note), width)
     return out
+
+
+def _wrap(text: str, width: int | None) -> list[str]:
+    """A title or note in lines of at most ``width`` cells (None: one line)."""
+    import textwrap
+
+    if not width:
+        return [text]
+    return textwrap.wrap(text, width, subsequent_indent="  ", break_on_hyphens=False) or [""]
 
 
 def render_markdown(sections: list[Section]) -> str:

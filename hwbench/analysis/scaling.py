@@ -1,0 +1,161 @@
+"""Parallel scaling: pure functions over the results DataFrame
+(:func:`hwbench.load_results`) for the cases that ran as a torchrun group
+(``parallelism`` ddp, fsdp, tp, pp, ps; README "Parallel cases").
+
+* :func:`parallel_scaling` -- per curve (one workload on one machine under one strategy
+  and scaling mode), the group's throughput against world size with the ideal linear
+  line, scaling efficiency, communication share and bytes per step.
+* :func:`ps_vs_allreduce` -- the parameter server (``ps``) and allreduce data
+  parallelism (``ddp``; FSDP as a third data-parallel column where it ran) side by side
+  at each world size: throughput, their ratio, efficiency, communication.
+
+Every number comes from the frame's columns (derived at load,
+:mod:`hwbench.analysis.derive`): ``scaling_efficiency`` is throughput(N) / (N x
+throughput(1)) against the same case at world size 1. Nothing here reads files or
+imports torch.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import pandas as pd
+
+from .tradeoffs import _key, _ok
+
+# What a scaling curve holds fixed besides the strategy: the machine, the suite (its
+# settings: pipeline schedule, microbatches), the workload and the scaling mode (weak:
+# batch per rank fixed; strong: global batch fixed -- either way the case's batch_size).
+WORKLOAD = ("hostname", "device_name", "suite", "model", "mode", "batch_size", "seq_len", "image_size", "precision",
+            "backend", "variant", "device", "threads", "scaling")
+CURVE = (*WORKLOAD, "parallelism")
+
+CURVE_COLUMNS = (
+    "world_size", "case_id", "run_id", "global_batch_size", "throughput_samples_per_s",
+    "throughput_samples_per_s_per_rank", "processed_tokens_per_s", "ideal_throughput_samples_per_s", "speedup",
+    "scaling_efficiency", "latency_ms_p50", "comm_fraction", "comm_s_per_step", "comm_bytes_per_step",
+    "rank_memory_peak_bytes_max", "n_points",
+)
+
+# The strategies of :func:`ps_vs_allreduce`, the reference (allreduce) first.
+ALLREDUCE, PS = "ddp", "ps"
+DATA_PARALLEL = (ALLREDUCE, PS, "fsdp")
+COMPARED = ("case_id", "throughput_samples_per_s", "scaling_efficiency", "comm_bytes_per_step", "comm_fraction")
+
+
+def workload_id(case_id: str, parallelism: str, world_size: int) -> str:
+    """A parallel case's id without its ``/<strategy><N>`` part: the workload it ran
+    (``encoder:tiny/train/bs4/seq32/fp32/eager/cpu/ddp2`` -> ``.../cpu``)."""
+    tail = f"/{parallelism}{world_size}"
+    return case_id[: -len(tail)] if case_id.endswith(tail) else case_id
+
+
+def parallel_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """The ok cases of ``df`` that ran as a group (``parallelism`` other than none)."""
+    ok = _ok(df)
+    if "parallelism" not in ok:
+        return ok.iloc[0:0]
+    par = ok["parallelism"].astype("object")
+    return ok[par.notna() & (par != "none") & ok["world_size"].notna()]
+
+
+def parallel_scaling(df: pd.DataFrame) -> pd.DataFrame:
+    """The group's throughput against world size, one row per ok parallel case, per
+    curve (:data:`CURVE`: same machine, suite, workload, scaling mode and strategy),
+    sorted by world size. Where several runs measured a curve at the same world size,
+    the newest (``created``) is kept.
+
+    Columns: the curve (:data:`CURVE`), then ``world_size`` (ranks), ``case_id``,
+    ``run_id``, ``global_batch_size`` (samples per step, the group),
+    ``throughput_samples_per_s`` (the group's), ``throughput_samples_per_s_per_rank``
+    (the group's / world size), ``processed_tokens_per_s`` (sequence models),
+    ``ideal_throughput_samples_per_s`` (linear scaling from world size 1: N x
+    throughput(1)), ``speedup`` (throughput(N) / throughput(1), a ratio),
+    ``scaling_efficiency`` (speedup / N, a fraction; 1 = linear), ``latency_ms_p50``
+    (median step, ms), ``comm_fraction`` (time in collectives / step, a fraction and an
+    upper bound), ``comm_s_per_step`` (s), ``comm_bytes_per_step`` (bytes),
+    ``rank_memory_peak_bytes_max`` (bytes) and ``n_points`` (world sizes on the curve).
+    Without an ok world-size-1 case of the same curve, the ideal, speed-up and
+    efficiency are NaN."""
+    par = parallel_rows(df)
+    group = [c for c in CURVE if c in par]
+    cols = [*group, *CURVE_COLUMNS]
+    if par.empty:
+        return pd.DataFrame(columns=cols)
+    par = par.assign(_curve=_key(par, group))
+    if "created" in par:
+        par = par.sort_values("created", kind="stable", na_position="first")
+    par = par.drop_duplicates(["_curve", "world_size"], keep="last")
+    out = []
+    for _, g in par.groupby("_curve", sort=False):
+        g = g.sort_values("world_size", kind="stable")
+        for r in g.to_dict("records"):
+            n = float(r["world_size"])
+            thr, eff = _f(r.get("throughput_samples_per_s")), _f(r.get("scaling_efficiency"))
+            out.append({
+                **{c: r[c] for c in group}, "world_size": int(r["world_size"]), "case_id": r["case_id"],
+                "run_id": r.get("run_id"), "global_batch_size": r.get("global_batch_size"),
+                "throughput_samples_per_s": thr,
+                "throughput_samples_per_s_per_rank": _f(r.get("throughput_samples_per_s_per_rank")),
+                "processed_tokens_per_s": _f(r.get("processed_tokens_per_s")),
+                # the baseline derive used for the efficiency: N x throughput(1) = throughput / efficiency
+                "ideal_throughput_samples_per_s": thr / eff if eff > 0 else math.nan,
+                "speedup": eff * n, "scaling_efficiency": eff, "latency_ms_p50": _f(r.get("latency_ms_p50")),
+                "comm_fraction": _f(r.get("comm_fraction")), "comm_s_per_step": _f(r.get("comm_s_per_step")),
+                "comm_bytes_per_step": _f(r.get("comm_bytes_per_step")),
+                "rank_memory_peak_bytes_max": r.get("rank_memory_peak_bytes_max"), "n_points": len(g),
+            })
+    frame = pd.DataFrame(out, columns=cols)
+    for c in ("world_size", "global_batch_size", "rank_memory_peak_bytes_max", "n_points"):
+        frame[c] = frame[c].astype("Int64")
+    return frame
+
+
+def ps_vs_allreduce(curves: pd.DataFrame, strategies: Sequence[str] = DATA_PARALLEL) -> pd.DataFrame:
+    """The parameter server against allreduce data parallelism, side by side: one row
+    per workload (:data:`WORKLOAD`) and world size where both ``ps`` and ``ddp`` ran
+    (at one world size or more), from a :func:`parallel_scaling` frame.
+
+    Columns: the workload, ``world_size``, then for each strategy ``s`` of
+    ``strategies`` (ddp, ps, fsdp) ``case_id_<s>``, ``throughput_samples_per_s_<s>``,
+    ``scaling_efficiency_<s>`` (fraction), ``comm_bytes_per_step_<s>`` (bytes) and
+    ``comm_fraction_<s>`` (fraction), NaN where that strategy has no case at that
+    world size; and ``throughput_ratio_ps_over_ddp`` (> 1: the parameter server is
+    faster) and ``comm_bytes_ratio_ps_over_ddp`` (bytes per step, ps / ddp)."""
+    group = [c for c in WORKLOAD if c in curves]
+    wide_cols = [f"{m}_{s}" for s in strategies for m in COMPARED]
+    cols = [*group, "world_size", *wide_cols, "throughput_ratio_ps_over_ddp", "comm_bytes_ratio_ps_over_ddp"]
+    d = curves[curves["parallelism"].isin(list(strategies))] if len(curves) else curves
+    out = []
+    for _, g in d.groupby(_key(d, group), sort=False):
+        if not {ALLREDUCE, PS} <= set(g["parallelism"]):
+            continue
+        first = g.iloc[0]
+        for n, at in g.groupby("world_size", sort=True):
+            by = {r["parallelism"]: r for r in at.to_dict("records")}
+            row = {**{c: first[c] for c in group}, "world_size": int(n)}
+            for s in strategies:
+                r = by.get(s, {})
+                row.update({f"{m}_{s}": r.get(m, None if m == "case_id" else math.nan) for m in COMPARED})
+            row["throughput_ratio_ps_over_ddp"] = _ratio(row[f"throughput_samples_per_s_{PS}"],
+                                                         row[f"throughput_samples_per_s_{ALLREDUCE}"])
+            row["comm_bytes_ratio_ps_over_ddp"] = _ratio(row[f"comm_bytes_per_step_{PS}"],
+                                                         row[f"comm_bytes_per_step_{ALLREDUCE}"])
+            out.append(row)
+    frame = pd.DataFrame(out, columns=cols)
+    frame["world_size"] = frame["world_size"].astype("Int64")
+    return frame
+
+
+def _f(v) -> float:
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return math.nan
+    return x if math.isfinite(x) else math.nan
+
+
+def _ratio(a, b) -> float:
+    a, b = _f(a), _f(b)
+    return a / b if b > 0 else math.nan
