@@ -95,7 +95,7 @@ def check_resume(rec: RunRecord, path: Path, suite, environment: dict[str, Any] 
     return changes
 
 
-def plan_run(suite, *, resume: str | Path | None = None, filters: Iterable[str] = ()) -> Plan:
+def plan_run(suite, *, resume: str | Path | None = None, filters: Iterable[str] = (), nodes=None) -> Plan:
     """Load and plan without running: the cases this segment selects, the run's whole
     scope, and what is left to do. Raises UserError for anything the user can fix."""
     from . import runner
@@ -110,8 +110,8 @@ def plan_run(suite, *, resume: str | Path | None = None, filters: Iterable[str] 
         path = resume_target(resume)
         rec = read_record(path)
         check_resume(rec, path, s, None, True)
-    planned = runner.plan(s, filters)
-    scope = runner.plan(s, rec.segments[0].filters) if rec is not None else planned
+    planned = runner.plan(s, filters, nodes=nodes)
+    scope = runner.plan(s, rec.segments[0].filters, nodes=nodes) if rec is not None else planned
     todo = runner.pending(planned, rec) if rec is not None else list(planned)
     return Plan(s, planned, scope, todo, rec, path)
 
@@ -129,6 +129,7 @@ def run_suite(
     nvml: Any = None,
     powercap_root: Any = None,
     on_start=None,
+    nodes=None,
 ) -> RunOutcome:
     """Run ``suite`` (a path, a shipped suite's name, or a LoadedSuite) and write one
     results file into ``out_dir`` -- or continue the run in ``resume``.
@@ -138,7 +139,9 @@ def run_suite(
     software versions (recorded in the segment); ``grace_s`` is how long the running
     case may go on after SIGTERM; ``fault`` is ``HWBENCH_INJECT_FAULT`` (tests);
     ``nvml`` / ``powercap_root`` replace the hardware boundary in tests; ``on_start``
-    is called with the results path once the run has claimed it.
+    is called with the results path once the run has claimed it. ``nodes``
+    (:class:`hwbench.parallel.nodes.Nodes`): this machine's place in a multi-node run;
+    it runs the parallel cases in lockstep with the other nodes and writes its part.
     """
     from . import launch, runner
     from .results import locked, read_record
@@ -158,15 +161,17 @@ def run_suite(
     environment = envmod.fingerprint()
     run_id = uuid.uuid4().hex[:12]
     if path is None:
-        path = runner.default_out_path(s, out_dir, environment["hostname"], run_id)
-    planned = runner.plan(s, filters)
+        path = runner.default_out_path(s, out_dir, environment["hostname"], run_id,
+                                       node=nodes.node_rank if nodes is not None else None)
+    planned = runner.plan(s, filters, nodes=nodes)
     if resume is None and not any(p.skip_reason is None for p in planned):
         raise UserError(f"{s.path}: nothing can run on this machine: " + skip_summary(planned))
     with locked(path):
         if resume is not None:
             rec = read_record(path)  # again, under the lock: another resume may have written it
             changes = check_resume(rec, path, s, environment, allow_env_change)
-            scope = runner.plan(s, rec.segments[0].filters)
+            check_node_resume(rec, path, nodes)
+            scope = runner.plan(s, rec.segments[0].filters, nodes=nodes)
             todo = runner.pending(planned, rec)
             if not todo:
                 # finished = ok or skipped; failed / oom / timeout cases would run again
@@ -175,10 +180,36 @@ def run_suite(
                 return RunOutcome(rec, path, EXIT_OK, f"{path}: {what} ({len(rec.cases)} cases); nothing to resume")
         else:
             rec, changes, scope, todo = None, [], planned, planned
-        if on_start is not None:
-            on_start(path)
-        return _execute(s, path, rec, planned, scope, filters, changes, environment, run_id, reporter, grace_s,
-                        fault_spec, nvml, powercap_root, any(p.skip_reason is None for p in todo))
+        coordinator = None
+        if nodes is not None:
+            from .parallel.nodes import Coordinator
+
+            coordinator = Coordinator(nodes, timeout_s=max(60.0, s.spec.settings.timeout_s))
+        try:
+            if coordinator is not None:
+                coordinator.agree([p.case.case_id for p in todo if p.skip_reason is None])
+            if on_start is not None:
+                on_start(path)
+            return _execute(s, path, rec, planned, scope, filters, changes, environment, run_id, reporter, grace_s,
+                            fault_spec, nvml, powercap_root, any(p.skip_reason is None for p in todo),
+                            coordinator)
+        finally:
+            if coordinator is not None:
+                coordinator.finish(timeout_s=max(60.0, s.spec.settings.timeout_s))
+
+
+def check_node_resume(rec: RunRecord, path: Path, nodes) -> None:
+    """A node's part resumes as the same node of a run of as many nodes; a single-machine
+    file is not resumed as a part, nor a part without ``--nnodes``."""
+    if rec.node is None and nodes is None:
+        return
+    if rec.node is None:
+        raise ResultsError(f"{path}: a single-machine results file; it cannot be resumed as node "
+                           f"{nodes.node_rank} of a {nodes.nnodes}-node run")
+    want = f"--nnodes {rec.node.nnodes} --node-rank {rec.node.node_rank}"
+    if nodes is None or (nodes.nnodes, nodes.node_rank) != (rec.node.nnodes, rec.node.node_rank):
+        raise ResultsError(f"{path}: node {rec.node.node_rank} of a {rec.node.nnodes}-node run; resume it "
+                           f"with {want} and a --rdzv-endpoint every node of the resume shares")
 
 
 def skip_summary(planned) -> str:
@@ -193,7 +224,7 @@ def skip_summary(planned) -> str:
 
 
 def _execute(s, path, rec, planned, scope, filters, changes, environment, run_id, reporter, grace_s,
-             fault_spec, nvml, powercap_root, will_run) -> RunOutcome:
+             fault_spec, nvml, powercap_root, will_run, coordinator=None) -> RunOutcome:
     from . import launch, runner
     from .collectors import CollectorSet
 
@@ -202,7 +233,11 @@ def _execute(s, path, rec, planned, scope, filters, changes, environment, run_id
     start_s = launch.start() if will_run else None
     collectors = CollectorSet.for_suite(settings, nvml=nvml, powercap_root=powercap_root)
     r = runner.Runner(s, path, reporter=reporter or runner.Reporter(), collectors=collectors, segment=index,
-                      fault=fault_spec, stop=runner.StopRequest(grace_s=grace_s))
+                      fault=fault_spec, stop=runner.StopRequest(grace_s=grace_s), coordinator=coordinator)
+    if coordinator is not None:
+        n = coordinator.nodes
+        r.reporter.message(f"multi-node run {n.job_id}: node {n.node_rank} of {n.nnodes}, rendezvous at "
+                           f"{n.endpoint}; this file is this node's part (readers join the parts)")
     idle = None
     if collectors is not None:
         collectors.start()
@@ -238,6 +273,7 @@ def _execute(s, path, rec, planned, scope, filters, changes, environment, run_id
             status="running",
             suite=SuiteRef(name=s.spec.suite.name, path=str(s.path), hash=s.suite_hash, resolved=s.resolved),
             segments=[segment],
+            node=_node_role(coordinator),
         )
     else:
         rec = rec.model_copy(update={"segments": [*rec.segments, segment]})
@@ -247,6 +283,15 @@ def _execute(s, path, rec, planned, scope, filters, changes, environment, run_id
         if collectors is not None:
             collectors.stop()
     return _outcome(final, path, r, s)
+
+
+def _node_role(coordinator):
+    from .records import NodeRole
+
+    if coordinator is None:
+        return None
+    n = coordinator.nodes
+    return NodeRole(job_id=n.job_id, nnodes=n.nnodes, node_rank=n.node_rank, rdzv_endpoint=n.endpoint)
 
 
 def _outcome(record: RunRecord, path: Path, r, s) -> RunOutcome:

@@ -101,28 +101,42 @@ Exit codes:
 @click.option("-v", "--verbose", is_flag=True, help="Print every case's numbers and quality flags as it finishes.")
 @click.option("--wide", is_flag=True, help="Summary with every column, however wide.")
 @click.option("--columns", "columns", metavar="A,B,...", help="Summary with these load_results columns (after the case).")
+@click.option("--rdzv-endpoint", default=None, metavar="HOST:PORT",
+              help="Multi-node run: node 0's address and a free port, the same on every node.")
+@click.option("--nnodes", type=click.IntRange(min=1), default=None,
+              help="Multi-node run: the number of machines.  [default with --rdzv-endpoint: $SLURM_NNODES]")
+@click.option("--node-rank", type=click.IntRange(min=0), default=None,
+              help="Multi-node run: this machine's rank, 0..nnodes-1; node 0 hosts the rendezvous.  "
+                   "[default with --rdzv-endpoint: $SLURM_NODEID]")
+@click.option("--rdzv-id", default=None, metavar="JOB",
+              help="Multi-node run: an id the nodes of this run share.  [default with --rdzv-endpoint: $SLURM_JOB_ID]")
 def run(suite: str, out_dir: str | None, filters: tuple[str, ...], dry_run: bool, resume: str | None,
-        allow_env_change: bool, grace_s: float, verbose: bool, wide: bool, columns: str | None) -> None:
+        allow_env_change: bool, grace_s: float, verbose: bool, wide: bool, columns: str | None,
+        nnodes: int | None, node_rank: int | None, rdzv_endpoint: str | None, rdzv_id: str | None) -> None:
     """Run a SUITE (a suite file, or the name of a shipped suite such as 'smoke')
-    and write one results file."""
+    and write one results file. With --rdzv-endpoint (and --nnodes, --node-rank,
+    --rdzv-id, which default to Slurm's variables) this machine is one node of a
+    multi-node run: it runs the suite's parallel cases, each a torchrun group across
+    the nodes, and writes its part; readers join the parts."""
     import os
 
     from . import api
 
     if resume and out_dir is not None:
         raise click.UsageError("--out and --resume exclude each other: a resume writes the file it continues")
+    nodes = _nodes(nnodes, node_rank, rdzv_endpoint, rdzv_id)
     con = _console()
     if dry_run:
         from .report.plan import render_plan
 
-        p = api.plan_run(suite, resume=resume, filters=filters)
+        p = api.plan_run(suite, resume=resume, filters=filters, nodes=nodes)
         _print_lines(con, render_plan(p, _width()))
         return
     reporter = _Reporter(con, verbose=verbose, settings=_settings_of(suite))
     try:
         out = api.run_suite(suite, out_dir=out_dir or "results", resume=resume, filters=filters, reporter=reporter,
                             allow_env_change=allow_env_change, grace_s=grace_s,
-                            fault=os.environ.get("HWBENCH_INJECT_FAULT"))
+                            fault=os.environ.get("HWBENCH_INJECT_FAULT"), nodes=nodes)
     finally:
         reporter.stop()  # the terminal is restored whatever happened
     nothing_done = out.exit_code == 0 and bool(out.message)
@@ -132,6 +146,33 @@ def run(suite: str, out_dir: str | None, filters: tuple[str, ...], dry_run: bool
         stream = _console(stderr=out.exit_code not in (0,))
         stream.print(literal(out.message))
     sys.exit(out.exit_code)
+
+
+def _nodes(nnodes, node_rank, endpoint, job_id):
+    """The multi-node options as a Nodes, or None for a one-machine run. Slurm's
+    variables fill in what --rdzv-endpoint leaves out (only then: a plain `hwbench run`
+    under srun stays a one-machine run)."""
+    import os
+
+    if endpoint is None:
+        given = [n for n, v in (("--nnodes", nnodes), ("--node-rank", node_rank), ("--rdzv-id", job_id)) if v is not None]
+        if given:
+            raise click.UsageError(f"{', '.join(given)}: a multi-node run also needs --rdzv-endpoint HOST:PORT")
+        return None
+
+    def env_int(name):
+        v = os.environ.get(name, "")
+        return int(v) if v.isdigit() else None
+
+    nnodes = nnodes if nnodes is not None else env_int("SLURM_NNODES")
+    node_rank = node_rank if node_rank is not None else env_int("SLURM_NODEID")
+    job_id = job_id if job_id is not None else os.environ.get("SLURM_JOB_ID")
+    missing = [n for n, v in (("--nnodes", nnodes), ("--node-rank", node_rank), ("--rdzv-id", job_id)) if v is None]
+    if missing:
+        raise click.UsageError(f"--rdzv-endpoint: also give {', '.join(missing)} (outside Slurm there are no defaults)")
+    from .parallel.nodes import Nodes
+
+    return Nodes(nnodes=nnodes, node_rank=node_rank, endpoint=endpoint, job_id=str(job_id))
 
 
 def _settings_of(suite: str):
@@ -358,8 +399,9 @@ def _check_results_files(paths: tuple[str, ...]) -> None:
 @click.option("--wide", is_flag=True, help="Every column (table: however wide; csv/json/parquet: all load_results columns).")
 @click.option("--columns", "columns", metavar="A,B,...", help="These load_results columns, after the case id.")
 @click.option("--view", type=click.Choice(["tradeoffs", "scaling", "pareto"]), default=None,
-              help="An analysis instead of the per-case table: speed-up vs fp32 eager with the accuracy cost, batch "
-              "and model-size scaling, or Pareto fronts (table or markdown; csv/json: its raw frame).")
+              help="An analysis instead of the per-case table: speed-up vs fp32 eager with the accuracy cost, batch, "
+              "model-size and parallel (world-size) scaling, or Pareto fronts (table or markdown; csv/json: its raw "
+              "frame).")
 @click.option("--html", "html_out", type=click.Path(dir_okay=False), metavar="FILE",
               help="Write the offline HTML report (figures, tables, embedded CSV) to FILE instead.")
 def report(results: tuple[str, ...], fmt: str, output: str | None, wide: bool, columns: str | None,

@@ -267,6 +267,7 @@ def run_group(
     on_start: Callable[[int], None] = lambda pid: None,
     should_abandon: Callable[[], str | None] = lambda: None,
     job_dir: str | Path | None = None,
+    nodes: dict | None = None,
 ) -> CaseRun:
     """Run parallel ``case`` as a group of ``world_size`` ranks: torch's elastic agent
     (:mod:`hwbench.parallel.agent`, what ``torchrun --standalone`` runs) in its own
@@ -275,7 +276,11 @@ def run_group(
     case with that rank's reason; at ``timeout_s`` or on ``should_abandon()`` the group
     is killed. Afterwards no process of the group survives: the agent's process group
     and every rank pid the ranks wrote are killed (ranks also die with the agent,
-    PR_SET_PDEATHSIG). ``CaseRun.outcome`` is a :class:`hwbench.worker.Outcome`."""
+    PR_SET_PDEATHSIG). ``CaseRun.outcome`` is a :class:`hwbench.worker.Outcome`.
+
+    ``nodes`` (a multi-node run: ``nnodes``, ``endpoint``, ``rdzv_id``,
+    ``join_timeout_s``): the group spans ``nnodes`` machines; this one starts
+    ``world_size / nnodes`` ranks and its result holds their reports only."""
     import json
     import subprocess
     import tempfile
@@ -288,14 +293,15 @@ def run_group(
     jd = Path(tmp.name if tmp else job_dir)
     jd.mkdir(parents=True, exist_ok=True)
     job = {"case": case.to_dict(), "settings": settings.model_dump(mode="json"), "device_kind": device_kind,
-           "threads": threads, "memory_limit_bytes": memory_limit_bytes, "fault": fault}
+           "threads": threads, "memory_limit_bytes": memory_limit_bytes, "fault": fault, "nodes": nodes}
+    nproc = world_size // nodes["nnodes"] if nodes else world_size
     (jd / "job.json").write_text(json.dumps(job))
     before = oom_counters(os.getpid())
     launch = time.monotonic()
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
     log = open(jd / "group.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "hwbench.parallel.agent", str(jd), str(world_size)],
+    proc = subprocess.Popen([sys.executable, "-m", "hwbench.parallel.agent", str(jd), str(nproc)],
                             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
                             start_new_session=True)
     on_start(proc.pid)
@@ -306,7 +312,7 @@ def run_group(
             time.sleep(0.05)
             if time.monotonic() > deadline:
                 run = CaseRun("timeout", f"no result within timeout_s = {timeout_s:g} s; the group of "
-                                         f"{world_size} ranks was killed")
+                                         f"{nproc} ranks{' on this node' if nodes else ''} was killed")
                 break
             why = should_abandon()
             if why:
@@ -317,9 +323,9 @@ def run_group(
         log.close()
     end = time.monotonic()
     if run is None:
-        run = _group_result(jd, world_size, before, memory_limit_bytes, device_kind)
+        run = _group_result(jd, nproc, before, memory_limit_bytes, device_kind)
         if run.status == "ok" and run.outcome is None:
-            m, facts, ts = merge(read_reports(jd), world_size)
+            m, facts, ts = merge(read_reports(jd))
             run.outcome = Outcome("ok", measurement=m, facts=facts, timestamps={"launch": launch, **ts})
             run.window = (ts["first_timed"], ts["window_end"])
     run.launch, run.end = launch, end
@@ -329,9 +335,9 @@ def run_group(
     return run
 
 
-def _group_result(jd: Path, world_size: int, before: dict[str, int], memory_limit_bytes: int | None,
+def _group_result(jd: Path, nproc: int, before: dict[str, int], memory_limit_bytes: int | None,
                   device_kind: str) -> CaseRun:
-    """ok when every rank reported ok; else the reason of the rank that failed first:
+    """ok when each of the ``nproc`` ranks of this machine reported ok; else the reason of the rank that failed first:
 
     1. a rank that died without reporting (a signal other than the agent's SIGTERM
        teardown, or an exit code), classified as a worker's death (oom counters, memory
@@ -356,7 +362,7 @@ def _group_result(jd: Path, world_size: int, before: dict[str, int], memory_limi
     if bad:
         r = min(bad, key=lambda r: (r.t_failed or float("inf"), r.rank))
         return CaseRun(r.status, f"rank {r.rank}: {r.reason}")
-    if len(reports) == world_size and (agent is None or agent.status == "ok"):
+    if len(reports) == nproc and (agent is None or agent.status == "ok"):
         return CaseRun("ok")
     if agent is not None and agent.error:
         return CaseRun("failed", f"torchrun agent: {agent.error}")
@@ -365,7 +371,7 @@ def _group_result(jd: Path, world_size: int, before: dict[str, int], memory_limi
         tail = (jd / "group.log").read_text(errors="replace").strip().splitlines()[-1][:500]
     except (OSError, IndexError):
         pass
-    return CaseRun("failed", f"the group ended with {len(reports)} of {world_size} rank reports" +
+    return CaseRun("failed", f"the group ended with {len(reports)} of {nproc} rank reports" +
                    (f"; last log line: {tail}" if tail else ""))
 
 

@@ -52,6 +52,12 @@ for every change; golden files of every old version live in ``tests/golden/``):
     rank), ``facts.comm_s_per_step`` (time in collectives per step, the slowest rank,
     from torch.profiler), ``facts.comm_bytes_per_step`` (bytes each rank's collectives
     carried per step, the largest rank), ``facts.comm_measured_by``: parallel cases only.
+  * ``facts.ranks``: the global ranks whose reports a parallel case's result holds (every
+    rank of the group; in a multi-node part, this node's ranks), in the order of the
+    ``rank_*`` lists.
+  * ``node`` (:class:`NodeRole`): the file is one node's part of a multi-node run; its
+    parallel cases hold that node's ranks only. ``nodes`` (:class:`NodePart`): the file
+    is the merge of such parts (``hwbench merge``; every reader merges parts itself).
 """
 
 from __future__ import annotations
@@ -254,6 +260,7 @@ class Facts(_Record):
     comm_s_per_step: Float | None = None  # busy time of collectives per step, slowest rank
     comm_bytes_per_step: Float | None = None  # bytes in collectives' inputs per step, largest rank
     comm_measured_by: Text | None = None  # how the two above were measured
+    ranks: list[Count] | None = None  # the global ranks these facts hold, in the rank_* lists' order
 
 
 class Overheads(_Record):
@@ -342,6 +349,31 @@ class Segment(_Record):
     machine_profile: MachineProfile | None = None  # hwbench probe's roofs for this machine, if any
 
 
+class NodeRole(_Record):
+    """This file is one node's part of a multi-node run (``hwbench run --nnodes``): every
+    node runs the suite's parallel cases in lockstep, each case one torchrun group
+    spanning the nodes, and writes its own ranks' results and its own collectors."""
+
+    job_id: Annotated[str, Field(min_length=1, max_length=200)]  # the same on every node of the run
+    nnodes: Annotated[int, Field(ge=2, le=100_000)]
+    node_rank: Annotated[int, Field(ge=0, le=100_000)]
+    rdzv_endpoint: Text  # host:port of the rendezvous (node 0 hosts it)
+
+
+class NodePart(_Record):
+    """One node's part of a merged multi-node record: where it came from, and its
+    segments (environment, idle baseline, collectors) as the part had them."""
+
+    node_rank: Count
+    hostname: Text
+    run_id: Text
+    path: Text | None = None
+    status: RunStatus
+    created: Text
+    updated: Text | None = None
+    segments: list[Segment] = []
+
+
 class SuiteRef(_Record):
     name: Text
     path: Text
@@ -362,6 +394,8 @@ class RunRecord(_Record):
     segments: list[Segment] = Field(min_length=1)
     cases: list[CaseResult] = []
     batch_limits: dict[str, BatchLimit] = {}
+    node: NodeRole | None = None  # one node's part of a multi-node run
+    nodes: list[NodePart] = []  # a merged multi-node run: the parts it was made from
 
     @property
     def environment(self) -> Environment:

@@ -308,7 +308,9 @@ def expand_paths(paths) -> tuple[list[Path], list[Path]]:
 
 def read_many(paths, warn: Callable[[str], None] | None = None) -> list[tuple[Path, RunRecord]]:
     """Every results file in ``paths`` (files or folders). A JSON file in a folder that
-    is not a results file is skipped with a warning; a file named explicitly must be one."""
+    is not a results file is skipped with a warning; a file named explicitly must be one.
+    The parts of a multi-node run come back joined, as one record
+    (:func:`hwbench.merge.join_parts`)."""
     named, found = expand_paths(paths)
     out = [(p, read_record(p)) for p in named]
     for p in found:
@@ -320,7 +322,9 @@ def read_many(paths, warn: Callable[[str], None] | None = None) -> list[tuple[Pa
             warn(f"skipped {e}")
     if not out:
         raise ResultsError(f"{', '.join(map(str, named + found))}: none of these is an hwbench results file")
-    return out
+    from .merge import join_parts
+
+    return join_parts(out, warn)
 
 
 # ---------------------------------------------------------------------- names

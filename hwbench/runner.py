@@ -81,8 +81,10 @@ def select(suite: LoadedSuite, filters: Iterable[str] = ()) -> list[Case]:
     return out
 
 
-def plan(suite: LoadedSuite, filters: Iterable[str] = (), present=None) -> list[Planned]:
-    """Every selected case with the device it resolves to, or why it cannot run here."""
+def plan(suite: LoadedSuite, filters: Iterable[str] = (), present=None, nodes=None) -> list[Planned]:
+    """Every selected case with the device it resolves to, or why it cannot run here.
+    ``nodes`` (:class:`hwbench.parallel.nodes.Nodes`): a multi-node run, where only
+    parallel cases that split evenly over the nodes run."""
     from . import devices
 
     from . import parallel
@@ -94,9 +96,11 @@ def plan(suite: LoadedSuite, filters: Iterable[str] = (), present=None) -> list[
     for case in cases:
         dev = backends.resolve_device(case.device, present)
         why = backends.unsupported_reason(case, dev)
+        if why is None and nodes is not None:
+            why = nodes.requires(case)
         if why is None and dev is not None and case.parallelism != "none":
             n = sum(d.kind == dev.kind for d in present)
-            why = parallel.requires(case, dev.kind, n, settings)
+            why = parallel.requires(case, dev.kind, n, settings, nnodes=nodes.nnodes if nodes else 1)
         out.append(Planned(case, why, dev.model if dev else None, dev.name if dev else None))
     return out
 
@@ -196,6 +200,7 @@ class StopRequest:
     signal_name: str | None = None
     abandon_at: float | None = None
     count: int = 0
+    peer: str | None = None  # multi-node: what another node said when it stopped
 
     @property
     def requested(self) -> bool:
@@ -203,7 +208,18 @@ class StopRequest:
 
     @property
     def exit_code(self) -> int:
+        """143 after SIGTERM, 130 after Ctrl-C; a node stopped by another node's stop
+        takes that node's code (143 when node 0's store vanished)."""
+        if self.peer is not None:
+            return 130 if self.peer.endswith("SIGINT") else 143
         return 143 if self.signal_name == "SIGTERM" else 130
+
+    def peer_stopped(self, said: str) -> None:
+        """Another node of a multi-node run stopped: stop too, abandoning the running
+        case at once (its group cannot finish without that node's ranks)."""
+        if self.peer is None and self.signal_name is None:
+            self.peer, self.signal_name = said, said
+            self.abandon_at = time.monotonic()
 
     def on_signal(self, signum: int) -> str:
         name = signal.Signals(signum).name
@@ -234,6 +250,18 @@ class Runner:
     fault: tuple[str, str] | None = None  # (glob on case_id, kind): tests only
     stop: StopRequest = field(default_factory=StopRequest)
     write_error: str | None = None
+    coordinator: Any = None  # a multi-node run: hwbench.parallel.nodes.Coordinator
+
+    def should_abandon(self) -> str | None:
+        """Why the running case must stop now: past the grace period after a signal, or
+        (multi-node) another node stopped."""
+        why = self.stop.abandon_reason()
+        if why is None and self.coordinator is not None:
+            peer = self.coordinator.stopped()
+            if peer:
+                self.stop.peer_stopped(peer)
+                why = f"abandoned: {peer}"
+        return why
 
     def fault_for(self, case: Case) -> str | None:
         """The fault to inject into ``case``'s single worker (it is rank 0)."""
@@ -276,6 +304,10 @@ class Runner:
         queue = deque(todo)
         try:
             while queue and not self.stop.requested:
+                peer = self.coordinator.stopped(every_s=0) if self.coordinator is not None else None
+                if peer:
+                    self.stop.peer_stopped(peer)
+                    break  # another node stopped: its ranks would not come to the next rendezvous
                 p = queue.popleft()
                 self.reporter.case_started(p.case)
                 if p.case.auto_batch and p.skip_reason is None:
@@ -302,6 +334,8 @@ class Runner:
                 result = assemble(p, run, None, self.segment)
                 record = self._flush(with_case(record, result))
                 self.reporter.case_done(result)
+            if self.coordinator is not None and self.stop.requested and not self.stop.peer:
+                self.coordinator.say_stop(self.stop.signal_name or "stopped")
             status = "interrupted" if self.stop.requested else self._final_status(record, planned, scope or planned)
             record = self._flush(record.model_copy(update={"status": status}))
         except ResultsError as e:
@@ -381,7 +415,7 @@ class Runner:
             memory_capped_gb=settings.memory_limit_gb if limit and not (p.device or "").startswith("cuda") else None,
             on_start=(cs.case_begin if cs is not None else (lambda pid: None)),
             on_progress=on_progress,
-            should_abandon=self.stop.abandon_reason,
+            should_abandon=self.should_abandon,
         )
         collection = None
         if cs is not None:
@@ -397,20 +431,31 @@ class Runner:
         cs = self.collectors
         kind = (p.device or "cpu").split(":")[0]
         threads = p.case.threads
+        here = p.case.world_size // (self.coordinator.nodes.nnodes if self.coordinator is not None else 1)
         if threads is None and kind == "cpu":
             cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-            threads = max(1, cores // p.case.world_size)
+            threads = max(1, cores // here)
         limit = int(settings.memory_limit_gb * 2**30) if settings.memory_limit_gb else None
         run = launch.run_group(
             p.case, settings, device_kind=kind, world_size=p.case.world_size, threads=threads,
             memory_limit_bytes=limit, fault=self.group_fault_for(p.case), timeout_s=settings.timeout_s,
             on_start=(cs.case_begin if cs is not None else (lambda pid: None)),
-            should_abandon=self.stop.abandon_reason,
+            should_abandon=self.should_abandon, nodes=self._nodes_job(p, settings),
         )
         collection = None
         if cs is not None:
-            collection = cs.case_end(run.window if run.status == "ok" else None, p.device)
+            # on CUDA every local rank has its own GPU (cuda:<local rank>): energy is their sum
+            used = tuple(f"cuda:{i}" for i in range(here)) if kind == "cuda" else None
+            collection = cs.case_end(run.window if run.status == "ok" else None, p.device, devices=used)
         return run, collection
+
+    def _nodes_job(self, p: Planned, settings) -> dict | None:
+        """What a multi-node case's agent needs to join the others (job.json ``nodes``)."""
+        if self.coordinator is None:
+            return None
+        n = self.coordinator.nodes
+        return {"nnodes": n.nnodes, "node_rank": n.node_rank, "endpoint": n.endpoint,
+                "rdzv_id": n.rdzv_id(p.case.case_id), "join_timeout_s": max(30.0, settings.timeout_s)}
 
 
 # From this many repeats on, each repeat runs in its own fresh worker process. Within one
@@ -484,14 +529,17 @@ def _merge_collections(collections: list):
 
 
 # ------------------------------------------------------------------------------ helpers
-def default_out_path(suite: LoadedSuite, out_dir: str | Path, hostname: str, run_id: str) -> Path:
-    """``<suite>-<date>-<time>-<host>-<run id>.json`` inside ``out_dir``: the name is
-    reduced to safe characters (a hostile suite name cannot leave ``out_dir`` or reach
-    a terminal), and the run id keeps two runs started in the same second apart."""
+def default_out_path(suite: LoadedSuite, out_dir: str | Path, hostname: str, run_id: str,
+                     node: int | None = None) -> Path:
+    """``<suite>-<date>-<time>-<host>[-node<R>]-<run id>.json`` inside ``out_dir``: the
+    name is reduced to safe characters (a hostile suite name cannot leave ``out_dir`` or
+    reach a terminal), and the run id keeps two runs started in the same second apart
+    (two nodes of a multi-node run writing to one shared folder included)."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     name = safe_filename_part(suite.spec.suite.name)
     host = safe_filename_part(hostname, fallback="host")
-    return Path(out_dir) / f"{name}-{stamp}-{host}-{run_id[:8]}.json"
+    part = f"-node{node}" if node is not None else ""
+    return Path(out_dir) / f"{name}-{stamp}-{host}{part}-{run_id[:8]}.json"
 
 
 def fixed_cost_summary(record: RunRecord) -> dict[str, float] | None:

@@ -26,7 +26,7 @@ def settings(**kw):
     return Settings(**base)
 
 
-def run_window(cs, device, seconds=0.6, idle_s=0.2, pid=None):
+def run_window(cs, device, seconds=0.6, idle_s=0.2, pid=None, devices=None):
     """Drive a CollectorSet as the runner does, around a sleep standing in for a case."""
     cs.start()
     try:
@@ -38,7 +38,7 @@ def run_window(cs, device, seconds=0.6, idle_s=0.2, pid=None):
         time.sleep(seconds)
         t1 = time.monotonic()
         cs.mark("window_end", t1)
-        out = cs.case_end((t0, t1), device)
+        out = cs.case_end((t0, t1), device, devices=devices)
     finally:
         cs.stop()
     return out, idle, t1 - t0
@@ -105,6 +105,22 @@ def test_two_gpus_each_case_gets_its_own_gpu_energy():
     out, _, window = run_window(cs, "cuda:1")
     assert out.energy.energy_j == pytest.approx(400.0 * window, rel=0.01)
     assert set(out.collectors) == {"nvidia:0", "nvidia:1"}
+
+
+def test_a_parallel_case_on_several_gpus_gets_the_sum_of_their_energy():
+    fake = FakeNVML([FakeGPU(power_w=100.0), FakeGPU(power_w=400.0), FakeGPU(power_w=50.0)])
+    cs = CollectorSet.for_suite(settings(collectors=["nvidia"]), nvml=fake)
+    out, idle, window = run_window(cs, "cuda:0", devices=("cuda:0", "cuda:1"))
+    assert out.energy.energy_j == pytest.approx(500.0 * window, rel=0.01)  # not GPU 2's
+    assert out.energy.energy_source == "nvml_counter"
+    assert out.energy.idle_power_w == pytest.approx(idle.power_w["cuda:0"] + idle.power_w["cuda:1"])
+    assert out.energy.energy_j_power_integrated == pytest.approx(500.0 * window, rel=0.05)
+
+
+def test_a_parallel_case_with_a_gpu_lacking_energy_has_none_and_says_why():
+    cs = CollectorSet.for_suite(settings(collectors=["nvidia"]), nvml=FakeNVML([FakeGPU(power_w=100.0)]))
+    out, _, _ = run_window(cs, "cuda:0", devices=("cuda:0", "cuda:1"), seconds=0.3)
+    assert out.energy is None and "no energy source for cuda:1" in flags_of(out)["energy_unavailable"]
 
 
 def test_gpu_not_visible_to_torch_is_sampled_but_never_used_for_energy():
@@ -451,3 +467,29 @@ def test_a_registered_sampler_kind_is_sampled_summarised_and_used_for_energy():
     finally:
         unregister("fake_power")
     assert "fake_power" in CollectorSet.for_suite(s).unavailable
+
+
+def test_the_host_sampler_counts_the_cpu_time_of_the_workers_descendants():
+    """A parallel case's ranks are children of the elastic agent the sampler follows;
+    the parent here only waits, its child burns CPU: the child's time must count."""
+    import subprocess
+    import sys
+
+    from hwbench.collectors.samplers import HostSampler
+
+    burn = "import time\nt = time.time()\nwhile time.time() - t < 4: pass"
+    parent = subprocess.Popen([sys.executable, "-c",
+                               f"import subprocess, sys; subprocess.run([sys.executable, '-c', {burn!r}])"])
+    try:
+        s = HostSampler()
+        s.watch(parent.pid)
+        time.sleep(0.8)  # the child is running
+        a = s.read()
+        time.sleep(1.5)
+        b = s.read()
+        used = b["proc_cpu_counter_s"] - a["proc_cpu_counter_s"]
+        assert used >= 0.4, used  # the waiting parent alone uses ~0 s
+        assert s.errors == 0
+    finally:
+        parent.kill()
+        parent.wait()

@@ -188,5 +188,6 @@ def test_two_elastic_agents_on_localhost_meet_at_a_c10d_rendezvous_and_their_par
     for d in dirs:
         parts.update(report.read_reports(d))
     assert sorted(parts) == [0, 1] and all(r.status == "ok" for r in parts.values())
-    m, facts, _ = report.merge(parts, 2)
+    m, facts, _ = report.merge(parts)
     assert m.raw_times_s and all(t > 0 for t in m.raw_times_s[0]) and facts.global_batch_size == 4
+    assert facts.ranks == [0, 1]

@@ -237,10 +237,13 @@ class CollectorSet:
         self.marks[event] = t
         self._pending.append(self._thread.submit(self._thread.read_all))
 
-    def case_end(self, window: tuple[float, float] | None, device: str | None) -> CaseCollection:
+    def case_end(self, window: tuple[float, float] | None, device: str | None,
+                 devices: tuple[str, ...] | None = None) -> CaseCollection:
         """Summaries, energy and flags for the timed ``window`` (t0, t1: time.monotonic(),
         s, as marked; None: no window, only reading errors are reported) of a case run on
-        ``device`` ("cpu", "cuda:0"). Takes a last reading and waits for it."""
+        ``device`` ("cpu", "cuda:0"). ``devices``: every device the case used (a parallel
+        case's GPUs on this machine); its energy is then the sum over them. Takes a last
+        reading and waits for it."""
         try:
             for f in self._pending:
                 f.result(self._timeout)
@@ -269,10 +272,45 @@ class CollectorSet:
                 info=snap.info[s.name],
                 samples=_columns(samples, t0) if self.settings.store_samples else None,
             )
-            if device is not None and s.device == device:
+            if device is not None and s.device in (devices or (device,)):
                 flags += s.quality_flags(samples, t0, t1)
-        energy = self._energy(snap, device, t0, t1, flags) if device is not None else None
+        if device is None:
+            energy = None
+        elif devices and len(devices) > 1:
+            energy = self._energy_sum(snap, devices, t0, t1, flags)
+        else:
+            energy = self._energy(snap, device, t0, t1, flags)
         return CaseCollection(collectors, energy, tuple(flags))
+
+    def _energy_sum(self, snap: _Snapshot, devices: tuple[str, ...], t0: float, t1: float,
+                    flags: list[Flag]) -> Energy | None:
+        """The energy of several devices over one window: the sum of each device's best
+        source; None unless every device has one (a partial sum is not the case's). The
+        weakest source names the total ("estimated" if any device's is)."""
+        got: list[Energy] = []
+        for d in devices:
+            own: list[Flag] = []
+            e = self._energy(snap, d, t0, t1, own)
+            if e is None:
+                flags.append(Flag(flag="energy_unavailable", detail=f"no energy source for {d}: no total "
+                                  f"over {', '.join(devices)}"))
+                return None
+            got.append(e)
+            for f in own:
+                if f not in flags:
+                    flags.append(f)
+        order = [s for s in ("nvml_counter", "nvml_power", "rapl", "estimated")]
+        idle = [e.idle_power_w for e in got]
+        cross = [e.energy_j_power_integrated for e in got]
+        return Energy(
+            energy_j=sum(e.energy_j for e in got),
+            energy_source=max((e.energy_source for e in got), key=order.index),
+            energy_window_s=t1 - t0,
+            idle_power_w=sum(idle) if all(x is not None for x in idle) else None,
+            energy_j_power_integrated=sum(cross) if all(x is not None for x in cross) else None,
+            estimate_basis="; ".join(f"{d}: {e.estimate_basis}" for d, e in zip(devices, got) if e.estimate_basis)
+            or None,
+        )
 
     def _finish(self, unwatch: bool) -> _Snapshot:
         """On the sampling thread: a last reading, then copies of what the window needs."""

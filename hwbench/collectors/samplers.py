@@ -144,7 +144,9 @@ class EstimatedCpuEnergy:
 
 
 class HostSampler(Sampler):
-    """psutil: system and worker CPU time, worker RSS, system memory, CPU clock.
+    """psutil: system and worker CPU time, worker RSS, system memory, CPU clock. "Worker"
+    is the followed process with all its descendants: a parallel case's agent and its
+    ranks, a worker and its compile subprocesses (CPU time and RSS summed over them).
 
     CPU load over a window comes from CPU-time *deltas* (cumulative ``*_counter_s``
     keys interpolated at the window edges), not from averaging percentages: a
@@ -202,13 +204,24 @@ class HostSampler(Sampler):
                 with self.proc.oneshot():
                     ct = self.proc.cpu_times()
                     rss = self.proc.memory_info().rss
+                kids = self.proc.children(recursive=True)
             except psutil.NoSuchProcess:
                 self.proc = None  # the worker ended: not an error
             except psutil.Error:
                 self.errors += 1
             else:
-                # children_* cover reaped children only; free to include
+                # children_* cover reaped children only (a rank the agent has reaped);
+                # the live descendants (a parallel case's ranks, compile workers) add theirs
                 used = ct.user + ct.system + ct.children_user + ct.children_system
+                for k in kids:
+                    try:
+                        with k.oneshot():
+                            kt = k.cpu_times()
+                            krss = k.memory_info().rss
+                    except psutil.Error:
+                        continue  # ended between the listing and the reading
+                    used += kt.user + kt.system
+                    rss += krss
                 out["proc_cpu_counter_s"] = used
                 out["proc_rss_bytes"] = float(rss)
                 pb = self._proc_base

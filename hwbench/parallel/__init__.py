@@ -33,10 +33,11 @@ if TYPE_CHECKING:
 STRATEGIES: dict[str, ModuleType] = {"ddp": ddp, "fsdp": fsdp, "tp": tp, "pp": pp, "ps": ps}
 
 
-def requires(case: Case, device_kind: str, devices_of_kind: int, settings=None) -> str | None:
+def requires(case: Case, device_kind: str, devices_of_kind: int, settings=None, nnodes: int = 1) -> str | None:
     """Why parallel ``case`` cannot run here, or None. ``device_kind`` is the resolved
     device's kind ("cpu", "cuda"); ``devices_of_kind`` how many such devices exist (a
-    CPU counts as enough for any number of ranks: they share its cores)."""
+    CPU counts as enough for any number of ranks: they share its cores); ``nnodes`` the
+    machines the group spans (each runs ``world_size / nnodes`` ranks)."""
     if case.parallelism == "none":
         return None
     from .. import models
@@ -51,8 +52,10 @@ def requires(case: Case, device_kind: str, devices_of_kind: int, settings=None) 
         return f"{name}: parallel cases take no variant (got {case.variant!r})"
     if device_kind not in ("cpu", "cuda"):
         return f"{name}: torch.distributed runs here on cpu (gloo) or cuda (nccl), not {device_kind}"
-    if device_kind == "cuda" and case.world_size > devices_of_kind:
-        return f"{name}: world size {case.world_size} needs {case.world_size} CUDA GPUs; this machine has {devices_of_kind}"
+    here = case.world_size // nnodes
+    if device_kind == "cuda" and here > devices_of_kind:
+        per = f" ({nnodes} nodes: {here} per node)" if nnodes > 1 else ""
+        return f"{name}: world size {case.world_size}{per} needs {here} CUDA GPUs; this machine has {devices_of_kind}"
     if settings is not None and name in DATA_PARALLEL:
         try:
             batches(name, case.batch_size, case.world_size, settings.scaling)

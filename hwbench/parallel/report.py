@@ -78,10 +78,12 @@ def slowest(reports: list[RankReport]) -> list[list[float]]:
     return out
 
 
-def merge(reports: dict[int, RankReport], world_size: int) -> tuple[Measurement, Facts, dict[str, float]]:
-    """The case's measurement, facts and timestamps from every rank's ``ok`` report."""
+def merge(reports: dict[int, RankReport]) -> tuple[Measurement, Facts, dict[str, float]]:
+    """The case's measurement, facts and timestamps from every rank's ``ok`` report (on
+    one node of a multi-node run: that node's ranks; :mod:`hwbench.merge` joins the
+    nodes)."""
     rs = [reports[r] for r in sorted(reports)]
-    r0 = reports[0]
+    r0 = rs[0]
     w0 = min(r.t_first_timed for r in rs)
     w1 = max(r.t_window_end for r in rs)
     m = Measurement(raw_times_s=slowest(rs), first_iter_s=max(r.first_iter_s for r in rs),
@@ -101,6 +103,7 @@ def merge(reports: dict[int, RankReport], world_size: int) -> tuple[Measurement,
         comm_s_per_step=max(comm) if comm else None,
         comm_bytes_per_step=max(nbytes) if nbytes else None,
         comm_measured_by=r0.comm_measured_by,
+        ranks=[r.rank for r in rs],
     )
     ts = {"worker_start": max(r.t_start for r in rs), "ready": max(r.t_ready for r in rs),
           "first_timed": w0, "window_end": w1}
