@@ -184,18 +184,24 @@ def run_suite(
         if nodes is not None:
             from .parallel.nodes import Coordinator
 
-            coordinator = Coordinator(nodes, timeout_s=max(60.0, s.spec.settings.timeout_s))
+            coordinator = Coordinator(nodes, timeout_s=max(300.0, s.spec.settings.timeout_s))
         try:
             if coordinator is not None:
                 coordinator.agree([p.case.case_id for p in todo if p.skip_reason is None])
             if on_start is not None:
                 on_start(path)
-            return _execute(s, path, rec, planned, scope, filters, changes, environment, run_id, reporter, grace_s,
-                            fault_spec, nvml, powercap_root, any(p.skip_reason is None for p in todo),
-                            coordinator)
+            out = _execute(s, path, rec, planned, scope, filters, changes, environment, run_id, reporter, grace_s,
+                           fault_spec, nvml, powercap_root, any(p.skip_reason is None for p in todo), coordinator)
+            if coordinator is not None and out.exit_code == EXIT_USER:  # its file cannot be written
+                coordinator.say_stop("cannot write its results file")
+            return out
+        except BaseException as e:
+            if coordinator is not None:  # the others would wait for this node at the next rendezvous
+                coordinator.say_stop(f"failed ({type(e).__name__})")
+            raise
         finally:
             if coordinator is not None:
-                coordinator.finish(timeout_s=max(60.0, s.spec.settings.timeout_s))
+                coordinator.finish(timeout_s=120.0)
 
 
 def check_node_resume(rec: RunRecord, path: Path, nodes) -> None:
@@ -296,6 +302,10 @@ def _node_role(coordinator):
 
 def _outcome(record: RunRecord, path: Path, r, s) -> RunOutcome:
     resume = f"hwbench run {s.path} --resume {path}"
+    if record.node is not None:
+        n = record.node
+        resume += (f" --nnodes {n.nnodes} --node-rank {n.node_rank} --rdzv-endpoint HOST:PORT --rdzv-id NEW_ID "
+                   "(on every node, each with its own part)")
     if r.write_error:
         done = sum(c.status in ("ok", "skipped") for c in record.cases)
         return RunOutcome(record, path, EXIT_USER,

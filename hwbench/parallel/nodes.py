@@ -101,12 +101,13 @@ class Coordinator:
         self.nodes = nodes
         self._last_check = 0.0
         self._stopped: str | None = None
+        self._said = False
         try:
             self.store = dist.TCPStore(nodes.host, nodes.port, world_size=None, is_master=nodes.node_rank == 0,
                                        timeout=timedelta(seconds=timeout_s), wait_for_workers=False)
         except (RuntimeError, ValueError, OSError) as e:
-            what = "host the rendezvous store on" if nodes.node_rank == 0 else "reach node 0's rendezvous store at"
-            raise UserError(f"--rdzv-endpoint {nodes.endpoint}: cannot {what} it: "
+            what = "host the rendezvous store" if nodes.node_rank == 0 else "reach node 0's rendezvous store"
+            raise UserError(f"--rdzv-endpoint {nodes.endpoint}: cannot {what} there: "
                             f"{str(e).splitlines()[0][:200]}") from None
 
     def agree(self, case_ids: list[str]) -> None:
@@ -129,7 +130,11 @@ class Coordinator:
                             "--filter and resume state")
 
     def say_stop(self, why: str) -> None:
-        """Tell the other nodes this one stops (``why``: "SIGTERM", ...)."""
+        """Tell the other nodes this one stops (``why``: "SIGTERM", ...); the first
+        reason said is the one they read."""
+        if self._said:
+            return
+        self._said = True
         try:
             self.store.set(STOP_KEY, f"node {self.nodes.node_rank}: {why}")
         except (RuntimeError, OSError):
