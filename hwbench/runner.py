@@ -471,8 +471,10 @@ def merge_repeats(runs: list[launch.CaseRun], collections: list) -> tuple[launch
 
     * Every worker ok: raw times are one list per worker (``repeat_isolation =
       "process"``), ``measured_s`` and generation times add up; the first worker's
-      first-iteration time, warmup, facts (accuracy, memory) and timestamps stand for
-      the case; flags of every worker are kept, without duplicates.
+      first-iteration time, warmup, accuracy and timestamps stand for the case; memory
+      peaks are the largest of the workers', MoE router counts the sum over every
+      worker's timed iterations (:func:`merge_facts`); flags of every worker are kept,
+      without duplicates.
     * A worker that failed, ran out of memory or timed out: the case has that status,
       its reason prefixed with the repeat ("repeat 2/3: ...").
     * Collectors: the energy of every timed window is summed (windows and energy; the
@@ -499,11 +501,34 @@ def merge_repeats(runs: list[launch.CaseRun], collections: list) -> tuple[launch
         "repeat_isolation": "process",
     })
     flags = tuple(dict.fromkeys(f for o in outs for f in o.flags))
-    outcome = Outcome("ok", measurement=measurement, facts=outs[0].facts, flags=flags, timestamps=outs[0].timestamps)
+    outcome = Outcome("ok", measurement=measurement, facts=merge_facts([o.facts for o in outs]), flags=flags,
+                      timestamps=outs[0].timestamps)
     windows = [r.window for r in runs]
     window = (windows[0][0], windows[-1][1]) if all(windows) else None
     merged = dataclasses.replace(runs[0], outcome=outcome, window=window, end=last.end)
     return merged, _merge_collections(collections)
+
+
+def merge_facts(facts: list):
+    """The facts of one case measured by several workers (one repeat each): the first's,
+    with each memory peak the largest over the workers (None if one lacks it) and the
+    router's tokens per expert summed element by element (each worker counted its own
+    timed iterations). Pure."""
+    first = facts[0]
+    if first is None or any(f is None for f in facts):
+        return first
+
+    def peak(key):
+        vals = [getattr(f, key) for f in facts]
+        return max(vals) if all(v is not None for v in vals) else None
+
+    update = {k: peak(k) for k in ("memory_peak_bytes", "memory_reserved_peak_bytes", "host_rss_peak_bytes")}
+    routers = [f.router_tokens_per_expert for f in facts]
+    if all(r is not None for r in routers):
+        shapes = {tuple(len(layer) for layer in r) for r in routers}
+        update["router_tokens_per_expert"] = (
+            [[sum(col) for col in zip(*layers)] for layers in zip(*routers)] if len(shapes) == 1 else routers[0])
+    return first.model_copy(update=update)
 
 
 def _merge_collections(collections: list):

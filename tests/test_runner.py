@@ -301,3 +301,18 @@ def test_an_unexpected_error_keeps_finished_cases_and_marks_the_run_interrupted(
     (f,) = (tmp_path / "out").glob("*.json")
     rec = read_record(f)
     assert rec.status == "interrupted" and [c.status for c in rec.cases] == ["ok"]
+
+
+def test_process_isolated_repeats_keep_the_largest_memory_peak_and_every_routed_token():
+    from hwbench.records import Facts
+    from hwbench.runner import merge_facts
+
+    a = Facts(params=1, flops_per_sample=1.0, memory_peak_bytes=100, host_rss_peak_bytes=5000,
+              router_tokens_per_expert=[[1, 2], [3, 4]])
+    b = Facts(params=1, flops_per_sample=1.0, memory_peak_bytes=300, host_rss_peak_bytes=4000,
+              router_tokens_per_expert=[[10, 20], [30, 40]])
+    m = merge_facts([a, b])
+    assert m.memory_peak_bytes == 300 and m.host_rss_peak_bytes == 5000
+    assert m.router_tokens_per_expert == [[11, 22], [33, 44]]
+    assert merge_facts([a, b.model_copy(update={"memory_peak_bytes": None})]).memory_peak_bytes is None
+    assert merge_facts([a]) == a
