@@ -244,6 +244,10 @@ def _execute(s, path, rec, planned, scope, filters, changes, environment, run_id
         n = coordinator.nodes
         r.reporter.message(f"multi-node run {n.job_id}: node {n.node_rank} of {n.nnodes}, rendezvous at "
                            f"{n.endpoint}; this file is this node's part (readers join the parts)")
+    governor = environment.get("cpu_governor")
+    if governor and governor != "performance":
+        r.reporter.message(f"note: CPU frequency governor {governor!r}, not 'performance': the clock follows the "
+                           "load, so CPU timings vary more between runs (recorded as environment.cpu_governor)")
     idle = None
     if collectors is not None:
         collectors.start()

@@ -49,6 +49,7 @@ def fingerprint() -> dict[str, Any]:
         "cpu_freq_max_source": max_source,
         "cpu_flags": host.peak_cpu_flags(),
         "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        **host.cpu_scaling(),
         "memory_total_bytes": psutil.virtual_memory().total,
         "python_version": platform.python_version(),
         "python_implementation": sys.implementation.name,

@@ -52,6 +52,8 @@ for every change; golden files of every old version live in ``tests/golden/``):
     rank), ``facts.comm_s_per_step`` (time in collectives per step, the slowest rank,
     from torch.profiler), ``facts.comm_bytes_per_step`` (bytes each rank's collectives
     carried per step, the largest rank), ``facts.comm_measured_by``: parallel cases only.
+  * ``environment.cpu_governor`` / ``environment.cpu_boost``: how the kernel scales the
+    CPU clock (cpufreq governor, turbo); null where it does not say.
   * ``facts.ranks``: the global ranks whose reports a parallel case's result holds (every
     rank of the group; in a multi-node part, this node's ranks), in the order of the
     ``rank_*`` lists.
@@ -125,6 +127,8 @@ class Environment(_Record):
     cpu_cores_logical: Count | None = None
     cpu_freq_max_mhz: Float | None = None
     cpu_freq_max_source: Text | None = None
+    cpu_governor: Text | None = None  # cpufreq governor(s), e.g. "performance"; null where not exposed
+    cpu_boost: bool | None = None  # turbo / boost enabled
     cpu_flags: list[Text] = []
     cpu_affinity: Count | None = None
     memory_total_bytes: Count | None = None

@@ -146,3 +146,17 @@ def test_cpu_freq_max_reads_sysfs_then_psutil(tmp_path, monkeypatch):
     assert host.cpu_freq_max(missing) == (None, None)
     f.write_text("0\n")
     assert host.cpu_freq_max(str(f)) == (None, None)
+
+
+def test_cpu_scaling_reads_governors_and_boost_from_sysfs(tmp_path):
+    for i, gov in enumerate(["performance", "powersave", "powersave"]):
+        d = tmp_path / f"cpu{i}" / "cpufreq"
+        d.mkdir(parents=True)
+        (d / "scaling_governor").write_text(gov + "\n")
+    (tmp_path / "intel_pstate").mkdir()
+    (tmp_path / "intel_pstate" / "no_turbo").write_text("0\n")
+    assert host.cpu_scaling(str(tmp_path)) == {"cpu_governor": "performance,powersave", "cpu_boost": True}
+    (tmp_path / "cpufreq").mkdir()
+    (tmp_path / "cpufreq" / "boost").write_text("0\n")  # the generic switch wins
+    assert host.cpu_scaling(str(tmp_path))["cpu_boost"] is False
+    assert host.cpu_scaling(str(tmp_path / "absent")) == {"cpu_governor": None, "cpu_boost": None}

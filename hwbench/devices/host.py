@@ -13,6 +13,7 @@ from pathlib import Path
 PEAK_CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_int8", "asimd", "sve")
 
 SYSFS_MAX_FREQ = "/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq"
+SYSFS_CPU = "/sys/devices/system/cpu"
 
 
 @lru_cache(maxsize=1)
@@ -77,3 +78,28 @@ def cpu_freq_max(sysfs_path: str = SYSFS_MAX_FREQ) -> tuple[float | None, str | 
     if freq is not None and freq.max and freq.max > 0:
         return float(freq.max), "psutil.cpu_freq().max"
     return None, None
+
+
+def cpu_scaling(root: str = SYSFS_CPU) -> dict[str, object]:
+    """How the kernel scales this machine's CPU clocks, as pyperf's ``system show`` reads
+    them: ``cpu_governor`` (the cpufreq governors of the CPUs, comma-joined when they
+    differ, e.g. "performance" or "powersave"), ``cpu_boost`` (turbo / boost enabled:
+    ``cpufreq/boost`` = 1, or intel_pstate's ``no_turbo`` = 0). None where the kernel
+    does not say (VMs, containers without cpufreq)."""
+    base = Path(root)
+    govs: list[str] = []
+    for f in sorted(base.glob("cpu[0-9]*/cpufreq/scaling_governor")):
+        try:
+            g = f.read_text().strip()
+        except OSError:
+            continue
+        if g and g not in govs:
+            govs.append(g)
+    boost: bool | None = None
+    for f, on in ((base / "cpufreq" / "boost", "1"), (base / "intel_pstate" / "no_turbo", "0")):
+        try:
+            boost = f.read_text().strip() == on
+            break
+        except OSError:
+            continue
+    return {"cpu_governor": ",".join(govs) or None, "cpu_boost": boost}
