@@ -173,25 +173,28 @@ def run_suite(
             check_node_resume(rec, path, nodes)
             scope = runner.plan(s, rec.segments[0].filters, nodes=nodes)
             todo = runner.pending(planned, rec)
-            if not todo:
-                # finished = ok or skipped; failed / oom / timeout cases would run again
-                what = "the run is complete" if rec.status == "complete" and not runner.pending(scope, rec) else \
-                    "every selected case is finished"
-                return RunOutcome(rec, path, EXIT_OK, f"{path}: {what} ({len(rec.cases)} cases); nothing to resume")
+            if not todo and nodes is None:  # a node's part asks the others first (below)
+                return _nothing_to_resume(rec, path, scope)
         else:
             rec, changes, scope, todo = None, [], planned, planned
         coordinator = None
+        rerun: frozenset[str] = frozenset()
         if nodes is not None:
             from .parallel.nodes import Coordinator
 
             coordinator = Coordinator(nodes, timeout_s=max(300.0, s.spec.settings.timeout_s))
         try:
             if coordinator is not None:
-                coordinator.agree([p.case.case_id for p in todo if p.skip_reason is None])
+                union = coordinator.agree([p.case.case_id for p in planned if p.skip_reason is None],
+                                          [p.case.case_id for p in todo if p.skip_reason is None])
+                rerun = frozenset(union) - {p.case.case_id for p in todo}
+                if rec is not None and not todo and not union:
+                    return _nothing_to_resume(rec, path, scope)
             if on_start is not None:
                 on_start(path)
             out = _execute(s, path, rec, planned, scope, filters, changes, environment, run_id, reporter, grace_s,
-                           fault_spec, nvml, powercap_root, any(p.skip_reason is None for p in todo), coordinator)
+                           fault_spec, nvml, powercap_root,
+                           any(p.skip_reason is None for p in todo) or bool(rerun), coordinator, rerun)
             if coordinator is not None and out.exit_code == EXIT_USER:  # its file cannot be written
                 coordinator.say_stop("cannot write its results file")
             return out
@@ -202,6 +205,15 @@ def run_suite(
         finally:
             if coordinator is not None:
                 coordinator.finish(timeout_s=120.0)
+
+
+def _nothing_to_resume(rec: RunRecord, path: Path, scope) -> RunOutcome:
+    from . import runner
+
+    # finished = ok or skipped; failed / oom / timeout cases would run again
+    what = "the run is complete" if rec.status == "complete" and not runner.pending(scope, rec) else \
+        "every selected case is finished"
+    return RunOutcome(rec, path, EXIT_OK, f"{path}: {what} ({len(rec.cases)} cases); nothing to resume")
 
 
 def check_node_resume(rec: RunRecord, path: Path, nodes) -> None:
@@ -230,7 +242,7 @@ def skip_summary(planned) -> str:
 
 
 def _execute(s, path, rec, planned, scope, filters, changes, environment, run_id, reporter, grace_s,
-             fault_spec, nvml, powercap_root, will_run, coordinator=None) -> RunOutcome:
+             fault_spec, nvml, powercap_root, will_run, coordinator=None, rerun=frozenset()) -> RunOutcome:
     from . import launch, runner
     from .collectors import CollectorSet
 
@@ -239,7 +251,8 @@ def _execute(s, path, rec, planned, scope, filters, changes, environment, run_id
     start_s = launch.start() if will_run else None
     collectors = CollectorSet.for_suite(settings, nvml=nvml, powercap_root=powercap_root)
     r = runner.Runner(s, path, reporter=reporter or runner.Reporter(), collectors=collectors, segment=index,
-                      fault=fault_spec, stop=runner.StopRequest(grace_s=grace_s), coordinator=coordinator)
+                      fault=fault_spec, stop=runner.StopRequest(grace_s=grace_s), coordinator=coordinator,
+                      rerun=rerun)
     if coordinator is not None:
         n = coordinator.nodes
         r.reporter.message(f"multi-node run {n.job_id}: node {n.node_rank} of {n.nnodes}, rendezvous at "

@@ -251,6 +251,7 @@ class Runner:
     stop: StopRequest = field(default_factory=StopRequest)
     write_error: str | None = None
     coordinator: Any = None  # a multi-node run: hwbench.parallel.nodes.Coordinator
+    rerun: frozenset = frozenset()  # finished cases to run again (multi-node: another node lacks them)
 
     def should_abandon(self) -> str | None:
         """Why the running case must stop now: past the grace period after a signal, or
@@ -296,6 +297,9 @@ class Runner:
         A write error (disk full) stops the run with the last good file on disk and
         sets ``write_error``."""
         todo = pending(planned, record)
+        if self.rerun:
+            ids = {p.case.case_id for p in todo} | self.rerun
+            todo = [p for p in planned if p.case.case_id in ids]
         self.reporter.start(len(planned), len(planned) - len(todo))
         record = record.model_copy(update={"status": "running"})
         record = self._flush(record)  # fails early (one line) where the file cannot be written

@@ -102,6 +102,7 @@ class Coordinator:
         self._last_check = 0.0
         self._stopped: str | None = None
         self._said = False
+        self.timeout_s = timeout_s
         try:
             self.store = dist.TCPStore(nodes.host, nodes.port, world_size=None, is_master=nodes.node_rank == 0,
                                        timeout=timedelta(seconds=timeout_s), wait_for_workers=False)
@@ -110,24 +111,53 @@ class Coordinator:
             raise UserError(f"--rdzv-endpoint {nodes.endpoint}: cannot {what} there: "
                             f"{str(e).splitlines()[0][:200]}") from None
 
-    def agree(self, case_ids: list[str]) -> None:
-        """Every node must run the same cases in the same order (same suite, filters,
-        resume state): node 0 publishes its plan, the others compare."""
-        digest = plan_digest(case_ids)
-        if self.nodes.node_rank == 0:
-            self.store.set(PLAN_KEY, f"{len(case_ids)} {digest}")
-            return
+    def agree(self, selected: list[str], pending: list[str]) -> list[str]:
+        """Check that every node selected the same runnable cases in the same order (same
+        suite file, ``--filter``, devices), then return the cases this node runs: every
+        case that *any* node has not finished yet, in suite order. A resumed node may
+        have finished a case another node lost (it stopped in between); the group needs
+        every node's ranks, so that case runs again everywhere and replaces the earlier
+        result."""
+        import json
+
+        digest = f"{len(selected)} {plan_digest(selected)}"
+        rank = self.nodes.node_rank
         try:
-            theirs = self.store.get(PLAN_KEY).decode()
+            if rank == 0:
+                self.store.set(PLAN_KEY, digest)
+            else:
+                theirs = self.store.get(PLAN_KEY).decode()
+                if theirs != digest:
+                    self.say_stop("its cases differ from node 0's")
+                    raise UserError(
+                        f"node {rank}: its cases differ from node 0's ({len(selected)} here, {theirs.split()[0]} "
+                        "there, or in another order): every node must run the same suite file and --filter "
+                        "on the same kind of devices")
+            self.store.set(f"{PLAN_KEY}/todo/{rank}", json.dumps(pending))
+            keys = [f"{PLAN_KEY}/todo/{r}" for r in range(self.nodes.nnodes)]
+            self._wait(keys)
+            todo = {cid for k in keys for cid in json.loads(self.store.get(k).decode())}
         except (RuntimeError, OSError) as e:
-            raise UserError(f"--rdzv-endpoint {self.nodes.endpoint}: node 0 published no plan: "
+            raise UserError(f"--rdzv-endpoint {self.nodes.endpoint}: the nodes did not all publish their plans: "
                             f"{str(e).splitlines()[0][:200]}") from None
-        if theirs != f"{len(case_ids)} {digest}":
-            n0 = theirs.split()[0]
-            self.say_stop("its cases differ from node 0's")
-            raise UserError(f"node {self.nodes.node_rank}: its cases differ from node 0's ({len(case_ids)} here, "
-                            f"{n0} there, or in another order): every node must run the same suite file, "
-                            "--filter and resume state")
+        return [cid for cid in selected if cid in todo]
+
+    def _wait(self, keys: list[str]) -> None:
+        """Wait for ``keys`` up to the store's timeout, giving up at once (a UserError)
+        when another node says it stopped."""
+        from datetime import timedelta
+
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            try:
+                self.store.wait(keys, timedelta(seconds=1))
+                return
+            except RuntimeError:
+                if time.monotonic() > deadline:
+                    raise
+            peer = self.stopped(every_s=0)
+            if peer:
+                raise UserError(f"node {self.nodes.node_rank}: stopped before the first case: {peer}")
 
     def say_stop(self, why: str) -> None:
         """Tell the other nodes this one stops (``why``: "SIGTERM", ...); the first
