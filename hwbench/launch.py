@@ -285,7 +285,7 @@ def run_group(
     import subprocess
     import tempfile
 
-    from .parallel.report import AgentReport, merge, read_reports
+    from .parallel.report import AgentReport, merge, read_reports, window_flags
     from .worker import Outcome
 
     own = job_dir is None
@@ -325,8 +325,10 @@ def run_group(
     if run is None:
         run = _group_result(jd, nproc, before, memory_limit_bytes, device_kind)
         if run.status == "ok" and run.outcome is None:
-            m, facts, ts = merge(read_reports(jd))
-            run.outcome = Outcome("ok", measurement=m, facts=facts, timestamps={"launch": launch, **ts})
+            reports = read_reports(jd)
+            m, facts, ts = merge(reports)
+            run.outcome = Outcome("ok", measurement=m, facts=facts, flags=tuple(window_flags(reports)),
+                                  timestamps={"launch": launch, **ts})
             run.window = (ts["first_timed"], ts["window_end"])
     run.launch, run.end = launch, end
     run.pids = group_pids  # the agent and every rank (tests check that none survives)

@@ -1,9 +1,11 @@
 """Parallel cases (hwbench.parallel): the matrix dimensions, capability checks, the pure
 merge and scaling functions, and real torchrun groups on CPU (gloo): every strategy at
-world sizes 1 and 2, a rank that dies, a rank that hangs, and two elastic agents
-meeting at a c10d rendezvous on localhost."""
+world sizes 1 and 2, ddp / fsdp / tp / pp with the compile backend, a rank that dies, a
+rank that hangs, and two elastic agents meeting at a c10d rendezvous on localhost."""
 
+import dataclasses
 import json
+import math
 import os
 import socket
 import subprocess
@@ -61,6 +63,12 @@ def test_capability_checks_give_precise_reasons():
     assert "needs 2 CUDA GPUs" in requires(c("encoder:tiny", "ddp", 2), "cuda", 1, st)
     strong = Settings(scaling="strong")
     assert "does not divide over 2 ranks" in requires(c("encoder:tiny", "ddp", 2, bs=3), "cpu", 1, strong)
+    for par in ("ddp", "fsdp", "tp", "pp", "ps"):  # every strategy takes the compile backend
+        assert requires(dataclasses.replace(c("encoder:tiny", par, 2), backend="compile"), "cpu", 1, st) is None
+        graphs = requires(dataclasses.replace(c("encoder:tiny", par, 2), backend="cudagraphs"), "cuda", 2, st)
+        assert graphs.startswith(f"{par}: runs the eager / compile backends, not 'cudagraphs'") and "CUDA-graph" in graphs
+    pruned = requires(dataclasses.replace(c("encoder:tiny", "ddp", 2), variant="prune:0.5"), "cpu", 1, st)
+    assert pruned.startswith("ddp: parallel cases take no variant (got 'prune:0.5'): ")
 
 
 def test_batches_pipeline_split_and_slowest_rank():
@@ -107,6 +115,24 @@ def test_every_strategy_runs_at_world_sizes_1_and_2_with_scaling_efficiency(tmp_
     assert (two.comm_bytes_per_step > 0).all() and two.comm_fraction.between(0, 1).all()
     ddp2 = out.record.cases[[c.case_id for c in out.record.cases].index(two[two.parallelism == "ddp"].case_id.iloc[0])]
     assert len(ddp2.facts.rank_host_rss_peak_bytes) == 2
+
+
+def test_compiled_strategies_compile_in_the_first_step_and_time_compiled_steps(tmp_path):
+    """backend "compile": ddp (compiled module under DDP), fsdp (blocks compiled, then
+    sharded), tp (compiled after parallelize_module) and pp (stage modules compiled) in
+    real groups of 2. The first step holds the compilation; the timed steps do not."""
+    body = '[[matrix]]\nmodels=["encoder:tiny"]\nmodes=["train"]\nbatch_sizes=[4]\nbackends=["compile"]\n' \
+           'parallelism=["ddp","fsdp","tp","pp"]\nworld_sizes=[2]\n'
+    rows, out = run_suite(tmp_path, body, settings=FAST.replace("timeout_s = 120", "timeout_s = 300"))
+    assert out.exit_code == 0, [(r["case_id"], r["reason"]) for r in rows.values() if r["status"] != "ok"]
+    assert sorted(r["parallelism"] for r in rows.values()) == ["ddp", "fsdp", "pp", "tp"]
+    for r in rows.values():
+        assert r["status"] == "ok" and r["backend"] == "compile" and r["world_size"] == 2
+        median_ms = r["latency_ms_p50"]
+        assert math.isfinite(median_ms) and median_ms > 0 and math.isfinite(r["throughput_samples_per_s"])
+        # dynamo, AOTAutograd and inductor run in the first step (even from a warm cache:
+        # > 1 s here, against tens of ms per compiled step)
+        assert r["first_iter_ms"] > 10 * median_ms and r["compile_s"] == r["first_iter_ms"] / 1e3, r["case_id"]
 
 
 def _gone(pids):
@@ -191,3 +217,12 @@ def test_two_elastic_agents_on_localhost_meet_at_a_c10d_rendezvous_and_their_par
     m, facts, _ = report.merge(parts)
     assert m.raw_times_s and all(t > 0 for t in m.raw_times_s[0]) and facts.global_batch_size == 4
     assert facts.ranks == [0, 1]
+
+
+def test_compilations_inside_the_timed_window_are_flagged():
+    ok = dict(status="ok", pid=1, raw_times_s=[[0.1]])
+    reps = {0: report.RankReport(rank=0, compiles_in_window=0, **ok),
+            1: report.RankReport(rank=1, compiles_in_window=2, **ok)}
+    (flag,) = report.window_flags(reps)
+    assert flag.flag == "compiled_in_window" and "rank 1: 2" in flag.detail and "rank 0" not in flag.detail
+    assert report.window_flags({0: reps[0]}) == []

@@ -8,7 +8,8 @@ networking layer of its own).
   :mod:`.tp` (DTensor ``parallelize_module``), :mod:`.pp` (``torch.distributed.pipelining``),
   :mod:`.ps` (parameter server over ``gather`` + point-to-point ``send`` / ``recv``) --
   each with ``requires(case, family) -> reason | None`` (torch-free, checked when a run
-  is planned) and ``make_step(...)`` (in the rank).
+  is planned), ``BACKENDS`` (the backends it runs: ``compile`` is applied where PyTorch
+  recommends for that strategy, see each module) and ``make_step(...)`` (in the rank).
 * :mod:`.agent` -- the per-case launcher process: torch's elastic agent
   (``torch.distributed.launcher.api.elastic_launch``, c10d rendezvous, what ``torchrun
   --standalone`` runs) reporting each failed rank's exit code or signal, typed.
@@ -32,6 +33,16 @@ if TYPE_CHECKING:
 
 STRATEGIES: dict[str, ModuleType] = {"ddp": ddp, "fsdp": fsdp, "tp": tp, "pp": pp, "ps": ps}
 
+# Why a backend that a strategy's BACKENDS leaves out is refused (the rest of the message
+# names the backends it runs).
+BACKEND_REASONS = {
+    "cudagraphs": (" (CUDA-graph capture and replay of a group's NCCL collectives and of the"
+                   " strategies' autograd and module hooks is not verified in hwbench)"),
+}
+VARIANT_REASON = (": a variant's rewrite (pruning, 2:4 sparse weights, a distillation student that only"
+                  " the single-process worker builds) is not verified against DDP / FSDP / DTensor /"
+                  " pipeline parameter handling")
+
 
 def requires(case: Case, device_kind: str, devices_of_kind: int, settings=None, nnodes: int = 1) -> str | None:
     """Why parallel ``case`` cannot run here, or None. ``device_kind`` is the resolved
@@ -46,10 +57,11 @@ def requires(case: Case, device_kind: str, devices_of_kind: int, settings=None, 
     name = case.parallelism
     if case.mode != "train":
         return f"{name}: parallel strategies train (mode {case.mode!r})"
-    if case.backend != "eager":
-        return f"{name}: parallel cases run the eager backend only (not {case.backend!r})"
+    if case.backend not in STRATEGIES[name].BACKENDS:
+        why = BACKEND_REASONS.get(case.backend, "")
+        return f"{name}: runs the {' / '.join(STRATEGIES[name].BACKENDS)} backends, not {case.backend!r}{why}"
     if case.variant != "none":
-        return f"{name}: parallel cases take no variant (got {case.variant!r})"
+        return f"{name}: parallel cases take no variant (got {case.variant!r}){VARIANT_REASON}"
     if device_kind not in ("cpu", "cuda"):
         return f"{name}: torch.distributed runs here on cpu (gloo) or cuda (nccl), not {device_kind}"
     here = case.world_size // nnodes

@@ -1,7 +1,17 @@
 """ddp: DistributedDataParallel. Every rank holds the whole model and its own batch;
-gradients are averaged by allreduce in buckets, overlapped with the backward pass."""
+gradients are averaged by allreduce in buckets, overlapped with the backward pass.
+
+With the ``compile`` backend the model is compiled and then wrapped, as PyTorch's "Where
+to apply torch.compile?" page recommends for DDP (``model.compile()`` then
+``DistributedDataParallel(model)``): DDP's forward marks itself the active DDP module,
+so dynamo's DDPOptimizer (``torch._dynamo.config.optimize_ddp``, on by default) still
+splits the compiled graph at DDP's bucket boundaries and each bucket's allreduce still
+overlaps the rest of the backward pass."""
 
 from __future__ import annotations
+
+# the backends this strategy runs (hwbench.parallel.requires refuses the others)
+BACKENDS = ("eager", "compile")
 
 
 def requires(case, fam) -> str | None:
@@ -9,12 +19,13 @@ def requires(case, fam) -> str | None:
     return None
 
 
-def make_step(prep, fam, inputs, targets, mesh):
-    """Wrap ``prep.model`` in DDP (one device per rank on CUDA) and return the train step."""
+def make_step(prep, fam, inputs, targets, mesh, compile_fn):
+    """Compile ``prep.model`` (``compile_fn``: the case's backend; identity for eager),
+    wrap it in DDP (one device per rank on CUDA) and return the train step."""
     from torch.nn.parallel import DistributedDataParallel
 
     from .. import workloads
 
     ids = [mesh.local_rank] if mesh.device_type == "cuda" else None
-    prep.model = DistributedDataParallel(prep.model, device_ids=ids)
+    prep.model = DistributedDataParallel(compile_fn(prep.model), device_ids=ids)
     return workloads.make_step("train", prep, fam.loss, inputs, targets)

@@ -11,6 +11,7 @@ from __future__ import annotations
 # families with a stage split below; the decoder ties its LM head to the token
 # embedding, which would put one parameter on the first and the last stage
 FAMILIES = ("encoder",)
+BACKENDS = ("eager", "compile")
 
 
 def requires(case, fam, settings=None) -> str | None:
@@ -67,12 +68,14 @@ def _encoder_stage(model, lo: int, hi: int, first: bool, last: bool):
     return EncoderStage()
 
 
-def make_step(prep, fam, inputs, targets, mesh):
+def make_step(prep, fam, inputs, targets, mesh, compile_fn):
+    """This rank's stage module, compiled (``compile_fn``: the case's backend; identity
+    for eager) before its :class:`PipelineStage` is built; returns the train step."""
     import torch
     from torch.distributed.pipelining import PipelineStage, Schedule1F1B, ScheduleGPipe
 
     lo, hi = split(len(prep.model.layers), mesh.world_size)[mesh.rank]
-    stage_mod = _encoder_stage(prep.model, lo, hi, mesh.is_first, mesh.is_last)
+    stage_mod = compile_fn(_encoder_stage(prep.model, lo, hi, mesh.is_first, mesh.is_last))
     prep.model = stage_mod
     stage = PipelineStage(stage_mod, mesh.rank, mesh.world_size, torch.device(mesh.device))
     cls = Schedule1F1B if mesh.pp_schedule == "1f1b" else ScheduleGPipe

@@ -4,21 +4,29 @@ included) is a worker that computes gradients on its own batch, pushes them to t
 server with ``gather`` and pulls the updated parameters back by point-to-point ``send``
 / ``recv`` (the server sends one copy per worker: its link carries (N-1) x the model,
 which is what allreduce avoids). ``torch.distributed.rpc`` is in maintenance and not
-used."""
+used.
+
+With the ``compile`` backend every rank compiles the model it trains (the forward and
+its backward); the push, the update and the pull stay eager."""
 
 from __future__ import annotations
+
+
+BACKENDS = ("eager", "compile")
 
 
 def requires(case, fam) -> str | None:
     return None
 
 
-def make_step(prep, fam, inputs, targets, mesh):
+def make_step(prep, fam, inputs, targets, mesh, compile_fn):
+    """The train step: compiled forward and backward (``compile_fn``: the case's backend;
+    identity for eager), gradients pushed to rank 0, parameters pulled back."""
     import torch
     import torch.distributed as dist
     from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
-    model = prep.model
+    model = prep.model = compile_fn(prep.model)  # the same parameters, compiled call
     params = [p for p in model.parameters() if p.requires_grad]
     server = mesh.rank == 0
     n = mesh.world_size

@@ -9,14 +9,20 @@ soon as it runs (the launcher checks by pid that no rank outlives the case) and
 Timing: every step starts with an untimed 1-element allreduce (MAX) that both aligns
 the ranks (a barrier) and carries rank 0's decision to stop, so every rank runs the same
 number of steps; each rank times its own step (device synchronised) and the launcher
-takes, step by step, the slowest rank's time. After the timed window
-``comm_profile_steps`` more steps run under ``torch.profiler`` to measure the time and
-bytes of the communication backend's operations.
+takes, step by step, the slowest rank's time. The first step is reported on its own
+(``first_iter_s``: with the ``compile`` backend it holds the compilation, as dynamo
+compiles at the first call). Warmup then runs ``warmup_iters`` / ``warmup_s`` and goes
+on while any rank compiled during its last step (a recompile, a backward compiled
+lazily), at most :data:`MAX_RECOMPILE_STEPS` steps more, so that no compilation lands
+in the timed window; warmup goes on while any rank wants it to (allreduce MAX).
+After the timed window ``comm_profile_steps`` more steps run under ``torch.profiler``
+to measure the time and bytes of the communication backend's operations.
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
 import json
 import os
 import signal
@@ -29,6 +35,9 @@ from pathlib import Path
 # torch's names of the element types the profiler reports, with their sizes in bytes
 _DTYPE_BYTES = {"float": 4, "double": 8, "c10::BFloat16": 2, "c10::Half": 2, "long int": 8, "int": 4,
                 "signed char": 1, "unsigned char": 1, "bool": 1, "short int": 2, "c10::Float8_e4m3fn": 1}
+# warmup steps added while some rank still compiles; past dynamo's recompile limit (8 per
+# frame) a frame runs eager, so compilation stops before this
+MAX_RECOMPILE_STEPS = 20
 
 
 def _die_with_parent() -> None:
@@ -113,7 +122,13 @@ def _run(case, settings, job: dict, rank: int, t_start: float) -> dict:
     prep = backends.prepare(model, case, device, fam.float_inputs)
     if fam.float_inputs:
         inputs = inputs.to(prep.input_dtype)
-    step = STRATEGIES[mesh.strategy].make_step(prep, fam, inputs, targets, mesh)
+    # the backend is applied at the same point on every rank (the strategy decides where),
+    # so ranks that share collectives (ddp, fsdp, tp, ps) trace the same graphs; pp stages
+    # each trace their own, with the send / recv outside them. Compilation is lazy: it
+    # happens in the first step.
+    compile_fn = functools.partial(backends.compile_model, case=case, mode=settings.compile_mode)
+    compiles = _compile_counter()
+    step = STRATEGIES[mesh.strategy].make_step(prep, fam, inputs, targets, mesh, compile_fn)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
@@ -130,6 +145,12 @@ def _run(case, settings, job: dict, rank: int, t_start: float) -> dict:
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         return bool(flag.item())
 
+    def any_rank(want: bool) -> bool:
+        """Untimed: True on every rank where ``want`` is True on any rank (allreduce MAX)."""
+        flag.fill_(1.0 if want else 0.0)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
+
     def timed() -> float:
         align()
         t0 = time.perf_counter()
@@ -140,11 +161,15 @@ def _run(case, settings, job: dict, rank: int, t_start: float) -> dict:
     sync()
     t_ready = time.monotonic()
     w0 = time.perf_counter()
+    seen = compiles()
     first = timed()
     done = 1
     while True:
-        more = done < max(settings.warmup_iters, 1) or time.perf_counter() - w0 < settings.warmup_s
-        if align(stop=not more):
+        n = compiles()
+        fresh, seen = n != seen, n  # this rank compiled during its last step: not steady yet
+        more = (done < max(settings.warmup_iters, 1) or time.perf_counter() - w0 < settings.warmup_s
+                or (fresh and done < max(settings.warmup_iters, 1) + MAX_RECOMPILE_STEPS))
+        if not any_rank(more):  # one decision for every rank: go on while any rank wants to
             break
         timed()
         done += 1
@@ -153,6 +178,7 @@ def _run(case, settings, job: dict, rank: int, t_start: float) -> dict:
     if fault and fault.get("rank") in (None, rank):
         _inject_fault(fault["kind"])  # mid-case: after warmup, before the timed window
     t_first = time.monotonic()
+    compiled_before = compiles()
     rounds = []
     for _ in range(settings.repeats):
         times: list[float] = []
@@ -165,6 +191,7 @@ def _run(case, settings, job: dict, rank: int, t_start: float) -> dict:
             times.append(timed())
         rounds.append(times)
     t_end = time.monotonic()
+    compiled_in_window = compiles() - compiled_before
     comm_s = comm_bytes = how = None
     if settings.comm_profile_steps:
         comm_s, comm_bytes, how = _profile_comm(timed, settings.comm_profile_steps, device)
@@ -176,8 +203,23 @@ def _run(case, settings, job: dict, rank: int, t_start: float) -> dict:
         "memory_peak_bytes": mem, "host_rss_peak_bytes": _rss_peak_bytes(),
         "threads_used": torch.get_num_threads() if device.type == "cpu" else None,
         "params": fam.param_count(cfg), "flops_per_sample": fam.flops_per_sample(size, "train", case.shape),
-        "group_batch": mesh.group_batch,
+        "group_batch": mesh.group_batch, "compiles_in_window": compiled_in_window,
     }
+
+
+def _compile_counter():
+    """A zero-argument function: how many torch.compile compilations this process has
+    finished so far (dynamo's frames and the backward graphs AOTAutograd compiles lazily
+    at the first backward), from dynamo's compile-end callbacks. Eager cases count 0."""
+    from torch._dynamo.callback import on_compile_end
+
+    n = [0]
+
+    @on_compile_end
+    def _count(_args) -> None:
+        n[0] += 1
+
+    return lambda: n[0]
 
 
 def _profile_comm(timed, steps: int, device) -> tuple[float, float, str]:

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from ..records import Facts, Measurement
+from ..records import Facts, Flag, Measurement
 
 COMM_MEASURED_BY = ("torch.profiler over {n} steps after the timed window: busy time of the communication "
                     "backend's collective and point-to-point operations ({kinds} events; they may overlap "
@@ -43,6 +43,7 @@ class RankReport(BaseModel):
     flops_per_sample: float | None = None
     group_batch: int | None = None
     t_failed: float | None = None  # time.time() when the rank caught its failure (which rank failed first)
+    compiles_in_window: int | None = None  # torch.compile compilations during the timed steps (should be 0)
 
 
 class AgentReport(BaseModel):
@@ -108,3 +109,14 @@ def merge(reports: dict[int, RankReport]) -> tuple[Measurement, Facts, dict[str,
     ts = {"worker_start": max(r.t_start for r in rs), "ready": max(r.t_ready for r in rs),
           "first_timed": w0, "window_end": w1}
     return m, facts, ts
+
+
+def window_flags(reports: dict[int, RankReport]) -> list[Flag]:
+    """Quality flags from the ranks' reports: compilations inside the timed window (a
+    model that kept recompiling past the warmup's limit) put compile time into steps."""
+    late = {r: x.compiles_in_window for r, x in sorted(reports.items()) if x.compiles_in_window}
+    if not late:
+        return []
+    detail = ", ".join(f"rank {r}: {n}" for r, n in late.items())
+    return [Flag(flag="compiled_in_window", detail=f"torch.compile compilations during the timed steps ({detail}): "
+                 "those steps include compile time; the model keeps recompiling (see TORCH_LOGS=recompiles)")]

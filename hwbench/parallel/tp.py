@@ -4,12 +4,17 @@ and the attention output projection and second MLP layer row-wise (Megatron-LM's
 layout): one allreduce of the activations after attention and one after the MLP, in the
 forward and again in the backward. Embeddings, norms and heads stay replicated (every
 rank computes them on the same inputs, so their gradients agree without communication).
+
+With the ``compile`` backend the whole model is compiled after ``parallelize_module``
+(dynamo traces the DTensor layers, their collectives become functional collectives in
+the graph), the order torchtitan uses (``apply_tp`` before ``apply_compile``).
 """
 
 from __future__ import annotations
 
 # families whose blocks are hwbench.models.nets.transformer.Block (q, k, v, o, fc1, fc2)
 FAMILIES = ("encoder", "decoder")
+BACKENDS = ("eager", "compile")
 PLAN = {"attn.q": "colwise", "attn.k": "colwise", "attn.v": "colwise", "attn.o": "rowwise",
         "fc1": "colwise", "fc2": "rowwise"}
 
@@ -27,7 +32,9 @@ def requires(case, fam) -> str | None:
     return None
 
 
-def make_step(prep, fam, inputs, targets, mesh):
+def make_step(prep, fam, inputs, targets, mesh, compile_fn):
+    """Split every block (:data:`PLAN`), then compile the model (``compile_fn``: the
+    case's backend; identity for eager); return the train step."""
     from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
 
     from .. import workloads
@@ -40,4 +47,5 @@ def make_step(prep, fam, inputs, targets, mesh):
         parallelize_module(block, dm, plan)
         # each rank now computes heads / N of the heads: the local view's head count
         block.attn.heads //= mesh.world_size
+    prep.model = compile_fn(prep.model)
     return workloads.make_step("train", prep, fam.loss, inputs, targets)
