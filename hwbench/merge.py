@@ -118,7 +118,7 @@ def merge_parts(parts: list[tuple[Path, RunRecord]]) -> tuple[RunRecord, list[st
     statuses = {by_rank[r][1].status for r in ranks}
     status = ("running" if "running" in statuses else "interrupted" if "interrupted" in statuses
               else "partial" if missing or "partial" in statuses else "complete")
-    nodes = [NodePart(node_rank=r, hostname=by_rank[r][1].environment.hostname, run_id=by_rank[r][1].run_id,
+    nodes = [NodePart(node_rank=r, nnodes=nnodes, hostname=by_rank[r][1].environment.hostname, run_id=by_rank[r][1].run_id,
                       path=str(by_rank[r][0]), status=by_rank[r][1].status, created=by_rank[r][1].created,
                       updated=by_rank[r][1].updated, segments=by_rank[r][1].segments) for r in ranks]
     updated = max((by_rank[r][1].updated or by_rank[r][1].created) for r in ranks)

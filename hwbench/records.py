@@ -369,6 +369,7 @@ class NodePart(_Record):
     segments (environment, idle baseline, collectors) as the part had them."""
 
     node_rank: Count
+    nnodes: Count = 0  # nodes of the run (0: not recorded)
     hostname: Text
     run_id: Text
     path: Text | None = None

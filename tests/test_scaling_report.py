@@ -197,3 +197,25 @@ def test_html_parallel_scaling_section(results, tmp_path):
     assert "ideal" in sec and "ps / ddp" in sec
     body = "".join(parse(sec).text)
     assert "0.4×" in body or "0.400×" in body  # ps4 / ddp4 throughput
+
+
+def test_a_parallel_cases_mfu_is_against_the_peak_of_every_device_of_the_group():
+    from hwbench import peaks
+    from hwbench.records import Environment, Segment
+
+    c = group_case("ddp", 4, 0.1, 1e6, 0.01)
+    gpu = c.model_copy(update={"device_name": "NVIDIA H100 80GB HBM3", "device_resolved": "cuda:0",
+                               "case": c.case.model_copy(update={"device": "cuda"})})
+    (row,) = record_rows(run_record([gpu]))
+    one = peaks.peak("cuda", "NVIDIA H100 80GB HBM3", "fp32").tflops
+    assert row["peak_tflops"] == pytest.approx(4 * one) and "x 4 devices" in row["peak_source"]
+    assert row["mfu"] == pytest.approx(row["achieved_tflops"] / (4 * one))
+    assert row["roofline_reason"].startswith("a parallel group of 4 ranks")
+    # CPU: the ranks share the host's cores (1 thread each here: 4 ranks -> 4 cores, capped at the physical 8)
+    env = Environment(hostname="h", cpu_cores_physical=8, cpu_freq_max_mhz=3000.0,
+                      cpu_freq_max_source="test", cpu_flags=["avx2", "fma"])
+    rec = run_record([c])
+    rec = rec.model_copy(update={"segments": [Segment(index=0, started=rec.created, environment=env)]})
+    (row,) = record_rows(rec)
+    expect = peaks.peak("cpu", "", "fp32", cores=4, env=env.model_dump()).tflops
+    assert expect and row["peak_tflops"] == pytest.approx(expect)

@@ -37,13 +37,22 @@ def _peak(rec: RunRecord, c: CaseResult) -> tuple[float | None, str | None, str 
         return None, None, f"precision {c.case.precision!r} has no peak key"
     env = rec.environment_of(c)
     kind = (c.device_resolved or c.case.device).split(":")[0]
+    # a parallel case's throughput is the group's: its peak is the group's devices'
+    ranks = c.case.world_size if c.case.parallelism != "none" else 1
+    nnodes = rec.node.nnodes if rec.node is not None else max([n.nnodes for n in rec.nodes] or [1])
     cores = None
     if kind == "cpu":
         physical = env.cpu_cores_physical or env.cpu_cores_logical
         used = (c.facts.threads_used if c.facts else None) or c.case.threads
+        if ranks > 1:  # the ranks of a node share its cores
+            used = used * max(1, ranks // nnodes) if used else None
         cores = min(used, physical) if used and physical else physical
     p = peaks.peak(kind, c.device_name or "", key, cores=cores, env=env.model_dump())
-    return p.tflops, p.source, p.reason
+    if p.tflops is None or ranks == 1:
+        return p.tflops, p.source, p.reason
+    if kind == "cpu":
+        return (p.tflops * nnodes, p.source + (f" x {nnodes} nodes" if nnodes > 1 else ""), None)
+    return p.tflops * ranks, f"{p.source} x {ranks} devices (one per rank)", None
 
 
 def case_row(rec: RunRecord, c: CaseResult, path: str = "") -> dict[str, Any]:
@@ -129,6 +138,10 @@ def case_row(rec: RunRecord, c: CaseResult, path: str = "") -> dict[str, Any]:
         # against the measured peaks of the machine profile the segment recorded (hwbench probe)
         seg = rec.segments[c.segment] if c.segment < len(rec.segments) else rec.segments[0]
         roof = roofline_columns(row, seg.machine_profile, device=c.device_resolved or c.case.device)
+        if c.case.parallelism != "none" and c.case.world_size > 1:
+            # the roofs are one device's, the achieved FLOP/s a group's (which also communicates)
+            roof = {k: None for k in roof} | {"roofline_reason": "a parallel group of "
+                                              f"{c.case.world_size} ranks: the roofline is one device's"}
         row.update(roof)
         flags.extend(roofline_flags(roof))
     row.update(_energy(c, row, flags))
