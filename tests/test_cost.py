@@ -325,3 +325,30 @@ def test_training_projection_scaling_efficiency_and_machines_without_training(tm
     assert "as given" in notes[2]
     no = ideal.set_index("machine").loc["GPU-B @ b"]
     assert "no training result of decoder" in no["reason"] and math.isnan(no["time_h"])
+
+
+def test_training_projection_uses_a_measured_scaling_efficiency_at_that_many_ranks(tmp_path):
+    """A parallel training case of the family at 8 ranks on the machine gives the
+    efficiency (the best strategy's); its group FLOP/s is never taken as one device's."""
+    one = case("decoder:tiny", "train", 0.01, device_name="GPU-A", flops=1e12)
+
+    def group(par, ws, step_s):
+        c = case("decoder:tiny", "train", step_s, device_name="GPU-A", flops=1e12)
+        ident = c.case.model_copy(update={"parallelism": par, "world_size": ws})
+        return c.model_copy(update={"case_id": f"{c.case_id}/{par}{ws}", "case": ident,
+                                    "facts": c.facts.model_copy(update={"global_batch_size": ws})})
+
+    # weak scaling at 8 ranks: ddp 8 samples per 0.0125 s = 80 % of 8 x 100/s; ps 50 %
+    write(tmp_path, "a", [one, group("ddp", 1, 0.01), group("ps", 1, 0.01), group("ddp", 8, 0.0125),
+                          group("ps", 8, 0.02), group("ddp", 2, 0.0105)])
+    frame, _ = cost.price_cases(load_results(tmp_path), spec(TWO_MACHINES, "p.toml"))
+    ideal, _ = cost.project_training(frame, "decoder", 1e9, 8, params=1e6, scaling_efficiency=1.0)
+    got, notes = cost.project_training(frame, "decoder", 1e9, 8, params=1e6)
+    r = got.iloc[0]
+    assert r["measured_case_id"] == one.case_id  # the single-process case's FLOP/s, not a group's
+    assert r["scaling_efficiency"] == pytest.approx(0.8) and r["scaling_case_id"].endswith("/ddp8")
+    assert "scaling_measured" in r["quality_flags"] and "scaling_assumed" not in r["quality_flags"]
+    assert r["time_h"] == pytest.approx(ideal.iloc[0]["time_h"] / 0.8)
+    four, _ = cost.project_training(frame, "decoder", 1e9, 4, params=1e6)  # no case at 4 ranks: assumed
+    assert four.iloc[0]["scaling_efficiency"] == 1.0 and "scaling_assumed" in four.iloc[0]["quality_flags"]
+    assert "measured where the machine ran a parallel" in notes[2]

@@ -53,7 +53,8 @@ COST_COLUMNS = ("usd_per_hour", "cost_usd_per_1m_samples", "cost_usd_per_1m_toke
 # The per-case frame of price_cases(): identity and provenance, then the figures.
 CASE_COLUMNS = (
     "machine", "device_name", "hostname", "case_id", "workload", "model", "family", "size", "mode", "batch_size",
-    "precision", "status", "throughput_samples_per_s", "tokens_per_s", "power_w_mean", "energy_per_sample_j",
+    "precision", "parallelism", "world_size", "scaling_efficiency",
+    "status", "throughput_samples_per_s", "tokens_per_s", "power_w_mean", "energy_per_sample_j",
     "energy_source", "achieved_tflops", "mfu", "params",
     "price_basis", "price_usd", "usd_per_hour", "cost_usd_per_1m_samples", "cost_usd_per_1m_tokens",
     "energy_kwh_per_1m_samples", "co2_g_per_1m_samples", "samples_per_usd", "samples_per_j", "tco_usd",
@@ -380,9 +381,13 @@ def project_training(frame, model: str, tokens: float, devices: int, params: flo
     parameter per token). Each device sustains the achieved FLOP/s of that family's
     measured training case on the machine (``achieved_tflops = mfu * peak``: the exact
     model if measured, else its largest measured size, the fastest configuration of
-    it), times ``scaling_efficiency`` for ``devices`` devices (no parallel results
-    are recorded yet: an assumption, 1.0 = ideal linear scaling unless given, flagged
-    ``scaling_assumed``). Then ``device_hours = train_flops / (achieved_tflops * 1e12 *
+    it; single-process cases only: a parallel case's FLOP/s is a group's), times the
+    scaling efficiency for ``devices`` devices: ``scaling_efficiency`` when given (an
+    assumption, flagged ``scaling_assumed``); else, where the machine ran a parallel
+    training case of the family at exactly ``devices`` ranks, its measured
+    ``scaling_efficiency`` (the best strategy's; flagged ``scaling_measured``, with
+    ``scaling_case_id``); else 1.0, ideal linear scaling (``scaling_assumed`` for more
+    than one device). Then ``device_hours = train_flops / (achieved_tflops * 1e12 *
     scaling_efficiency) / 3600``, ``time_h = device_hours / devices``,
     ``energy_kwh = power_w_mean / 1000 * device_hours * pue``, ``cost_usd =
     usd_per_hour * device_hours``, ``co2_kg = energy_kwh * carbon_g_per_kwh / 1000``.
@@ -395,8 +400,10 @@ def project_training(frame, model: str, tokens: float, devices: int, params: flo
     flops = 6.0 * n * tokens
     if scaling_efficiency is None:
         eff, eff_note = 1.0, ("ideal linear scaling (1.0) assumed for 1 device" if devices == 1 else
-                              f"ideal linear scaling (1.0) assumed for {devices} devices: no parallel results are "
-                              "recorded, so time, energy and cost are lower bounds (--scaling-efficiency to change)")
+                              f"scaling efficiency for {devices} devices: measured where the machine ran a parallel "
+                              f"training case of {family} at {devices} ranks (the best strategy's), else ideal linear "
+                              "scaling (1.0) assumed, making time, energy and cost lower bounds "
+                              "(--scaling-efficiency to set it)")
     else:
         eff, eff_note = float(scaling_efficiency), f"scaling efficiency {scaling_efficiency:g} for {devices} devices, as given"
     assumptions = [
@@ -405,11 +412,23 @@ def project_training(frame, model: str, tokens: float, devices: int, params: flo
         eff_note,
     ]
     rows = frame[(frame["status"] == "ok") & (frame["mode"] == "train") & (frame["family"] == family)]
+    if "world_size" in rows.columns:
+        ws = rows["world_size"].fillna(1).astype(int)
+        rows, group = rows[ws == 1], rows[ws > 1]
+    else:
+        group = rows.iloc[0:0]
     out = []
     for m in dict.fromkeys(frame["machine"]):
         mine = rows[(rows["machine"] == m) & (rows["achieved_tflops"].astype(float) > 0)]
+        eff_m, eff_case = eff, None
+        if scaling_efficiency is None and devices > 1 and not group.empty:
+            meas = group[(group["machine"] == m) & (group["world_size"].astype(int) == devices)
+                         & (group["scaling_efficiency"].astype(float) > 0)]
+            if not meas.empty:
+                best = meas.loc[meas["scaling_efficiency"].astype(float).idxmax()]
+                eff_m, eff_case = float(best["scaling_efficiency"]), best["case_id"]
         base: dict[str, Any] = {"machine": m, "params": n, "tokens": float(tokens), "train_flops": flops,
-                                "devices": int(devices), "scaling_efficiency": eff}
+                                "devices": int(devices), "scaling_efficiency": eff_m, "scaling_case_id": eff_case}
         if mine.empty:
             base["reason"] = f"no training result of {family} with achieved TFLOP/s on this machine"
             out.append(base)
@@ -418,7 +437,7 @@ def project_training(frame, model: str, tokens: float, devices: int, params: flo
         pick = exact if not exact.empty else mine[mine["params"].astype(float) == mine["params"].astype(float).max()]
         r = pick.loc[pick["achieved_tflops"].astype(float).idxmax()].to_dict()
         tflops = float(r["achieved_tflops"])
-        device_hours = flops / (tflops * 1e12 * eff) / 3600
+        device_hours = flops / (tflops * 1e12 * eff_m) / 3600
         power = _num(r.get("power_w_mean"))
         energy = power / 1000 * device_hours * _num(r.get("pue"))
         flags = []
@@ -426,7 +445,9 @@ def project_training(frame, model: str, tokens: float, devices: int, params: flo
             flags.append("mfu_from_other_size")
         if math.isnan(_num(r.get("mfu"))):
             flags.append("mfu_unknown")
-        if devices > 1 or scaling_efficiency is not None:
+        if eff_case is not None:
+            flags.append("scaling_measured")
+        elif devices > 1 or scaling_efficiency is not None:
             flags.append("scaling_assumed")
         if r.get("energy_estimated"):
             flags.append("energy_estimated")

@@ -341,8 +341,10 @@ def _training(tr, assumptions: list[str], model: str, fmt: str) -> list[str]:
             out += _wrap(fmt, f"{r['machine']}: {r['reason']}")
         elif isinstance(r.get("measured_case_id"), str):
             flags = ", ".join(r["quality_flags"])
+            scaled = (f"; scaling efficiency {r['scaling_efficiency']:.0%} measured by {r['scaling_case_id']}"
+                      if isinstance(r.get("scaling_case_id"), str) else "")
             out += _wrap(fmt, f"{r['machine']}: from {r['measured_case_id']} ({_sig(r['device_hours'])} device-hours"
-                              f" on {r['devices']}; {r['price_ref']}){'; flags: ' + flags if flags else ''}")
+                              f" on {r['devices']}{scaled}; {r['price_ref']}){'; flags: ' + flags if flags else ''}")
     out += _wrap(fmt, "Assumptions: " + "; ".join(assumptions))
     out.append("")
     return out
