@@ -187,6 +187,28 @@ def prepare(model: torch.nn.Module, case: Case, device: torch.device, float_inpu
     return Prepared(model, dtype if float_inputs else torch.long, p.autocast(device), p.scaler(device, case), changes)
 
 
+def compile_counter():
+    """A zero-argument function: how many torch.compile compilations this process has
+    finished so far (dynamo's frames, and the backward graphs AOTAutograd compiles
+    lazily at the first backward), from dynamo's compile-end callbacks. Eager models
+    count 0. Used to keep warming up while a model still compiles, and to flag
+    compilations inside a timed window."""
+    from torch._dynamo.callback import on_compile_end
+
+    n = [0]
+
+    @on_compile_end
+    def _count(_args) -> None:
+        n[0] += 1
+
+    return lambda: n[0]
+
+
+# warmup steps added while the model still compiles; past dynamo's recompile limit (8 per
+# frame) a frame runs eager, so compilation stops before this
+MAX_RECOMPILE_STEPS = 20
+
+
 def compile_model(model: torch.nn.Module, case: Case, mode: str = "default") -> torch.nn.Module:
     """The model as ``case.backend`` runs it (``mode``: torch.compile mode)."""
     return get(case.backend).apply(model, mode)

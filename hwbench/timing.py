@@ -65,6 +65,7 @@ class Measurement:
     raw_times_s: tuple[tuple[float, ...], ...]  # one tuple per repeat
     window_start: float  # time.monotonic() at the start / end of the measured region
     window_end: float
+    compiles_in_window: int = 0  # torch.compile compilations during the timed iterations (should be 0)
 
 
 def measure(
@@ -78,19 +79,32 @@ def measure(
     max_iters: int,
     repeats: int,
     on_first_timed: Callable[[], None] | None = None,
+    compiles: Callable[[], int] | None = None,
+    max_recompile_steps: int = 20,
 ) -> Measurement:
     """Warm up, then measure ``repeats`` rounds, each until both ``min_time_s`` and
     ``min_iters`` are met (at most ``max_iters``). Iterations run in blocks sized from
-    the previous estimate so a round overshoots ``min_time_s`` by little."""
+    the previous estimate so a round overshoots ``min_time_s`` by little. ``compiles``
+    (a compilation counter, :func:`hwbench.backends.compile_counter`): warmup goes on
+    while the last step compiled (a recompile, a backward compiled late), at most
+    ``max_recompile_steps`` steps more; compilations in the timed window are counted."""
+    count = compiles or (lambda: 0)
     t0 = time.perf_counter()
+    seen = count()
     first = timer.run_block(step, 1)[0]
     done = 1
-    while done < max(warmup_iters, 1) or time.perf_counter() - t0 < warmup_s:
+    limit = max(warmup_iters, 1) + max_recompile_steps
+    while True:
+        n = count()
+        fresh, seen = n != seen, n
+        if not (done < max(warmup_iters, 1) or time.perf_counter() - t0 < warmup_s or (fresh and done < limit)):
+            break
         timer.run_block(step, 1)
         done += 1
     warm = time.perf_counter() - t0
     if on_first_timed is not None:
         on_first_timed()
+    c0 = count()
     rounds = []
     w0 = time.monotonic()
     for _ in range(repeats):
@@ -107,4 +121,4 @@ def measure(
             # grow at most 4x per block so a slow first estimate cannot overshoot far
             block = int(min(max(want, 1), block * 4, max_iters - len(times))) or 1
         rounds.append(tuple(times[:max_iters]))
-    return Measurement(first, warm, tuple(rounds), w0, time.monotonic())
+    return Measurement(first, warm, tuple(rounds), w0, time.monotonic(), count() - c0)

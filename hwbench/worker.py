@@ -235,6 +235,7 @@ def _run(case: Case, settings: Settings, target: Target, conn, t_launch: float, 
                                    sync=sync, gen_times=gen_times)
 
     step = make_step(timer.sync, gen_times)
+    compiles = backends.compile_counter() if case.backend != "eager" else None
     routed = isinstance(eager, models.RoutedModel)
     if routed:
         eager.reset_router_counts()  # from here on (warmup included); re-zeroed at the first timed iteration
@@ -259,7 +260,12 @@ def _run(case: Case, settings: Settings, target: Target, conn, t_launch: float, 
         max_iters=settings.max_iters,
         repeats=settings.repeats,
         on_first_timed=first_timed,
+        compiles=compiles,
+        max_recompile_steps=backends.MAX_RECOMPILE_STEPS,
     )
+    late = [Flag(flag="compiled_in_window", detail=(
+        f"{m.compiles_in_window} torch.compile compilation(s) during the timed iterations: those include "
+        "compile time; the model keeps recompiling (see TORCH_LOGS=recompiles)"))] if m.compiles_in_window else []
     conn.send(Progress("window_end", m.window_end))
     router_counts = eager.router_counts() if routed else None
     if ref is not None:
@@ -316,7 +322,7 @@ def _run(case: Case, settings: Settings, target: Target, conn, t_launch: float, 
         "ok",
         measurement=measurement,
         facts=Facts(**facts),
-        flags=tuple(flags),
+        flags=tuple(flags) + tuple(late),
         timestamps={"launch": t_launch, "worker_start": t_start, "ready": t_ready, **marks, "window_end": m.window_end},
     )
 

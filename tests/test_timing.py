@@ -42,3 +42,25 @@ def test_noise_flag_names_the_cause_that_triggered_it():
     # an IQR below the threshold is not shown as if it were the cause
     cv = stats.noise_flag({"latency_iqr_rel": 0.014, "latency_cv": 0.269}, 0.1)
     assert cv.startswith("CV 26.9% > 20%") and "IQR" not in cv
+
+
+def test_warmup_goes_on_while_the_model_compiles_and_late_compiles_are_counted():
+    """A fake compile counter: the step "compiles" in its first 5 calls (a backward
+    compiled late, recompiles); warmup must run past them. Then one that never stops
+    compiling: warmup gives up after max_recompile_steps and the window counts it."""
+    calls = [0]
+
+    def step():
+        calls[0] += 1
+
+    compiled = lambda: min(calls[0], 5)  # noqa: E731 - one compilation in each of the first 5 steps
+    m = timing.measure(step, timing.Timer(torch.device("cpu")), warmup_iters=2, warmup_s=0, min_time_s=0,
+                       min_iters=3, max_iters=3, repeats=1, compiles=compiled, max_recompile_steps=20)
+    assert calls[0] == 6 + 3 and m.compiles_in_window == 0  # 5 compiling steps + 1 steady, then 3 timed
+    calls[0] = 0
+    m = timing.measure(step, timing.Timer(torch.device("cpu")), warmup_iters=2, warmup_s=0, min_time_s=0,
+                       min_iters=3, max_iters=3, repeats=1, compiles=lambda: calls[0], max_recompile_steps=4)
+    assert calls[0] == 2 + 4 + 3 and m.compiles_in_window == 3
+    plain = timing.measure(step, timing.Timer(torch.device("cpu")), warmup_iters=2, warmup_s=0, min_time_s=0,
+                           min_iters=1, max_iters=1, repeats=1)
+    assert plain.compiles_in_window == 0

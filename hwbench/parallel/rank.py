@@ -13,7 +13,7 @@ takes, step by step, the slowest rank's time. The first step is reported on its 
 (``first_iter_s``: with the ``compile`` backend it holds the compilation, as dynamo
 compiles at the first call). Warmup then runs ``warmup_iters`` / ``warmup_s`` and goes
 on while any rank compiled during its last step (a recompile, a backward compiled
-lazily), at most :data:`MAX_RECOMPILE_STEPS` steps more, so that no compilation lands
+lazily), at most :data:`hwbench.backends.MAX_RECOMPILE_STEPS` steps more, so that no compilation lands
 in the timed window; warmup goes on while any rank wants it to (allreduce MAX).
 After the timed window ``comm_profile_steps`` more steps run under ``torch.profiler``
 to measure the time and bytes of the communication backend's operations.
@@ -35,9 +35,6 @@ from pathlib import Path
 # torch's names of the element types the profiler reports, with their sizes in bytes
 _DTYPE_BYTES = {"float": 4, "double": 8, "c10::BFloat16": 2, "c10::Half": 2, "long int": 8, "int": 4,
                 "signed char": 1, "unsigned char": 1, "bool": 1, "short int": 2, "c10::Float8_e4m3fn": 1}
-# warmup steps added while some rank still compiles; past dynamo's recompile limit (8 per
-# frame) a frame runs eager, so compilation stops before this
-MAX_RECOMPILE_STEPS = 20
 
 
 def _die_with_parent() -> None:
@@ -127,7 +124,7 @@ def _run(case, settings, job: dict, rank: int, t_start: float) -> dict:
     # each trace their own, with the send / recv outside them. Compilation is lazy: it
     # happens in the first step.
     compile_fn = functools.partial(backends.compile_model, case=case, mode=settings.compile_mode)
-    compiles = _compile_counter()
+    compiles = backends.compile_counter()
     step = STRATEGIES[mesh.strategy].make_step(prep, fam, inputs, targets, mesh, compile_fn)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -168,7 +165,7 @@ def _run(case, settings, job: dict, rank: int, t_start: float) -> dict:
         n = compiles()
         fresh, seen = n != seen, n  # this rank compiled during its last step: not steady yet
         more = (done < max(settings.warmup_iters, 1) or time.perf_counter() - w0 < settings.warmup_s
-                or (fresh and done < max(settings.warmup_iters, 1) + MAX_RECOMPILE_STEPS))
+                or (fresh and done < max(settings.warmup_iters, 1) + backends.MAX_RECOMPILE_STEPS))
         if not any_rank(more):  # one decision for every rank: go on while any rank wants to
             break
         timed()
@@ -205,21 +202,6 @@ def _run(case, settings, job: dict, rank: int, t_start: float) -> dict:
         "params": fam.param_count(cfg), "flops_per_sample": fam.flops_per_sample(size, "train", case.shape),
         "group_batch": mesh.group_batch, "compiles_in_window": compiled_in_window,
     }
-
-
-def _compile_counter():
-    """A zero-argument function: how many torch.compile compilations this process has
-    finished so far (dynamo's frames and the backward graphs AOTAutograd compiles lazily
-    at the first backward), from dynamo's compile-end callbacks. Eager cases count 0."""
-    from torch._dynamo.callback import on_compile_end
-
-    n = [0]
-
-    @on_compile_end
-    def _count(_args) -> None:
-        n[0] += 1
-
-    return lambda: n[0]
 
 
 def _profile_comm(timed, steps: int, device) -> tuple[float, float, str]:
