@@ -161,12 +161,12 @@ class Coordinator:
 
     def say_stop(self, why: str) -> None:
         """Tell the other nodes this one stops (``why``: "SIGTERM", ...); the first
-        reason said is the one they read."""
+        reason any node said is the one they all read."""
         if self._said:
             return
         self._said = True
-        try:
-            self.store.set(STOP_KEY, f"node {self.nodes.node_rank}: {why}")
+        try:  # only where no node said it before: the first stop's reason stands
+            self.store.compare_set(STOP_KEY, "", f"node {self.nodes.node_rank}: {why}")
         except (RuntimeError, OSError):
             pass  # node 0 is gone: the others learn it from the store itself
 
