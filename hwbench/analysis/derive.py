@@ -65,6 +65,9 @@ def case_row(rec: RunRecord, c: CaseResult, path: str = "") -> dict[str, Any]:
         "suite": rec.suite.name,
         "created": rec.created,
         "run_status": rec.status,
+        # a multi-node run: how many machines, and which (a part: its own node's rank)
+        "nnodes": rec.node.nnodes if rec.node is not None else max([n.nnodes for n in rec.nodes] or [1]),
+        "node_hostnames": ",".join(n.hostname for n in rec.nodes) or None,
         "hostname": env.hostname,
         "torch_version": env.torch_version,
         "hwbench_version": env.hwbench_version,
@@ -302,7 +305,7 @@ def _series(prefix: str, stats: tuple[str, ...], dtype: str = _FLOAT) -> list[tu
 SCHEMA: list[tuple[str, str]] = [
     # where the row came from
     ("results_file", _STR), ("run_id", _STR), ("suite", _STR), ("created", "datetime64[ns, UTC]"),
-    ("run_status", _STR), ("hostname", _STR), ("device_name", _STR), ("torch_version", _STR),
+    ("run_status", _STR), ("nnodes", _INT), ("node_hostnames", _STR), ("hostname", _STR), ("device_name", _STR), ("torch_version", _STR),
     ("hwbench_version", _STR), ("segment", _INT),
     # the case
     ("case_id", _STR), ("model", _STR), ("family", _STR), ("size", _STR), ("mode", _STR), ("batch_size", _INT),

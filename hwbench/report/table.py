@@ -204,6 +204,7 @@ class Run:
     n_cases: int
     n_ok: int
     results_file: str
+    nnodes: int = 1  # a multi-node run: the machines its parallel cases spanned
 
     @property
     def short_id(self) -> str:
@@ -217,8 +218,9 @@ class Run:
         when = "" if fm.missing(self.created) else pd.Timestamp(self.created).strftime("%Y-%m-%d %H:%M UTC")
         status = self.status if self.status == "complete" else f"{str(self.status).upper()} (incomplete run)"
         f = {"path": self.results_file, "name": Path(self.results_file).name}.get(file, "")
+        nodes = f" · {self.nnodes} nodes" if self.nnodes > 1 else ""
         return clean(f"run {self.short_id} · {self.suite} · {when} · {status} · {self.n_ok}/{self.n_cases} ok"
-                     + (f" · {f}" if f else ""))
+                     + nodes + (f" · {f}" if f else ""))
 
     def fitted(self, width: int | None, indent: str = "  ") -> str:
         """:meth:`describe` within ``width``: the file's path, else its name, else none."""
@@ -234,8 +236,9 @@ def runs_of(df: pd.DataFrame) -> list[Run]:
     out = []
     for (rid, path), g in df.groupby(["run_id", "results_file"], sort=False, dropna=False):
         first = g.iloc[0]
+        nn = first.get("nnodes")
         out.append(Run(str(rid), str(first["suite"]), first["created"], str(first["run_status"]), len(g),
-                       int((g["status"] == "ok").sum()), str(path)))
+                       int((g["status"] == "ok").sum()), str(path), int(nn) if not fm.missing(nn) else 1))
     return sorted(out, key=lambda r: (pd.Timestamp(r.created) if not fm.missing(r.created) else pd.Timestamp(0, tz="UTC"),
                                       r.run_id))
 
