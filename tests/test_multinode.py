@@ -305,3 +305,18 @@ def test_nodes_that_planned_different_cases_refuse_to_run(tmp_path):
     assert len(outs[1][1].strip().splitlines()) == 1
     assert procs[0].returncode == 2 and "stopped before the first case: node 1: its cases differ" in outs[0][1], outs
     assert time.monotonic() - t0 < 120
+
+
+def test_the_html_report_shows_every_nodes_environment_and_the_header_the_node_count(tmp_path):
+    from hwbench.report.html import write_html
+    from hwbench.results import write_atomic
+
+    write_atomic(tmp_path / "a.json", part(0, [case([[1.0]], [0, 1])]))
+    write_atomic(tmp_path / "b.json", part(1, [case([[3.0]], [2, 3])]))
+    write_html([tmp_path], tmp_path / "r.html")
+    html = (tmp_path / "r.html").read_text()
+    assert "seg 0 node 0" in html and "seg 0 node 1" in html and "host1" in html
+    df = hwbench.load_results(tmp_path)
+    assert df.iloc[0]["nnodes"] == 2 and df.iloc[0]["node_hostnames"] == "host0,host1"
+    rep = cli("report", tmp_path)
+    assert "· 2 nodes" in rep.stdout, rep.stdout

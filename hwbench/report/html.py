@@ -473,15 +473,20 @@ def _env_rows(records: Sequence[tuple[Path, Any]]) -> pd.DataFrame:
     """One row per segment of every run: the environment that measured its cases."""
     rows = []
     for path, rec in records:
-        for seg in rec.segments:
+        # a joined multi-node run: every node's segments (node 0's are also rec.segments)
+        segs = [(f" node {n.node_rank}", seg) for n in rec.nodes for seg in n.segments] or \
+            [("", seg) for seg in rec.segments]
+        for node, seg in segs:
             e = seg.environment
             col = seg.collectors
             idle = seg.idle_baseline
             rows.append({
-                "hostname": e.hostname, "run_id": rec.run_id, "segment": seg.index,
+                "hostname": e.hostname, "run_id": rec.run_id, "segment": f"{seg.index}{node}",
                 "cpu_model": e.cpu_model, "cpu_cores": f"{e.cpu_cores_physical or ''} physical / {e.cpu_cores_logical or ''} logical",
                 "cpu_freq_max": f"{fm.mhz(e.cpu_freq_max_mhz)} ({e.cpu_freq_max_source})" if e.cpu_freq_max_mhz
                 else "unknown (MFU needs it)",
+                "cpu_governor": " / ".join(x for x in (e.cpu_governor, {True: "boost on", False: "boost off"}
+                                                         .get(e.cpu_boost)) if x) or "not exposed",
                 "memory_total": fm.nbytes(e.memory_total_bytes),
                 "gpus": "; ".join(f"{g.name} ({fm.nbytes(g.memory_total_bytes)})" for g in e.gpus),
                 "driver": " / ".join(v for v in (e.driver_version, e.cuda_driver_version) if v),
