@@ -32,7 +32,6 @@ from typing import Callable
 from .records import CaseResult, Energy, Flag, NodePart, Overheads, RunRecord
 
 _WORST = {"oom": 0, "failed": 1, "timeout": 2, "skipped": 3, "ok": 4}
-_SOURCE_RANK = ["nvml_counter", "nvml_power", "rapl", "estimated"]
 
 
 def join_parts(items: list[tuple[Path, RunRecord]], warn: Callable[[str], None] | None = None
@@ -224,17 +223,7 @@ def _collectors(have: dict[int, CaseResult]) -> dict:
 
 
 def _energy(have: dict[int, CaseResult]) -> Energy | None:
-    es = [have[r].energy for r in sorted(have)]
-    if any(e is None for e in es):
+    es = [(f"node {r}", have[r].energy) for r in sorted(have)]
+    if any(e is None for _, e in es):
         return None  # a node without energy: no honest sum
-    src = max((e.energy_source for e in es), key=_SOURCE_RANK.index)
-    idle = [e.idle_power_w for e in es]
-    cross = [e.energy_j_power_integrated for e in es]
-    basis = "; ".join(f"node {r}: {e.estimate_basis}" for r, e in zip(sorted(have), es) if e.estimate_basis)
-    return Energy(
-        energy_j=sum(e.energy_j for e in es), energy_source=src,
-        energy_window_s=max(e.energy_window_s for e in es),
-        idle_power_w=sum(idle) if all(x is not None for x in idle) else None,
-        energy_j_power_integrated=sum(cross) if all(x is not None for x in cross) else None,
-        estimate_basis=basis or None,
-    )
+    return Energy.total(es)

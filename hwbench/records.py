@@ -81,6 +81,7 @@ Text = Annotated[str, Field(max_length=100_000)]
 Status = Literal["ok", "skipped", "failed", "oom", "timeout"]
 RunStatus = Literal["running", "complete", "partial", "interrupted"]
 EnergySource = Literal["nvml_counter", "nvml_power", "rapl", "estimated"]
+ENERGY_SOURCE_ORDER = ("nvml_counter", "nvml_power", "rapl", "estimated")  # strongest first
 
 
 class _Record(BaseModel):
@@ -191,6 +192,26 @@ class Energy(_Record):
     idle_power_w: Float | None = None
     energy_j_power_integrated: Float | None = None  # GPU cross-check of the counter
     estimate_basis: Text | None = None  # for "estimated": TDP and load used
+
+    @classmethod
+    def total(cls, parts: list[tuple[str, "Energy"]]) -> "Energy":
+        """The energy of several devices or machines over the same window (``parts``:
+        (label, energy) pairs, e.g. ("cuda:1", ...) or ("node 1", ...)): joules, idle
+        power and the cross-check summed (the last two only where every part has them);
+        the window the longest; the weakest source names the total (a counter and an
+        estimate together read as "estimated"); estimate bases joined with their labels."""
+        es = [e for _, e in parts]
+        idle = [e.idle_power_w for e in es]
+        cross = [e.energy_j_power_integrated for e in es]
+        basis = "; ".join(f"{label}: {e.estimate_basis}" for label, e in parts if e.estimate_basis)
+        return cls(
+            energy_j=sum(e.energy_j for e in es),
+            energy_source=max((e.energy_source for e in es), key=ENERGY_SOURCE_ORDER.index),
+            energy_window_s=max(e.energy_window_s for e in es),
+            idle_power_w=sum(idle) if all(x is not None for x in idle) else None,
+            energy_j_power_integrated=sum(cross) if all(x is not None for x in cross) else None,
+            estimate_basis=basis or None,
+        )
 
 
 # ---------------------------------------------------------------- one case

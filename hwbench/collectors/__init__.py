@@ -285,8 +285,8 @@ class CollectorSet:
     def _energy_sum(self, snap: _Snapshot, devices: tuple[str, ...], t0: float, t1: float,
                     flags: list[Flag]) -> Energy | None:
         """The energy of several devices over one window: the sum of each device's best
-        source; None unless every device has one (a partial sum is not the case's). The
-        weakest source names the total ("estimated" if any device's is)."""
+        source (:meth:`Energy.total`); None unless every device has one (a partial sum is
+        not the case's)."""
         got: list[Energy] = []
         for d in devices:
             own: list[Flag] = []
@@ -299,18 +299,7 @@ class CollectorSet:
             for f in own:
                 if f not in flags:
                     flags.append(f)
-        order = [s for s in ("nvml_counter", "nvml_power", "rapl", "estimated")]
-        idle = [e.idle_power_w for e in got]
-        cross = [e.energy_j_power_integrated for e in got]
-        return Energy(
-            energy_j=sum(e.energy_j for e in got),
-            energy_source=max((e.energy_source for e in got), key=order.index),
-            energy_window_s=t1 - t0,
-            idle_power_w=sum(idle) if all(x is not None for x in idle) else None,
-            energy_j_power_integrated=sum(cross) if all(x is not None for x in cross) else None,
-            estimate_basis="; ".join(f"{d}: {e.estimate_basis}" for d, e in zip(devices, got) if e.estimate_basis)
-            or None,
-        )
+        return Energy.total(list(zip(devices, got)))
 
     def _finish(self, unwatch: bool) -> _Snapshot:
         """On the sampling thread: a last reading, then copies of what the window needs."""
