@@ -85,6 +85,8 @@ Exit codes:
   3    some case failed, ran out of memory or timed out
   130  interrupted by Ctrl-C (finished cases saved; resume with --resume)
   143  terminated by SIGTERM (likewise)
+  A node of a multi-node run exits 130 / 143 also when another node stopped
+  that way (143 when it failed or node 0's store vanished).
 """
 
 
