@@ -156,6 +156,8 @@ def test_a_multi_node_plan_runs_only_parallel_cases_that_split_over_the_nodes():
     assert "does not split evenly over 2 nodes" in nodes.requires(odd)
     assert nodes.requires(Case("encoder:tiny", "train", 4, "fp32", "eager", "cpu", parallelism="ddp",
                                world_size=4)) is None
+    auto = Case("encoder:tiny", "train", 0, "fp32", "eager", "cpu", parallelism="ddp", world_size=2)
+    assert auto.auto_batch and "each node would search its own limit" in nodes.requires(auto)
     assert nodes.nproc(4) == 2 and nodes.rdzv_id("a") != nodes.rdzv_id("b") and nodes.rdzv_id("a").startswith("123-")
     with pytest.raises(UserError, match="at least 2 nodes"):
         Nodes(nnodes=1, node_rank=0, endpoint="h:1", job_id="j")

@@ -77,6 +77,9 @@ class Nodes:
         if case.world_size % self.nnodes:
             return (f"{case.parallelism}: world size {case.world_size} does not split evenly over "
                     f"{self.nnodes} nodes")
+        if case.auto_batch:
+            return ("batch_sizes = [\"auto\"] in a multi-node run: each node would search its own limit and the "
+                    "nodes' cases would differ; give the batch sizes")
         return None
 
     def rdzv_id(self, case_id: str) -> str:
