@@ -192,6 +192,12 @@ def _start_nodes(suite, out, port, job, extra=((), ())):
     return procs
 
 
+def _part_files(out):
+    """The nodes' results files in node order (their names start with the time each node
+    started, which is not the node order)."""
+    return sorted(out.glob("*.json"), key=lambda f: read_record(f).node.node_rank)
+
+
 def _finish(procs, timeout):
     try:
         return [p.communicate(timeout=timeout) for p in procs]
@@ -210,7 +216,7 @@ def test_two_nodes_on_localhost_run_parallel_cases_together_and_their_parts_join
     procs = _start_nodes(suite, out, _free_port(), "t-join")
     outs = _finish(procs, 300)
     assert [p.returncode for p in procs] == [0, 0], outs
-    files = sorted(out.glob("*.json"))
+    files = _part_files(out)
     assert [f.name.split("-")[-2] for f in files] == ["node0", "node1"]
     parts = [read_record(f) for f in files]
     for r, rec in enumerate(parts):
@@ -263,7 +269,7 @@ def test_a_node_that_stops_takes_the_other_with_it_and_both_parts_stay_readable(
     assert took < 60, took  # not a rendezvous or case timeout (300 s)
     assert "Interrupted (node 1: SIGTERM)" in outs[0][1]
     assert "--resume" in outs[1][1] and "--nnodes 2 --node-rank 1 --rdzv-endpoint" in outs[1][1]
-    parts = [read_record(f) for f in sorted(out.glob("*.json"))]
+    parts = [read_record(f) for f in _part_files(out)]
     assert [p.status for p in parts] == ["interrupted", "interrupted"]
     (_, merged), = read_many([out])
     assert merged.status == "interrupted" and len(merged.cases) < 3
@@ -273,7 +279,7 @@ def test_a_node_that_stops_takes_the_other_with_it_and_both_parts_stay_readable(
     # nodes' ranks, so both run it again.
     from hwbench.results import write_atomic
 
-    files = sorted(out.glob("*.json"))
+    files = _part_files(out)
     n1 = read_record(files[1])
     lost = next(c.case_id for c in n1.cases if c.status == "ok")
     write_atomic(files[1], n1.model_copy(update={"cases": [c for c in n1.cases if c.case_id != lost]}))
