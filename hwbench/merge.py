@@ -174,15 +174,37 @@ def _flags(have: dict[int, CaseResult]) -> list[Flag]:
     return list(out.values())
 
 
-def _facts(have: dict[int, CaseResult]):
-    fs = [have[r].facts for r in sorted(have)]
-    if any(f is None for f in fs):
-        return fs[0]
-    f0 = fs[0]
+def _largest(values: list):
+    """The largest of ``values``; None if any is missing (a maximum over some is not the
+    maximum over all)."""
+    return max(values) if all(v is not None for v in values) else None
 
-    def most(key):
-        vals = [getattr(f, key) for f in fs]
-        return max(vals) if all(v is not None for v in vals) else None
+
+def merge_facts(facts: list):
+    """The facts of one case measured by several processes (a worker per repeat, or the
+    nodes of a multi-node run): the first's, with each memory peak the largest over them
+    (None if one lacks it) and the router's tokens per expert summed element by element
+    (each process counted its own timed iterations)."""
+    first = facts[0]
+    if first is None or any(f is None for f in facts):
+        return first
+    update = {k: _largest([getattr(f, k) for f in facts])
+              for k in ("memory_peak_bytes", "memory_reserved_peak_bytes", "host_rss_peak_bytes")}
+    routers = [f.router_tokens_per_expert for f in facts]
+    if all(r is not None for r in routers):
+        shapes = {tuple(len(layer) for layer in r) for r in routers}
+        update["router_tokens_per_expert"] = (
+            [[sum(col) for col in zip(*layers)] for layers in zip(*routers)] if len(shapes) == 1 else routers[0])
+    return first.model_copy(update=update)
+
+
+def _facts(have: dict[int, CaseResult]):
+    """:func:`merge_facts`, plus the group's communication (the largest node's) and the
+    per-rank lists joined in rank order."""
+    fs = [have[r].facts for r in sorted(have)]
+    merged = merge_facts(fs)
+    if any(f is None for f in fs):
+        return merged
 
     def joined(key):
         pairs = []
@@ -193,24 +215,18 @@ def _facts(have: dict[int, CaseResult]):
             pairs.extend(zip(rk, vals))
         return [v for _, v in sorted(pairs)]
 
-    ranks = sorted(r for f in fs for r in (f.ranks or [])) or None
-    return f0.model_copy(update={
-        "host_rss_peak_bytes": most("host_rss_peak_bytes"), "memory_peak_bytes": most("memory_peak_bytes"),
-        "memory_reserved_peak_bytes": most("memory_reserved_peak_bytes"),
+    return merged.model_copy(update={
         "rank_memory_peak_bytes": joined("rank_memory_peak_bytes"),
         "rank_host_rss_peak_bytes": joined("rank_host_rss_peak_bytes"),
-        "comm_s_per_step": most("comm_s_per_step"), "comm_bytes_per_step": most("comm_bytes_per_step"),
-        "ranks": ranks,
+        "comm_s_per_step": _largest([f.comm_s_per_step for f in fs]),
+        "comm_bytes_per_step": _largest([f.comm_bytes_per_step for f in fs]),
+        "ranks": sorted(r for f in fs for r in (f.ranks or [])) or None,
     })
 
 
 def _timing(have: dict[int, CaseResult]) -> Overheads:
     ts = [have[r].timing for r in sorted(have)]
-    out = {}
-    for k in Overheads.model_fields:
-        vals = [getattr(t, k) for t in ts]
-        out[k] = max(vals) if all(v is not None for v in vals) else None
-    return Overheads(**out)
+    return Overheads(**{k: _largest([getattr(t, k) for t in ts]) for k in Overheads.model_fields})
 
 
 def _collectors(have: dict[int, CaseResult]) -> dict:

@@ -424,6 +424,14 @@ class RunRecord(_Record):
     nodes: list[NodePart] = []  # a merged multi-node run: the parts it was made from
 
     @property
+    def nnodes(self) -> int:
+        """Machines the run's parallel cases spanned: 1, or a multi-node run's node count
+        (a part's, or a joined record's)."""
+        if self.node is not None:
+            return self.node.nnodes
+        return max([n.nnodes for n in self.nodes] or [1])
+
+    @property
     def environment(self) -> Environment:
         """The environment of the first segment (where the run started)."""
         return self.segments[0].environment

@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterable
 from . import backends, launch
 from .errors import ResultsError, UserError
 from .records import CaseIdentity, CaseResult, Flag, Overheads, RunRecord
+from .merge import merge_facts
 from .results import safe_filename_part, write_atomic
 from .spec import Case, LoadedSuite
 
@@ -511,28 +512,6 @@ def merge_repeats(runs: list[launch.CaseRun], collections: list) -> tuple[launch
     window = (windows[0][0], windows[-1][1]) if all(windows) else None
     merged = dataclasses.replace(runs[0], outcome=outcome, window=window, end=last.end)
     return merged, _merge_collections(collections)
-
-
-def merge_facts(facts: list):
-    """The facts of one case measured by several workers (one repeat each): the first's,
-    with each memory peak the largest over the workers (None if one lacks it) and the
-    router's tokens per expert summed element by element (each worker counted its own
-    timed iterations). Pure."""
-    first = facts[0]
-    if first is None or any(f is None for f in facts):
-        return first
-
-    def peak(key):
-        vals = [getattr(f, key) for f in facts]
-        return max(vals) if all(v is not None for v in vals) else None
-
-    update = {k: peak(k) for k in ("memory_peak_bytes", "memory_reserved_peak_bytes", "host_rss_peak_bytes")}
-    routers = [f.router_tokens_per_expert for f in facts]
-    if all(r is not None for r in routers):
-        shapes = {tuple(len(layer) for layer in r) for r in routers}
-        update["router_tokens_per_expert"] = (
-            [[sum(col) for col in zip(*layers)] for layers in zip(*routers)] if len(shapes) == 1 else routers[0])
-    return first.model_copy(update=update)
 
 
 def _merge_collections(collections: list):

@@ -39,7 +39,7 @@ def _peak(rec: RunRecord, c: CaseResult) -> tuple[float | None, str | None, str 
     kind = (c.device_resolved or c.case.device).split(":")[0]
     # a parallel case's throughput is the group's: its peak is the group's devices'
     ranks = c.case.world_size if c.case.parallelism != "none" else 1
-    nnodes = rec.node.nnodes if rec.node is not None else max([n.nnodes for n in rec.nodes] or [1])
+    nnodes = rec.nnodes
     cores = None
     if kind == "cpu":
         physical = env.cpu_cores_physical or env.cpu_cores_logical
@@ -66,7 +66,7 @@ def case_row(rec: RunRecord, c: CaseResult, path: str = "") -> dict[str, Any]:
         "created": rec.created,
         "run_status": rec.status,
         # a multi-node run: how many machines, and which (a part: its own node's rank)
-        "nnodes": rec.node.nnodes if rec.node is not None else max([n.nnodes for n in rec.nodes] or [1]),
+        "nnodes": rec.nnodes,
         "node_hostnames": ",".join(n.hostname for n in rec.nodes) or None,
         "hostname": env.hostname,
         "torch_version": env.torch_version,
