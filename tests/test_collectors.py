@@ -215,9 +215,13 @@ def test_rapl_energy_for_a_cpu_case_is_interpolated_to_the_marks(tmp_path):
     time.sleep(0.05)
     t0 = time.monotonic()
     cs.mark("window_start", t0)
-    time.sleep(0.05)  # the mark's reading is taken before the counter moves
+    # the mark's reading is taken by the sampling thread before the counter moves: wait
+    # for it (a sleep is not enough on a loaded machine, where the thread runs late)
+    cs._pending[-1].result(10)
     (root / "intel-rapl:0" / "energy_uj").write_text("30000000\n")  # 30 J during the window
-    time.sleep(0.05)
+    # and a reading of the moved counter inside the window, so the end mark's reading,
+    # however late, interpolates to 30 J at t1
+    cs._thread.submit(cs._thread.read_all).result(10)
     t1 = time.monotonic()
     cs.mark("window_end", t1)
     assert cs.marks == {"window_start": t0, "window_end": t1}
