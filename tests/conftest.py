@@ -63,11 +63,6 @@ def pytest_addoption(parser):
                           "browser, asv and wheel-build test (what .ci/run runs)")
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "full: full tier only (pytest --all); applied by tests/conftest.py")
-    config.addinivalue_line("markers", "e2e: one of the few real end-to-end runs the fast tier keeps")
-
-
 def _code_names(code, seen: set) -> set[str]:
     names = set(code.co_names) | set(code.co_varnames) & {"subprocess"}
     for c in code.co_consts:

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from .verdicts import FAILED, MIN_ENERGY_WINDOW_S, NA, Verdict, autobatch_verdict, case_verdict, \
+from .verdicts import FAILED, MIN_ENERGY_WINDOW_S, Verdict, autobatch_verdict, case_verdict, \
     energy_verdicts, probe_verdicts, timing_verdict, uuid_verdict
 
 Progress = Callable[[str], None]
@@ -271,7 +271,7 @@ def check_probe(kind: str, out: Path, progress: Progress) -> list[Verdict]:
     return probe_verdicts(prof.devices[device], kind)
 
 
-def gpu_state(nvml: Any = None) -> tuple[str | None, tuple[int, int] | None]:
+def gpu_state() -> tuple[str | None, tuple[int, int] | None]:
     """(why --gpu cannot run here, or None; the first GPU's compute capability)."""
     import torch
 
@@ -279,5 +279,3 @@ def gpu_state(nvml: Any = None) -> tuple[str | None, tuple[int, int] | None]:
         return f"torch {torch.__version__} sees no CUDA GPU", None
     return None, tuple(torch.cuda.get_device_capability(0))
 
-
-NOT_APPLICABLE = NA  # re-exported for the CLI
