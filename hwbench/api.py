@@ -130,6 +130,7 @@ def run_suite(
     powercap_root: Any = None,
     on_start=None,
     nodes=None,
+    launcher=None,
 ) -> RunOutcome:
     """Run ``suite`` (a path, a shipped suite's name, or a LoadedSuite) and write one
     results file into ``out_dir`` -- or continue the run in ``resume``.
@@ -142,6 +143,8 @@ def run_suite(
     is called with the results path once the run has claimed it. ``nodes``
     (:class:`hwbench.parallel.nodes.Nodes`): this machine's place in a multi-node run;
     it runs the parallel cases in lockstep with the other nodes and writes its part.
+    ``launcher`` (:class:`hwbench.launch.Launcher`): where cases run; the default forks
+    real workers, tests pass an in-process fake.
     """
     from . import launch, runner
     from .results import locked, read_record
@@ -155,7 +158,8 @@ def run_suite(
         read_record(path)  # a file that does not validate is refused before the lock is even taken
     else:
         path = None
-    launch.prestart()  # the worker server imports torch while this process plans
+    launcher = launcher if launcher is not None else launch.ProcessLauncher()
+    launcher.prestart()  # the worker server imports torch while this process plans
     from . import env as envmod
 
     environment = envmod.fingerprint()
@@ -194,7 +198,8 @@ def run_suite(
                 on_start(path)
             out = _execute(s, path, rec, planned, scope, filters, changes, environment, run_id, reporter, grace_s,
                            fault_spec, nvml, powercap_root,
-                           any(p.skip_reason is None for p in todo) or bool(rerun), coordinator, rerun)
+                           any(p.skip_reason is None for p in todo) or bool(rerun), coordinator, rerun,
+                           launcher)
             if coordinator is not None and out.exit_code == EXIT_USER:  # its file cannot be written
                 coordinator.say_stop("cannot write its results file")
             return out
@@ -242,17 +247,19 @@ def skip_summary(planned) -> str:
 
 
 def _execute(s, path, rec, planned, scope, filters, changes, environment, run_id, reporter, grace_s,
-             fault_spec, nvml, powercap_root, will_run, coordinator=None, rerun=frozenset()) -> RunOutcome:
+             fault_spec, nvml, powercap_root, will_run, coordinator=None, rerun=frozenset(),
+             launcher=None) -> RunOutcome:
     from . import launch, runner
     from .collectors import CollectorSet
 
     settings = s.spec.settings
     index = len(rec.segments) if rec is not None else 0
-    start_s = launch.start() if will_run else None
+    launcher = launcher if launcher is not None else launch.ProcessLauncher()
+    start_s = launcher.start() if will_run else None
     collectors = CollectorSet.for_suite(settings, nvml=nvml, powercap_root=powercap_root)
     r = runner.Runner(s, path, reporter=reporter or runner.Reporter(), collectors=collectors, segment=index,
                       fault=fault_spec, stop=runner.StopRequest(grace_s=grace_s), coordinator=coordinator,
-                      rerun=rerun)
+                      rerun=rerun, launcher=launcher)
     if coordinator is not None:
         n = coordinator.nodes
         r.reporter.message(f"multi-node run {n.job_id}: node {n.node_rank} of {n.nnodes}, rendezvous at "

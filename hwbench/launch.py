@@ -18,7 +18,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 _CTX: Any = None
 
@@ -234,6 +234,55 @@ def kill(proc) -> None:
     if proc.is_alive():
         proc.kill()
         proc.join(timeout=5)
+
+
+# ----------------------------------------------------------------- the seam
+@dataclass(frozen=True)
+class WorkerJob:
+    """One single-process case (or its batch-limit search, ``probe``) as the runner
+    asks for it: the case, its settings, where it runs (``device`` "cuda:0" / "cpu"
+    and the device's model name), the memory cap in bytes (None: none) and the fault
+    to inject (tests)."""
+
+    case: Any
+    settings: Any
+    device: str | None
+    device_name: str
+    memory_limit_bytes: int | None
+    fault: str | None
+    probe: bool = False
+
+
+class Launcher(Protocol):
+    """Where the runner's cases run (the one place process isolation is decided, as
+    pyperf's in-process manager stands in for its workers). :class:`ProcessLauncher`
+    forks real workers and torchrun groups; tests pass an in-process fake to
+    :func:`hwbench.run_suite` to test scheduling without forking torch. The keyword
+    arguments are those of :func:`run_worker` / :func:`run_group`."""
+
+    def prestart(self) -> None: ...
+    def start(self) -> float: ...
+    def run_worker(self, job: WorkerJob, **kw: Any) -> CaseRun: ...
+    def run_group(self, case: Any, settings: Any, **kw: Any) -> CaseRun: ...
+
+
+class ProcessLauncher:
+    """The real launcher: a forkserver worker per case, a torchrun group per parallel case."""
+
+    def prestart(self) -> None:
+        prestart()
+
+    def start(self) -> float:
+        return start()
+
+    def run_worker(self, job: WorkerJob, **kw: Any) -> CaseRun:
+        from .worker import Target, probe_batch, run_case
+
+        args = (job.case, job.settings, Target(job.device, job.device_name), job.memory_limit_bytes, job.fault)
+        return run_worker(probe_batch if job.probe else run_case, args, **kw)
+
+    def run_group(self, case: Any, settings: Any, **kw: Any) -> CaseRun:
+        return run_group(case, settings, **kw)
 
 
 # ----------------------------------------------------------------- fault injection

@@ -253,6 +253,7 @@ class Runner:
     write_error: str | None = None
     coordinator: Any = None  # a multi-node run: hwbench.parallel.nodes.Coordinator
     rerun: frozenset = frozenset()  # finished cases to run again (multi-node: another node lacks them)
+    launcher: launch.Launcher = field(default_factory=launch.ProcessLauncher)  # tests: an in-process fake
 
     def should_abandon(self) -> str | None:
         """Why the running case must stop now: past the grace period after a signal, or
@@ -403,8 +404,6 @@ class Runner:
         return merge_repeats(runs, collections)
 
     def _run_worker(self, p: Planned, settings, probe: bool):
-        from .worker import Target, probe_batch, run_case
-
         cs = None if probe else self.collectors
         limit = int(settings.memory_limit_gb * 2**30) if settings.memory_limit_gb else None
 
@@ -412,9 +411,8 @@ class Runner:
             if cs is not None:
                 cs.mark(msg.event, msg.t)
 
-        run = launch.run_worker(
-            probe_batch if probe else run_case,
-            (p.case, settings, Target(p.device, p.device_name or ""), limit, self.fault_for(p.case)),
+        run = self.launcher.run_worker(
+            launch.WorkerJob(p.case, settings, p.device, p.device_name or "", limit, self.fault_for(p.case), probe),
             name=f"hwbench-worker {p.case.case_id}",
             timeout_s=settings.timeout_s,
             memory_capped_gb=settings.memory_limit_gb if limit and not (p.device or "").startswith("cuda") else None,
@@ -441,7 +439,7 @@ class Runner:
             cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
             threads = max(1, cores // here)
         limit = int(settings.memory_limit_gb * 2**30) if settings.memory_limit_gb else None
-        run = launch.run_group(
+        run = self.launcher.run_group(
             p.case, settings, device_kind=kind, world_size=p.case.world_size, threads=threads,
             memory_limit_bytes=limit, fault=self.group_fault_for(p.case), timeout_s=settings.timeout_s,
             on_start=(cs.case_begin if cs is not None else (lambda pid: None)),

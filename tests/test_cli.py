@@ -288,12 +288,12 @@ def test_ctrl_c_finishes_current_case_and_prints_resume_hint(tmp_path):
 def test_second_ctrl_c_abandons_the_running_case_and_still_saves(tmp_path):
     proc, out = start_and_wait_for_first_case(tmp_path, 10)
     time.sleep(0.5)  # well inside the second case's 10 s
-    t0 = time.time()
     proc.send_signal(signal.SIGINT)
     time.sleep(0.3)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=60)
-    assert time.time() - t0 < 6  # did not wait for the 10 s case to finish
+    # it did not wait for the 10 s case to finish: only the first case is in the file
+    # (the record says so at any load; a wall-clock bound would not)
     assert proc.returncode == 130 and "Traceback" not in stderr
     rec = read_record(results_file(out))
     assert rec.status == "interrupted" and len(rec.cases) == 1 and rec.cases[0].status == "ok"
@@ -314,10 +314,9 @@ def test_sigterm_lets_the_case_finish_saves_and_restores_the_terminal(tmp_path):
 def test_sigterm_abandons_a_case_that_outlives_the_grace_period(tmp_path):
     proc, out = start_and_wait_for_first_case(tmp_path, 10, "--grace-s", "0.5")
     time.sleep(0.5)
-    t0 = time.time()
     proc.send_signal(signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=60)
-    assert time.time() - t0 < 6 and proc.returncode == 143, stderr
+    assert proc.returncode == 143, stderr  # abandoned, not finished: one case in the file (below)
     rec = read_record(results_file(out))
     assert rec.status == "interrupted" and [c.status for c in rec.cases] == ["ok"]
 

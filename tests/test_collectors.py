@@ -215,13 +215,9 @@ def test_rapl_energy_for_a_cpu_case_is_interpolated_to_the_marks(tmp_path):
     time.sleep(0.05)
     t0 = time.monotonic()
     cs.mark("window_start", t0)
-    # the mark's reading is taken by the sampling thread before the counter moves: wait
-    # for it (a sleep is not enough on a loaded machine, where the thread runs late)
-    cs._pending[-1].result(10)
+    cs._pending[-1].result(30)  # the mark's reading is taken before the counter moves (at any load)
     (root / "intel-rapl:0" / "energy_uj").write_text("30000000\n")  # 30 J during the window
-    # and a reading of the moved counter inside the window, so the end mark's reading,
-    # however late, interpolates to 30 J at t1
-    cs._thread.submit(cs._thread.read_all).result(10)
+    cs._thread.call(cs._thread.read_all, 30)  # a reading of 30 J before the window ends (at any load)
     t1 = time.monotonic()
     cs.mark("window_end", t1)
     assert cs.marks == {"window_start": t0, "window_end": t1}
@@ -338,7 +334,9 @@ def test_cpu_load_comes_from_cpu_time_deltas_and_drives_the_estimate(tmp_path):
     cs.case_begin(os.getpid())  # this process is the "worker": it burns one core
     t0 = time.monotonic()
     cs.mark("window_start", t0)
+    c0 = time.process_time()
     _burn(0.4)
+    got = 100 * (time.process_time() - c0) / 0.4  # what the core gave us: under other load, < 100 %
     t1 = time.monotonic()
     cs.mark("window_end", t1)
     out = cs.case_end((t0, t1), "cpu")
@@ -346,9 +344,9 @@ def test_cpu_load_comes_from_cpu_time_deltas_and_drives_the_estimate(tmp_path):
     window = t1 - t0
     s = out.collectors["host"].summary
     ncpu = psutil.cpu_count()
-    # one busy core: ~100 % for the worker, at least 1/ncpu of the machine
-    assert 70 <= s["proc_cpu_pct_mean"] <= 130
-    assert 100 * 0.7 / ncpu <= s["cpu_util_pct_mean"] <= 100
+    # one busy core: ~100 % for the worker (what it got), at least that share of the machine
+    assert 0.7 * got <= s["proc_cpu_pct_mean"] <= 130
+    assert 0.7 * got / ncpu <= s["cpu_util_pct_mean"] <= 100
     assert "cpu_util_pct_sampled_max" in s and "cpu_util_pct_max" not in s and s["mem_used_bytes_max"] > 0
     e = out.energy
     assert e.energy_source == "estimated"

@@ -181,6 +181,7 @@ def test_environment_differences_and_hardware():
 
 
 # ------------------------------------------------------------------ false alarms
+@pytest.mark.slow
 def test_simulated_null_sweeps_keep_the_false_alarm_rate():
     """Two runs of a 100-case sweep resampled from the same raw times (the null): with
     the threshold at 0 every significant difference is a false alarm. Benjamini-Hochberg
@@ -232,6 +233,7 @@ def _files(tmp_path, base_cases, new_cases, **env):
     return tmp_path / "base.json", tmp_path / "new.json"
 
 
+@pytest.mark.e2e
 def test_cli_exit_codes_formats_and_80_columns(tmp_path):
     rng = np.random.default_rng(0)
     long_id = "encoder:base/infer/bs8/seq128/fp32/eager/cpu"

@@ -280,6 +280,7 @@ def smoke_html(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.e2e
 def test_page_is_self_contained_with_figures_tables_and_data(smoke_html):
     text = smoke_html.read_text(encoding="utf-8")
     doc = parse(text)

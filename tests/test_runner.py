@@ -23,6 +23,7 @@ def by_model(rows):
     return {r["model"]: r for r in rows.values()}
 
 
+@pytest.mark.e2e
 def test_ok_cases_have_raw_times_derived_stats_and_timing(tmp_path):
     rows, out = run_suite(tmp_path, BODY)
     assert out.exit_code == 0 and out.record.status == "complete"
@@ -56,7 +57,7 @@ def test_hang_is_killed_at_the_timeout(tmp_path):
     rows, out = run_suite(tmp_path, BODY, settings="timeout_s = 3", fault="mlp:tiny/*=hang")
     m = by_model(rows)
     assert m["mlp:tiny"]["status"] == "timeout" and "timeout_s = 3" in m["mlp:tiny"]["reason"]
-    assert out.record.cases[0].timing.wall_s < 10
+    assert out.record.cases[0].timing.wall_s < 30  # killed at the timeout, not left to the end (any load)
     assert m["encoder:tiny"]["status"] == "ok" and out.exit_code == 3
 
 
@@ -138,6 +139,7 @@ def test_filters(tmp_path):
 
 
 # ------------------------------------------------------------------------------ resume
+@pytest.mark.e2e
 def test_resume_keeps_finished_reruns_failed_in_a_new_segment(tmp_path):
     _, first = run_suite(tmp_path, BODY, fault="mlp:tiny/*=raise")
     assert {c.case.model: c.status for c in first.record.cases} == {"mlp:tiny": "failed", "encoder:tiny": "ok"}

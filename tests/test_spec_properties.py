@@ -3,6 +3,7 @@ ConfigError -- never another exception."""
 
 import string
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -68,6 +69,7 @@ def check(text: str) -> None:
     sections=st.dictionaries(st.sampled_from(["suite", "settings"]), tables, max_size=2),
     blocks=st.lists(tables, max_size=3),
 )
+@pytest.mark.slow
 def test_random_structured_suites(top, sections, blocks):
     check(render(top, sections, blocks))
 
