@@ -41,6 +41,8 @@ the per-repeat median; otherwise per-iteration times (iteration noise only).
 
 
 def _read(paths: tuple[str, ...], what: str):
+    """The runs in ``paths``, each run_id once (a copy of a run counts once, warned)."""
+    from ..analysis.compare import unique_runs
     from ..errors import UserError
     from ..report.text import clean
     from ..results import read_many
@@ -50,7 +52,8 @@ def _read(paths: tuple[str, ...], what: str):
         got = read_many(list(paths), warnings.append)
     except UserError as e:
         raise UserError(f"{what}: {e}") from None
-    for w in warnings:
+    got, dups = unique_runs(got, record=lambda pr: pr[1], label=lambda pr: str(pr[0]))
+    for w in warnings + [f"{what}: {d}" for d in dups]:
         click.echo(f"hwbench: warning: {clean(w)}", err=True)
     return got
 
@@ -83,6 +86,11 @@ def compare(baseline: str, new: str, threshold: float, metrics: str, alpha: floa
     base = _read((baseline,), "BASELINE")
     newr = _read((new,), "NEW")
     result = cmp.compare([r for _, r in base], [r for _, r in newr], opts)
+    if not len(result.rows):
+        from ..errors import UserError
+
+        what = f"no case matches --case {case_glob!r}" if case_glob else "no cases in either side"
+        raise UserError(f"{baseline}, {new}: nothing to compare: {what}")
     if result.hardware and not allow_different_hardware:
         if fmt == "table":
             click.echo(_header(base, newr))
@@ -90,10 +98,6 @@ def compare(baseline: str, new: str, threshold: float, metrics: str, alpha: floa
         click.echo("hwbench: not comparable (exit 4): different hardware: " + "; ".join(result.hardware)
                    + ". Pass --allow-different-hardware to compare anyway.", err=True)
         sys.exit(EXIT_NOT_COMPARABLE)
-    if not len(result.rows):
-        from ..errors import UserError
-
-        raise UserError(f"{baseline}, {new}: no cases to compare" + (f" matching {case_glob!r}" if case_glob else ""))
     render = {"table": _table, "markdown": _markdown, "json": _json, "csv": _csv}[fmt]
     click.echo(render(result, base, newr), nl=fmt != "csv")
     failing = result.rows["regression"] | result.rows["verdict"].isin(list(fail_on))
@@ -128,10 +132,20 @@ def pct(v, signed: bool = True) -> str:
     return f"{f * 100:+.1f} %" if signed else f"{f * 100:.1f} %"
 
 
+def _change(row) -> str:
+    """The change: a percentage, or an absolute difference with its unit (zero baseline)."""
+    if row.get("effect") == "absolute":
+        f = _num(row.get("change"))
+        return "-" if f is None else ("+" if f >= 0 else "") + value(f, row.get("unit") or "")
+    return pct(row.get("change"))
+
+
 def _ci(row) -> str:
     lo, hi = _num(row.get("ci_low")), _num(row.get("ci_high"))
     if lo is None or hi is None:
         return ""
+    if row.get("effect") == "absolute":
+        return f"[{lo:+.3g}, {hi:+.3g}]"
     return f"[{lo * 100:+.1f}, {hi * 100:+.1f}]"
 
 
@@ -175,6 +189,30 @@ def _env_text(result) -> str:
     return "\n".join(lines)
 
 
+def _side_load(c: dict) -> str:
+    """One side's machine conditions (compare.conditions) in a line."""
+    parts = []
+    for key, what, fmt in (("background_cpu_pct", "background CPU", "{:.1f} %"), ("steal_pct", "steal", "{:.1f} %"),
+                           ("idle_cpu_pct", "idle baseline", "{:.1f} %"), ("cpu_mhz", "CPU", "{:.0f} MHz"),
+                           ("gpu_sm_mhz", "GPU SM", "{:.0f} MHz")):
+        if c.get(key) is not None:
+            parts.append(f"{what} {fmt.format(c[key])}")
+    if c.get("throttle"):
+        parts.append(f"throttled: {', '.join(c['throttle'])}")
+    return ", ".join(parts) or "not recorded"
+
+
+def _load_text(result) -> str:
+    """Each side's machine conditions over its compared cases."""
+    if not result.load:
+        return ""
+    lines = ["", "machine conditions (background CPU: system busy minus the worker, % of all CPUs):"]
+    for name in ("baseline", "new"):
+        lines += textwrap.wrap(f"{name + ':':<10}{_side_load(result.load.get(name, {}))}", WIDTH, initial_indent="  ",
+                               subsequent_indent=" " * 12)
+    return "\n".join(lines)
+
+
 def _detail(row) -> str:
     from ..report.text import clean
 
@@ -182,11 +220,13 @@ def _detail(row) -> str:
     if _num(row.get("baseline")) is not None:
         unit = row.get("unit") or ""
         parts.append(f"{_short(row['metric'])} {value(row['baseline'], unit)} -> {value(row['new'], unit)}")
-        parts.append(f"{pct(row.get('change'))} {_ci(row)}".strip())
+        parts.append(f"{_change(row)} {_ci(row)}".strip())
         if _p(row):
             parts.append(_p(row))
         if row.get("samples"):
             parts.append(f"n={int(row['n_baseline'])}/{int(row['n_new'])} {row['samples']}s")
+        if isinstance(row.get("rule"), str):
+            parts.append(f"rule: {row['rule']}")
     note = row.get("note")
     if isinstance(note, str) and note:
         parts.append(note)
@@ -196,11 +236,13 @@ def _detail(row) -> str:
 def _table(result, base, newr) -> str:
     from ..report.text import clean
 
-    out = [_header(base, newr), _env_text(result), ""]
+    out = [_header(base, newr), _env_text(result) + _load_text(result), ""]
     for row in result.rows.to_dict("records"):
         head = f"{row['verdict']:<12} {clean(row['case_id'])}"
         if row["metric"] != "latency_ms_p50":
             head += f" [{_short(row['metric'])}]"
+        if row.get("machine_changed") is True:
+            head += "  [machine_changed]"
         out += textwrap.wrap(head, WIDTH, subsequent_indent=" " * 13, break_on_hyphens=False)
         detail = _detail(row)
         if detail:
@@ -218,6 +260,9 @@ def _summary(result) -> str:
     total = result.rows["case_id"].nunique()
     text = f"{total} cases: " + ", ".join(f"{v} {k}" for k, v in counts.items())
     verdict = (f"REGRESSION: {result.regressions} regressed or failed" if result.regressions else "no regression")
+    if result.machine_changed:
+        verdict += (f" ({result.machine_changed} case(s) marked machine_changed: the machine's conditions differed "
+                    "between the sides; rerun before blaming the change)")
     return "\n".join(textwrap.wrap(f"{text}. {verdict}.", WIDTH))
 
 
@@ -236,13 +281,17 @@ def _markdown(result, base, newr) -> str:
     lines.append("")
     lines.append(f"**{_md(_summary(result))}**")
     lines.append("")
+    if result.load:
+        lines.append("machine conditions (background CPU: system busy minus the worker, % of all CPUs): "
+                     + "; ".join(f"{k}: {_md(_side_load(result.load.get(k, {})))}" for k in ("baseline", "new")))
+        lines.append("")
     if len(result.env):
         lines += ["| environment | baseline | new |", "|---|---|---|"]
         for r in result.env.itertuples(index=False):
             lines.append(f"| {_md(r.key)}{' (hardware)' if r.hardware else ''} | {_md(r.baseline)} | {_md(r.new)} |")
         lines.append("")
-    head = ["| verdict | case | metric | baseline | new | change | 95 % CI | p (adj.) | note |",
-            "|---|---|---|---:|---:|---:|---|---:|---|"]
+    head = ["| verdict | case | metric | baseline | new | change | 95 % CI | p (adj.) | rule | note |",
+            "|---|---|---|---:|---:|---:|---|---:|---|---|"]
 
     def md_row(row) -> str:
         unit = row.get("unit") or ""
@@ -251,8 +300,9 @@ def _markdown(result, base, newr) -> str:
             row["verdict"], f"`{_md(row['case_id'])}`", _short(row["metric"]),
             value(row.get("baseline"), unit) if _num(row.get("baseline")) is not None else "",
             value(row.get("new"), unit) if _num(row.get("new")) is not None else "",
-            pct(row.get("change")) if _num(row.get("change")) is not None else "",
-            _ci(row), "" if p is None else f"{p:.2g}", _md(row.get("note") or ""),
+            _change(row) if _num(row.get("change")) is not None else "",
+            _ci(row), "" if p is None else f"{p:.2g}", row.get("rule") if isinstance(row.get("rule"), str) else "",
+            _md(row.get("note") or ""),
         ]) + " |"
 
     rows = result.rows.to_dict("records")
@@ -287,6 +337,8 @@ def _json(result, base, newr) -> str:
                     "thresholds": {m.name: m.threshold for m in result.options.metrics}},
         "counts": result.counts(),
         "regressions": result.regressions,
+        "machine_changed": result.machine_changed,
+        "machine_conditions": result.load,
         "notes": list(result.notes),
         "rows": rows,
     }
