@@ -76,6 +76,8 @@ FORMAT = "hwbench-results"
 Int = Annotated[int, Field(ge=-(2**62), le=2**62)]
 Count = Annotated[int, Field(ge=0, le=2**62)]
 Float = Annotated[float, Field(allow_inf_nan=False)]
+Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]  # a measured duration: finite and above 0
+NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Text = Annotated[str, Field(max_length=100_000)]
 
 Status = Literal["ok", "skipped", "failed", "oom", "timeout"]
@@ -236,13 +238,15 @@ class CaseIdentity(_Record):
 class Measurement(_Record):
     """The raw timing of one case, seconds. Statistics are derived from these at load."""
 
-    raw_times_s: list[list[Float]]  # one list per repeat, one value per timed iteration
-    first_iter_s: Float  # the very first call (compile backends: trace + compile)
-    warmup_s: Float  # the whole warmup, first call included
-    measured_s: Float  # length of the timed window, all repeats
+    # one list per repeat, one value per timed iteration; each above 0 (a negative or
+    # zero time is a broken clock or a corrupted file, and would read as a speed-up)
+    raw_times_s: list[list[Seconds]]
+    first_iter_s: NonNegative  # the very first call (compile backends: trace + compile)
+    warmup_s: NonNegative  # the whole warmup, first call included
+    measured_s: NonNegative  # length of the timed window, all repeats
     # generate: per timed iteration, time to first token and decode time, same clock
-    ttft_s: list[Float] | None = None
-    decode_s: list[Float] | None = None
+    ttft_s: list[NonNegative] | None = None
+    decode_s: list[NonNegative] | None = None
     # statistics stored by schema <= 2 whose raw data was never kept (e.g. ttft_ms_p50)
     legacy_summary: dict[str, Float] | None = None
     # "process": each repeat (each list of raw_times_s) was measured by its own fresh worker

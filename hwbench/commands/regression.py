@@ -373,7 +373,8 @@ def history(results: tuple[str, ...], case_glob: str | None, metric: str, thresh
         click.echo(h.series.to_csv(index=False), nl=False)
     elif fmt == "json":
         doc = {"runs": h.runs.to_dict("records"), "trends": h.trends.to_dict("records"),
-               "change_points": h.changes.to_dict("records"), "method": h.method,
+               "change_points": h.changes.to_dict("records"), "outliers": h.outliers.to_dict("records"),
+               "method": h.method,
                "series": h.series.to_dict("records")}
         click.echo(json.dumps(doc, indent=1, default=lambda v: _jsonable(v) if hasattr(v, "item") else str(v)))
     elif fmt == "markdown":
@@ -393,6 +394,7 @@ def _history_table(h) -> str:
                              WIDTH, initial_indent="  ", subsequent_indent=" " * 7)
     out.append("")
     cps = h.changes.groupby("case_id") if len(h.changes) else None
+    odd = h.outliers.groupby("case_id") if len(h.outliers) else None
     for t in h.trends.to_dict("records"):
         out += textwrap.wrap(clean(t["case_id"]), WIDTH, subsequent_indent="  ", break_on_hyphens=False)
         unit = t["unit"]
@@ -405,6 +407,12 @@ def _history_table(h) -> str:
                         f"{value(c['before'], unit)} -> {value(c['after'], unit)}")
                 if c["env_changes"]:
                     text += f"; changed: {c['env_changes']}"
+                out += textwrap.wrap(clean(text), WIDTH, initial_indent="    ", subsequent_indent="      ",
+                                     break_on_hyphens=False)
+        if odd is not None and t["case_id"] in odd.groups:
+            for o in odd.get_group(t["case_id"]).to_dict("records"):
+                text = (f"outlier at run {o['run_index']} ({o['run_id']}): {value(o['value'], unit)}, "
+                        f"{pct(o['change'])} from its neighbours (one run: not a step)")
                 out += textwrap.wrap(clean(text), WIDTH, initial_indent="    ", subsequent_indent="      ",
                                      break_on_hyphens=False)
     out.append("")
@@ -421,6 +429,9 @@ def _history_markdown(h) -> str:
         if c["env_changes"]:
             what += f": {_md(c['env_changes'])}"
         by_case.setdefault(c["case_id"], []).append(what)
+    for o in h.outliers.to_dict("records"):
+        by_case.setdefault(o["case_id"], []).append(f"outlier {pct(o['change'])} at run {o['run_index']} "
+                                                    f"(`{_md(o['run_id'])}`): one run, not a step")
     for t in h.trends.to_dict("records"):
         lines.append(f"| `{_md(t['case_id'])}` | {t['spark']} | {value(t['first'], t['unit'])} | "
                      f"{value(t['last'], t['unit'])} | {pct(t['change'])} | {'<br>'.join(by_case.get(t['case_id'], []))} |")
