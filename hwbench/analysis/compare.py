@@ -198,12 +198,15 @@ def _median_difference(x, y, axis=-1):
 
 
 def _bounds(dist: np.ndarray, confidence: float) -> tuple[float | None, float | None]:
-    """Percentile interval of a bootstrap distribution (inf kept: an unbounded side)."""
+    """Percentile interval of a bootstrap distribution: the resampled values at the
+    lower and upper percentiles, outward (no interpolation: an infinite resample, from a
+    resampled baseline median of 0, stays an unbounded side instead of NaN)."""
     d = dist[~np.isnan(dist)]
     if not d.size:
         return None, None
     q = (1 - confidence) / 2
-    lo, hi = np.percentile(d, [100 * q, 100 * (1 - q)])
+    lo = np.percentile(d, 100 * q, method="lower")
+    hi = np.percentile(d, 100 * (1 - q), method="higher")
     return float(lo), float(hi)
 
 
@@ -621,7 +624,8 @@ def conditions(results: Iterable[tuple[RunRecord, CaseResult]]) -> dict[str, Any
             got["idle_cpu_pct"].append(seg.idle_baseline.cpu_util_pct)
         for f in c.flags:
             if f.flag == "throttled":
-                throttle.update(t.strip() for t in f.detail.partition(":")[2].split(",") if t.strip())
+                # "nvidia:0: hw_thermal, sw_power_cap" (NvidiaSampler.quality_flags)
+                throttle.update(t.strip() for t in f.detail.split(": ", 1)[-1].split(",") if t.strip())
     out: dict[str, Any] = {k: (float(np.mean(v)) if v else None) for k, v in got.items()}
     out["throttle"] = sorted(throttle)
     return out
@@ -756,7 +760,13 @@ def _note(row: dict[str, Any], d: Decision, opts: Options) -> str:
     if d.rule == "threshold":
         parts.append("one value per side: threshold only")
     elif d.rule == "ci99":
-        parts.append(f"{d.why} ({int(row['n_baseline'])} vs {int(row['n_new'])} {row['samples']}s)")
+        lo, hi, th = _num(row.get("ci99_low")), _num(row.get("ci99_high")), _num(row.get("threshold"))
+        if row.get("effect") == "relative":
+            ci, th_text = f"[{lo:+.1%}, {hi:+.1%}]", f"{th:.1%}"
+        else:
+            ci, th_text = f"[{lo:+.3g}, {hi:+.3g}]", f"{th:g}"
+        parts.append(f"99 % CI {ci} wholly beyond +-{th_text}; {int(row['n_baseline'])} vs {int(row['n_new'])} "
+                     f"{row['samples']}s cannot reach p < {opts.alpha:g}")
     elif d.verdict == "inconclusive":
         mp = _num(row.get("min_p"))
         if mp is not None and mp >= opts.alpha:

@@ -37,13 +37,13 @@ import numpy as np
 from ..records import RunRecord
 
 MIN_SIZE = 2
-OUTLIER_SIGMAS = 4.0  # a single run this many sigma from its neighbours is an outlier, not a step
+OUTLIER_SIGMAS = 3.0  # a single run this many sigma from its neighbours is an outlier, not a step
 PENALTY = 3.0  # x sigma^2 ln n per change point (modified BIC)
 SIGMA_FLOOR = 0.005  # log units: 0.5 %
 DEFAULT_THRESHOLD = 0.05
 SPARK = "▁▂▃▄▅▆▇█"
 METHOD = ("PELT (ruptures, cost l2 on log values, MBIC penalty 3 sigma^2 ln n with sigma the robust "
-          "run-to-run noise, at least 2 runs per segment), single outlying runs (4 sigma from both neighbours) "
+          "run-to-run noise, at least 2 runs per segment), single outlying runs (3 sigma from both neighbours) "
           "left out first, steps below the threshold dropped")
 
 
@@ -82,8 +82,9 @@ def robust_sigma(x: np.ndarray) -> float:
 def single_outliers(y: np.ndarray, sigma: float) -> np.ndarray:
     """Which points of a (log) series are single outlying runs: a run more than
     OUTLIER_SIGMAS x sigma from each neighbour, on the same side of both, whose two
-    neighbours agree with each other (within that distance); the first or last run when
-    it is that far from its one neighbour and that neighbour agrees with the next. A
+    neighbours agree with each other (within that distance, or half the run's distance
+    from the nearer of them); the first or last run when it is that far from its one
+    neighbour and that neighbour agrees with the next (the same way). A
     step has at least two runs on each side of it, so its edges never qualify; a lone
     last run that moved cannot yet be told from the start of a step, and is not one."""
     n = y.size
@@ -94,10 +95,12 @@ def single_outliers(y: np.ndarray, sigma: float) -> np.ndarray:
     for i in range(n):
         if 0 < i < n - 1:
             lo, hi = y[i] - y[i - 1], y[i] - y[i + 1]
-            out[i] = abs(lo) > lim and abs(hi) > lim and lo * hi > 0 and abs(y[i - 1] - y[i + 1]) <= lim
+            out[i] = abs(lo) > lim and abs(hi) > lim and lo * hi > 0 and \
+                abs(y[i - 1] - y[i + 1]) <= max(lim, min(abs(lo), abs(hi)) / 2)
         else:
             j, k = (1, 2) if i == 0 else (n - 2, n - 3)
-            out[i] = abs(y[i] - y[j]) > lim and abs(y[j] - y[k]) <= lim
+            d = abs(y[i] - y[j])
+            out[i] = d > lim and abs(y[j] - y[k]) <= max(lim, d / 2)
     return out
 
 
@@ -124,12 +127,21 @@ def change_points(values: Sequence[float], threshold: float = DEFAULT_THRESHOLD)
     edges = [0, *bkps]
     out = []
     for i in range(1, len(edges) - 1):
-        seg_b, seg_a = y[edges[i - 1]:edges[i]], y[edges[i]:edges[i + 1]]
+        start, k, end = edges[i - 1], edges[i], edges[i + 1]
+        # the step lands on the first run that moved (nearer the after-mean than the
+        # before-mean), and needs MIN_SIZE such runs from there: an unchanged run is
+        # never named as the change, a lone moved run at the end is not (yet) a step
+        mid, up = (y[start:k].mean() + y[k:end].mean()) / 2, y[k:end].mean() > y[start:k].mean()
+        while k < end and (y[k] <= mid if up else y[k] >= mid):
+            k += 1
+        if end - k < MIN_SIZE:
+            continue
+        seg_b, seg_a = y[start:k], y[k:end]
         mb, ma = float(seg_b.mean()), float(seg_a.mean())
         before, after = (math.exp(mb), math.exp(ma)) if logged else (mb, ma)
         step = after / before - 1 if before else math.inf
         if abs(step) >= threshold:
-            out.append({"index": int(keep[edges[i]]), "before": before, "after": after, "step": step})
+            out.append({"index": int(keep[k]), "before": before, "after": after, "step": step})
     return out
 
 

@@ -206,7 +206,7 @@ def _load_text(result) -> str:
     """Each side's machine conditions over its compared cases."""
     if not result.load:
         return ""
-    lines = ["", "machine conditions (background CPU: system busy minus the worker, % of all CPUs):"]
+    lines = ["", "machine (background CPU: system busy minus the worker, % of all CPUs):"]
     for name in ("baseline", "new"):
         lines += textwrap.wrap(f"{name + ':':<10}{_side_load(result.load.get(name, {}))}", WIDTH, initial_indent="  ",
                                subsequent_indent=" " * 12)
