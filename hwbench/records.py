@@ -57,6 +57,11 @@ for every change; golden files of every old version live in ``tests/golden/``):
   * ``facts.ranks``: the global ranks whose reports a parallel case's result holds (every
     rank of the group; in a multi-node part, this node's ranks), in the order of the
     ``rank_*`` lists.
+  * ``collectors["host"].summary["cpu_steal_pct_mean"]``: CPU steal time over the window
+    (Linux VMs), % of the machine; absent in earlier files (summaries are open dicts).
+  * ``measurement.raw_times_s`` values must be above 0 (and the other times not
+    negative): a tightening, not a new field; no measurement ever wrote such a value,
+    and a file holding one (corrupted or hand-made) would read as a speed-up.
   * ``node`` (:class:`NodeRole`): the file is one node's part of a multi-node run; its
     parallel cases hold that node's ranks only. ``nodes`` (:class:`NodePart`): the file
     is the merge of such parts (``hwbench merge``; every reader merges parts itself).

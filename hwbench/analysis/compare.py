@@ -12,21 +12,38 @@ The statistics, with their defaults (each function's docstring says more):
   spread is iteration noise only and understates run-to-run drift (a public CI study
   found 2.8 % within a run against 14.8 % between jobs): such verdicts say so. Several
   runs of the same case on one side (a folder) are pooled.
-* **Effect**: the ratio of medians, new / baseline, with a 95 % percentile-bootstrap
-  confidence interval (:func:`ratio_of_medians`).
-* **Test**: Mann-Whitney U, two-sided (:func:`rank_test`); the p-values of every
-  (case, metric) compared are corrected together, Benjamini-Hochberg by default
-  (false-discovery rate 5 %) or Holm (family-wise error rate) (:func:`adjust`).
-* **Verdict** (:func:`verdict`): ``regressed`` / ``improved`` when the change is at
-  least the threshold (5 % by default) *and* significant after the correction;
-  ``unchanged`` when not significant and the interval rules out a change of the
-  threshold, or significant but smaller than the threshold; otherwise
-  ``inconclusive``, with the smallest change the case could have detected.
+* **Runs**: a run given twice on one side (same ``run_id``: a copied results file)
+  counts once, with a note (:func:`unique_runs`).
+* **Effect**: the ratio of medians, new / baseline, with 95 % and 99 % percentile-
+  bootstrap confidence intervals (:func:`ratio_of_medians`). Where the baseline's
+  median is 0 (an exact accuracy, say) the effect is the difference of medians, judged
+  against the metric's absolute threshold (:data:`KNOWN_METRICS`).
+* **Test**: Mann-Whitney U, two-sided (:func:`rank_test`: exact where cheap, else the
+  normal approximation); the p-values of every (case, metric) compared are corrected
+  together, Benjamini-Hochberg by default (false-discovery rate 5 %) or Holm
+  (family-wise error rate) (:func:`adjust`).
+* **Verdict** (:func:`decide`, the rules in order): fewer than 2 values on a side gives
+  no test -- ``inconclusive``, except one value per side of a per-run metric, where the
+  threshold decides alone (rule ``threshold``); significant after the correction:
+  ``regressed`` / ``improved`` when the change is at least the threshold (5 % by
+  default), else ``unchanged`` (rule ``test``); where the test cannot reach alpha at
+  all (its smallest p-value times the number of tests is not below alpha, e.g. 3 vs 3
+  repeats), a 99 % interval wholly beyond the threshold is ``regressed`` /
+  ``improved`` (rule ``ci99``, asv's fallback); a 95 % interval inside the threshold is
+  ``unchanged`` (rule ``ci95``); anything else is ``inconclusive``: the change could be
+  within the threshold (the note says why: too few values, or the smallest change the
+  case could have detected).
 * **Metrics without per-iteration samples** (energy, memory, accuracy, ...): one value
-  per run. With one run per side no test is possible: the verdict rests on the metric's
-  threshold alone (memory peaks are deterministic; energy's default threshold is 10 %,
-  twice latency's, because energy of one window carries the noise of its source). With
+  per run. With one run per side no test is possible: the threshold decides alone
+  (memory peaks are deterministic; energy's default threshold is 10 %, twice
+  latency's, because energy of one window carries the noise of its source). With
   several runs per side (folders), the per-run values are tested like the above.
+* **Machine conditions** (:func:`conditions`, :func:`machine_changes`): each side's
+  background CPU load (system busy time minus the worker's), CPU steal time, idle-
+  baseline load, clocks and GPU throttle reasons, as recorded; a verdict whose sides
+  differ materially (the ``MACHINE_*`` thresholds) is marked ``machine_changed`` with
+  the figures. The verdict stands: the mark says the runner, not only the change, may
+  explain it.
 """
 
 from __future__ import annotations

@@ -27,16 +27,20 @@ COMPARE_EPILOG = """\b
 Exit codes:
   0  no regression
   1  at least one case regressed, or was ok in the baseline and failed now
-     (with --fail-on: also those verdicts)
-  2  usage error: arguments, unreadable or invalid results files
+     (with --fail-on: also those verdicts); a regression marked
+     machine_changed still exits 1
+  2  usage error: arguments, unreadable or invalid results files, nothing
+     to compare (no case matches --case, or no cases in either side)
   4  not comparable: different hardware (CPU model, GPU or device name);
      --allow-different-hardware compares anyway
 \b
-Verdicts: regressed / improved need a change of at least the threshold AND
-significance (Mann-Whitney U, Benjamini-Hochberg over the sweep); unchanged;
-inconclusive (too noisy: the smallest detectable change is given); new;
-missing; failed. With repeats >= 3 (each repeat its own process) the unit is
-the per-repeat median; otherwise per-iteration times (iteration noise only).
+Verdicts (rule in the output): regressed / improved need a change of at
+least the threshold AND adjusted p < alpha (rule test: Mann-Whitney U,
+Benjamini-Hochberg); where the test cannot reach alpha (e.g. 3 vs 3
+repeats), a 99 % CI wholly beyond the threshold (rule ci99); unchanged:
+significant but small, or the 95 % CI inside the threshold (rule ci95);
+inconclusive: the change could be within the threshold (the note says
+why); new; missing; failed. A zero baseline compares absolute differences.
 """
 
 
