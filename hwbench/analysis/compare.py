@@ -814,7 +814,7 @@ def _notes(df, opts: Options, m_tests: int) -> tuple[str, ...]:
     corr = "Benjamini-Hochberg (FDR)" if opts.correction == "bh" else "Holm (FWER)"
     notes.append(f"rule test: Mann-Whitney U two-sided, {corr} over {m_tests} tests at {opts.alpha:g}; where it "
                  f"cannot reach that, rule ci99: the 99 % bootstrap CI of the ratio of medians wholly beyond the "
-                 f"threshold; unchanged (ci95): the {opts.confidence:.0%} CI inside it")
+                 f"threshold; unchanged (ci95): the {opts.confidence * 100:g} % CI inside it")
     return tuple(notes)
 
 
