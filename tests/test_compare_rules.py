@@ -235,8 +235,9 @@ def test_a_selection_matching_nothing_or_files_without_cases_is_one_line_exit_2(
     write_atomic(tmp_path / "e.json", record([], run_id="e"))
     code, out, err = cli("compare", tmp_path / "a.json", tmp_path / "a.json", "--case", "nomatch:*")
     assert code == 2 and "no case matches --case 'nomatch:*'" in err and len(err.strip().splitlines()) == 1
-    code, _, err = cli("compare", tmp_path / "e.json", tmp_path / "e.json")
-    assert code == 2 and "nothing to compare: no cases in either side" in err and "Traceback" not in err
+    for b, n in (("e.json", "e.json"), ("a.json", "e.json"), ("e.json", "a.json")):
+        code, _, err = cli("compare", tmp_path / b, tmp_path / n)
+        assert code == 2 and "e.json: no cases in this run: nothing to compare" in err and "Traceback" not in err
 
 
 def test_a_copied_run_in_a_folder_counts_once_with_a_warning(tmp_path):

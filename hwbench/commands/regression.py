@@ -30,7 +30,7 @@ Exit codes:
      (with --fail-on: also those verdicts); a regression marked
      machine_changed still exits 1
   2  usage error: arguments, unreadable or invalid results files, nothing
-     to compare (no case matches --case, or no cases in either side)
+     to compare (no case matches --case, or a side has no cases)
   4  not comparable: different hardware (CPU model, GPU or device name);
      --allow-different-hardware compares anyway
 \b
@@ -89,12 +89,14 @@ def compare(baseline: str, new: str, threshold: float, metrics: str, alpha: floa
                        case_glob=case_glob)
     base = _read((baseline,), "BASELINE")
     newr = _read((new,), "NEW")
+    from ..errors import UserError
+
+    for path, side in ((baseline, base), (new, newr)):
+        if not any(r.cases for _, r in side):  # an interrupted run, say: a pass would be silent
+            raise UserError(f"{path}: no cases in {'this run' if len(side) == 1 else 'these runs'}: nothing to compare")
     result = cmp.compare([r for _, r in base], [r for _, r in newr], opts)
     if not len(result.rows):
-        from ..errors import UserError
-
-        what = f"no case matches --case {case_glob!r}" if case_glob else "no cases in either side"
-        raise UserError(f"{baseline}, {new}: nothing to compare: {what}")
+        raise UserError(f"{baseline}, {new}: nothing to compare: no case matches --case {case_glob!r}")
     if result.hardware and not allow_different_hardware:
         if fmt == "table":
             click.echo(_header(base, newr))
