@@ -187,7 +187,7 @@ def test_the_fallback_does_not_bypass_a_test_that_can_decide():
     """With 10 vs 10 repeats the test decides (and is corrected over the sweep); the
     99 % interval is only the fallback where the test cannot reach alpha."""
     d = cmp.decide(0.3, (0.2, 0.4), (0.15, 0.45), 0.2, threshold=0.05, alpha=0.05, n=(10, 10), test_can_reach=True)
-    assert d.verdict == "inconclusive" and d.rule == "none"
+    assert d.verdict == "inconclusive" and d.rule == "none" and "not significant after the correction" in d.why
     d = cmp.decide(0.3, (0.2, 0.4), (0.15, 0.45), 0.2, threshold=0.05, alpha=0.05, n=(3, 3), test_can_reach=False)
     assert (d.verdict, d.rule) == ("regressed", "ci99")
     d = cmp.decide(0.3, (0.2, 0.4), (0.01, 0.45), 0.2, threshold=0.05, alpha=0.05, n=(3, 3), test_can_reach=False)

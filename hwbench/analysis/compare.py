@@ -360,7 +360,9 @@ def decide(change: float | None, ci95: tuple[float | None, float | None],
     3. the test cannot reach ``alpha`` (or there is none), and the 99 % interval lies
        wholly beyond +threshold or -threshold: ``regressed`` / ``improved`` (``ci99``);
     4. the 95 % interval lies inside (-threshold, +threshold): ``unchanged`` (``ci95``);
-    5. otherwise ``inconclusive``: the change could be within the threshold."""
+    5. otherwise ``inconclusive``: the change could be within the threshold -- or, where
+       the test could decide, it did not after the correction over every case (the
+       99 % interval alone does not override the correction for many cases)."""
     nb, nn = n
 
     def moved(c: float) -> str:
@@ -391,6 +393,11 @@ def decide(change: float | None, ci95: tuple[float | None, float | None],
     if not test_can_reach:
         return Decision("inconclusive", "none", f"{nb} vs {nn} cannot reach p < {alpha:g} and the 99 % CI "
                         "reaches inside the threshold")
+    lo, hi = ci99
+    if lo is not None and hi is not None and ((lo >= threshold and lo > 0) or (hi <= -threshold and hi < 0)):
+        # the test could have decided and did not: the correction over many cases holds
+        return Decision("inconclusive", "none", "99 % CI beyond the threshold, but not significant after the "
+                        "correction over every case")
     return Decision("inconclusive", "none", "not significant and the CI reaches beyond the threshold")
 
 
