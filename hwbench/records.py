@@ -57,6 +57,11 @@ for every change; golden files of every old version live in ``tests/golden/``):
   * ``facts.ranks``: the global ranks whose reports a parallel case's result holds (every
     rank of the group; in a multi-node part, this node's ranks), in the order of the
     ``rank_*`` lists.
+  * ``collectors["host"].summary["cpu_steal_pct_mean"]``: CPU steal time over the window
+    (Linux VMs), % of the machine; absent in earlier files (summaries are open dicts).
+  * ``measurement.raw_times_s`` values must be above 0 (and the other times not
+    negative): a tightening, not a new field; no measurement ever wrote such a value,
+    and a file holding one (corrupted or hand-made) would read as a speed-up.
   * ``node`` (:class:`NodeRole`): the file is one node's part of a multi-node run; its
     parallel cases hold that node's ranks only. ``nodes`` (:class:`NodePart`): the file
     is the merge of such parts (``hwbench merge``; every reader merges parts itself).
@@ -76,6 +81,8 @@ FORMAT = "hwbench-results"
 Int = Annotated[int, Field(ge=-(2**62), le=2**62)]
 Count = Annotated[int, Field(ge=0, le=2**62)]
 Float = Annotated[float, Field(allow_inf_nan=False)]
+Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]  # a measured duration: finite and above 0
+NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Text = Annotated[str, Field(max_length=100_000)]
 
 Status = Literal["ok", "skipped", "failed", "oom", "timeout"]
@@ -236,13 +243,15 @@ class CaseIdentity(_Record):
 class Measurement(_Record):
     """The raw timing of one case, seconds. Statistics are derived from these at load."""
 
-    raw_times_s: list[list[Float]]  # one list per repeat, one value per timed iteration
-    first_iter_s: Float  # the very first call (compile backends: trace + compile)
-    warmup_s: Float  # the whole warmup, first call included
-    measured_s: Float  # length of the timed window, all repeats
+    # one list per repeat, one value per timed iteration; each above 0 (a negative or
+    # zero time is a broken clock or a corrupted file, and would read as a speed-up)
+    raw_times_s: list[list[Seconds]]
+    first_iter_s: NonNegative  # the very first call (compile backends: trace + compile)
+    warmup_s: NonNegative  # the whole warmup, first call included
+    measured_s: NonNegative  # length of the timed window, all repeats
     # generate: per timed iteration, time to first token and decode time, same clock
-    ttft_s: list[Float] | None = None
-    decode_s: list[Float] | None = None
+    ttft_s: list[NonNegative] | None = None
+    decode_s: list[NonNegative] | None = None
     # statistics stored by schema <= 2 whose raw data was never kept (e.g. ttft_ms_p50)
     legacy_summary: dict[str, Float] | None = None
     # "process": each repeat (each list of raw_times_s) was measured by its own fresh worker

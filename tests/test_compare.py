@@ -81,20 +81,23 @@ def test_holm_and_bh_adjustments():
     assert list(cmp.adjust(p, "bh")) == pytest.approx([0.04, 0.0533333, 0.0533333, 0.5])
 
 
-@pytest.mark.parametrize("change,ci,p,expect", [
-    (0.20, (0.15, 0.25), 0.001, "regressed"),
-    (-0.20, (-0.25, -0.15), 0.001, "improved"),
-    (0.02, (0.01, 0.03), 0.001, "unchanged"),  # real but below the threshold
-    (0.01, (-0.02, 0.03), 0.6, "unchanged"),  # the interval rules out 5 %
-    (0.08, (-0.10, 0.30), 0.3, "inconclusive"),
-    (0.30, (None, None), None, "regressed"),  # one value per side: the threshold alone
+@pytest.mark.parametrize("change,ci,p,n,expect", [
+    (0.20, (0.15, 0.25), 0.001, (10, 10), "regressed"),
+    (-0.20, (-0.25, -0.15), 0.001, (10, 10), "improved"),
+    (0.02, (0.01, 0.03), 0.001, (10, 10), "unchanged"),  # real but below the threshold
+    (0.01, (-0.02, 0.03), 0.6, (10, 10), "unchanged"),  # the interval rules out 5 %
+    (0.08, (-0.10, 0.30), 0.3, (10, 10), "inconclusive"),
+    (0.30, (None, None), None, (1, 1), "regressed"),  # one value per side: the threshold alone
 ])
-def test_verdict_rules(change, ci, p, expect):
-    assert cmp.verdict(change, ci, p, threshold=0.05, alpha=0.05) == expect
+def test_verdict_rules(change, ci, p, n, expect):
+    d = cmp.decide(change, ci, ci, p, threshold=0.05, alpha=0.05, n=n, per_run=n == (1, 1))
+    assert d.verdict == expect
 
 
 def test_higher_is_better_metrics_flip_direction():
-    assert cmp.verdict(-0.2, (None, None), None, threshold=0.05, alpha=0.05, higher_is_better=True) == "regressed"
+    d = cmp.decide(-0.2, (None, None), (None, None), None, threshold=0.05, alpha=0.05, n=(1, 1), per_run=True,
+                   higher_is_better=True)
+    assert (d.verdict, d.rule) == ("regressed", "threshold")
 
 
 def test_parse_metrics():
@@ -136,11 +139,19 @@ def test_regression_improvement_failures_new_and_missing():
     assert list(res.rows["verdict"])[:2] == ["regressed", "failed"]  # worst first
 
 
-def test_three_vs_three_repeats_are_inconclusive_and_say_why():
+def test_three_vs_three_repeats_fall_back_to_the_99_percent_interval():
+    """Issue 19: 3 vs 3 repeats cannot reach p < 0.05, so a 2x slower case used to be
+    "inconclusive" (exit 0). The fallback rule calls it regressed, naming the rule; a
+    change that could be within the threshold stays inconclusive and says why."""
     rng = np.random.default_rng(0)
     cid = "mlp:tiny/infer/bs1/fp32/eager/cpu"
     res = cmp.compare([record([case(cid, repeat_draws(rng, 10, repeats=3), isolation="process")])],
                       [record([case(cid, repeat_draws(rng, 20, repeats=3), isolation="process")])])
+    row = res.rows.iloc[0]
+    assert (row["verdict"], row["rule"]) == ("regressed", "ci99") and row["ci99_low"] > 0.05
+    assert "cannot reach p < 0.05" in row["note"] and "3 vs 3 repeats" in row["note"]
+    res = cmp.compare([record([case(cid, repeat_draws(rng, 10, repeats=3), isolation="process")])],
+                      [record([case(cid, repeat_draws(rng, 10.3, repeats=3), isolation="process")])])
     row = res.rows.iloc[0]
     assert row["verdict"] == "inconclusive" and "cannot reach p < 0.05; needs >= 4" in row["note"]
 
@@ -207,8 +218,9 @@ def test_simulated_null_sweeps_keep_the_false_alarm_rate():
         any_alarm += bool(rows["verdict"].isin(["regressed", "improved"]).any())
         raw_alarms += int((rows["p_value"].astype(float) < 0.05).sum())
         # the verdicts the default 5 % threshold would give on the same numbers
-        default_alarms += sum(cmp.verdict(r.change, (r.ci_low, r.ci_high), r.p_adjusted, threshold=0.05, alpha=0.05)
-                              in ("regressed", "improved") for r in rows.itertuples())
+        default_alarms += sum(cmp.judge({**r, "threshold": 0.05}, cmp.Metric(cmp.LATENCY, "ms"), r["p_adjusted"],
+                                        len(rows)).verdict
+                              in ("regressed", "improved") for r in rows.to_dict("records"))
     # P(X >= 5) for X ~ Binomial(30, 0.05) is 0.06; the Mann-Whitney test is valid, so
     # the raw rate is near 5 % (about 150 of the 3000 tests) -- the correction did the work
     assert any_alarm <= 4, any_alarm

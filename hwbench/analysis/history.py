@@ -37,12 +37,14 @@ import numpy as np
 from ..records import RunRecord
 
 MIN_SIZE = 2
+OUTLIER_SIGMAS = 3.0  # a single run this many sigma from its neighbours is an outlier, not a step
 PENALTY = 3.0  # x sigma^2 ln n per change point (modified BIC)
 SIGMA_FLOOR = 0.005  # log units: 0.5 %
 DEFAULT_THRESHOLD = 0.05
 SPARK = "▁▂▃▄▅▆▇█"
 METHOD = ("PELT (ruptures, cost l2 on log values, MBIC penalty 3 sigma^2 ln n with sigma the robust "
-          "run-to-run noise, at least 2 runs per segment), steps below the threshold dropped")
+          "run-to-run noise, at least 2 runs per segment), single outlying runs (3 sigma from both neighbours) "
+          "left out first, steps below the threshold dropped")
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,8 @@ class History:
     changes: Any
     metric: str
     method: str
+    outliers: Any = None  # DataFrame: single outlying runs (case_id, run_index, run_id, value, reference, change)
+    notes: tuple[str, ...] = ()  # e.g. a run given twice, counted once
 
 
 def order_runs(runs: Sequence[tuple[Path | str, RunRecord]]) -> list[tuple[Path | str, RunRecord]]:
@@ -75,10 +79,37 @@ def robust_sigma(x: np.ndarray) -> float:
     return max(mad / 0.6745 / math.sqrt(2), SIGMA_FLOOR)
 
 
+def single_outliers(y: np.ndarray, sigma: float) -> np.ndarray:
+    """Which points of a (log) series are single outlying runs: a run more than
+    OUTLIER_SIGMAS x sigma from each neighbour, on the same side of both, whose two
+    neighbours agree with each other (within that distance, or half the run's distance
+    from the nearer of them); the first or last run when it is that far from its one
+    neighbour and that neighbour agrees with the next (the same way). A
+    step has at least two runs on each side of it, so its edges never qualify; a lone
+    last run that moved cannot yet be told from the start of a step, and is not one."""
+    n = y.size
+    out = np.zeros(n, bool)
+    lim = OUTLIER_SIGMAS * sigma
+    if n < 3:
+        return out
+    for i in range(n):
+        if 0 < i < n - 1:
+            lo, hi = y[i] - y[i - 1], y[i] - y[i + 1]
+            out[i] = abs(lo) > lim and abs(hi) > lim and lo * hi > 0 and \
+                abs(y[i - 1] - y[i + 1]) <= max(lim, min(abs(lo), abs(hi)) / 2)
+        else:
+            j, k = (1, 2) if i == 0 else (n - 2, n - 3)
+            d = abs(y[i] - y[j])
+            out[i] = d > lim and abs(y[j] - y[k]) <= max(lim, d / 2)
+    return out
+
+
 def change_points(values: Sequence[float], threshold: float = DEFAULT_THRESHOLD) -> list[dict[str, float]]:
     """Change points of a series of positive per-run values (see the module docstring):
     ``[{"index": first index after the step, "before": ..., "after": ..., "step":
-    after / before - 1}]``. Fewer than 2 * MIN_SIZE values: none."""
+    after / before - 1}]``. Single outlying runs (:func:`single_outliers`) are left out
+    before the search, so they are neither a step nor two. Fewer than 2 * MIN_SIZE
+    values (outliers left out): none."""
     import ruptures
 
     x = np.asarray(values, float)
@@ -87,17 +118,51 @@ def change_points(values: Sequence[float], threshold: float = DEFAULT_THRESHOLD)
     logged = bool(np.all(x > 0))
     y = np.log(x) if logged else x
     sigma = robust_sigma(y) if logged else max(robust_sigma(y), 1e-12)
-    pen = PENALTY * sigma**2 * math.log(x.size)
+    keep = np.flatnonzero(~single_outliers(y, sigma))
+    y = y[keep]
+    if y.size < 2 * MIN_SIZE:
+        return []
+    pen = PENALTY * sigma**2 * math.log(y.size)
     bkps = ruptures.Pelt(model="l2", min_size=MIN_SIZE, jump=1).fit(y.reshape(-1, 1)).predict(pen=pen)
     edges = [0, *bkps]
     out = []
     for i in range(1, len(edges) - 1):
-        seg_b, seg_a = y[edges[i - 1]:edges[i]], y[edges[i]:edges[i + 1]]
+        start, k, end = edges[i - 1], edges[i], edges[i + 1]
+        # the step lands on the first run that moved (nearer the after-mean than the
+        # before-mean), and needs MIN_SIZE such runs from there: an unchanged run is
+        # never named as the change, a lone moved run at the end is not (yet) a step
+        mid, up = (y[start:k].mean() + y[k:end].mean()) / 2, y[k:end].mean() > y[start:k].mean()
+        while k < end and (y[k] <= mid if up else y[k] >= mid):
+            k += 1
+        if end - k < MIN_SIZE:
+            continue
+        seg_b, seg_a = y[start:k], y[k:end]
         mb, ma = float(seg_b.mean()), float(seg_a.mean())
         before, after = (math.exp(mb), math.exp(ma)) if logged else (mb, ma)
         step = after / before - 1 if before else math.inf
         if abs(step) >= threshold:
-            out.append({"index": edges[i], "before": before, "after": after, "step": step})
+            out.append({"index": int(keep[k]), "before": before, "after": after, "step": step})
+    return out
+
+
+def outliers(values: Sequence[float], threshold: float = DEFAULT_THRESHOLD) -> list[dict[str, float]]:
+    """The single outlying runs of a series that differ from their neighbours by at
+    least ``threshold`` (smaller ones are noise, not news): ``[{"index", "value",
+    "reference": the neighbours' mean (geometric for positive series), "change":
+    value / reference - 1}]``."""
+    x = np.asarray(values, float)
+    if x.size < 3 or not np.all(np.isfinite(x)):
+        return []
+    logged = bool(np.all(x > 0))
+    y = np.log(x) if logged else x
+    sigma = robust_sigma(y) if logged else max(robust_sigma(y), 1e-12)
+    out = []
+    for i in np.flatnonzero(single_outliers(y, sigma)):
+        nb = [y[j] for j in (i - 1, i + 1) if 0 <= j < y.size]
+        ref = math.exp(float(np.mean(nb))) if logged else float(np.mean(nb))
+        change = x[i] / ref - 1 if ref else math.inf
+        if abs(change) >= threshold:
+            out.append({"index": int(i), "value": float(x[i]), "reference": ref, "change": float(change)})
     return out
 
 
@@ -118,11 +183,12 @@ def history(runs: Sequence[tuple[Path | str, RunRecord]], *, case_glob: str | No
     trend and change points, for the runs given in any order."""
     import pandas as pd
 
-    from .compare import KNOWN_METRICS, environment_diff
+    from .compare import KNOWN_METRICS, environment_diff, unique_runs
     from .derive import case_row
 
+    runs, notes = unique_runs(list(runs), record=lambda pr: pr[1], label=lambda pr: str(pr[0]))
     ordered = order_runs(runs)
-    unit = KNOWN_METRICS.get(metric, ("", False, None))[0]
+    unit = KNOWN_METRICS.get(metric, ("",))[0]
     run_rows, series = [], []
     for i, (p, rec) in enumerate(ordered):
         env = rec.environment
@@ -135,10 +201,10 @@ def history(runs: Sequence[tuple[Path | str, RunRecord]], *, case_glob: str | No
             if isinstance(v, (int, float)) and math.isfinite(v):
                 series.append({"case_id": c.case_id, "run_index": i, "run_id": rec.run_id, "created": rec.created,
                                "commit": env.hwbench_git_commit, "value": float(v), "unit": unit,
-                               "change_point": False})
+                               "change_point": False, "outlier": False})
     sdf = pd.DataFrame(series, columns=["case_id", "run_index", "run_id", "created", "commit", "value", "unit",
-                                        "change_point"])
-    trends, changes = [], []
+                                        "change_point", "outlier"])
+    trends, changes, odd = [], [], []
     for cid, g in sdf.groupby("case_id", sort=True):
         vals = g["value"].to_numpy()
         idx = g["run_index"].to_numpy()
@@ -150,6 +216,11 @@ def history(runs: Sequence[tuple[Path | str, RunRecord]], *, case_glob: str | No
         trends.append({"case_id": cid, "runs": int(vals.size), "first": float(vals[0]), "last": float(vals[-1]),
                        "change": float(vals[-1] / vals[0] - 1) if vals[0] else None, "trend_per_run": slope,
                        "spark": sparkline(vals), "unit": unit})
+        for o in outliers(vals, threshold):
+            k = int(idx[o["index"]])
+            sdf.loc[(sdf["case_id"] == cid) & (sdf["run_index"] == k), "outlier"] = True
+            odd.append({"case_id": cid, "run_index": k, "run_id": ordered[k][1].run_id, "value": o["value"],
+                        "reference": o["reference"], "change": o["change"]})
         for cp in change_points(vals, threshold):
             k = int(idx[cp["index"]])
             prev = int(idx[cp["index"] - 1])
@@ -168,4 +239,6 @@ def history(runs: Sequence[tuple[Path | str, RunRecord]], *, case_glob: str | No
                                                "step", "env_changes"]),
         metric=metric,
         method=f"{METHOD} (threshold {threshold:.0%})",
+        outliers=pd.DataFrame(odd, columns=["case_id", "run_index", "run_id", "value", "reference", "change"]),
+        notes=tuple(notes),
     )

@@ -144,7 +144,8 @@ class EstimatedCpuEnergy:
 
 
 class HostSampler(Sampler):
-    """psutil: system and worker CPU time, worker RSS, system memory, CPU clock. "Worker"
+    """psutil: system and worker CPU time, CPU steal time (Linux), worker RSS, system
+    memory, CPU clock. "Worker"
     is the followed process with all its descendants: a parallel case's agent and its
     ranks, a worker and its compile subprocesses (CPU time and RSS summed over them).
 
@@ -179,8 +180,11 @@ class HostSampler(Sampler):
 
     def read(self) -> dict[str, float]:
         now = time.monotonic()
-        busy, total = _busy_total(psutil.cpu_times())
+        ct = psutil.cpu_times()
+        busy, total = _busy_total(ct)
         out: dict[str, float] = {"cpu_busy_counter_s": busy}
+        if hasattr(ct, "steal"):  # Linux: time a VM's CPUs waited for the hypervisor
+            out["cpu_steal_counter_s"] = ct.steal
         cores = [_busy_total(c) for c in psutil.cpu_times(percpu=True)] if self.per_core else []
         base = self._base
         if base is None:
@@ -241,7 +245,9 @@ class HostSampler(Sampler):
         return {"logical_cpus": self.logical_cpus, "cpu_load": "CPU-time deltas over the window"}
 
     def summarise(self, samples: en.Samples, t0: float, t1: float) -> dict[str, float]:
-        """``cpu_util_pct_mean``: system busy CPU time / (window x logical CPUs) x 100;
+        """``cpu_util_pct_mean``: system busy CPU time / (window x logical CPUs) x 100
+        (steal time counts as busy); ``cpu_steal_pct_mean``: CPU steal time (Linux VMs:
+        the hypervisor ran something else) / (window x logical CPUs) x 100;
         ``proc_cpu_pct_mean``: worker CPU time / window x 100 (200 % = two cores busy).
         Statistics of the sampled percentages are named ``*_sampled_max`` / ``_p95``."""
         rates = ("cpu_util_pct", "proc_cpu_pct")
@@ -259,6 +265,9 @@ class HostSampler(Sampler):
             busy = en.counter_delta(samples, "cpu_busy_counter_s", t0, t1)
             if busy is not None:
                 out["cpu_util_pct_mean"] = min(100.0, max(0.0, 100.0 * busy / ((t1 - t0) * self.logical_cpus)))
+            steal = en.counter_delta(samples, "cpu_steal_counter_s", t0, t1)
+            if steal is not None:
+                out["cpu_steal_pct_mean"] = min(100.0, max(0.0, 100.0 * steal / ((t1 - t0) * self.logical_cpus)))
             used = en.counter_delta(samples, "proc_cpu_counter_s", t0, t1)
             if used is not None:
                 out["proc_cpu_pct_mean"] = min(100.0 * self.logical_cpus, max(0.0, 100.0 * used / (t1 - t0)))

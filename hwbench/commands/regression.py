@@ -27,20 +27,26 @@ COMPARE_EPILOG = """\b
 Exit codes:
   0  no regression
   1  at least one case regressed, or was ok in the baseline and failed now
-     (with --fail-on: also those verdicts)
-  2  usage error: arguments, unreadable or invalid results files
+     (with --fail-on: also those verdicts); a regression marked
+     machine_changed still exits 1
+  2  usage error: arguments, unreadable or invalid results files, nothing
+     to compare (no case matches --case, or a side has no cases)
   4  not comparable: different hardware (CPU model, GPU or device name);
      --allow-different-hardware compares anyway
 \b
-Verdicts: regressed / improved need a change of at least the threshold AND
-significance (Mann-Whitney U, Benjamini-Hochberg over the sweep); unchanged;
-inconclusive (too noisy: the smallest detectable change is given); new;
-missing; failed. With repeats >= 3 (each repeat its own process) the unit is
-the per-repeat median; otherwise per-iteration times (iteration noise only).
+Verdicts (rule in the output): regressed / improved need a change of at
+least the threshold AND adjusted p < alpha (rule test: Mann-Whitney U,
+Benjamini-Hochberg); where the test cannot reach alpha (e.g. 3 vs 3
+repeats), a 99 % CI wholly beyond the threshold (rule ci99); unchanged:
+significant but small, or the 95 % CI inside the threshold (rule ci95);
+inconclusive: the change could be within the threshold (the note says
+why); new; missing; failed. A zero baseline compares absolute differences.
 """
 
 
 def _read(paths: tuple[str, ...], what: str):
+    """The runs in ``paths``, each run_id once (a copy of a run counts once, warned)."""
+    from ..analysis.compare import unique_runs
     from ..errors import UserError
     from ..report.text import clean
     from ..results import read_many
@@ -50,7 +56,8 @@ def _read(paths: tuple[str, ...], what: str):
         got = read_many(list(paths), warnings.append)
     except UserError as e:
         raise UserError(f"{what}: {e}") from None
-    for w in warnings:
+    got, dups = unique_runs(got, record=lambda pr: pr[1], label=lambda pr: str(pr[0]))
+    for w in warnings + [f"{what}: {d}" for d in dups]:
         click.echo(f"hwbench: warning: {clean(w)}", err=True)
     return got
 
@@ -82,7 +89,14 @@ def compare(baseline: str, new: str, threshold: float, metrics: str, alpha: floa
                        case_glob=case_glob)
     base = _read((baseline,), "BASELINE")
     newr = _read((new,), "NEW")
+    from ..errors import UserError
+
+    for path, side in ((baseline, base), (new, newr)):
+        if not any(r.cases for _, r in side):  # an interrupted run, say: a pass would be silent
+            raise UserError(f"{path}: no cases in {'this run' if len(side) == 1 else 'these runs'}: nothing to compare")
     result = cmp.compare([r for _, r in base], [r for _, r in newr], opts)
+    if not len(result.rows):
+        raise UserError(f"{baseline}, {new}: nothing to compare: no case matches --case {case_glob!r}")
     if result.hardware and not allow_different_hardware:
         if fmt == "table":
             click.echo(_header(base, newr))
@@ -90,10 +104,6 @@ def compare(baseline: str, new: str, threshold: float, metrics: str, alpha: floa
         click.echo("hwbench: not comparable (exit 4): different hardware: " + "; ".join(result.hardware)
                    + ". Pass --allow-different-hardware to compare anyway.", err=True)
         sys.exit(EXIT_NOT_COMPARABLE)
-    if not len(result.rows):
-        from ..errors import UserError
-
-        raise UserError(f"{baseline}, {new}: no cases to compare" + (f" matching {case_glob!r}" if case_glob else ""))
     render = {"table": _table, "markdown": _markdown, "json": _json, "csv": _csv}[fmt]
     click.echo(render(result, base, newr), nl=fmt != "csv")
     failing = result.rows["regression"] | result.rows["verdict"].isin(list(fail_on))
@@ -128,10 +138,20 @@ def pct(v, signed: bool = True) -> str:
     return f"{f * 100:+.1f} %" if signed else f"{f * 100:.1f} %"
 
 
+def _change(row) -> str:
+    """The change: a percentage, or an absolute difference with its unit (zero baseline)."""
+    if row.get("effect") == "absolute":
+        f = _num(row.get("change"))
+        return "-" if f is None else ("+" if f >= 0 else "") + value(f, row.get("unit") or "")
+    return pct(row.get("change"))
+
+
 def _ci(row) -> str:
     lo, hi = _num(row.get("ci_low")), _num(row.get("ci_high"))
     if lo is None or hi is None:
         return ""
+    if row.get("effect") == "absolute":
+        return f"[{lo:+.3g}, {hi:+.3g}]"
     return f"[{lo * 100:+.1f}, {hi * 100:+.1f}]"
 
 
@@ -175,6 +195,30 @@ def _env_text(result) -> str:
     return "\n".join(lines)
 
 
+def _side_load(c: dict) -> str:
+    """One side's machine conditions (compare.conditions) in a line."""
+    parts = []
+    for key, what, fmt in (("background_cpu_pct", "background CPU", "{:.1f} %"), ("steal_pct", "steal", "{:.1f} %"),
+                           ("idle_cpu_pct", "idle baseline", "{:.1f} %"), ("cpu_mhz", "CPU", "{:.0f} MHz"),
+                           ("gpu_sm_mhz", "GPU SM", "{:.0f} MHz")):
+        if c.get(key) is not None:
+            parts.append(f"{what} {fmt.format(c[key])}")
+    if c.get("throttle"):
+        parts.append(f"throttled: {', '.join(c['throttle'])}")
+    return ", ".join(parts) or "not recorded"
+
+
+def _load_text(result) -> str:
+    """Each side's machine conditions over its compared cases."""
+    if not result.load:
+        return ""
+    lines = ["", "machine (background CPU: system busy minus the worker, % of all CPUs):"]
+    for name in ("baseline", "new"):
+        lines += textwrap.wrap(f"{name + ':':<10}{_side_load(result.load.get(name, {}))}", WIDTH, initial_indent="  ",
+                               subsequent_indent=" " * 12)
+    return "\n".join(lines)
+
+
 def _detail(row) -> str:
     from ..report.text import clean
 
@@ -182,11 +226,13 @@ def _detail(row) -> str:
     if _num(row.get("baseline")) is not None:
         unit = row.get("unit") or ""
         parts.append(f"{_short(row['metric'])} {value(row['baseline'], unit)} -> {value(row['new'], unit)}")
-        parts.append(f"{pct(row.get('change'))} {_ci(row)}".strip())
+        parts.append(f"{_change(row)} {_ci(row)}".strip())
         if _p(row):
             parts.append(_p(row))
         if row.get("samples"):
             parts.append(f"n={int(row['n_baseline'])}/{int(row['n_new'])} {row['samples']}s")
+        if isinstance(row.get("rule"), str):
+            parts.append(f"rule: {row['rule']}")
     note = row.get("note")
     if isinstance(note, str) and note:
         parts.append(note)
@@ -196,11 +242,13 @@ def _detail(row) -> str:
 def _table(result, base, newr) -> str:
     from ..report.text import clean
 
-    out = [_header(base, newr), _env_text(result), ""]
+    out = [_header(base, newr), _env_text(result) + _load_text(result), ""]
     for row in result.rows.to_dict("records"):
         head = f"{row['verdict']:<12} {clean(row['case_id'])}"
         if row["metric"] != "latency_ms_p50":
             head += f" [{_short(row['metric'])}]"
+        if row.get("machine_changed") is True:
+            head += "  [machine_changed]"
         out += textwrap.wrap(head, WIDTH, subsequent_indent=" " * 13, break_on_hyphens=False)
         detail = _detail(row)
         if detail:
@@ -218,6 +266,9 @@ def _summary(result) -> str:
     total = result.rows["case_id"].nunique()
     text = f"{total} cases: " + ", ".join(f"{v} {k}" for k, v in counts.items())
     verdict = (f"REGRESSION: {result.regressions} regressed or failed" if result.regressions else "no regression")
+    if result.machine_changed:
+        verdict += (f" ({result.machine_changed} case(s) marked machine_changed: the machine's conditions differed "
+                    "between the sides; rerun before blaming the change)")
     return "\n".join(textwrap.wrap(f"{text}. {verdict}.", WIDTH))
 
 
@@ -236,13 +287,17 @@ def _markdown(result, base, newr) -> str:
     lines.append("")
     lines.append(f"**{_md(_summary(result))}**")
     lines.append("")
+    if result.load:
+        lines.append("machine conditions (background CPU: system busy minus the worker, % of all CPUs): "
+                     + "; ".join(f"{k}: {_md(_side_load(result.load.get(k, {})))}" for k in ("baseline", "new")))
+        lines.append("")
     if len(result.env):
         lines += ["| environment | baseline | new |", "|---|---|---|"]
         for r in result.env.itertuples(index=False):
             lines.append(f"| {_md(r.key)}{' (hardware)' if r.hardware else ''} | {_md(r.baseline)} | {_md(r.new)} |")
         lines.append("")
-    head = ["| verdict | case | metric | baseline | new | change | 95 % CI | p (adj.) | note |",
-            "|---|---|---|---:|---:|---:|---|---:|---|"]
+    head = ["| verdict | case | metric | baseline | new | change | 95 % CI | p (adj.) | rule | note |",
+            "|---|---|---|---:|---:|---:|---|---:|---|---|"]
 
     def md_row(row) -> str:
         unit = row.get("unit") or ""
@@ -251,8 +306,9 @@ def _markdown(result, base, newr) -> str:
             row["verdict"], f"`{_md(row['case_id'])}`", _short(row["metric"]),
             value(row.get("baseline"), unit) if _num(row.get("baseline")) is not None else "",
             value(row.get("new"), unit) if _num(row.get("new")) is not None else "",
-            pct(row.get("change")) if _num(row.get("change")) is not None else "",
-            _ci(row), "" if p is None else f"{p:.2g}", _md(row.get("note") or ""),
+            _change(row) if _num(row.get("change")) is not None else "",
+            _ci(row), "" if p is None else f"{p:.2g}", row.get("rule") if isinstance(row.get("rule"), str) else "",
+            _md(row.get("note") or ""),
         ]) + " |"
 
     rows = result.rows.to_dict("records")
@@ -287,6 +343,8 @@ def _json(result, base, newr) -> str:
                     "thresholds": {m.name: m.threshold for m in result.options.metrics}},
         "counts": result.counts(),
         "regressions": result.regressions,
+        "machine_changed": result.machine_changed,
+        "machine_conditions": result.load,
         "notes": list(result.notes),
         "rows": rows,
     }
@@ -321,7 +379,8 @@ def history(results: tuple[str, ...], case_glob: str | None, metric: str, thresh
         click.echo(h.series.to_csv(index=False), nl=False)
     elif fmt == "json":
         doc = {"runs": h.runs.to_dict("records"), "trends": h.trends.to_dict("records"),
-               "change_points": h.changes.to_dict("records"), "method": h.method,
+               "change_points": h.changes.to_dict("records"), "outliers": h.outliers.to_dict("records"),
+               "method": h.method,
                "series": h.series.to_dict("records")}
         click.echo(json.dumps(doc, indent=1, default=lambda v: _jsonable(v) if hasattr(v, "item") else str(v)))
     elif fmt == "markdown":
@@ -341,6 +400,7 @@ def _history_table(h) -> str:
                              WIDTH, initial_indent="  ", subsequent_indent=" " * 7)
     out.append("")
     cps = h.changes.groupby("case_id") if len(h.changes) else None
+    odd = h.outliers.groupby("case_id") if len(h.outliers) else None
     for t in h.trends.to_dict("records"):
         out += textwrap.wrap(clean(t["case_id"]), WIDTH, subsequent_indent="  ", break_on_hyphens=False)
         unit = t["unit"]
@@ -353,6 +413,12 @@ def _history_table(h) -> str:
                         f"{value(c['before'], unit)} -> {value(c['after'], unit)}")
                 if c["env_changes"]:
                     text += f"; changed: {c['env_changes']}"
+                out += textwrap.wrap(clean(text), WIDTH, initial_indent="    ", subsequent_indent="      ",
+                                     break_on_hyphens=False)
+        if odd is not None and t["case_id"] in odd.groups:
+            for o in odd.get_group(t["case_id"]).to_dict("records"):
+                text = (f"outlier at run {o['run_index']} ({o['run_id']}): {value(o['value'], unit)}, "
+                        f"{pct(o['change'])} from its neighbours (one run: not a step)")
                 out += textwrap.wrap(clean(text), WIDTH, initial_indent="    ", subsequent_indent="      ",
                                      break_on_hyphens=False)
     out.append("")
@@ -369,6 +435,9 @@ def _history_markdown(h) -> str:
         if c["env_changes"]:
             what += f": {_md(c['env_changes'])}"
         by_case.setdefault(c["case_id"], []).append(what)
+    for o in h.outliers.to_dict("records"):
+        by_case.setdefault(o["case_id"], []).append(f"outlier {pct(o['change'])} at run {o['run_index']} "
+                                                    f"(`{_md(o['run_id'])}`): one run, not a step")
     for t in h.trends.to_dict("records"):
         lines.append(f"| `{_md(t['case_id'])}` | {t['spark']} | {value(t['first'], t['unit'])} | "
                      f"{value(t['last'], t['unit'])} | {pct(t['change'])} | {'<br>'.join(by_case.get(t['case_id'], []))} |")
