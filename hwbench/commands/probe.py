@@ -93,7 +93,8 @@ def _check_devices(devices: tuple[str, ...], collectives: bool, world_size: int)
     for d in devices:
         parsed = parse_device(d)
         if parsed is None or parsed[0] not in ("cpu", "cuda"):
-            raise UserError(f"--device {_short(d)}: not one of cpu, cuda, cuda:N (N in digits 0-9)")
+            why = "; --collectives runs on cpu (gloo) or cuda (nccl)" if collectives else ""
+            raise UserError(f"--device {_short(d)}: not one of cpu, cuda, cuda:N (N in digits 0-9){why}")
     if not collectives:
         return  # run_probe checks that the devices are present
     kind, index = parse_device((devices or ("cpu",))[0])
