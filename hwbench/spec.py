@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from . import backends, models, precisions, variants
 from .errors import ConfigError
-from .records import CaseIdentity, Count
+from .records import CaseIdentity, Count, SuiteRef
 
 import tomllib
 
@@ -49,8 +49,14 @@ MAX_CASES = 100_000
 # The bounds a results record imposes (hwbench.records, one source): a suite value
 # beyond them would run its worker and then fail to be recorded.
 COUNT_MAX: int = next(m.le for m in Count.__metadata__[0].metadata if hasattr(m, "le"))
-DEVICE_NAME_MAX: int = next(m.max_length for m in CaseIdentity.model_fields["device"].metadata
-                            if hasattr(m, "max_length"))
+
+
+def _max_length(record: type[BaseModel], name: str) -> int:
+    return next(m.max_length for m in record.model_fields[name].metadata if hasattr(m, "max_length"))
+
+
+DEVICE_NAME_MAX = _max_length(CaseIdentity, "device")
+SUITE_NAME_MAX = _max_length(SuiteRef, "name")
 # Ranks of one parallel case: beyond any machine or cluster hwbench launches (torchrun
 # numbers ranks in C ints); a world size larger than this machine's devices or cores
 # is skipped at planning with the reason.
@@ -78,7 +84,7 @@ class _Strict(BaseModel):
 
 
 class SuiteInfo(_Strict):
-    name: str = Field(min_length=1, description="Short name, used in results file names")
+    name: str = Field(min_length=1, max_length=SUITE_NAME_MAX, description="Short name, used in results file names")
     description: str = Field("", description="Free text shown by `hwbench list suites`")
 
 
@@ -381,11 +387,11 @@ def format_validation_error(path: str, err: ValidationError, root: type[BaseMode
                f"{', '.join(allowed)}")
     elif e["type"] == "literal_error":
         allowed = _literal_values(e)
-        msg = f"{e['input']!r} is not allowed{_suggest(e['input'], allowed)}; allowed: {', '.join(allowed)}"
+        msg = f"{_short(e['input'])} is not allowed{_suggest(e['input'], allowed)}; allowed: {', '.join(allowed)}"
     elif e["type"] == "missing":
         msg = "missing required field"
     else:
-        msg = f"{msg} (got {e['input']!r})" if not isinstance(e.get("input"), (dict, list)) else msg
+        msg = f"{msg} (got {_short(e['input'])})" if not isinstance(e.get("input"), (dict, list)) else msg
     more = len(err.errors()) - 1
     tail = f" (and {more} more error{'s' * (more > 1)})" if more else ""
     return f"{path}: {where}{loc or 'the file'}: {msg}{tail}"

@@ -204,3 +204,10 @@ def test_a_suite_nested_5000_deep_is_one_line():
     assert "s.toml: not a suite file (TOML nested too deeply)" == err(HEAD.replace('"x"', "[" * 5000 + "]" * 5000))
     nested = HEAD + '[[matrix]]\nmodels=["mlp:tiny"]\nx = ' + "{a=" * 5000 + "1" + "}" * 5000
     assert "nested too deeply" in err(nested)
+
+
+def test_text_beyond_a_record_is_refused_and_the_message_stays_short():
+    msg = err(HEAD.replace('"x"', '"' + "x" * 100_001 + '"') + '[[matrix]]\nmodels=["mlp:tiny"]')
+    assert msg.startswith("s.toml: suite.name: String should have at most 100000 characters") and len(msg) < 200
+    msg = err(HEAD + '[[matrix]]\nmodels=["mlp:tiny"]\nmodes=["' + "y" * 10_000 + '"]')
+    assert msg.startswith("s.toml: matrix[0].modes[0]: 'yyy") and len(msg) < 200
