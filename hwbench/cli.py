@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from .errors import UserError
+from .options import MAX_DURATION_S, FiniteFloat
 from .report.text import clean, literal
 
 
@@ -110,8 +111,8 @@ Exit codes:
 @click.option("--dry-run", is_flag=True, help="List the cases (and skips grouped by reason) and estimate the run time; run nothing. With --resume: what is left.")
 @click.option("--resume", "resume", type=click.Path(dir_okay=False), metavar="RESULTS", help="Continue an interrupted run in this results file.")
 @click.option("--allow-env-change", is_flag=True, help="Resume even though torch / hwbench / Python / driver versions changed (recorded in the file).")
-@click.option("--grace-s", default=10.0, show_default=True, type=click.FloatRange(min=0),
-              help="After SIGTERM, how long the running case may go on before it is abandoned, s.")
+@click.option("--grace-s", default=10.0, show_default=True, type=FiniteFloat(min=0, max=MAX_DURATION_S),
+              help="After SIGTERM, how long the running case may go on before it is abandoned, s (at most 7 days).")
 @click.option("-v", "--verbose", is_flag=True, help="Print every case's numbers and quality flags as it finishes.")
 @click.option("--wide", is_flag=True, help="Summary with every column, however wide.")
 @click.option("--columns", "columns", metavar="A,B,...", help="Summary with these load_results columns (after the case).")

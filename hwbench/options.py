@@ -11,6 +11,10 @@ import math
 
 import click
 
+# Durations (s) at most a week, in suites and options alike: beyond it a wait overflows
+# the platform's clock (sample_interval_s = 1e300 did) long before it means anything.
+MAX_DURATION_S = 7 * 24 * 3600.0
+
 
 class FiniteFloat(click.FloatRange):
     """A float option within ``min``..``max`` (as click.FloatRange), never NaN or

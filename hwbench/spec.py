@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from . import backends, models, precisions, variants
 from .errors import ConfigError
+from .options import MAX_DURATION_S
 from .records import CaseIdentity, Count, SuiteRef
 
 import tomllib
@@ -63,9 +64,6 @@ SUITE_NAME_MAX = _max_length(SuiteRef, "name")
 MAX_WORLD_SIZE = 1_048_576
 # A bounded count: what a record holds, from 1 (or ``ge``).
 Positive = Annotated[Count, Field(ge=1)]
-# Durations (s) at most a week: beyond it a wait overflows the platform's clock
-# (sample_interval_s = 1e300 did) long before it means anything for one case.
-MAX_DURATION_S = 7 * 24 * 3600.0
 MAX_CPU_TDP_W = 10_000.0  # beyond any CPU package; keeps estimated joules finite
 _DEVICE_RE = re.compile(r"(auto|cpu|cuda|mps|xpu)(?::([0-9]+))?")
 

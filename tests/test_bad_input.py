@@ -196,3 +196,24 @@ def test_odd_terminal_sizes_are_ignored():
 ])
 def test_multi_node_options(args, env, needle):
     one_line(hwbench("run", ROOT / "tests" / "data" / "tiny.toml", "--dry-run", *args, env=env), needle)
+
+
+@pytest.mark.parametrize("value,needle", [("nan", "'nan' is not a finite number"), ("inf", "'inf' is not a finite"),
+                                          ("1e9", "is not in the range 0<=x<=604800")])
+def test_run_grace_is_a_finite_duration(value, needle):
+    r = hwbench("run", ROOT / "tests" / "data" / "tiny.toml", "--dry-run", "--grace-s", value)
+    one_line(r, needle)
+    assert "Invalid value for '--grace-s'" in r.stderr
+
+
+def test_finite_float_refuses_what_float_range_lets_through():
+    import click
+
+    from hwbench.options import FiniteFloat
+
+    t = FiniteFloat(min=0, max=1)
+    assert t.convert("0.5", None, None) == 0.5
+    for bad in ("nan", "-nan", "inf", "-inf", "2", "x", "²"):
+        with pytest.raises(click.BadParameter):
+            t.convert(bad, None, None)
+    assert click.FloatRange(min=0, max=1).convert("nan", None, None) != 0  # what FiniteFloat is for
