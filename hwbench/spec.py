@@ -193,7 +193,7 @@ class MatrixBlock(_Strict):
         known = models.model_names()
         for i, name in enumerate(v):
             if name not in known:
-                raise ValueError(f"[{i}] unknown model {_short(name)}{_suggest(name, known)}; known: {', '.join(known)}")
+                raise ValueError(f"[{i}] unknown model {shorten(name)}{_suggest(name, known)}; known: {', '.join(known)}")
         return v
 
     @field_validator("threads", "seq_lens", "image_sizes", "output_lens", "world_sizes")
@@ -202,7 +202,7 @@ class MatrixBlock(_Strict):
         top = MAX_WORLD_SIZE if info.field_name == "world_sizes" else COUNT_MAX
         for i, n in enumerate(v or ()):
             if not 1 <= n <= top:
-                raise ValueError(f"[{i}] must be an integer from 1 to {top}, got {_short(n)}")
+                raise ValueError(f"[{i}] must be an integer from 1 to {top}, got {shorten(n)}")
         return v
 
     @field_validator("batch_sizes")
@@ -210,7 +210,7 @@ class MatrixBlock(_Strict):
     def _batch_sizes(cls, v):
         for i, n in enumerate(v):
             if n != "auto" and (type(n) is not int or not 1 <= n <= COUNT_MAX):
-                raise ValueError(f'[{i}] must be an integer from 1 to {COUNT_MAX} or "auto", got {_short(n)}')
+                raise ValueError(f'[{i}] must be an integer from 1 to {COUNT_MAX} or "auto", got {shorten(n)}')
         return v
 
     @field_validator("precisions")
@@ -241,12 +241,12 @@ class MatrixBlock(_Strict):
             kind = d.partition(":")[0]
             if parse_device(d) is None:
                 hint = f" (did you mean {DEVICE_ALIASES[kind]!r}?)" if kind in DEVICE_ALIASES else _suggest(kind, DEVICE_KINDS)
-                raise ValueError(f"[{i}] {_short(d)} is not a device{hint}; allowed: auto, cpu, cuda, cuda:N, mps, xpu, "
+                raise ValueError(f"[{i}] {shorten(d)} is not a device{hint}; allowed: auto, cpu, cuda, cuda:N, mps, xpu, "
                                  "xpu:N (N in digits 0-9)")
         return v
 
 
-def _short(value: Any) -> str:
+def shorten(value: Any) -> str:
     """A value for an error message: repr, at most 40 characters."""
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
@@ -255,7 +255,7 @@ def _short(value: Any) -> str:
 def _registered(values: list[str], allowed: tuple[str, ...]) -> list[str]:
     for i, name in enumerate(values):
         if name not in allowed:
-            raise ValueError(f"[{i}] {_short(name)} is not allowed{_suggest(name, allowed)}; allowed: {', '.join(allowed)}")
+            raise ValueError(f"[{i}] {shorten(name)} is not allowed{_suggest(name, allowed)}; allowed: {', '.join(allowed)}")
     return values
 
 
@@ -385,11 +385,11 @@ def format_validation_error(path: str, err: ValidationError, root: type[BaseMode
                f"{', '.join(allowed)}")
     elif e["type"] == "literal_error":
         allowed = _literal_values(e)
-        msg = f"{_short(e['input'])} is not allowed{_suggest(e['input'], allowed)}; allowed: {', '.join(allowed)}"
+        msg = f"{shorten(e['input'])} is not allowed{_suggest(e['input'], allowed)}; allowed: {', '.join(allowed)}"
     elif e["type"] == "missing":
         msg = "missing required field"
     else:
-        msg = f"{msg} (got {_short(e['input'])})" if not isinstance(e.get("input"), (dict, list)) else msg
+        msg = f"{msg} (got {shorten(e['input'])})" if not isinstance(e.get("input"), (dict, list)) else msg
     more = len(err.errors()) - 1
     tail = f" (and {more} more error{'s' * (more > 1)})" if more else ""
     return f"{path}: {where}{loc or 'the file'}: {msg}{tail}"

@@ -12,7 +12,7 @@ import time
 
 import click
 
-MAX_MESSAGE_BYTES = 2**34  # 16 GiB: nccl-tests' largest customary message; each rank holds two buffers
+MAX_MESSAGE_BYTES = 2**34  # 16 GiB: each rank holds two buffers of the largest message
 
 PROBE_EPILOG = """\b
 The profile is written to DIR/<host>-<date>-<time>-<id>.json (default DIR:
@@ -88,13 +88,13 @@ def _check_devices(devices: tuple[str, ...], collectives: bool, world_size: int)
     group this machine can hold, checked before anything starts (no torchrun group is
     launched to find out). UserError otherwise."""
     from ..errors import UserError
-    from ..spec import _short, parse_device
+    from ..spec import parse_device, shorten
 
     for d in devices:
         parsed = parse_device(d)
         if parsed is None or parsed[0] not in ("cpu", "cuda"):
             why = "; --collectives runs on cpu (gloo) or cuda (nccl)" if collectives else ""
-            raise UserError(f"--device {_short(d)}: not one of cpu, cuda, cuda:N (N in digits 0-9){why}")
+            raise UserError(f"--device {shorten(d)}: not one of cpu, cuda, cuda:N (N in digits 0-9){why}")
     if not collectives:
         return  # run_probe checks that the devices are present
     kind, index = parse_device((devices or ("cpu",))[0])
