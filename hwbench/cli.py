@@ -37,10 +37,21 @@ class _Group(click.Group):
     """Maps UserError to a one-line message and exit code 2 for every command."""
 
     def invoke(self, ctx):
+        import errno
+
         try:
             return super().invoke(ctx)
         except UserError as e:
             click.echo(f"hwbench: error: {clean(e)}", err=True)
+            ctx.exit(2)
+        except OSError as e:
+            # a path argument longer than the filesystem allows fails in the first stat()
+            # of whatever reads it; always the user's path, never a bug of ours
+            if e.errno != errno.ENAMETOOLONG:
+                raise
+            name = str(e.filename or "")
+            click.echo(f"hwbench: error: {clean(name[:60] + '...' if len(name) > 60 else name)}: "
+                       f"file name too long", err=True)
             ctx.exit(2)
 
 

@@ -47,14 +47,15 @@ def output_folder(path, option: str) -> Path:
     """Check that files can be written into folder ``path`` (created if missing).
     Raises UserError naming ``option``."""
     p = Path(path)
-    block = _blocker(p)
+    try:
+        block = _blocker(p)
+        if block is None:
+            _try_folder(p)
+    except OSError as e:  # read-only, no permission, a name too long for the filesystem, ...
+        raise write_error(option, path, e) from None
     if block is not None:
         what = "is a file, not a folder" if block == p else f"{block} is a file, not a folder"
         raise UserError(f"{option} {path}: {what}")
-    try:
-        _try_folder(p)
-    except OSError as e:
-        raise write_error(option, path, e) from None
     return p
 
 
@@ -63,17 +64,17 @@ def output_file(path, option: str, *, new: bool = False) -> Path:
     a folder, not an existing file with ``new``, not read-only. Raises UserError naming
     ``option``."""
     p = Path(path)
-    if p.is_dir():
-        raise UserError(f"{option} {path}: is a folder; name a file")
-    if new and (p.exists() or p.is_symlink()):
-        raise UserError(f"{option} {path}: exists; choose a new file")
-    block = _blocker(p.parent)
-    if block is not None:
-        raise UserError(f"{option} {path}: {block} is a file, not a folder")
     try:
+        if p.is_dir():
+            raise UserError(f"{option} {path}: is a folder; name a file")
+        if new and (p.exists() or p.is_symlink()):
+            raise UserError(f"{option} {path}: exists; choose a new file")
+        block = _blocker(p.parent)
+        if block is not None:
+            raise UserError(f"{option} {path}: {block} is a file, not a folder")
         _try_folder(p.parent)
         if p.exists() and not os.access(p, os.W_OK):
             raise PermissionError(13, "Permission denied")
-    except OSError as e:
+    except OSError as e:  # read-only, no permission, a name too long for the filesystem, ...
         raise write_error(option, path, e) from None
     return p

@@ -217,3 +217,19 @@ def test_finite_float_refuses_what_float_range_lets_through():
         with pytest.raises(click.BadParameter):
             t.convert(bad, None, None)
     assert click.FloatRange(min=0, max=1).convert("nan", None, None) != 0  # what FiniteFloat is for
+
+
+LONG = "x" * 300  # longer than a file name may be (255 bytes on common filesystems)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["report", f"{LONG}.json"], "file name too long"),
+    (["run", f"{LONG}.toml"], "file name too long"),
+    (["run", "tests/data/tiny.toml", "--resume", f"{LONG}.json"], "file name too long"),
+    (["report", str(EXAMPLE), "--output", f"{LONG}.csv", "--format", "csv"], f"--output {LONG}.csv: cannot write"),
+    (["merge", str(EXAMPLE), "--out", f"{LONG}.json"], f"--out {LONG}.json: cannot write"),
+    (["probe", "--out", f"{LONG}/p"], f"--out {LONG}/p: cannot write"),
+])
+def test_paths_longer_than_the_filesystem_allows(tmp_path, args, needle):
+    args = [a if a != "tests/data/tiny.toml" else str(ROOT / a) for a in args]
+    one_line(hwbench(*args, cwd=tmp_path), needle)
