@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from .errors import UserError
+from .options import MAX_DURATION_S, FiniteFloat
 from .report.text import clean, literal
 
 
@@ -36,10 +37,21 @@ class _Group(click.Group):
     """Maps UserError to a one-line message and exit code 2 for every command."""
 
     def invoke(self, ctx):
+        import errno
+
         try:
             return super().invoke(ctx)
         except UserError as e:
             click.echo(f"hwbench: error: {clean(e)}", err=True)
+            ctx.exit(2)
+        except OSError as e:
+            # a path argument longer than the filesystem allows fails in the first stat()
+            # of whatever reads it; always the user's path, never a bug of ours
+            if e.errno != errno.ENAMETOOLONG:
+                raise
+            name = str(e.filename or "")
+            click.echo(f"hwbench: error: {clean(name[:60] + '...' if len(name) > 60 else name)}: "
+                       f"file name too long", err=True)
             ctx.exit(2)
 
 
@@ -54,8 +66,20 @@ def cli(ctx) -> None:
         ctx.exit(0)
 
 
+def _drop_bad_terminal_size() -> None:
+    """$COLUMNS / $LINES that are not plain ASCII digits ('²' passes str.isdigit and
+    fails int(), in rich as elsewhere) are ignored, as an unset one is."""
+    import os
+
+    for name in ("COLUMNS", "LINES"):
+        v = os.environ.get(name)
+        if v is not None and not (v.isascii() and v.isdigit()):
+            del os.environ[name]
+
+
 def main(argv: list[str] | None = None) -> None:
     """The console script: usage errors are one line and exit code 2, like UserError."""
+    _drop_bad_terminal_size()
     try:
         rc = cli.main(args=argv, prog_name="hwbench", standalone_mode=False)
     except click.UsageError as e:
@@ -98,8 +122,8 @@ Exit codes:
 @click.option("--dry-run", is_flag=True, help="List the cases (and skips grouped by reason) and estimate the run time; run nothing. With --resume: what is left.")
 @click.option("--resume", "resume", type=click.Path(dir_okay=False), metavar="RESULTS", help="Continue an interrupted run in this results file.")
 @click.option("--allow-env-change", is_flag=True, help="Resume even though torch / hwbench / Python / driver versions changed (recorded in the file).")
-@click.option("--grace-s", default=10.0, show_default=True, type=click.FloatRange(min=0),
-              help="After SIGTERM, how long the running case may go on before it is abandoned, s.")
+@click.option("--grace-s", default=10.0, show_default=True, type=FiniteFloat(min=0, max=MAX_DURATION_S),
+              help="After SIGTERM, how long the running case may go on before it is abandoned, s (at most 7 days).")
 @click.option("-v", "--verbose", is_flag=True, help="Print every case's numbers and quality flags as it finishes.")
 @click.option("--wide", is_flag=True, help="Summary with every column, however wide.")
 @click.option("--columns", "columns", metavar="A,B,...", help="Summary with these load_results columns (after the case).")
@@ -164,7 +188,7 @@ def _nodes(nnodes, node_rank, endpoint, job_id):
 
     def env_int(name):
         v = os.environ.get(name, "")
-        return int(v) if v.isdigit() else None
+        return int(v) if v.isascii() and v.isdigit() else None
 
     nnodes = nnodes if nnodes is not None else env_int("SLURM_NNODES")
     node_rank = node_rank if node_rank is not None else env_int("SLURM_NODEID")
@@ -172,6 +196,11 @@ def _nodes(nnodes, node_rank, endpoint, job_id):
     missing = [n for n, v in (("--nnodes", nnodes), ("--node-rank", node_rank), ("--rdzv-id", job_id)) if v is None]
     if missing:
         raise click.UsageError(f"--rdzv-endpoint: also give {', '.join(missing)} (outside Slurm there are no defaults)")
+    from .records import NodeRole
+
+    top = next(m.le for m in NodeRole.model_fields["nnodes"].metadata if hasattr(m, "le"))  # what a part records
+    if nnodes > top:
+        raise click.UsageError(f"--nnodes: at most {top} nodes, got {nnodes}")
     from .parallel.nodes import Nodes
 
     return Nodes(nnodes=nnodes, node_rank=node_rank, endpoint=endpoint, job_id=str(job_id))
@@ -423,11 +452,19 @@ def report(results: tuple[str, ...], fmt: str, output: str | None, wide: bool, c
         raise click.UsageError("--view: use --format table, markdown, csv or json")
     if fmt == "parquet" and not output and not html_out:
         raise click.UsageError("--format parquet needs --output FILE")
+    from .writable import output_file, write_error
+
+    for option, path in (("--html", html_out), ("--output", output)):
+        if path:
+            output_file(path, option)
     warnings: list[str] = []
     if html_out:
         from .report.html import write_html
 
-        n, figures = write_html(list(results), html_out, warn=warnings.append)
+        try:
+            n, figures = write_html(list(results), html_out, warn=warnings.append)
+        except OSError as e:
+            raise write_error("--html", html_out, e) from None
         for w in warnings:
             click.echo(f"hwbench: warning: {clean(w)}", err=True)
         click.echo(f"wrote {clean(html_out)} ({n} cases, {figures} figures)", err=True)
@@ -467,11 +504,17 @@ def report(results: tuple[str, ...], fmt: str, output: str | None, wide: bool, c
             import pyarrow  # noqa: F401
         except ImportError:
             raise UserError("--format parquet needs pyarrow: pip install pyarrow") from None
-        summary_table(df, wide=True, columns=cols).to_parquet(output, index=False)
+        try:
+            summary_table(df, wide=True, columns=cols).to_parquet(output, index=False)
+        except OSError as e:
+            raise write_error("--output", output, e) from None
         click.echo(f"wrote {len(df)} rows to {clean(output)}", err=True)
         return
     if output:
-        Path(output).write_text(text, encoding="utf-8")
+        try:
+            Path(output).write_text(text, encoding="utf-8")
+        except OSError as e:
+            raise write_error("--output", output, e) from None
         click.echo(f"wrote {len(df)} rows to {clean(output)}", err=True)
     elif fmt == "table":
         _print_lines(_console(), text.splitlines())

@@ -55,9 +55,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
-from .spec import format_validation_error
-
-import tomllib
+from .spec import format_validation_error, parse_toml
 
 CATALOG = "catalog"  # the --prices value that names the shipped catalogue
 CATALOG_FILE = "hwbench/data/prices.csv"  # how errors and reports name it
@@ -244,10 +242,7 @@ def _read_toml(path: str | Path, what: str) -> dict[str, Any]:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: cannot read {what}: {e.strerror if isinstance(e, OSError) else e}") from None
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: TOML syntax error: {e}") from None
+    return parse_toml(text, str(path), f"a {what}")
 
 
 def _site(defaults: Defaults, m: Machine, assumed: tuple[str, ...]) -> Site:

@@ -82,10 +82,30 @@ def select(suite: LoadedSuite, filters: Iterable[str] = ()) -> list[Case]:
     return out
 
 
-def plan(suite: LoadedSuite, filters: Iterable[str] = (), present=None, nodes=None) -> list[Planned]:
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask, else every core)."""
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _cpu_ranks_reason(case: Case, nnodes: int, cores: int) -> str | None:
+    """CPU ranks share the cores, one core at least each: more ranks per node than
+    usable cores is skipped, as more ranks than GPUs is on CUDA."""
+    here = case.world_size // nnodes
+    if here > cores:
+        per = f" ({nnodes} nodes: {here} per node)" if nnodes > 1 else ""
+        return (f"{case.parallelism}: world size {case.world_size}{per} needs {here} CPU cores (one per rank); "
+                f"this machine has {cores} usable")
+    return None
+
+
+def plan(suite: LoadedSuite, filters: Iterable[str] = (), present=None, nodes=None,
+         cores: int | None = None) -> list[Planned]:
     """Every selected case with the device it resolves to, or why it cannot run here.
     ``nodes`` (:class:`hwbench.parallel.nodes.Nodes`): a multi-node run, where only
-    parallel cases that split evenly over the nodes run."""
+    parallel cases that split evenly over the nodes run. ``cores``: the usable CPU
+    cores (default: this process's, :func:`usable_cores`)."""
     from . import devices
 
     from . import parallel
@@ -101,7 +121,10 @@ def plan(suite: LoadedSuite, filters: Iterable[str] = (), present=None, nodes=No
             why = nodes.requires(case)
         if why is None and dev is not None and case.parallelism != "none":
             n = sum(d.kind == dev.kind for d in present)
-            why = parallel.requires(case, dev.kind, n, settings, nnodes=nodes.nnodes if nodes else 1)
+            nnodes = nodes.nnodes if nodes else 1
+            why = parallel.requires(case, dev.kind, n, settings, nnodes=nnodes)
+            if why is None and dev.kind == "cpu":
+                why = _cpu_ranks_reason(case, nnodes, usable_cores() if cores is None else cores)
         out.append(Planned(case, why, dev.model if dev else None, dev.name if dev else None))
     return out
 

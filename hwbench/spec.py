@@ -24,14 +24,17 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from . import backends, models, precisions, variants
 from .errors import ConfigError
+from .options import MAX_DURATION_S
+from .records import CaseIdentity, Count, SuiteRef
 
 import tomllib
 
@@ -44,43 +47,72 @@ DEVICE_ALIASES = {"gpu": "cuda", "nvidia": "cuda", "rocm": "cuda", "hip": "cuda"
 
 MAX_CASES = 100_000
 
+# The bounds a results record imposes (hwbench.records, one source): a suite value
+# beyond them would run its worker and then fail to be recorded.
+COUNT_MAX: int = next(m.le for m in Count.__metadata__[0].metadata if hasattr(m, "le"))
+
+
+def _max_length(record: type[BaseModel], name: str) -> int:
+    return next(m.max_length for m in record.model_fields[name].metadata if hasattr(m, "max_length"))
+
+
+DEVICE_NAME_MAX = _max_length(CaseIdentity, "device")
+SUITE_NAME_MAX = _max_length(SuiteRef, "name")
+# Ranks of one parallel case: beyond any machine or cluster hwbench launches (torchrun
+# numbers ranks in C ints); a world size larger than this machine's devices or cores
+# is skipped at planning with the reason.
+MAX_WORLD_SIZE = 1_048_576
+# A bounded count: what a record holds, from 1 (or ``ge``).
+Positive = Annotated[Count, Field(ge=1)]
+MAX_CPU_TDP_W = 10_000.0  # beyond any CPU package; keeps estimated joules finite
+_DEVICE_RE = re.compile(r"(auto|cpu|cuda|mps|xpu)(?::([0-9]+))?")
+
+
+def parse_device(name: str) -> tuple[str, int | None] | None:
+    """A device name (``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``, ``xpu``,
+    ``xpu:N``; N in ASCII digits) -> (kind, index or None); None if it is not one."""
+    m = _DEVICE_RE.fullmatch(name) if len(name) <= DEVICE_NAME_MAX else None
+    if m is None or (m.group(2) is not None and m.group(1) not in ("cuda", "xpu")):
+        return None
+    return m.group(1), None if m.group(2) is None else int(m.group(2))
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 class SuiteInfo(_Strict):
-    name: str = Field(min_length=1, description="Short name, used in results file names")
+    name: str = Field(min_length=1, max_length=SUITE_NAME_MAX, description="Short name, used in results file names")
     description: str = Field("", description="Free text shown by `hwbench list suites`")
 
 
 class Settings(_Strict):
     """Measurement settings. Units are in the names."""
 
-    warmup_iters: int = Field(3, ge=0, description="Untimed iterations before measuring (the first is timed separately)")
-    warmup_s: float = Field(0.0, ge=0, description="Keep warming up until this much time has passed")
-    min_time_s: float = Field(1.0, gt=0, description="Measure at least this long per repeat")
-    min_iters: int = Field(10, ge=1, description="Measure at least this many iterations per repeat")
-    max_iters: int = Field(100_000, ge=1, description="Stop a repeat after this many iterations")
-    repeats: int = Field(1, ge=1, description="Measurement rounds per case; raw times kept per round")
-    timeout_s: float = Field(600.0, gt=0, description="Wall-clock limit per case, worker start to result")
+    warmup_iters: Count = Field(3, ge=0, description="Untimed iterations before measuring (the first is timed separately)")
+    warmup_s: float = Field(0.0, ge=0, le=MAX_DURATION_S, description="Keep warming up until this much time has passed")
+    min_time_s: float = Field(1.0, gt=0, le=MAX_DURATION_S, description="Measure at least this long per repeat")
+    min_iters: Positive = Field(10, ge=1, description="Measure at least this many iterations per repeat")
+    max_iters: Positive = Field(100_000, ge=1, description="Stop a repeat after this many iterations")
+    repeats: Positive = Field(1, ge=1, description="Measurement rounds per case; raw times kept per round")
+    timeout_s: float = Field(600.0, gt=0, le=MAX_DURATION_S, description="Wall-clock limit per case, worker start to result")
     seed: int = Field(0, ge=0, le=2**63 - 1, description="Seed for weights and inputs")
     collectors: list[str] = Field(
         ["host", "nvidia", "rapl"], description="Samplers to run; those this machine lacks are noted and skipped"
     )
-    sample_interval_s: float = Field(0.1, ge=0.01, description="Collector sampling interval, s")
+    sample_interval_s: float = Field(0.1, ge=0.01, le=MAX_DURATION_S, description="Collector sampling interval, s")
     per_core: bool = Field(False, description="Also sample each CPU core's utilisation")
     store_samples: bool = Field(True, description="Keep each case's sample time series in the results file")
-    idle_baseline_s: float = Field(2.0, ge=0, description="Measure idle power this long once per run (0: skip)")
+    idle_baseline_s: float = Field(2.0, ge=0, le=MAX_DURATION_S, description="Measure idle power this long once per run (0: skip)")
     min_energy_window_s: float = Field(
-        0.0, ge=0, description="Measure at least this long (all repeats together) so energy counters resolve it"
+        0.0, ge=0, le=MAX_DURATION_S, description="Measure at least this long (all repeats together) so energy counters resolve it"
     )
-    cpu_tdp_w: float | None = Field(None, gt=0, description="CPU package TDP, W, for estimated energy without RAPL")
+    cpu_tdp_w: float | None = Field(None, gt=0, le=MAX_CPU_TDP_W, description="CPU package TDP, W, for estimated energy without RAPL")
     noise_threshold: float = Field(0.1, gt=0, description="IQR/median above which a case is flagged noisy")
     compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = Field(
         "default", description="torch.compile mode for the compile backend"
     )
-    max_batch_size: int = Field(4096, ge=1, description="Upper bound of the batch_sizes = [\"auto\"] search")
+    max_batch_size: Positive = Field(4096, ge=1, description="Upper bound of the batch_sizes = [\"auto\"] search")
     check_accuracy: bool = Field(True, description="Record output deviation from fp32 eager for every other case")
     count_flops: bool = Field(True, description="Count FLOPs of one step with torch.utils.flop_counter")
     distill_alpha: float = Field(
@@ -96,7 +128,7 @@ class Settings(_Strict):
         "weak", description="Parallel cases: weak = batch_size is per rank (the group processes batch_size x "
         "world_size samples per step); strong = batch_size is the group's global batch (split over the ranks)",
     )
-    microbatches: int = Field(2, ge=1, description="pp cases: microbatches per step (the batch must divide by it)")
+    microbatches: Positive = Field(2, ge=1, description="pp cases: microbatches per step (the batch must divide by it)")
     pp_schedule: Literal["gpipe", "1f1b"] = Field(
         "gpipe", description="pp cases: torch.distributed.pipelining schedule (ScheduleGPipe or Schedule1F1B)")
     comm_profile_steps: int = Field(
@@ -142,6 +174,7 @@ class MatrixBlock(_Strict):
     precisions: list[str] = Field(["fp32"], min_length=1, description="see `hwbench list precisions`")
     backends: list[str] = Field(["eager"], min_length=1, description="eager, compile, cudagraphs")
     devices: list[str] = Field(["cpu"], min_length=1, description="auto, cpu, cuda, cuda:N, mps, xpu")
+    # integers checked by _positive (1 to COUNT_MAX: what a record holds)
     threads: list[int] | None = Field(None, min_length=1, description="CPU intra-op threads; default torch's")
     seq_lens: list[int] | None = Field(None, min_length=1, description="Tokens per sample (transformers)")
     image_sizes: list[int] | None = Field(None, min_length=1, description="Pixels per side (CNN)")
@@ -151,7 +184,8 @@ class MatrixBlock(_Strict):
     parallelism: list[Literal["none", "ddp", "fsdp", "tp", "pp", "ps"]] = Field(
         ["none"], min_length=1, description="none (one process), ddp, fsdp, tp, pp, ps: launched as a torchrun group")
     world_sizes: list[int] | None = Field(
-        None, min_length=1, description="Ranks per parallel case (default [1]); 'none' always runs one process")
+        None, min_length=1, description="Ranks per parallel case, 1 to MAX_WORLD_SIZE (default [1]); 'none' always "
+        "runs one process; more ranks than this machine's GPUs (or, on CPU, cores) are skipped")
 
     @field_validator("models")
     @classmethod
@@ -159,24 +193,24 @@ class MatrixBlock(_Strict):
         known = models.model_names()
         for i, name in enumerate(v):
             if name not in known:
-                raise ValueError(f"[{i}] unknown model {name!r}{_suggest(name, known)}; known: {', '.join(known)}")
+                raise ValueError(f"[{i}] unknown model {shorten(name)}{_suggest(name, known)}; known: {', '.join(known)}")
         return v
 
     @field_validator("threads", "seq_lens", "image_sizes", "output_lens", "world_sizes")
     @classmethod
-    def _positive(cls, v):
-        if v is not None:
-            for i, n in enumerate(v):
-                if n < 1:
-                    raise ValueError(f"[{i}] must be a positive integer, got {n}")
+    def _positive(cls, v, info):
+        top = MAX_WORLD_SIZE if info.field_name == "world_sizes" else COUNT_MAX
+        for i, n in enumerate(v or ()):
+            if not 1 <= n <= top:
+                raise ValueError(f"[{i}] must be an integer from 1 to {top}, got {shorten(n)}")
         return v
 
     @field_validator("batch_sizes")
     @classmethod
     def _batch_sizes(cls, v):
         for i, n in enumerate(v):
-            if n != "auto" and (type(n) is not int or n < 1):
-                raise ValueError(f'[{i}] must be a positive integer or "auto", got {n!r}')
+            if n != "auto" and (type(n) is not int or not 1 <= n <= COUNT_MAX):
+                raise ValueError(f'[{i}] must be an integer from 1 to {COUNT_MAX} or "auto", got {shorten(n)}')
         return v
 
     @field_validator("precisions")
@@ -204,17 +238,24 @@ class MatrixBlock(_Strict):
     @classmethod
     def _device_names(cls, v):
         for i, d in enumerate(v):
-            kind, _, idx = d.partition(":")
-            if kind not in DEVICE_KINDS or (idx and (not idx.isdigit() or kind in ("auto", "cpu"))):
+            kind = d.partition(":")[0]
+            if parse_device(d) is None:
                 hint = f" (did you mean {DEVICE_ALIASES[kind]!r}?)" if kind in DEVICE_ALIASES else _suggest(kind, DEVICE_KINDS)
-                raise ValueError(f"[{i}] {d!r} is not a device{hint}; allowed: auto, cpu, cuda, cuda:N, mps, xpu")
+                raise ValueError(f"[{i}] {shorten(d)} is not a device{hint}; allowed: auto, cpu, cuda, cuda:N, mps, xpu, "
+                                 "xpu:N (N in digits 0-9)")
         return v
+
+
+def shorten(value: Any) -> str:
+    """A value for an error message: repr, at most 40 characters."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _registered(values: list[str], allowed: tuple[str, ...]) -> list[str]:
     for i, name in enumerate(values):
         if name not in allowed:
-            raise ValueError(f"[{i}] {name!r} is not allowed{_suggest(name, allowed)}; allowed: {', '.join(allowed)}")
+            raise ValueError(f"[{i}] {shorten(name)} is not allowed{_suggest(name, allowed)}; allowed: {', '.join(allowed)}")
     return values
 
 
@@ -344,11 +385,11 @@ def format_validation_error(path: str, err: ValidationError, root: type[BaseMode
                f"{', '.join(allowed)}")
     elif e["type"] == "literal_error":
         allowed = _literal_values(e)
-        msg = f"{e['input']!r} is not allowed{_suggest(e['input'], allowed)}; allowed: {', '.join(allowed)}"
+        msg = f"{shorten(e['input'])} is not allowed{_suggest(e['input'], allowed)}; allowed: {', '.join(allowed)}"
     elif e["type"] == "missing":
         msg = "missing required field"
     else:
-        msg = f"{msg} (got {e['input']!r})" if not isinstance(e.get("input"), (dict, list)) else msg
+        msg = f"{msg} (got {shorten(e['input'])})" if not isinstance(e.get("input"), (dict, list)) else msg
     more = len(err.errors()) - 1
     tail = f" (and {more} more error{'s' * (more > 1)})" if more else ""
     return f"{path}: {where}{loc or 'the file'}: {msg}{tail}"
@@ -373,16 +414,27 @@ def _allowed_fields(model: type[BaseModel], loc: tuple) -> list[str]:
     return list(model.model_fields)
 
 
-def parse_suite(text: str, path: str = "<suite>") -> LoadedSuite:
-    """Parse and validate suite text. Raises :class:`ConfigError` with a one-line message."""
+def parse_toml(text: str, path: str, what: str) -> dict[str, Any]:
+    """TOML text -> a dict, or a one-line ConfigError (syntax, or nesting deeper than
+    Python's recursion limit: tomllib recurses per level). Shared by every TOML input
+    (suites, :mod:`hwbench.prices`); ``what`` names the kind of file."""
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: TOML syntax error: {e}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not {what} (TOML nested too deeply)") from None
+
+
+def parse_suite(text: str, path: str = "<suite>") -> LoadedSuite:
+    """Parse and validate suite text. Raises :class:`ConfigError` with a one-line message."""
+    data = parse_toml(text, path, "a suite file")
     try:
         spec = SuiteSpec.model_validate(data)
     except ValidationError as e:
         raise ConfigError(format_validation_error(path, e, SuiteSpec)) from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not a suite file (nested too deeply)") from None
     cases = expand(spec, path)
     return LoadedSuite(path=path, spec=spec, cases=cases, raw=data)
 
@@ -424,15 +476,10 @@ def expand(spec: SuiteSpec, path: str = "<suite>") -> tuple[Case, ...]:
     out: dict[Case, None] = {}
     total = 0
     for bi, block in enumerate(spec.matrix):
-        dims = (block.models, block.modes, block.batch_sizes, block.precisions, block.backends, block.devices,
-                block.threads or [None], block.seq_lens or block.image_sizes or [None], block.variants,
-                block.output_lens or [None], _parallel_points(block))
-        n = 1
-        for d in dims:
-            n *= len(d)
-        total += n
+        total += block_size(block)
         if total > MAX_CASES:
-            raise ConfigError(f"{path}: matrix: expands to more than {MAX_CASES} cases; split the suite")
+            raise ConfigError(f"{path}: matrix: expands to more than {MAX_CASES} cases (blocks 0 to {bi}: {total}); "
+                              "split the suite")
     for bi, block in enumerate(spec.matrix):
         _check_applicable(block, f"{path}: matrix[{bi}]")
         for name in block.models:
@@ -473,6 +520,24 @@ def expand(spec: SuiteSpec, path: str = "<suite>") -> tuple[Case, ...]:
                                                                 par, ws)
                                                     out[case] = None
     return tuple(out)
+
+
+def block_size(block: MatrixBlock) -> int:
+    """The cases :func:`expand` makes of ``block`` (before dropping duplicates), counted
+    as it counts them: per model its own shapes (seq_lens for sequence models,
+    image_sizes for image models, one default otherwise), output lengths in generate
+    mode only."""
+    per_point = 1
+    for d in (block.batch_sizes, block.precisions, block.backends, block.devices, block.threads or [None],
+              block.variants, _parallel_points(block)):
+        per_point *= len(d)
+    n = 0
+    for name in block.models:
+        fam, _ = models.get(name)
+        shapes = len({"seq_len": block.seq_lens, "image_size": block.image_sizes}.get(fam.shape_kind) or [None])
+        for mode in block.modes:
+            n += shapes * (len(block.output_lens or [32]) if mode == "generate" else 1)
+    return n * per_point
 
 
 def _parallel_points(block: MatrixBlock) -> list[tuple[str, int]]:

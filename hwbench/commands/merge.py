@@ -14,12 +14,12 @@ def merge(parts: tuple[str, ...], out: str) -> None:
     (hwbench run --nnodes) into one results file. Readers (report, compare,
     load_results) join parts themselves; this writes the joined record once, for
     archiving or for tools that read one file."""
-    from pathlib import Path
-
     from ..errors import UserError
     from ..merge import merge_parts
     from ..results import expand_paths, read_record, write_atomic
+    from ..writable import output_file, write_error
 
+    target = output_file(out, "--out", new=True)  # before reading anything
     named, found = expand_paths(list(parts))
     recs = [(p, read_record(p)) for p in named]
     for p in found:
@@ -34,9 +34,6 @@ def merge(parts: tuple[str, ...], out: str) -> None:
     if len(jobs) > 1:
         raise UserError(f"{', '.join(parts)}: parts of {len(jobs)} multi-node runs ({', '.join(jobs[:4])}); "
                         "merge one run at a time")
-    target = Path(out)
-    if target.exists():
-        raise UserError(f"--out {out}: exists; choose a new file")
     try:
         merged, notes = merge_parts(parts_only)
     except ValueError as e:
@@ -46,7 +43,7 @@ def merge(parts: tuple[str, ...], out: str) -> None:
     try:
         write_atomic(target, merged)
     except OSError as e:
-        raise UserError(f"--out {out}: cannot write: {e.strerror or e}") from None
+        raise write_error("--out", out, e) from None
     n_ok = sum(c.status == "ok" for c in merged.cases)
     click.echo(f"{target}: {len(merged.nodes)} of {parts_only[0][1].node.nnodes} nodes, "
                f"{len(merged.cases)} cases ({n_ok} ok), status {merged.status}")

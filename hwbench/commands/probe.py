@@ -12,6 +12,8 @@ import time
 
 import click
 
+MAX_MESSAGE_BYTES = 2**34  # 16 GiB: each rank holds two buffers of the largest message
+
 PROBE_EPILOG = """\b
 The profile is written to DIR/<host>-<date>-<time>-<id>.json (default DIR:
 results/profiles). A later `hwbench run` whose results file goes to results/
@@ -36,8 +38,8 @@ $HWBENCH_PROFILE_DIR is searched first when set.
                    "(nccl-tests formulas) per message size, results checked.")
 @click.option("--world-size", type=click.IntRange(1, 1024), default=2, show_default=True,
               help="--collectives: ranks (one per GPU on CUDA; sharing the cores on CPU).")
-@click.option("--max-bytes", type=click.IntRange(1024), default=16 * 2**20, show_default=True,
-              help="--collectives: the largest message, bytes (sizes go up by 4x from 1 KiB).")
+@click.option("--max-bytes", type=click.IntRange(1024, MAX_MESSAGE_BYTES), default=16 * 2**20, show_default=True,
+              help="--collectives: the largest message, bytes, at most 16 GiB (sizes go up by 4x from 1 KiB).")
 def probe(devices: tuple[str, ...], thorough: bool, fmt: str, out_dir: str, quiet: bool, collectives: bool,
           world_size: int, max_bytes: int) -> None:
     """Measure what this machine can deliver: GEMM TFLOP/s per dtype (shape search,
@@ -46,6 +48,11 @@ def probe(devices: tuple[str, ...], thorough: bool, fmt: str, out_dir: str, quie
     from ..probe import ProbeSettings, run_probe
     from ..report.text import clean
 
+    _check_devices(devices, collectives, world_size)
+    if not collectives:
+        from ..writable import output_folder
+
+        output_folder(out_dir, "--out")  # before minutes of measuring
     t0 = time.perf_counter()
 
     def progress(msg: str) -> None:
@@ -57,7 +64,7 @@ def probe(devices: tuple[str, ...], thorough: bool, fmt: str, out_dir: str, quie
         from . import collectives as coll
 
         device = (devices or ("cpu",))[0]
-        if len(devices) > 1 or device.split(":")[0] not in ("cpu", "cuda"):
+        if len(devices) > 1:
             raise UserError(f"--collectives: one --device, cpu (gloo) or cuda (nccl); got {', '.join(devices)}")
         sizes = [s for s in coll.DEFAULT_SIZES if s <= max_bytes] if max_bytes <= coll.DEFAULT_SIZES[-1] else \
             [4 ** k * 1024 for k in range(0, 16) if 4 ** k * 1024 <= max_bytes]
@@ -74,6 +81,42 @@ def probe(devices: tuple[str, ...], thorough: bool, fmt: str, out_dir: str, quie
     progress(f"profile written to {path}")
     render = {"json": to_json, "markdown": to_markdown, "table": to_table}[fmt]
     click.echo(render(prof, path))
+
+
+def _check_devices(devices: tuple[str, ...], collectives: bool, world_size: int) -> None:
+    """--device names (cpu, cuda, cuda:N; N in ASCII digits) and, for --collectives, a
+    group this machine can hold, checked before anything starts (no torchrun group is
+    launched to find out). UserError otherwise."""
+    from ..errors import UserError
+    from ..spec import parse_device, shorten
+
+    for d in devices:
+        parsed = parse_device(d)
+        if parsed is None or parsed[0] not in ("cpu", "cuda"):
+            why = "; --collectives runs on cpu (gloo) or cuda (nccl)" if collectives else ""
+            raise UserError(f"--device {shorten(d)}: not one of cpu, cuda, cuda:N (N in digits 0-9){why}")
+    if not collectives:
+        return  # run_probe checks that the devices are present
+    kind, index = parse_device((devices or ("cpu",))[0])
+    if kind == "cpu":
+        from ..runner import usable_cores
+
+        cores = usable_cores()
+        if world_size > cores:
+            raise UserError(f"--world-size {world_size}: --collectives on cpu runs one rank per core; "
+                            f"this machine has {cores} usable")
+        return
+    from ..devices import cuda_devices
+
+    n = len(cuda_devices())
+    if index is not None and index >= n:
+        raise UserError(f"--device {devices[0]}: no such CUDA device here ({n} visible)")
+    if index not in (None, 0):
+        raise UserError(f"--device {devices[0]}: --collectives puts rank i on cuda:i; give --device cuda "
+                        "(CUDA_VISIBLE_DEVICES chooses the GPUs)")
+    if world_size > n:
+        raise UserError(f"--world-size {world_size}: --collectives on cuda runs one rank per GPU; "
+                        f"{n} CUDA GPU{'s' * (n != 1)} visible here")
 
 
 # ------------------------------------------------------------------ rendering

@@ -15,7 +15,14 @@ import textwrap
 
 import click
 
+from ..options import FiniteFloat
+
 WIDTH = 80
+# --train bounds: far beyond any training run, and small enough that FLOPs, hours and
+# dollars stay finite floats (6 x params x tokens at 1e16 x 1e18 is 6e34 FLOPs)
+MAX_TOKENS = 1e18
+MAX_PARAMS = 1e16
+MAX_DEVICES = 10**8
 MARK = "~"  # before a figure derived from an estimated energy
 
 EPILOG = """\b
@@ -44,11 +51,14 @@ without a price (--skip-unpriced leaves those cases out).
 @click.option("--rank-by", type=click.Choice(["perf_per_usd", "throughput", "perf_per_w", "cost"]),
               default="perf_per_usd", show_default=True, help="Order of the ranking.")
 @click.option("--train", "train_model", metavar="MODEL", help="Project training MODEL (family:size, or family with --params).")
-@click.option("--tokens", type=click.FloatRange(min=1), metavar="D", help="Training tokens for --train, e.g. 300e9.")
-@click.option("--devices", type=click.IntRange(min=1), default=1, show_default=True, help="Devices for --train.")
-@click.option("--params", type=click.FloatRange(min=1), metavar="N", help="Parameters of the model to train (default: MODEL's).")
-@click.option("--scaling-efficiency", type=click.FloatRange(min=0, max=1, min_open=True), metavar="E",
-              help="Fraction of linear speed-up kept on --devices devices (default 1.0, an assumption).")
+@click.option("--tokens", type=FiniteFloat(min=1, max=MAX_TOKENS), metavar="D",
+              help="Training tokens for --train, e.g. 300e9 (at most 1e18).")
+@click.option("--devices", type=click.IntRange(min=1, max=MAX_DEVICES), default=1, show_default=True,
+              help="Devices for --train (at most 1e8).")
+@click.option("--params", type=FiniteFloat(min=1, max=MAX_PARAMS), metavar="N",
+              help="Parameters of the model to train (default: MODEL's; at most 1e16).")
+@click.option("--scaling-efficiency", type=FiniteFloat(min=0.01, max=1), metavar="E",
+              help="Fraction of linear speed-up kept on --devices devices, 0.01 to 1 (default 1.0, an assumption).")
 @click.option("--skip-unpriced", is_flag=True, help="Leave out cases on devices without a price instead of failing.")
 @click.option("--format", "fmt", type=click.Choice(["table", "markdown", "csv"]), default="table", show_default=True)
 def procure(results: tuple[str, ...], prices_path: str, basis: str, mix_path: str | None, rank_by: str,

@@ -33,7 +33,7 @@ def parse_endpoint(value: str) -> tuple[str, int]:
     """``HOST:PORT`` (IPv6 in brackets) -> (host, port); a UserError otherwise."""
     host, sep, port = value.rpartition(":")
     host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
         raise UserError(f"--rdzv-endpoint: expected HOST:PORT with a port in 1..65535, got {value[:80]!r}")
     return host, int(port)
 
