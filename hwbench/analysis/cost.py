@@ -4,11 +4,13 @@
 
 The formulas (README, "Procurement"), per case, with the case's measured
 ``power_w_mean`` (W), ``throughput_samples_per_s``, ``tokens_per_s`` and
-``energy_per_sample_j`` (J), and the machine's site parameters:
+``energy_per_sample_j`` (J), and the machine's site parameters. A parallel case is
+priced as the group it is: ``devices`` (:func:`devices_per_case`) priced devices, with
+the group's throughput, summed power and energy:
 
-* owning: ``usd_per_hour = price_usd / (lifetime_years * 8760 * utilization)
-  + power_w_mean / 1000 * pue * electricity_usd_per_kwh``; renting: ``usd_per_hour``
-  as given (energy included).
+* owning: ``usd_per_hour = devices * price_usd / (lifetime_years * 8760 * utilization)
+  + power_w_mean / 1000 * pue * electricity_usd_per_kwh``; renting: ``usd_per_hour =
+  devices x`` the hourly price as given (energy included).
 * ``cost_usd_per_1m_samples = usd_per_hour * 1e6 / (throughput_samples_per_s * 3600)``;
   for generation also ``cost_usd_per_1m_tokens`` from ``tokens_per_s``.
 * ``energy_kwh_per_1m_samples = energy_per_sample_j * 1e6 / 3.6e6 * pue``;
@@ -19,8 +21,8 @@ The formulas (README, "Procurement"), per case, with the case's measured
 * ``tco_usd = usd_per_hour * lifetime_years * 8760 * utilization``: the cost of the
   useful hours of the lifetime (owning: the purchase price plus the energy of those
   hours; renting: renting that many hours).
-* ``break_even_utilization = price_usd / (lifetime_years * 8760 * (rental_usd_per_hour
-  - power_w_mean / 1000 * pue * electricity_usd_per_kwh))``: above this utilisation
+* ``break_even_utilization = devices * price_usd / (lifetime_years * 8760 * (devices *
+  rental_usd_per_hour - power_w_mean / 1000 * pue * electricity_usd_per_kwh))``: above this utilisation
   owning costs less per useful hour than renting at ``rental_usd_per_hour``; empty where
   the rental price does not even cover the energy (renting is always cheaper), above 1
   where owning never pays within the lifetime.
@@ -53,7 +55,7 @@ COST_COLUMNS = ("usd_per_hour", "cost_usd_per_1m_samples", "cost_usd_per_1m_toke
 # The per-case frame of price_cases(): identity and provenance, then the figures.
 CASE_COLUMNS = (
     "machine", "device_name", "hostname", "case_id", "workload", "model", "family", "size", "mode", "batch_size",
-    "precision", "parallelism", "world_size", "scaling_efficiency",
+    "precision", "parallelism", "world_size", "devices", "scaling_efficiency",
     "status", "throughput_samples_per_s", "tokens_per_s", "power_w_mean", "energy_per_sample_j",
     "energy_source", "achieved_tflops", "mfu", "params",
     "price_basis", "price_usd", "usd_per_hour", "cost_usd_per_1m_samples", "cost_usd_per_1m_tokens",
@@ -71,22 +73,40 @@ class UnpricedError(UserError):
 
 # ------------------------------------------------------------------ the formulas
 def usd_per_hour_owning(price_usd: float, lifetime_years: float, utilization: float, power_w_mean: float,
-                        pue: float, electricity_usd_per_kwh: float) -> float:
-    """Hourly cost of an owned device, USD/h: the purchase price spread over the useful
-    hours of its lifetime, plus the energy of one hour at the measured mean power (W)
-    with the facility overhead (PUE)."""
-    return price_usd / (lifetime_years * HOURS_PER_YEAR * utilization) + power_w_mean / 1000 * pue * electricity_usd_per_kwh
+                        pue: float, electricity_usd_per_kwh: float, devices: int = 1) -> float:
+    """Hourly cost of ``devices`` owned devices, USD/h: their purchase price spread over
+    the useful hours of the lifetime, plus the energy of one hour at the measured mean
+    power (W; a group's: the sum over its devices) with the facility overhead (PUE)."""
+    return (devices * price_usd / (lifetime_years * HOURS_PER_YEAR * utilization)
+            + power_w_mean / 1000 * pue * electricity_usd_per_kwh)
 
 
 def break_even_utilization(price_usd: float, lifetime_years: float, rental_usd_per_hour: float, power_w_mean: float,
-                           pue: float, electricity_usd_per_kwh: float) -> float:
-    """The utilisation (fraction of hours) above which owning costs less per useful
-    hour than renting at ``rental_usd_per_hour``; NaN where the rental price does not
-    cover the energy of an hour (renting always cheaper)."""
-    margin = rental_usd_per_hour - power_w_mean / 1000 * pue * electricity_usd_per_kwh
+                           pue: float, electricity_usd_per_kwh: float, devices: int = 1) -> float:
+    """The utilisation (fraction of hours) above which owning ``devices`` devices costs
+    less per useful hour than renting them at ``rental_usd_per_hour`` each; NaN where
+    the rent does not cover the energy of an hour (renting always cheaper)."""
+    margin = devices * rental_usd_per_hour - power_w_mean / 1000 * pue * electricity_usd_per_kwh
     if not margin > 0:
         return math.nan
-    return price_usd / (lifetime_years * HOURS_PER_YEAR * margin)
+    return devices * price_usd / (lifetime_years * HOURS_PER_YEAR * margin)
+
+
+def devices_per_case(r: dict[str, Any]) -> int:
+    """How many priced devices a case occupies: world size x devices per rank.
+
+    A single-process case: 1. A parallel case on an accelerator: one device per rank
+    (``world_size``). On a CPU the ranks of a node are processes sharing that node's
+    cores, and a price line prices the CPU(s) the results name (the machine), so a
+    CPU group occupies one priced device per node (``nnodes``), however many ranks."""
+    par = r.get("parallelism")
+    ws = _num(r.get("world_size"))
+    if par in (None, "none") or not isinstance(par, str) or math.isnan(ws) or ws <= 1:
+        return 1
+    if str(r.get("device") or "").split(":")[0] == "cpu":
+        nodes = _num(r.get("nnodes"))
+        return int(nodes) if nodes >= 1 else 1
+    return int(ws)
 
 
 def _num(v: Any) -> float:
@@ -169,6 +189,7 @@ def price_cases(df, prices: PriceSpec, basis: str = "any", skip_unpriced: bool =
 def _case(r: dict[str, Any], price: Price | None, prices: PriceSpec, ok: bool) -> dict[str, Any]:
     row: dict[str, Any] = {k: r.get(k) for k in CASE_COLUMNS if k in r}
     row["machine"] = machine_key(r.get("device_name"), r.get("hostname"))
+    row["devices"] = devices_per_case(r)
     row["workload"] = workload_id(r.get("case_id", ""), r.get("device"), r.get("threads"))
     flags = _flags(r.get("quality_flags")) or _flags(r.get("flags"))
     estimated = energy_is_estimated(r)
@@ -201,11 +222,12 @@ def _figures(row: dict[str, Any], r: dict[str, Any], price: Price, prices: Price
     thr, tok = _num(r.get("throughput_samples_per_s")), _num(r.get("tokens_per_s"))
     power, eps = _num(r.get("power_w_mean")), _num(r.get("energy_per_sample_j"))
     useful_h = s.lifetime_years * HOURS_PER_YEAR * s.utilization
+    n = row["devices"]  # a group's devices: its throughput, power and energy are the group's
     if m.basis == "own":
         usd_h = usd_per_hour_owning(m.price_usd, s.lifetime_years, s.utilization, power, s.pue,
-                                    s.electricity_usd_per_kwh)
+                                    s.electricity_usd_per_kwh, devices=n)
     else:
-        usd_h = float(m.usd_per_hour)
+        usd_h = n * float(m.usd_per_hour)
     row["usd_per_hour"] = usd_h
     row["cost_usd_per_1m_samples"] = _div(usd_h * 1e6, thr * 3600)
     row["cost_usd_per_1m_tokens"] = _div(usd_h * 1e6, tok * 3600) if r.get("mode") == "generate" else math.nan
@@ -219,7 +241,8 @@ def _figures(row: dict[str, Any], r: dict[str, Any], price: Price, prices: Price
     row["rental_usd_per_hour"] = rental
     row["rental_source"] = rental_source
     row["break_even_utilization"] = (
-        break_even_utilization(m.price_usd, s.lifetime_years, rental, power, s.pue, s.electricity_usd_per_kwh)
+        break_even_utilization(m.price_usd, s.lifetime_years, rental, power, s.pue, s.electricity_usd_per_kwh,
+                               devices=n)
         if rental is not None else math.nan)
     return list(ENERGY_COLUMNS) + (list(COST_COLUMNS) if m.basis == "own" else [])
 

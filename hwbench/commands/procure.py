@@ -227,7 +227,7 @@ def _cases(ran, fmt: str) -> list[str]:
         basis = first["price_basis"]
         how = (f"owned, ${_sig(float(first['price_usd']))} over {float(first['lifetime_years']):g} years at "
                f"{pct(first['utilization'])} utilisation: {_range(g, 'usd_per_hour', usd)}/h" if basis == "own"
-               else f"rented at {usd(first['usd_per_hour'])}/h")
+               else f"rented at {usd(float(first['usd_per_hour']) / int(first['devices']))}/h per device")
         out += _heading(fmt, f"{machine}: {how} ({first['price_ref']})")
         rows = g.to_dict("records")
         names, common = _short_ids([r["workload"] for r in rows]) if fmt != "markdown" else \
@@ -238,10 +238,10 @@ def _cases(ran, fmt: str) -> list[str]:
             out.append("")
         gen = g["mode"].eq("generate").any()
         if fmt == "markdown":
-            headers = ["case", "USD/h", "USD/1M samples"] + (["USD/1M tokens"] if gen else []) + \
+            headers = ["case", "devices", "USD/h", "USD/1M samples"] + (["USD/1M tokens"] if gen else []) + \
                 ["energy/1M samples", "CO2e/1M samples", "samples/USD", "samples/J", "TCO"] + \
                 (["break-even utilisation"] if basis == "own" else [])
-            body = [[r["workload"], _mark(r, "usd_per_hour", usd(r["usd_per_hour"])),
+            body = [[r["workload"], str(int(r["devices"])), _mark(r, "usd_per_hour", usd(r["usd_per_hour"])),
                      _mark(r, "cost_usd_per_1m_samples", usd(r["cost_usd_per_1m_samples"]))]
                     + ([_mark(r, "cost_usd_per_1m_tokens", usd(r["cost_usd_per_1m_tokens"]))] if gen else [])
                     + [_mark(r, "energy_kwh_per_1m_samples", kwh(r["energy_kwh_per_1m_samples"])),
@@ -269,6 +269,11 @@ def _cases(ran, fmt: str) -> list[str]:
             lines.append("USD/1M, energy/1M, CO2e/1M: per 1M samples (sequences for generation), energy and CO2e "
                          "with the PUE; samples/J: at the device")
             lines.append(f"TCO over the lifetime's useful hours: {_range(g, 'tco_usd', usd)}")
+        groups = sorted({int(d) for d in g["devices"] if int(d) > 1})
+        if groups and fmt != "markdown":
+            lines.append(f"parallel cases are priced as their group of {', '.join(map(str, groups))} devices "
+                         "(world size x 1 per rank; a CPU group: 1 per node): the group's price, power and "
+                         "throughput")
         rental = g["rental_usd_per_hour"].dropna()
         if basis == "own" and fmt != "markdown" and len(rental):
             lines.append(f"owning beats renting at {usd(rental.iloc[0])}/h above "
