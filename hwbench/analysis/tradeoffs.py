@@ -29,10 +29,15 @@ import pandas as pd
 # parallel case (a torchrun group) is a workload of its own: its strategy, world size and
 # scaling mode are part of it, so it is never compared with the single-process case.
 PARALLEL = ("parallelism", "world_size", "scaling")
-WORKLOAD = ("hostname", "device_name", "family", "size", "model", "mode", "batch_size", "seq_len", "image_size",
-            "gen_tokens", "device", "threads", *PARALLEL)
+# Every analysis groups within one run (README "Reports"): runs of one machine minutes
+# apart differ by more than many effects measured, so a speed-up's baseline, a batch
+# curve, a size fit and a Pareto front never mix cases of two runs.
+RUN = ("run_id",)
+WORKLOAD = (*RUN, "hostname", "device_name", "family", "size", "model", "mode", "batch_size", "seq_len",
+            "image_size", "gen_tokens", "device", "threads", *PARALLEL)
 # The axes a precision / backend comparison varies.
 AXES = ("precision", "backend", "variant")
+# The baseline case of every speed-up and of the accuracy cost: fp32, eager, no variant.
 BASELINE: dict[str, str] = {"precision": "fp32", "backend": "eager", "variant": "none"}
 
 # Metrics and whether more is better (the direction of a speed-up, a Pareto front).
@@ -57,6 +62,23 @@ def _ok(df: pd.DataFrame) -> pd.DataFrame:
     return df[df["status"] == "ok"] if "status" in df else df
 
 
+def is_baseline(df: pd.DataFrame, baseline: Mapping[str, str] | None = None) -> pd.Series:
+    """True for the rows that are the baseline case (:data:`BASELINE`: fp32, eager, no
+    variant, unless ``baseline`` says otherwise)."""
+    mask = pd.Series(True, index=df.index)
+    for k, v in (BASELINE if baseline is None else baseline).items():
+        mask &= df[k].astype("object") == v if k in df else False
+    return mask
+
+
+def with_accuracy(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with ``rel_l2_error`` 0 on the baseline rows: the accuracy cost is the
+    deviation from the baseline, which the baseline itself does not have."""
+    out = df.copy()
+    out["rel_l2_error"] = out["rel_l2_error"].astype("float64").where(~is_baseline(out), 0.0)
+    return out
+
+
 # ------------------------------------------------------------------- speed-up
 def speedup_table(df: pd.DataFrame, baseline: Mapping[str, str] | None = None,
                   metric: str = "throughput_samples_per_s") -> pd.DataFrame:
@@ -75,9 +97,7 @@ def speedup_table(df: pd.DataFrame, baseline: Mapping[str, str] | None = None,
     higher = HIGHER_IS_BETTER.get(metric, True)
     ok = _ok(df)
     axes = [a for a in AXES if a in ok]
-    is_base = pd.Series(True, index=ok.index)
-    for k, v in base.items():
-        is_base &= ok[k].astype("object") == v
+    is_base = is_baseline(ok, base)
     key = _key(ok, [c for c in WORKLOAD if c in ok] + [a for a in axes if a not in base])
     bases = ok[is_base]
     first = ~key[is_base].duplicated()
@@ -106,7 +126,8 @@ def speedup_table(df: pd.DataFrame, baseline: Mapping[str, str] | None = None,
     return pd.DataFrame(rows, columns=cols)
 
 
-def speedup_summary(table: pd.DataFrame, by: Sequence[str] = ("hostname", "mode", "precision", "backend", "variant")
+def speedup_summary(table: pd.DataFrame,
+                    by: Sequence[str] = (*RUN, "hostname", "mode", "precision", "backend", "variant")
                     ) -> pd.DataFrame:
     """A :func:`speedup_table` summarised per ``by``: ``n_cases``, the geometric mean,
     min and max of ``speedup``, the geometric mean of ``energy_ratio`` and the worst
@@ -162,6 +183,26 @@ def pareto_mask(df: pd.DataFrame, objectives: Mapping[str, str]) -> pd.Series:
     return pd.Series(mask, index=df.index, name="on_front")
 
 
+# The fronts of a report: throughput against energy per sample, and with the deviation
+# from the baseline (the accuracy cost) as a third objective.
+FRONT_2D = {"throughput_samples_per_s": "max", "energy_per_sample_j": "min"}
+FRONT_3D = {**FRONT_2D, "rel_l2_error": "min"}
+PARETO_GROUP = (*RUN, "hostname", "model")
+
+
+def pareto_fronts(df: pd.DataFrame) -> pd.DataFrame:
+    """The ok cases of ``df`` with ``on_front_2d`` (:data:`FRONT_2D`) and
+    ``on_front_3d`` (:data:`FRONT_3D`), each front taken within a run, machine and
+    model (:data:`PARETO_GROUP`); ``rel_l2_error`` as :func:`with_accuracy` gives it."""
+    ok = with_accuracy(_ok(df))
+    ok["on_front_2d"] = pd.Series(False, index=ok.index, dtype=bool)
+    ok["on_front_3d"] = pd.Series(False, index=ok.index, dtype=bool)
+    for _, g in ok.groupby(_key(ok, [c for c in PARETO_GROUP if c in ok]), sort=False):
+        ok.loc[g.index, "on_front_2d"] = pareto_mask(g, FRONT_2D)
+        ok.loc[g.index, "on_front_3d"] = pareto_mask(g, FRONT_3D)
+    return ok
+
+
 def pareto_front(df: pd.DataFrame, objectives: Mapping[str, str], ok_only: bool = True) -> pd.DataFrame:
     """The rows of ``df`` (ok cases unless ``ok_only`` is False) on the Pareto front of
     ``objectives``, sorted by the first objective, best first."""
@@ -189,7 +230,7 @@ def knee(batch_sizes: Sequence[float], throughput: Sequence[float], min_gain: fl
     return None
 
 
-SCALING_GROUP = ("hostname", "device_name", "model", "mode", "precision", "backend", "variant", "seq_len",
+SCALING_GROUP = (*RUN, "hostname", "device_name", "model", "mode", "precision", "backend", "variant", "seq_len",
                  "image_size", "gen_tokens", "device", "threads", *PARALLEL)
 
 
@@ -267,7 +308,7 @@ def power_law(x: Sequence[float], y: Sequence[float]) -> dict[str, float]:
             "n_points": len(pts)}
 
 
-SIZE_GROUP = ("hostname", "device_name", "family", "mode", "batch_size", "precision", "backend", "variant", "seq_len",
+SIZE_GROUP = (*RUN, "hostname", "device_name", "family", "mode", "batch_size", "precision", "backend", "variant", "seq_len",
               "image_size", "gen_tokens", "device", "threads", *PARALLEL)
 SIZE_METRICS = ("throughput_samples_per_s", "energy_per_sample_j", "memory_peak_bytes", "host_rss_peak_bytes")
 
