@@ -138,6 +138,7 @@ def case_row(rec: RunRecord, c: CaseResult, path: str = "") -> dict[str, Any]:
         row["peak_source"] = source
         row["mfu"] = achieved / peak if achieved and peak else None
         row["mfu_reason"] = why if peak is None else None
+        flags.extend(_dense_equivalent(c.case.variant, row))
         # against the measured peaks of the machine profile the segment recorded (hwbench probe)
         seg = rec.segments[c.segment] if c.segment < len(rec.segments) else rec.segments[0]
         roof = roofline_columns(row, seg.machine_profile, device=c.device_resolved or c.case.device)
@@ -156,6 +157,18 @@ def case_row(rec: RunRecord, c: CaseResult, path: str = "") -> dict[str, Any]:
     row["quality_flags"] = list(dict.fromkeys(f for f, _ in flags))
     row["flag_details"] = "; ".join(f"{f}: {d}" for f, d in flags)
     return row
+
+
+def _dense_equivalent(variant: str, row: dict[str, Any]) -> list[tuple[str, str]]:
+    """``dense_equivalent_flops`` on a 2:4-sparse case (``sparse24``) with a FLOP rate:
+    its FLOPs are the dense model's, while the sparse kernels skip half the Linear
+    layers' multiply-adds, so ``achieved_tflops`` and ``mfu`` (against the dense peak)
+    can read up to 2x what the hardware executed."""
+    if not str(variant).startswith("sparse24") or not row.get("achieved_tflops"):
+        return []
+    return [("dense_equivalent_flops", "2:4 sparse: FLOPs counted as the dense model's, MFU against the dense "
+             "peak; the sparse kernels skip half of the Linear layers' multiply-adds, so MFU can read up to 2x "
+             "what ran (the roofline's compute roof is 2x the dense GEMM peak for this case)")]
 
 
 def _parallel(facts, row: dict[str, Any], world_size: int) -> dict[str, Any]:

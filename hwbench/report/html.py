@@ -682,10 +682,12 @@ def render_html(df: pd.DataFrame, records: Sequence[tuple[Path, Any]], *, title:
     for host, g in machines(df):
         cols = headline_columns(False, flops_unit(g), status=True, reason=False)
         rows = g.to_dict("records")
+        runs = g["run_id"].nunique() > 1  # the same case in several runs: say which run each row is
         body = "".join("<tr>" + f'<td class="t">{esc(r["case_id"])}</td>' +
+                       (f'<td class="t">{esc(str(r["run_id"])[:8])}</td>' if runs else "") +
                        "".join(f'<td class="{"t" if c.align == "left" else "n"}">{esc(c.cell(r))}</td>' for c in cols)
                        + "</tr>" for r in rows)
-        head = '<th class="t">case</th>' + "".join(
+        head = '<th class="t">case</th>' + ('<th class="t">run</th>' if runs else "") + "".join(
             f'<th class="{"t" if c.align == "left" else "n"}">{esc(c.header)}</th>' for c in cols)
         page.add(f"<h3>{esc(host)}</h3>")
         page.add(f'<div class="tbl"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>')
