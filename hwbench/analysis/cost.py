@@ -42,6 +42,7 @@ from typing import Any
 
 from ..errors import UserError
 from ..prices import Mix, Price, PriceSpec
+from .numbers import number
 
 HOURS_PER_YEAR = 8760
 J_PER_KWH = 3.6e6
@@ -100,22 +101,15 @@ def devices_per_case(r: dict[str, Any]) -> int:
     cores, and a price line prices the CPU(s) the results name (the machine), so a
     CPU group occupies one priced device per node (``nnodes``), however many ranks."""
     par = r.get("parallelism")
-    ws = _num(r.get("world_size"))
+    ws = number(r.get("world_size"))
     if par in (None, "none") or not isinstance(par, str) or math.isnan(ws) or ws <= 1:
         return 1
     if str(r.get("device") or "").split(":")[0] == "cpu":
-        nodes = _num(r.get("nnodes"))
+        nodes = number(r.get("nnodes"))
         return int(nodes) if nodes >= 1 else 1
     return int(ws)
 
 
-def _num(v: Any) -> float:
-    """A float, NaN for a missing value (None, pandas NA)."""
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return math.nan
-    return f
 
 
 def _div(a: float, b: float) -> float:
@@ -135,7 +129,7 @@ def workload_id(case_id: str, device: Any, threads: Any) -> str:
     another machine (``encoder:base/infer/bs32/seq128/bf16/eager``)."""
     parts = str(case_id).split("/")
     drop = {str(device)} if isinstance(device, str) else set()
-    t = _num(threads)
+    t = number(threads)
     if not math.isnan(t):
         drop.add(f"t{int(t)}")
     return "/".join(p for p in parts if p not in drop)
@@ -211,7 +205,7 @@ def _case(r: dict[str, Any], price: Price | None, prices: PriceSpec, ok: bool) -
         flags.append("energy_estimated")
     if price.assumption:
         flags.append("price_assumption")
-    row["estimated_columns"] = ",".join(c for c in derived if estimated and not math.isnan(_num(row.get(c))))
+    row["estimated_columns"] = ",".join(c for c in derived if estimated and not math.isnan(number(row.get(c))))
     row["quality_flags"] = list(dict.fromkeys(flags))
     return row
 
@@ -219,8 +213,8 @@ def _case(r: dict[str, Any], price: Price | None, prices: PriceSpec, ok: bool) -
 def _figures(row: dict[str, Any], r: dict[str, Any], price: Price, prices: PriceSpec) -> list[str]:
     """Fill the figures of one case that ran; return the columns derived from energy."""
     m, s = price.machine, price.site
-    thr, tok = _num(r.get("throughput_samples_per_s")), _num(r.get("tokens_per_s"))
-    power, eps = _num(r.get("power_w_mean")), _num(r.get("energy_per_sample_j"))
+    thr, tok = number(r.get("throughput_samples_per_s")), number(r.get("tokens_per_s"))
+    power, eps = number(r.get("power_w_mean")), number(r.get("energy_per_sample_j"))
     useful_h = s.lifetime_years * HOURS_PER_YEAR * s.utilization
     n = row["devices"]  # a group's devices: its throughput, power and energy are the group's
     if m.basis == "own":
@@ -322,13 +316,13 @@ def rank_machines(frame, mix: Mix | None = None, rank_by: str = "perf_per_usd"):
     for r in rows:
         key = (r["machine"], r["workload"])
         status.setdefault(key, []).append(str(r["status"]))
-        thr = _num(r.get("throughput_samples_per_s"))
-        if r["status"] == "ok" and thr > 0 and thr > _num(best.get(key, {}).get("throughput_samples_per_s", -1)):
+        thr = number(r.get("throughput_samples_per_s"))
+        if r["status"] == "ok" and thr > 0 and thr > number(best.get(key, {}).get("throughput_samples_per_s", -1)):
             best[key] = r
     top: dict[str, dict[str, float]] = {}
     for w in weights:
         cand = [best[(m, w)] for m in machines if (m, w) in best]
-        top[w] = {c: max([_num(b.get(c)) for b in cand if _num(b.get(c)) > 0], default=math.nan)
+        top[w] = {c: max([number(b.get(c)) for b in cand if number(b.get(c)) > 0], default=math.nan)
                   for c in ("throughput_samples_per_s", "samples_per_usd", "samples_per_j")}
     out = []
     for m in machines:
@@ -336,7 +330,7 @@ def rank_machines(frame, mix: Mix | None = None, rank_by: str = "perf_per_usd"):
         ran_w = [(w, best[(m, w)]) for w in weights if (m, w) in best]
         not_run = [f"{w} ({'/'.join(sorted(set(status[(m, w)])))})" if (m, w) in status else f"{w} (not in results)"
                    for w in weights if (m, w) not in best and weights[w] > 0]
-        norm = {c: _gmean([(_num(b.get(c)) / top[w][c], weights[w]) for w, b in ran_w])
+        norm = {c: _gmean([(number(b.get(c)) / top[w][c], weights[w]) for w, b in ran_w])
                 for c in ("throughput_samples_per_s", "samples_per_usd", "samples_per_j")}
         used = [b for _, b in ran_w]
         own = any(b.get("price_basis") == "own" for b in used)
@@ -352,9 +346,9 @@ def rank_machines(frame, mix: Mix | None = None, rank_by: str = "perf_per_usd"):
             "throughput_norm": norm["throughput_samples_per_s"],
             "perf_per_usd_norm": norm["samples_per_usd"],
             "perf_per_w_norm": norm["samples_per_j"],
-            "cost_usd_per_1m_samples": _gmean([(_num(b.get("cost_usd_per_1m_samples")), weights[w]) for w, b in ran_w]),
-            "samples_per_usd": _gmean([(_num(b.get("samples_per_usd")), weights[w]) for w, b in ran_w]),
-            "samples_per_j": _gmean([(_num(b.get("samples_per_j")), weights[w]) for w, b in ran_w]),
+            "cost_usd_per_1m_samples": _gmean([(number(b.get("cost_usd_per_1m_samples")), weights[w]) for w, b in ran_w]),
+            "samples_per_usd": _gmean([(number(b.get("samples_per_usd")), weights[w]) for w, b in ran_w]),
+            "samples_per_j": _gmean([(number(b.get("samples_per_j")), weights[w]) for w, b in ran_w]),
             "weight_covered": sum(weights[w] for w, _ in ran_w),
             "cases_run": len(ran_w),
             "cases_not_run": not_run,
@@ -461,12 +455,12 @@ def project_training(frame, model: str, tokens: float, devices: int, params: flo
         r = pick.loc[pick["achieved_tflops"].astype(float).idxmax()].to_dict()
         tflops = float(r["achieved_tflops"])
         device_hours = flops / (tflops * 1e12 * eff_m) / 3600
-        power = _num(r.get("power_w_mean"))
-        energy = power / 1000 * device_hours * _num(r.get("pue"))
+        power = number(r.get("power_w_mean"))
+        energy = power / 1000 * device_hours * number(r.get("pue"))
         flags = []
         if r["model"] != model:
             flags.append("mfu_from_other_size")
-        if math.isnan(_num(r.get("mfu"))):
+        if math.isnan(number(r.get("mfu"))):
             flags.append("mfu_unknown")
         if eff_case is not None:
             flags.append("scaling_measured")
@@ -478,13 +472,13 @@ def project_training(frame, model: str, tokens: float, devices: int, params: flo
             flags.append("price_assumption")
         base.update({
             "device_name": r.get("device_name"), "hostname": r.get("hostname"),
-            "measured_case_id": r["case_id"], "measured_model": r["model"], "measured_params": _num(r.get("params")),
-            "mfu": _num(r.get("mfu")), "achieved_tflops": tflops,
+            "measured_case_id": r["case_id"], "measured_model": r["model"], "measured_params": number(r.get("params")),
+            "mfu": number(r.get("mfu")), "achieved_tflops": tflops,
             "device_hours": device_hours, "time_h": device_hours / devices, "time_days": device_hours / devices / 24,
-            "power_w_mean": power, "energy_kwh": energy, "usd_per_hour": _num(r.get("usd_per_hour")),
-            "cost_usd": _num(r.get("usd_per_hour")) * device_hours,
-            "co2_kg": energy * _num(r.get("carbon_g_per_kwh")) / 1000,
-            "pue": _num(r.get("pue")), "carbon_g_per_kwh": _num(r.get("carbon_g_per_kwh")),
+            "power_w_mean": power, "energy_kwh": energy, "usd_per_hour": number(r.get("usd_per_hour")),
+            "cost_usd": number(r.get("usd_per_hour")) * device_hours,
+            "co2_kg": energy * number(r.get("carbon_g_per_kwh")) / 1000,
+            "pue": number(r.get("pue")), "carbon_g_per_kwh": number(r.get("carbon_g_per_kwh")),
             "price_basis": r.get("price_basis"), "price_ref": r.get("price_ref"),
             "price_source": r.get("price_source"), "price_date": r.get("price_date"),
             "estimated_columns": ",".join(

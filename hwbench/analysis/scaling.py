@@ -21,6 +21,7 @@ import math
 from typing import Sequence
 
 import pandas as pd
+from .numbers import number
 
 from .tradeoffs import _key, _ok
 
@@ -95,19 +96,19 @@ def parallel_scaling(df: pd.DataFrame) -> pd.DataFrame:
         g = g.sort_values("world_size", kind="stable")
         for r in g.to_dict("records"):
             n = float(r["world_size"])
-            thr, eff = _f(r.get("throughput_samples_per_s")), _f(r.get("scaling_efficiency"))
+            thr, eff = number(r.get("throughput_samples_per_s")), number(r.get("scaling_efficiency"))
             out.append({
                 **{c: r[c] for c in group}, "world_size": int(r["world_size"]), "case_id": r["case_id"],
                 "global_batch_size": r.get("global_batch_size"),
                 "throughput_samples_per_s": thr,
-                "throughput_samples_per_s_per_rank": _f(r.get("throughput_samples_per_s_per_rank")),
-                "processed_tokens_per_s": _f(r.get("processed_tokens_per_s")),
+                "throughput_samples_per_s_per_rank": number(r.get("throughput_samples_per_s_per_rank")),
+                "processed_tokens_per_s": number(r.get("processed_tokens_per_s")),
                 # the baseline derive used for the efficiency: N x throughput(1) = throughput / efficiency
                 "ideal_throughput_samples_per_s": thr / eff if eff > 0 else math.nan,
                 "speedup": eff * n, "scaling_efficiency": eff,
-                "scaling_baseline_run_id": r.get("scaling_baseline_run_id"), "latency_ms_p50": _f(r.get("latency_ms_p50")),
-                "comm_fraction": _f(r.get("comm_fraction")), "comm_s_per_step": _f(r.get("comm_s_per_step")),
-                "comm_bytes_per_step": _f(r.get("comm_bytes_per_step")),
+                "scaling_baseline_run_id": r.get("scaling_baseline_run_id"), "latency_ms_p50": number(r.get("latency_ms_p50")),
+                "comm_fraction": number(r.get("comm_fraction")), "comm_s_per_step": number(r.get("comm_s_per_step")),
+                "comm_bytes_per_step": number(r.get("comm_bytes_per_step")),
                 "rank_memory_peak_bytes_max": r.get("rank_memory_peak_bytes_max"), "n_points": len(g),
             })
     frame = pd.DataFrame(out, columns=cols)
@@ -152,14 +153,8 @@ def ps_vs_allreduce(curves: pd.DataFrame, strategies: Sequence[str] = DATA_PARAL
     return frame
 
 
-def _f(v) -> float:
-    try:
-        x = float(v)
-    except (TypeError, ValueError):
-        return math.nan
-    return x if math.isfinite(x) else math.nan
 
 
 def _ratio(a, b) -> float:
-    a, b = _f(a), _f(b)
+    a, b = number(a), number(b)
     return a / b if b > 0 else math.nan

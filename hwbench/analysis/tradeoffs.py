@@ -24,6 +24,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from .numbers import is_number, number
 
 # What identifies a workload on a machine apart from the axes a comparison varies. A
 # parallel case (a torchrun group) is a workload of its own: its strategy, world size and
@@ -109,16 +110,16 @@ def speedup_table(df: pd.DataFrame, baseline: Mapping[str, str] | None = None,
             continue
         b = ok.loc[j]
         v, bv = r[metric], b[metric]
-        speed = (v / bv if higher else bv / v) if _num(v) and _num(bv) and v > 0 and bv > 0 else math.nan
+        speed = (v / bv if higher else bv / v) if is_number(v) and is_number(bv) and v > 0 and bv > 0 else math.nan
         e, be = r.get("energy_per_sample_j"), b.get("energy_per_sample_j")
         same = i == j
         rows.append({
             **{c: r[c] for c in WORKLOAD if c in ok}, **{a: r[a] for a in axes},
             "case_id": r["case_id"], "baseline_case_id": b["case_id"],
             metric: v, f"baseline_{metric}": bv, "speedup": speed,
-            "energy_ratio": e / be if _num(e) and _num(be) and be > 0 else math.nan,
-            "rel_l2_error": 0.0 if same else _f(r.get("rel_l2_error")),
-            "max_abs_error": 0.0 if same else _f(r.get("max_abs_error")),
+            "energy_ratio": e / be if is_number(e) and is_number(be) and be > 0 else math.nan,
+            "rel_l2_error": 0.0 if same else number(r.get("rel_l2_error")),
+            "max_abs_error": 0.0 if same else number(r.get("max_abs_error")),
             "energy_source": r.get("energy_source"),
         })
     cols = [*[c for c in WORKLOAD if c in ok], *axes, "case_id", "baseline_case_id", metric, f"baseline_{metric}",
@@ -150,12 +151,8 @@ def speedup_summary(table: pd.DataFrame,
                                       "energy_ratio_geomean", "rel_l2_error_max"])
 
 
-def _num(v) -> bool:
-    return v is not None and v is not pd.NA and isinstance(v, (int, float, np.number)) and math.isfinite(float(v))
 
 
-def _f(v) -> float:
-    return float(v) if _num(v) else math.nan
 
 
 # --------------------------------------------------------------------- Pareto
@@ -220,7 +217,7 @@ def knee(batch_sizes: Sequence[float], throughput: Sequence[float], min_gain: fl
     where even the last step still gains that much (the knee lies beyond the largest
     batch run) or the curve has fewer than two points."""
     pts = sorted((float(b), float(t)) for b, t in zip(batch_sizes, throughput)
-                 if _num(b) and _num(t) and b > 0 and t > 0)
+                 if is_number(b) and is_number(t) and b > 0 and t > 0)
     if len(pts) < 2:
         return None
     for i, (b, t) in enumerate(pts[:-1]):
@@ -295,7 +292,7 @@ def power_law(x: Sequence[float], y: Sequence[float]) -> dict[str, float]:
     no standard error)."""
     from scipy import stats
 
-    pts = [(float(a), float(b)) for a, b in zip(x, y) if _num(a) and _num(b) and a > 0 and b > 0]
+    pts = [(float(a), float(b)) for a, b in zip(x, y) if is_number(a) and is_number(b) and a > 0 and b > 0]
     nan = {"coefficient": math.nan, "exponent": math.nan, "r2": math.nan, "exponent_stderr": math.nan,
            "n_points": len(pts)}
     if len({a for a, _ in pts}) < 2:

@@ -67,38 +67,6 @@ def slug(v: Any, used: set[str]) -> str:
     return s
 
 
-_STRATEGY_COLUMN = re.compile(r"^(.+)_(ddp|ps|fsdp)$")  # a column of scaling.ps_vs_allreduce, per strategy
-
-
-def _fmt(name: str) -> Callable[[Any], str]:
-    """Human formatting of a column of the results frame or of an analysis frame."""
-    if name in ("speedup", "speedup_geomean", "speedup_min", "speedup_max", "energy_ratio", "energy_ratio_geomean",
-                "throughput_ratio_ps_over_ddp", "comm_bytes_ratio_ps_over_ddp"):
-        return lambda v: "" if fm.missing(v) else f"{fm.sig(float(v))}×"
-    per_strategy = _STRATEGY_COLUMN.match(name)
-    if per_strategy:
-        return _fmt(per_strategy.group(1))
-    if name in ("gain_per_doubling", "scaling_efficiency"):
-        return fm.percent
-    if name in ("rel_l2_error", "max_abs_error", "rel_l2_error_max", "coefficient", "exponent_stderr", "r2",
-                "exponent", "arithmetic_intensity"):
-        return lambda v: "" if fm.missing(v) else (f"{float(v):.3g}" if isinstance(v, (int, float, np.number)) else str(v))
-    if name in ("knee_batch_size", "best_batch_size", "batch_size", "n_cases", "n_points", "runs", "cases", "ok",
-                "skipped", "not_ok", "iterations", "world_size", "global_batch_size"):
-        return lambda v: "" if fm.missing(v) else (str(int(v)) if isinstance(v, (int, float, np.number)) else str(v))
-    if name in ("run_id", "scaling_baseline_run_id"):  # a run by its short id, as the run lists name it
-        return lambda v: "" if fm.missing(v) else str(v)[:8]
-    if name == "quality_flags":
-        return lambda v: ", ".join(map(str, v)) if isinstance(v, (list, tuple)) else ("" if fm.missing(v) else str(v))
-    if name in ("at_knee", "on_front_2d", "on_front_3d"):
-        return lambda v: "yes" if v is True or v == 1 else ""
-    if name.endswith("_first") or name.endswith("_last") or name.endswith("_best"):
-        return formatter_for(name.rsplit("_", 1)[0])
-    if name.startswith("baseline_"):
-        return formatter_for(name[len("baseline_"):])
-    return formatter_for(name)
-
-
 def _csv_uri(df: pd.DataFrame) -> str:
     out = df.copy()
     for c in out.columns:
@@ -122,7 +90,7 @@ def html_table(df: pd.DataFrame, columns: Sequence[tuple[str, str]] | None = Non
     the raw frame as CSV when ``csv_name`` is given."""
     cols = list(columns) if columns is not None else [(c, c) for c in df.columns]
     cols = [(c, h) for c, h in cols if c in df.columns]
-    fmts = [_fmt(c) for c, _ in cols]
+    fmts = [formatter_for(c) for c, _ in cols]  # one formatter per column, as the terminal's
     numeric = [pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c]) for c, _ in cols]
     head = "".join(f'<th class="{"n" if n else "t"}">{esc(h)}</th>' for (_, h), n in zip(cols, numeric))
     body = []

@@ -21,7 +21,7 @@ import pandas as pd
 from ..analysis import scaling as sc
 from ..analysis import tradeoffs as tr
 from .fit import Column, abbreviate_ids, fit
-from .html import _fmt
+from .table import formatter_for
 from .text import clean
 
 VIEWS = ("tradeoffs", "scaling", "pareto")
@@ -184,7 +184,7 @@ def _columns(cols: Sequence[tuple[str, str]], df: pd.DataFrame) -> list[Column]:
     # a per-case speed-up is the number the table is for: shown, the baseline's id cut
     # before the case's (it differs from the case only in precision / backend / variant)
     must = {"speedup"} if "baseline_case_id" in {c for c, _ in cols} else set()
-    return [Column(c, h, _fmt(c), priority=0 if i < lead or c in must else 1 + i, align="left" if c in text else "right",
+    return [Column(c, h, formatter_for(c), priority=0 if i < lead or c in must else 1 + i, align="left" if c in text else "right",
                    shrink=c in ("baseline_case_id", "workload") or (c == "case_id" and not must), min_width=20)
             for i, (c, h) in enumerate(cols)]
 
