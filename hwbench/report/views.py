@@ -112,7 +112,7 @@ def parallel_sections(df: pd.DataFrame) -> list[Section]:
     # a world-size-1 baseline from another run: say which
     other = curves["scaling_baseline_run_id"].notna() & (curves["scaling_baseline_run_id"] != curves["run_id"])
     if other.any():
-        said += "; efficiency of rows marked in 'baseline run' against that run's world size 1"
+        said += "; baseline run: the run whose world-size-1 case the efficiency is against"
     out: list[Section] = [(
         "parallel scaling: the group's throughput against world size (efficiency = throughput(N) / "
         "(N x throughput(1)); comm share = time in collectives per step, an upper bound)" + said, curves,
