@@ -8,6 +8,8 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hwbench.analysis import tradeoffs as tr
 from hwbench.analysis.derive import to_frame
@@ -236,3 +238,21 @@ def test_a_folder_report_of_two_runs_keeps_each_runs_speedups_through_the_cli(tm
     page = out.read_text()
     assert "analysed each on its own" in page
     assert page.count(">1.43×<") >= 2 and ">0.714×<" not in page
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.floats(0.1, 10.0), st.floats(0.2, 5.0)), min_size=1, max_size=4))
+def test_property_every_runs_speedup_is_its_own(runs):
+    """Any number of runs of one machine, each with its own speed (``slow``) and its own
+    bf16 effect (``gain``): every bf16 speed-up equals its own run's gain, whatever the
+    other runs measured."""
+    rows = []
+    for i, (slow, gain) in enumerate(runs):
+        for p, t in (("fp32", 100.0 / slow), ("bf16", 100.0 / slow * gain)):
+            rows.append({"run_id": f"run{i}", "case_id": f"mlp:tiny/infer/bs1/{p}", "precision": p,
+                         "throughput_samples_per_s": t})
+    sp = tr.speedup_table(frame(rows))
+    got = sp[sp["precision"] == "bf16"].set_index("run_id")["speedup"]
+    assert len(got) == len(runs)
+    for i, (_, gain) in enumerate(runs):
+        assert got[f"run{i}"] == pytest.approx(gain)
