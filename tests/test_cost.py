@@ -352,3 +352,53 @@ def test_training_projection_uses_a_measured_scaling_efficiency_at_that_many_ran
     four, _ = cost.project_training(frame, "decoder", 1e9, 4, params=1e6)  # no case at 4 ranks: assumed
     assert four.iloc[0]["scaling_efficiency"] == 1.0 and "scaling_assumed" in four.iloc[0]["quality_flags"]
     assert "measured where the machine ran a parallel" in notes[2]
+
+
+# ------------------------------------------------------------------ parallel cases: the group's price
+def _group(c, par: str, ws: int, nnodes_device: str = "cuda"):
+    """``c`` as a ``par`` group of ``ws`` ranks (weak scaling: ws x its batch per step)."""
+    ident = c.case.model_copy(update={"parallelism": par, "world_size": ws, "device": nnodes_device})
+    return c.model_copy(update={"case_id": f"{c.case_id}/{par}{ws}", "case": ident,
+                                "facts": c.facts.model_copy(update={"global_batch_size": ws * c.case.batch_size})})
+
+
+@pytest.mark.parametrize("kind", ["rent", "own"])
+def test_a_parallel_case_is_priced_as_its_group_of_devices(tmp_path, kind):
+    """The issue's bar: a 2-rank case on a priced GPU costs 2 x the device's hourly price
+    x 1e6 / (group throughput x 3600) per 1M samples; owned, the group's summed power
+    with the group's amortised price. 2 ranks at 68 % efficiency cost more per sample
+    than 1 device, never less."""
+    one = case("decoder:tiny", "train", 0.010, device_name="GPU-A", power_w=300, bs=8)
+    # 2 ranks x 8 samples in 0.01176 s: 1360 samples/s = 68 % of 2 x 800; the group draws 600 W
+    two = _group(case("decoder:tiny", "train", 0.010 / 0.68, device_name="GPU-A", power_w=600, bs=8), "ddp", 2)
+    write(tmp_path, "h", [one, _group(one, "ddp", 1), two])
+    text = TWO_MACHINES if kind == "rent" else OWN.replace("AMD EPYC*", "GPU-A")
+    frame, _ = cost.price_cases(load_results(tmp_path), spec(text, "p.toml"))
+    got = frame.set_index("case_id")
+    g, s = got.loc[two.case_id], got.loc[one.case_id]
+    assert g["devices"] == 2 and s["devices"] == 1
+    thr = g["throughput_samples_per_s"]
+    assert thr == pytest.approx(2 * 8 / (0.010 / 0.68))  # the group's samples/s
+    if kind == "rent":
+        usd_h = 2 * 2.0  # GPU-A rents at $2/h per device
+    else:  # $9000 per device over 5 years at 70 %, plus the group's 600 W at PUE 1.25, $0.12/kWh
+        usd_h = 2 * 9000 / (5 * 8760 * 0.7) + 600 / 1000 * 1.25 * 0.12
+        assert g["break_even_utilization"] == pytest.approx(2 * 9000 / (5 * 8760 * (2 * 1.1 - 0.6 * 1.25 * 0.12)))
+        assert g["tco_usd"] == pytest.approx(usd_h * 5 * 8760 * 0.7)
+    assert g["usd_per_hour"] == pytest.approx(usd_h, rel=1e-12)
+    assert g["cost_usd_per_1m_samples"] == pytest.approx(usd_h * 1e6 / (thr * 3600), rel=1e-12)
+    assert g["samples_per_usd"] == pytest.approx(thr * 3600 / usd_h, rel=1e-12)
+    # energy: the group's joules per group sample (600 W over its samples/s), with the PUE
+    assert g["energy_kwh_per_1m_samples"] == pytest.approx(600 / thr * 1e6 / 3.6e6 * g["pue"], rel=1e-9)
+    # 68 % efficient: the group's sample costs 1 / 0.68 x the single device's (same power per device)
+    assert s["throughput_samples_per_s"] == pytest.approx(800)
+    assert g["cost_usd_per_1m_samples"] / s["cost_usd_per_1m_samples"] == pytest.approx(1 / 0.68)
+
+
+def test_a_cpu_group_occupies_one_priced_machine_per_node():
+    """On a CPU the ranks share the node's cores: the price line (the machine's CPU)
+    counts once per node, whatever the world size."""
+    assert cost.devices_per_case({"parallelism": "ddp", "world_size": 4, "device": "cpu", "nnodes": 1}) == 1
+    assert cost.devices_per_case({"parallelism": "ddp", "world_size": 4, "device": "cpu", "nnodes": 2}) == 2
+    assert cost.devices_per_case({"parallelism": "ddp", "world_size": 4, "device": "cuda", "nnodes": 2}) == 4
+    assert cost.devices_per_case({"parallelism": "none", "world_size": 1, "device": "cuda"}) == 1

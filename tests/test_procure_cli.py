@@ -146,3 +146,26 @@ def test_invalid_price_file_is_one_line_exit_2(tmp_path):
     assert r.returncode == 2
     assert r.stderr.strip() == (f"hwbench: error: {p}: machine[0]: give exactly one of price_usd (owning) or "
                                 "usd_per_hour (renting)")
+
+
+def test_a_parallel_results_file_is_priced_per_group_through_the_cli(tmp_path):
+    """The issue's bar through the real command: cost per 1M samples of a 2-rank case =
+    2 x the device's hourly price x 1e6 / (group throughput x 3600), from the CSV."""
+    from test_cost import _group
+
+    one = case("decoder:tiny", "train", 0.010, device_name="GPU-A", bs=8)
+    two = _group(case("decoder:tiny", "train", 0.0147, device_name="GPU-A", power_w=200, bs=8), "ddp", 2)
+    write(tmp_path, "h", [one, _group(one, "ddp", 1), two])
+    prices = tmp_path / "p.toml"
+    prices.write_text(TWO_MACHINES)
+    r = hwbench("procure", tmp_path / "h.json", "--prices", prices, "--format", "csv")
+    assert r.returncode == 0, r.stderr
+    got = pd.read_csv(io.StringIO(r.stdout)).set_index("case_id")
+    g = got.loc[two.case_id]
+    assert g["devices"] == 2 and g["throughput_samples_per_s"] == pytest.approx(16 / 0.0147)
+    assert g["cost_usd_per_1m_samples"] == pytest.approx(2 * 2.0 * 1e6 / (g["throughput_samples_per_s"] * 3600))
+    assert got.loc[one.case_id, "cost_usd_per_1m_samples"] == pytest.approx(2.0 * 1e6 / (800 * 3600))
+    t = hwbench("procure", tmp_path / "h.json", "--prices", prices, env={"COLUMNS": "80"})
+    assert t.returncode == 0, t.stderr
+    fits(t.stdout)
+    assert "rented at $2.00/h per device" in t.stdout and "priced as their group of 2 devices" in t.stdout

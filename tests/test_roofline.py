@@ -73,6 +73,53 @@ def test_unknown_model_or_precision_says_why():
     assert "precision" in bytes_model.step_bytes(row(precision="fp99"))[1]
 
 
+def test_a_distillation_step_is_teacher_inference_plus_student_training_by_hand():
+    """mlp:base teaching mlp:tiny at batch 8, fp32: the teacher's weights once and its
+    forward layer I/O (no gradient, no AdamW); the student's weights twice, gradient +
+    AdamW (8 x params) and 3 x its layer I/O -- never the teacher's training."""
+    from hwbench.models.mlp import dims
+
+    def p_io(size):
+        d = dims(MLP[size])
+        return sum(a * b + b for a, b in d), sum(a + b for a, b in d)
+
+    (tp, tio), (sp, sio) = p_io("base"), p_io("tiny")
+    sb, why = bytes_model.step_bytes(row(mode="train", batch_size=8, variant="distill:tiny"))
+    assert why is None
+    assert sb.weights == tp * 4 + 2 * sp * 4
+    assert sb.optimizer == 8 * sp * 4
+    assert sb.activations == tio * 8 * 4 + 3 * sio * 8 * 4
+    assert sb.total == sb.weights + sb.optimizer + sb.activations
+    assert "teacher mlp:base" in sb.model and "student mlp:tiny" in sb.model
+    teacher_training, _ = bytes_model.step_bytes(row(mode="train", batch_size=8))
+    assert sb.total < teacher_training.total / 5  # the old count: the teacher trained
+
+
+def test_llama_8b_to_1b_distillation_moves_75_gb_not_213():
+    """The issue's figures: llama:8b -> 1b at bf16, batch 8 (seq 128 default)."""
+    r = {"model": "llama:8b", "mode": "train", "batch_size": 8, "precision": "bf16"}
+    distill, _ = bytes_model.step_bytes({**r, "variant": "distill:1b"})
+    teacher_training, _ = bytes_model.step_bytes({**r, "variant": "none"})
+    assert teacher_training.total / 1e9 == pytest.approx(213, abs=1)
+    assert distill.total / 1e9 == pytest.approx(75, abs=1)
+
+
+def test_sparse24_compute_roof_is_twice_the_dense_peak_and_the_mfu_is_flagged():
+    """2:4 sparsity: dense-equivalent FLOPs at 1.6 x the dense GEMM peak are within
+    the sparse kernels' roof (2 x), not a measurement error; at 2.2 x they are."""
+    from hwbench.analysis.derive import _dense_equivalent
+
+    r = row(batch_size=4096, achieved_tflops=1.6, variant="sparse24")
+    c = roofline_columns(r, PROFILE)
+    assert c["roofline_limit"] == "compute" and c["roofline_bound_tflops"] == pytest.approx(2.0)
+    assert c["above_roofline"] is False
+    assert roofline_columns(row(batch_size=4096, achieved_tflops=1.6), PROFILE)["above_roofline"] is True  # dense
+    assert roofline_columns({**r, "achieved_tflops": 2.2}, PROFILE)["above_roofline"] is True
+    (flag, detail), = _dense_equivalent("sparse24", {"achieved_tflops": 1.6})
+    assert flag == "dense_equivalent_flops" and "2x" in detail
+    assert _dense_equivalent("none", {"achieved_tflops": 1.6}) == []
+
+
 # ------------------------------------------------------------------ roofline columns
 def test_compute_bound_case():
     r = row(batch_size=4096, achieved_tflops=0.5)  # large batch: high intensity
@@ -160,3 +207,14 @@ devices = ["cpu"]
         for k in ("mfu_achievable", "arithmetic_intensity", "roofline_fraction", "roofline_bound_tflops"):
             assert cols[k] is not None and cols[k] > 0, (c.case_id, k, cols["roofline_reason"])
         assert isinstance(cols["above_roofline"], bool)
+
+
+def test_a_sparse24_results_row_carries_the_flag():
+    from hwbench.analysis.derive import record_rows
+    from test_dataframe import _ident, ok_case, run_record
+
+    sparse, dense = ok_case(_ident(variant="sparse24"), 10.0), ok_case(_ident(), 10.0)
+    sparse = sparse.model_copy(update={"case_id": sparse.case_id + "/sparse24"})
+    rows = {r["variant"]: r for r in record_rows(run_record([sparse, dense]))}
+    assert "dense_equivalent_flops" in rows["sparse24"]["quality_flags"]
+    assert "dense_equivalent_flops" not in rows["none"]["quality_flags"]

@@ -117,7 +117,7 @@ def test_ps_vs_allreduce_side_by_side(frame):
     assert cmp["throughput_samples_per_s_fsdp"].isna().all()  # no fsdp case: an empty column
 
 
-def test_no_comparison_without_both_strategies_and_newest_run_wins(tmp_path):
+def test_no_comparison_without_both_strategies_and_each_run_has_its_own_curve(tmp_path):
     only_ddp = {k: v for k, v in STEPS.items() if k[0] == "ddp"}
     old = parallel_record(only_ddp, run_id="run-old", created="2026-01-01T00:00:00+00:00")
     slower = {k: (v[0] * 2, *v[1:]) for k, v in only_ddp.items()}
@@ -125,10 +125,39 @@ def test_no_comparison_without_both_strategies_and_newest_run_wins(tmp_path):
     write_atomic(tmp_path / "new.json", new)
     write_atomic(tmp_path / "old.json", old)
     curves = sc.parallel_scaling(load_results(tmp_path))
-    assert len(curves) == 3 and set(curves["run_id"]) == {"run-new"}
+    assert len(curves) == 6 and (curves.groupby("run_id")["n_points"].max() == 3).all()
+    by = curves.set_index(["run_id", "world_size"])
+    # each run against its own world size 1: the same efficiency, twice the time in the new one
+    for run in ("run-old", "run-new"):
+        assert by.loc[(run, 2), "scaling_efficiency"] == pytest.approx(0.100 / 0.125)
+        assert by.loc[(run, 2), "scaling_baseline_run_id"] == run
+    assert by.loc[("run-new", 2), "throughput_samples_per_s"] == pytest.approx(2 * BS / 0.250)
     assert sc.ps_vs_allreduce(curves).empty
     assert sc.parallel_scaling(curves.iloc[0:0]).empty  # no parallel rows: an empty frame with the columns
     assert list(sc.ps_vs_allreduce(sc.parallel_scaling(curves.iloc[0:0])).columns)[-1] == "comm_bytes_ratio_ps_over_ddp"
+
+
+def test_a_cross_run_efficiency_takes_the_newest_world_size_1_and_names_its_run(tmp_path):
+    """A run with no world-size-1 case takes it from the newest run that has one (not
+    the first file read); the table and the plot's ideal line use that one number."""
+    ws1 = {("ddp", 1): STEPS[("ddp", 1)]}
+    oldest = parallel_record(ws1, run_id="run-a", created="2026-01-01T00:00:00+00:00")
+    newest = parallel_record({("ddp", 1): (0.080, 0.0, 0.0)}, run_id="run-b", created="2026-03-01T00:00:00+00:00")
+    only2 = parallel_record({("ddp", 2): STEPS[("ddp", 2)]}, run_id="run-c", created="2026-02-01T00:00:00+00:00")
+    for name, rec in (("a.json", oldest), ("b.json", newest), ("c.json", only2)):  # "a" is read first
+        write_atomic(tmp_path / name, rec)
+    df = load_results(tmp_path)
+    r = df[df["run_id"] == "run-c"].iloc[0]
+    assert r["scaling_baseline_run_id"] == "run-b"
+    assert r["scaling_efficiency"] == pytest.approx((2 * BS / 0.125) / (2 * BS / 0.080))
+    curves = sc.parallel_scaling(df)
+    c = curves[curves["run_id"] == "run-c"].iloc[0]
+    assert c["ideal_throughput_samples_per_s"] == pytest.approx(2 * BS / 0.080)  # the plot's dotted line
+    assert c["scaling_baseline_run_id"] == "run-b"
+    from hwbench.report import views
+
+    text = "\n".join(views.render_terminal(views.parallel_sections(df), 80))
+    assert "baseline run" in text and "run-b" in text
 
 
 def test_batch_and_precision_analyses_keep_parallel_cases_apart(frame):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import math
 
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hwbench.analysis import tradeoffs as tr
 from hwbench.analysis.derive import to_frame
@@ -173,8 +176,83 @@ def test_report_views_on_the_smoke_results(view):
 
 def test_report_view_csv_and_option_conflicts(tmp_path):
     r = hwbench("report", SMOKE, "--view", "tradeoffs", "--format", "csv")
-    assert r.returncode == 0 and r.stdout.startswith("hostname,mode,precision")
+    assert r.returncode == 0 and r.stdout.startswith("run_id,hostname,mode,precision")
     bad = hwbench("report", SMOKE, "--view", "pareto", "--columns", "mfu")
     assert bad.returncode == 2 and "--view" in bad.stderr
     bad = hwbench("report", SMOKE, "--html", tmp_path / "x.html", "--view", "pareto")
     assert bad.returncode == 2 and "--html" in bad.stderr
+
+
+# ------------------------------------------------------------------- runs are never pooled
+def two_runs(tmp_path):
+    """A folder with two runs of one machine, the second twice as slow: in each run
+    bf16 takes 0.7 x fp32's time (speed-up 1/0.7), at batch 1 and 2."""
+    from hwbench.results import write_atomic
+    from test_dataframe import _ident, ok_case, run_record
+
+    for run, slow, when in (("runaaaa1", 1.0, "2026-11-25T10:00:00+00:00"), ("runbbbb2", 2.0, "2026-11-26T10:00:00+00:00")):
+        cases = [ok_case(_ident(bs=b, precision=p), ms * b * slow)
+                 for b in (1, 2) for p, ms in (("fp32", 10.0), ("bf16", 7.0))]
+        write_atomic(tmp_path / f"{run}.json", run_record(cases, run_id=run, created=when))
+    return tmp_path
+
+
+def test_each_runs_speedups_are_its_own(tmp_path):
+    from hwbench import load_results
+
+    df = load_results(two_runs(tmp_path))
+    sp = tr.speedup_table(df)
+    assert len(sp) == 8  # 4 cases per run, each against its own baseline (the baselines at 1)
+    for r in sp.to_dict("records"):
+        base = df[(df["case_id"] == r["baseline_case_id"]) & (df["run_id"] == r["run_id"])]
+        assert r["baseline_throughput_samples_per_s"] == base["throughput_samples_per_s"].iloc[0]
+    bf16 = sp[sp["precision"] == "bf16"]
+    assert bf16["speedup"].to_numpy() == pytest.approx([1 / 0.7] * 4)  # never 0.35 (the slow run's fp32 x 2)
+    summ = tr.speedup_summary(sp).set_index(["run_id", "precision"])
+    assert summ.loc[("runaaaa1", "bf16"), "speedup_geomean"] == pytest.approx(1 / 0.7)
+    assert summ.loc[("runbbbb2", "bf16"), "speedup_geomean"] == pytest.approx(1 / 0.7)
+    assert (summ["n_cases"] == 2).all()
+    # one batch curve per run and precision, 2 points each; one Pareto front per run
+    curves = tr.batch_scaling(df)
+    assert len(curves) == 8 and (curves["n_points"] == 2).all()
+    fronts = tr.pareto_fronts(df)
+    assert fronts.groupby("run_id")["on_front_2d"].size().tolist() == [4, 4]
+
+
+def test_a_folder_report_of_two_runs_keeps_each_runs_speedups_through_the_cli(tmp_path):
+    folder = two_runs(tmp_path / "res")
+    r = hwbench("report", folder, "--view", "tradeoffs", "--format", "csv")
+    assert r.returncode == 0, r.stderr
+    got = pd.read_csv(io.StringIO(r.stdout))
+    bf16 = got[got["precision"] == "bf16"].set_index("run_id")
+    assert bf16["speedup_geomean"].to_numpy() == pytest.approx([1 / 0.7] * 2)
+    t = hwbench("report", folder, "--view", "tradeoffs", env={"COLUMNS": "80"})
+    assert t.returncode == 0, t.stderr
+    assert all(len(ln) <= 80 for ln in t.stdout.splitlines()), t.stdout
+    flat = " ".join(t.stdout.split())
+    assert "each of the 2 runs on its own" in flat and "runaaaa1" in t.stdout and "runbbbb2" in t.stdout
+    assert "1.43×" in t.stdout and "0.714×" not in t.stdout and "0.35" not in t.stdout
+    out = tmp_path / "r.html"
+    h = hwbench("report", folder, "--html", out)
+    assert h.returncode == 0, h.stderr
+    page = out.read_text()
+    assert "analysed each on its own" in page
+    assert page.count(">1.43×<") >= 2 and ">0.714×<" not in page
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.floats(0.1, 10.0), st.floats(0.2, 5.0)), min_size=1, max_size=4))
+def test_property_every_runs_speedup_is_its_own(runs):
+    """Any number of runs of one machine, each with its own speed (``slow``) and its own
+    bf16 effect (``gain``): every bf16 speed-up equals its own run's gain, whatever the
+    other runs measured."""
+    rows = []
+    for i, (slow, gain) in enumerate(runs):
+        for p, t in (("fp32", 100.0 / slow), ("bf16", 100.0 / slow * gain)):
+            rows.append({"run_id": f"run{i}", "case_id": f"mlp:tiny/infer/bs1/{p}", "precision": p,
+                         "throughput_samples_per_s": t})
+    sp = tr.speedup_table(frame(rows))
+    got = sp[sp["precision"] == "bf16"].set_index("run_id")["speedup"]
+    assert len(got) == len(runs)
+    for i, (_, gain) in enumerate(runs):
+        assert got[f"run{i}"] == pytest.approx(gain)

@@ -31,6 +31,9 @@ of a stored weight and ``a`` of an activation element under the case's precision
   the optimizer, the multiplied ones for the passes. Activations ``3x`` the forward
   layer I/O (backward reads each saved input and output gradient and writes the input
   gradient: ``2 (in + out)`` per layer), mirroring the 3x of the FLOP count.
+* **distillation** (``distill:<student size>``, a ``train`` case): the frozen teacher
+  (the case's model) in inference -- weights once, forward layer I/O, no gradient or
+  optimizer -- plus the student's training step as above, on the same batch.
 * **generate**: the prompt's prefill (layer I/O, the LM head on the last position
   only), then per new token the weights again (batch-shared), that token's layer I/O
   and LM head, and reading the KV cache: ``2 kv`` elements per layer per cached position.
@@ -150,11 +153,42 @@ def _generate_activations(family: str, cfg: Mapping[str, Any], prompt: int, new:
 def step_bytes(row: Mapping[str, Any]) -> tuple[StepBytes | None, str | None]:
     """The bytes one timed step of the case in ``row`` (a derived row: ``model``,
     ``mode``, ``batch_size``, ``precision``, ``variant``, ``seq_len``, ``image_size``,
-    ``gen_tokens``) moves; (None, why) where it cannot be told."""
+    ``gen_tokens``) moves; (None, why) where it cannot be told. A distillation case
+    (``distill:<size>``) is what its step runs: the teacher (the case's model) in
+    inference, plus the student training (:func:`_distill`)."""
+    from .. import variants
+
+    variant = str(row.get("variant") or "none")
+    student = variants.student_of(str(row.get("model") or ""), variant) if variant.startswith("distill:") else None
+    if student is not None and row.get("mode") == "train":
+        return _distill(row, student)
+    return _model_bytes(row, str(row.get("model") or ""), row.get("mode"), sparse=variant.startswith("sparse24"))
+
+
+def _distill(row: Mapping[str, Any], student: str) -> tuple[StepBytes | None, str | None]:
+    """A distillation step: the frozen teacher's forward pass (weights once, forward
+    layer I/O, no gradient or optimizer state) + the student's training step (its
+    weights x2, gradient + AdamW, 3 x its layer I/O), on the same batch and shape."""
+    teacher, why = _model_bytes(row, str(row.get("model")), "infer")
+    if teacher is None:
+        return None, why
+    pupil, why = _model_bytes(row, student, "train")
+    if pupil is None:
+        return None, why
+    return StepBytes(total=teacher.total + pupil.total, weights=teacher.weights + pupil.weights,
+                     activations=teacher.activations + pupil.activations, optimizer=pupil.optimizer,
+                     working_set=teacher.working_set + pupil.working_set,
+                     model=f"distill: teacher {row.get('model')} ({teacher.model}) + student {student} "
+                           f"({pupil.model})"), None
+
+
+def _model_bytes(row: Mapping[str, Any], model: str, mode: Any, sparse: bool = False
+                 ) -> tuple[StepBytes | None, str | None]:
+    """The bytes of one step of ``model`` in ``mode`` with the batch, shape and
+    precision of ``row``; ``sparse``: 2:4-sparse weights (half of the multiplied ones)."""
     from .. import models
     from ..models import Shape
 
-    model = row.get("model") or ""
     try:
         fam, size = models.get(model)
     except KeyError:
@@ -173,9 +207,8 @@ def step_bytes(row: Mapping[str, Any]) -> tuple[StepBytes | None, str | None]:
     batch = row.get("batch_size") or 0
     if batch <= 0:
         return None, "no batch size"
-    if str(row.get("variant") or "none").startswith("sparse24"):
+    if sparse:
         multiplied *= 0.5
-    mode = row.get("mode")
     notes = [f"weights {wb:g} B, activations {ab:g} B"]
     if mode == "train":
         weights = 2 * multiplied * wb

@@ -4,11 +4,13 @@
 
 The formulas (README, "Procurement"), per case, with the case's measured
 ``power_w_mean`` (W), ``throughput_samples_per_s``, ``tokens_per_s`` and
-``energy_per_sample_j`` (J), and the machine's site parameters:
+``energy_per_sample_j`` (J), and the machine's site parameters. A parallel case is
+priced as the group it is: ``devices`` (:func:`devices_per_case`) priced devices, with
+the group's throughput, summed power and energy:
 
-* owning: ``usd_per_hour = price_usd / (lifetime_years * 8760 * utilization)
-  + power_w_mean / 1000 * pue * electricity_usd_per_kwh``; renting: ``usd_per_hour``
-  as given (energy included).
+* owning: ``usd_per_hour = devices * price_usd / (lifetime_years * 8760 * utilization)
+  + power_w_mean / 1000 * pue * electricity_usd_per_kwh``; renting: ``usd_per_hour =
+  devices x`` the hourly price as given (energy included).
 * ``cost_usd_per_1m_samples = usd_per_hour * 1e6 / (throughput_samples_per_s * 3600)``;
   for generation also ``cost_usd_per_1m_tokens`` from ``tokens_per_s``.
 * ``energy_kwh_per_1m_samples = energy_per_sample_j * 1e6 / 3.6e6 * pue``;
@@ -19,8 +21,8 @@ The formulas (README, "Procurement"), per case, with the case's measured
 * ``tco_usd = usd_per_hour * lifetime_years * 8760 * utilization``: the cost of the
   useful hours of the lifetime (owning: the purchase price plus the energy of those
   hours; renting: renting that many hours).
-* ``break_even_utilization = price_usd / (lifetime_years * 8760 * (rental_usd_per_hour
-  - power_w_mean / 1000 * pue * electricity_usd_per_kwh))``: above this utilisation
+* ``break_even_utilization = devices * price_usd / (lifetime_years * 8760 * (devices *
+  rental_usd_per_hour - power_w_mean / 1000 * pue * electricity_usd_per_kwh))``: above this utilisation
   owning costs less per useful hour than renting at ``rental_usd_per_hour``; empty where
   the rental price does not even cover the energy (renting is always cheaper), above 1
   where owning never pays within the lifetime.
@@ -40,6 +42,7 @@ from typing import Any
 
 from ..errors import UserError
 from ..prices import Mix, Price, PriceSpec
+from .numbers import number
 
 HOURS_PER_YEAR = 8760
 J_PER_KWH = 3.6e6
@@ -53,7 +56,7 @@ COST_COLUMNS = ("usd_per_hour", "cost_usd_per_1m_samples", "cost_usd_per_1m_toke
 # The per-case frame of price_cases(): identity and provenance, then the figures.
 CASE_COLUMNS = (
     "machine", "device_name", "hostname", "case_id", "workload", "model", "family", "size", "mode", "batch_size",
-    "precision", "parallelism", "world_size", "scaling_efficiency",
+    "precision", "parallelism", "world_size", "devices", "scaling_efficiency",
     "status", "throughput_samples_per_s", "tokens_per_s", "power_w_mean", "energy_per_sample_j",
     "energy_source", "achieved_tflops", "mfu", "params",
     "price_basis", "price_usd", "usd_per_hour", "cost_usd_per_1m_samples", "cost_usd_per_1m_tokens",
@@ -71,31 +74,42 @@ class UnpricedError(UserError):
 
 # ------------------------------------------------------------------ the formulas
 def usd_per_hour_owning(price_usd: float, lifetime_years: float, utilization: float, power_w_mean: float,
-                        pue: float, electricity_usd_per_kwh: float) -> float:
-    """Hourly cost of an owned device, USD/h: the purchase price spread over the useful
-    hours of its lifetime, plus the energy of one hour at the measured mean power (W)
-    with the facility overhead (PUE)."""
-    return price_usd / (lifetime_years * HOURS_PER_YEAR * utilization) + power_w_mean / 1000 * pue * electricity_usd_per_kwh
+                        pue: float, electricity_usd_per_kwh: float, devices: int = 1) -> float:
+    """Hourly cost of ``devices`` owned devices, USD/h: their purchase price spread over
+    the useful hours of the lifetime, plus the energy of one hour at the measured mean
+    power (W; a group's: the sum over its devices) with the facility overhead (PUE)."""
+    return (devices * price_usd / (lifetime_years * HOURS_PER_YEAR * utilization)
+            + power_w_mean / 1000 * pue * electricity_usd_per_kwh)
 
 
 def break_even_utilization(price_usd: float, lifetime_years: float, rental_usd_per_hour: float, power_w_mean: float,
-                           pue: float, electricity_usd_per_kwh: float) -> float:
-    """The utilisation (fraction of hours) above which owning costs less per useful
-    hour than renting at ``rental_usd_per_hour``; NaN where the rental price does not
-    cover the energy of an hour (renting always cheaper)."""
-    margin = rental_usd_per_hour - power_w_mean / 1000 * pue * electricity_usd_per_kwh
+                           pue: float, electricity_usd_per_kwh: float, devices: int = 1) -> float:
+    """The utilisation (fraction of hours) above which owning ``devices`` devices costs
+    less per useful hour than renting them at ``rental_usd_per_hour`` each; NaN where
+    the rent does not cover the energy of an hour (renting always cheaper)."""
+    margin = devices * rental_usd_per_hour - power_w_mean / 1000 * pue * electricity_usd_per_kwh
     if not margin > 0:
         return math.nan
-    return price_usd / (lifetime_years * HOURS_PER_YEAR * margin)
+    return devices * price_usd / (lifetime_years * HOURS_PER_YEAR * margin)
 
 
-def _num(v: Any) -> float:
-    """A float, NaN for a missing value (None, pandas NA)."""
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return math.nan
-    return f
+def devices_per_case(r: dict[str, Any]) -> int:
+    """How many priced devices a case occupies: world size x devices per rank.
+
+    A single-process case: 1. A parallel case on an accelerator: one device per rank
+    (``world_size``). On a CPU the ranks of a node are processes sharing that node's
+    cores, and a price line prices the CPU(s) the results name (the machine), so a
+    CPU group occupies one priced device per node (``nnodes``), however many ranks."""
+    par = r.get("parallelism")
+    ws = number(r.get("world_size"))
+    if par in (None, "none") or not isinstance(par, str) or math.isnan(ws) or ws <= 1:
+        return 1
+    if str(r.get("device") or "").split(":")[0] == "cpu":
+        nodes = number(r.get("nnodes"))
+        return int(nodes) if nodes >= 1 else 1
+    return int(ws)
+
+
 
 
 def _div(a: float, b: float) -> float:
@@ -115,7 +129,7 @@ def workload_id(case_id: str, device: Any, threads: Any) -> str:
     another machine (``encoder:base/infer/bs32/seq128/bf16/eager``)."""
     parts = str(case_id).split("/")
     drop = {str(device)} if isinstance(device, str) else set()
-    t = _num(threads)
+    t = number(threads)
     if not math.isnan(t):
         drop.add(f"t{int(t)}")
     return "/".join(p for p in parts if p not in drop)
@@ -169,6 +183,7 @@ def price_cases(df, prices: PriceSpec, basis: str = "any", skip_unpriced: bool =
 def _case(r: dict[str, Any], price: Price | None, prices: PriceSpec, ok: bool) -> dict[str, Any]:
     row: dict[str, Any] = {k: r.get(k) for k in CASE_COLUMNS if k in r}
     row["machine"] = machine_key(r.get("device_name"), r.get("hostname"))
+    row["devices"] = devices_per_case(r)
     row["workload"] = workload_id(r.get("case_id", ""), r.get("device"), r.get("threads"))
     flags = _flags(r.get("quality_flags")) or _flags(r.get("flags"))
     estimated = energy_is_estimated(r)
@@ -190,7 +205,7 @@ def _case(r: dict[str, Any], price: Price | None, prices: PriceSpec, ok: bool) -
         flags.append("energy_estimated")
     if price.assumption:
         flags.append("price_assumption")
-    row["estimated_columns"] = ",".join(c for c in derived if estimated and not math.isnan(_num(row.get(c))))
+    row["estimated_columns"] = ",".join(c for c in derived if estimated and not math.isnan(number(row.get(c))))
     row["quality_flags"] = list(dict.fromkeys(flags))
     return row
 
@@ -198,14 +213,15 @@ def _case(r: dict[str, Any], price: Price | None, prices: PriceSpec, ok: bool) -
 def _figures(row: dict[str, Any], r: dict[str, Any], price: Price, prices: PriceSpec) -> list[str]:
     """Fill the figures of one case that ran; return the columns derived from energy."""
     m, s = price.machine, price.site
-    thr, tok = _num(r.get("throughput_samples_per_s")), _num(r.get("tokens_per_s"))
-    power, eps = _num(r.get("power_w_mean")), _num(r.get("energy_per_sample_j"))
+    thr, tok = number(r.get("throughput_samples_per_s")), number(r.get("tokens_per_s"))
+    power, eps = number(r.get("power_w_mean")), number(r.get("energy_per_sample_j"))
     useful_h = s.lifetime_years * HOURS_PER_YEAR * s.utilization
+    n = row["devices"]  # a group's devices: its throughput, power and energy are the group's
     if m.basis == "own":
         usd_h = usd_per_hour_owning(m.price_usd, s.lifetime_years, s.utilization, power, s.pue,
-                                    s.electricity_usd_per_kwh)
+                                    s.electricity_usd_per_kwh, devices=n)
     else:
-        usd_h = float(m.usd_per_hour)
+        usd_h = n * float(m.usd_per_hour)
     row["usd_per_hour"] = usd_h
     row["cost_usd_per_1m_samples"] = _div(usd_h * 1e6, thr * 3600)
     row["cost_usd_per_1m_tokens"] = _div(usd_h * 1e6, tok * 3600) if r.get("mode") == "generate" else math.nan
@@ -219,7 +235,8 @@ def _figures(row: dict[str, Any], r: dict[str, Any], price: Price, prices: Price
     row["rental_usd_per_hour"] = rental
     row["rental_source"] = rental_source
     row["break_even_utilization"] = (
-        break_even_utilization(m.price_usd, s.lifetime_years, rental, power, s.pue, s.electricity_usd_per_kwh)
+        break_even_utilization(m.price_usd, s.lifetime_years, rental, power, s.pue, s.electricity_usd_per_kwh,
+                               devices=n)
         if rental is not None else math.nan)
     return list(ENERGY_COLUMNS) + (list(COST_COLUMNS) if m.basis == "own" else [])
 
@@ -299,13 +316,13 @@ def rank_machines(frame, mix: Mix | None = None, rank_by: str = "perf_per_usd"):
     for r in rows:
         key = (r["machine"], r["workload"])
         status.setdefault(key, []).append(str(r["status"]))
-        thr = _num(r.get("throughput_samples_per_s"))
-        if r["status"] == "ok" and thr > 0 and thr > _num(best.get(key, {}).get("throughput_samples_per_s", -1)):
+        thr = number(r.get("throughput_samples_per_s"))
+        if r["status"] == "ok" and thr > 0 and thr > number(best.get(key, {}).get("throughput_samples_per_s", -1)):
             best[key] = r
     top: dict[str, dict[str, float]] = {}
     for w in weights:
         cand = [best[(m, w)] for m in machines if (m, w) in best]
-        top[w] = {c: max([_num(b.get(c)) for b in cand if _num(b.get(c)) > 0], default=math.nan)
+        top[w] = {c: max([number(b.get(c)) for b in cand if number(b.get(c)) > 0], default=math.nan)
                   for c in ("throughput_samples_per_s", "samples_per_usd", "samples_per_j")}
     out = []
     for m in machines:
@@ -313,7 +330,7 @@ def rank_machines(frame, mix: Mix | None = None, rank_by: str = "perf_per_usd"):
         ran_w = [(w, best[(m, w)]) for w in weights if (m, w) in best]
         not_run = [f"{w} ({'/'.join(sorted(set(status[(m, w)])))})" if (m, w) in status else f"{w} (not in results)"
                    for w in weights if (m, w) not in best and weights[w] > 0]
-        norm = {c: _gmean([(_num(b.get(c)) / top[w][c], weights[w]) for w, b in ran_w])
+        norm = {c: _gmean([(number(b.get(c)) / top[w][c], weights[w]) for w, b in ran_w])
                 for c in ("throughput_samples_per_s", "samples_per_usd", "samples_per_j")}
         used = [b for _, b in ran_w]
         own = any(b.get("price_basis") == "own" for b in used)
@@ -329,9 +346,9 @@ def rank_machines(frame, mix: Mix | None = None, rank_by: str = "perf_per_usd"):
             "throughput_norm": norm["throughput_samples_per_s"],
             "perf_per_usd_norm": norm["samples_per_usd"],
             "perf_per_w_norm": norm["samples_per_j"],
-            "cost_usd_per_1m_samples": _gmean([(_num(b.get("cost_usd_per_1m_samples")), weights[w]) for w, b in ran_w]),
-            "samples_per_usd": _gmean([(_num(b.get("samples_per_usd")), weights[w]) for w, b in ran_w]),
-            "samples_per_j": _gmean([(_num(b.get("samples_per_j")), weights[w]) for w, b in ran_w]),
+            "cost_usd_per_1m_samples": _gmean([(number(b.get("cost_usd_per_1m_samples")), weights[w]) for w, b in ran_w]),
+            "samples_per_usd": _gmean([(number(b.get("samples_per_usd")), weights[w]) for w, b in ran_w]),
+            "samples_per_j": _gmean([(number(b.get("samples_per_j")), weights[w]) for w, b in ran_w]),
             "weight_covered": sum(weights[w] for w, _ in ran_w),
             "cases_run": len(ran_w),
             "cases_not_run": not_run,
@@ -438,12 +455,12 @@ def project_training(frame, model: str, tokens: float, devices: int, params: flo
         r = pick.loc[pick["achieved_tflops"].astype(float).idxmax()].to_dict()
         tflops = float(r["achieved_tflops"])
         device_hours = flops / (tflops * 1e12 * eff_m) / 3600
-        power = _num(r.get("power_w_mean"))
-        energy = power / 1000 * device_hours * _num(r.get("pue"))
+        power = number(r.get("power_w_mean"))
+        energy = power / 1000 * device_hours * number(r.get("pue"))
         flags = []
         if r["model"] != model:
             flags.append("mfu_from_other_size")
-        if math.isnan(_num(r.get("mfu"))):
+        if math.isnan(number(r.get("mfu"))):
             flags.append("mfu_unknown")
         if eff_case is not None:
             flags.append("scaling_measured")
@@ -455,13 +472,13 @@ def project_training(frame, model: str, tokens: float, devices: int, params: flo
             flags.append("price_assumption")
         base.update({
             "device_name": r.get("device_name"), "hostname": r.get("hostname"),
-            "measured_case_id": r["case_id"], "measured_model": r["model"], "measured_params": _num(r.get("params")),
-            "mfu": _num(r.get("mfu")), "achieved_tflops": tflops,
+            "measured_case_id": r["case_id"], "measured_model": r["model"], "measured_params": number(r.get("params")),
+            "mfu": number(r.get("mfu")), "achieved_tflops": tflops,
             "device_hours": device_hours, "time_h": device_hours / devices, "time_days": device_hours / devices / 24,
-            "power_w_mean": power, "energy_kwh": energy, "usd_per_hour": _num(r.get("usd_per_hour")),
-            "cost_usd": _num(r.get("usd_per_hour")) * device_hours,
-            "co2_kg": energy * _num(r.get("carbon_g_per_kwh")) / 1000,
-            "pue": _num(r.get("pue")), "carbon_g_per_kwh": _num(r.get("carbon_g_per_kwh")),
+            "power_w_mean": power, "energy_kwh": energy, "usd_per_hour": number(r.get("usd_per_hour")),
+            "cost_usd": number(r.get("usd_per_hour")) * device_hours,
+            "co2_kg": energy * number(r.get("carbon_g_per_kwh")) / 1000,
+            "pue": number(r.get("pue")), "carbon_g_per_kwh": number(r.get("carbon_g_per_kwh")),
             "price_basis": r.get("price_basis"), "price_ref": r.get("price_ref"),
             "price_source": r.get("price_source"), "price_date": r.get("price_date"),
             "estimated_columns": ",".join(

@@ -138,6 +138,7 @@ def case_row(rec: RunRecord, c: CaseResult, path: str = "") -> dict[str, Any]:
         row["peak_source"] = source
         row["mfu"] = achieved / peak if achieved and peak else None
         row["mfu_reason"] = why if peak is None else None
+        flags.extend(_dense_equivalent(c.case.variant, row))
         # against the measured peaks of the machine profile the segment recorded (hwbench probe)
         seg = rec.segments[c.segment] if c.segment < len(rec.segments) else rec.segments[0]
         roof = roofline_columns(row, seg.machine_profile, device=c.device_resolved or c.case.device)
@@ -156,6 +157,18 @@ def case_row(rec: RunRecord, c: CaseResult, path: str = "") -> dict[str, Any]:
     row["quality_flags"] = list(dict.fromkeys(f for f, _ in flags))
     row["flag_details"] = "; ".join(f"{f}: {d}" for f, d in flags)
     return row
+
+
+def _dense_equivalent(variant: str, row: dict[str, Any]) -> list[tuple[str, str]]:
+    """``dense_equivalent_flops`` on a 2:4-sparse case (``sparse24``) with a FLOP rate:
+    its FLOPs are the dense model's, while the sparse kernels skip half the Linear
+    layers' multiply-adds, so ``achieved_tflops`` and ``mfu`` (against the dense peak)
+    can read up to 2x what the hardware executed."""
+    if not str(variant).startswith("sparse24") or not row.get("achieved_tflops"):
+        return []
+    return [("dense_equivalent_flops", "2:4 sparse: FLOPs counted as the dense model's, MFU against the dense "
+             "peak; the sparse kernels skip half of the Linear layers' multiply-adds, so MFU can read up to 2x "
+             "what ran (the roofline's compute roof is 2x the dense GEMM peak for this case)")]
 
 
 def _parallel(facts, row: dict[str, Any], world_size: int) -> dict[str, Any]:
@@ -183,10 +196,11 @@ def _parallel(facts, row: dict[str, Any], world_size: int) -> dict[str, Any]:
 def scaling_efficiency(rows: list[dict[str, Any]]) -> None:
     """Add ``scaling_efficiency`` to parallel rows (in place): throughput(N) / (N x
     throughput(1)) against the same case (same strategy, identity and host) at world
-    size 1, preferring one from the same run. Weak scaling (``scaling = "weak"``, the
-    default: batch per rank fixed) and strong scaling (global batch fixed) use the same
-    formula; the ``scaling`` column says which one the run held fixed. Rows without an
-    ok world-size-1 partner get none."""
+    size 1: the one of the same run, else the newest (``created``) of another run of
+    that host and suite; ``scaling_baseline_run_id`` names the run it came from. Weak
+    scaling (``scaling = "weak"``, the default: batch per rank fixed) and strong
+    scaling (global batch fixed) use the same formula; the ``scaling`` column says
+    which one the run held fixed. Rows without an ok world-size-1 partner get none."""
     def key(r):
         return (r.get("hostname"), r.get("suite"), r.get("scaling"),
                 *(r.get(k) for k in IDENTITY if k != "world_size"))
@@ -201,9 +215,22 @@ def scaling_efficiency(rows: list[dict[str, Any]]) -> None:
             continue
         cands = base.get(key(r), [])
         same_run = [b for b in cands if b.get("run_id") == r.get("run_id")]
-        b = (same_run or cands or [None])[0]
+        b = same_run[0] if same_run else max(cands, key=_created, default=None)
         thr, n = r.get("throughput_samples_per_s"), r.get("world_size") or 1
-        r["scaling_efficiency"] = thr / (n * b["throughput_samples_per_s"]) if b is not None and thr else None
+        ok = b is not None and thr
+        r["scaling_efficiency"] = thr / (n * b["throughput_samples_per_s"]) if ok else None
+        r["scaling_baseline_run_id"] = b.get("run_id") if ok else None
+
+
+def _created(r: dict[str, Any]) -> float:
+    """A row's run creation time as a POSIX timestamp (-inf where unknown or unreadable)."""
+    from datetime import datetime, timezone
+
+    try:
+        t = datetime.fromisoformat(str(r.get("created")))
+    except ValueError:
+        return float("-inf")
+    return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).timestamp()
 
 
 def router_balance(tokens_per_expert: list[list[int]]) -> dict[str, float | None]:
@@ -356,7 +383,7 @@ SCHEMA: list[tuple[str, str]] = [
     *_series("gpu_tensor_active_pct", ("mean", "max", "p95")), *_series("gpu_sm_active_pct", ("mean", "max", "p95")),
     # parallel cases (a torchrun group): the group's batch, scaling, communication, per-rank peaks
     ("scaling", _STR), ("global_batch_size", _INT), ("throughput_samples_per_s_per_rank", _FLOAT),
-    ("scaling_efficiency", _FLOAT), ("comm_fraction", _FLOAT),
+    ("scaling_efficiency", _FLOAT), ("scaling_baseline_run_id", _STR), ("comm_fraction", _FLOAT),
     ("comm_s_per_step", _FLOAT), ("comm_bytes_per_step", _FLOAT), ("comm_measured_by", _STR),
     ("rank_memory_peak_bytes_max", _INT), ("rank_host_rss_peak_bytes_max", _INT),
     # measurement quality

@@ -16,7 +16,9 @@ too). Outputs, per row (units in the names or here):
 * ``roof_bandwidth_gbs``: the measured copy bandwidth for the case's working set -- the
   best the probe saw at that size or larger (cache-aware: a working set that fits in a
   cache gets that cache's bandwidth, not DRAM's).
-* ``roofline_bound_tflops`` = ``min(peak_achievable, intensity x bandwidth)``;
+* ``roofline_bound_tflops`` = ``min(peak_achievable, intensity x bandwidth)``; for a
+  ``sparse24`` case, whose FLOPs are counted dense-equivalent, the compute roof is
+  :data:`SPARSE24_SPEEDUP` x ``peak_achievable`` (what the 2:4 sparse kernels can reach);
   ``roofline_limit`` which of the two binds ("compute" / "memory"); where no GEMM
   figure exists for the dtype, the memory roof alone.
 * ``roofline_fraction`` = ``achieved_tflops / roofline_bound_tflops``.
@@ -33,6 +35,13 @@ from typing import Any, Mapping
 # The probe's own run-to-run spread: a case this much above its roof is a measurement
 # error (a wrong FLOP count, a timer that missed work, a stale profile).
 ABOVE_ROOF_TOLERANCE = 0.05
+# 2:4 semi-structured sparsity: the sparse tensor cores' peak over the dense one, the most
+# a sparse24 case's dense-equivalent FLOP/s can gain from skipping the zeros.
+SPARSE24_SPEEDUP = 2.0
+
+
+def _sparse24(row: Mapping[str, Any]) -> bool:
+    return str(row.get("variant") or "").startswith("sparse24")
 
 COLUMNS = ("peak_achievable_tflops", "peak_achievable_source", "mfu_achievable", "bytes_per_step",
            "arithmetic_intensity", "bytes_model", "roof_bandwidth_gbs", "roofline_bound_tflops", "roofline_limit",
@@ -140,7 +149,10 @@ def roofline_columns(row: Mapping[str, Any], profile: Any, *, device: str | None
     memory_roof = intensity * bw / 1e3 if intensity and bw else None  # FLOP/B x GB/s = GFLOP/s
     if memory_roof is None and sb is not None:
         reasons.append(bw_src if not bw else "no FLOP count")
-    roofs_known = [r for r in (peak, memory_roof) if r]
+    # 2:4 sparse kernels skip half of the multiply-adds the dense-equivalent FLOP count
+    # credits: against that count the compute roof is up to 2 x the dense GEMM peak
+    compute_roof = peak * SPARSE24_SPEEDUP if peak and _sparse24(row) else peak
+    roofs_known = [r for r in (compute_roof, memory_roof) if r]
     if roofs_known:
         bound = min(roofs_known)
         out["roofline_bound_tflops"] = bound

@@ -21,20 +21,23 @@ import math
 from typing import Sequence
 
 import pandas as pd
+from .numbers import number
 
 from .tradeoffs import _key, _ok
 
-# What a scaling curve holds fixed besides the strategy: the machine, the suite (its
-# settings: pipeline schedule, microbatches), the workload and the scaling mode (weak:
+# What a scaling curve holds fixed besides the strategy: the run (curves never mix runs;
+# a world-size-1 baseline from another run enters only through derive's
+# ``scaling_efficiency``, named in ``scaling_baseline_run_id``), the machine, the suite
+# (its settings: pipeline schedule, microbatches), the workload and the scaling mode (weak:
 # batch per rank fixed; strong: global batch fixed -- either way the case's batch_size).
-WORKLOAD = ("hostname", "device_name", "suite", "model", "mode", "batch_size", "seq_len", "image_size", "precision",
+WORKLOAD = ("run_id", "hostname", "device_name", "suite", "model", "mode", "batch_size", "seq_len", "image_size", "precision",
             "backend", "variant", "device", "threads", "scaling")
 CURVE = (*WORKLOAD, "parallelism")
 
 CURVE_COLUMNS = (
-    "world_size", "case_id", "run_id", "global_batch_size", "throughput_samples_per_s",
+    "world_size", "case_id", "global_batch_size", "throughput_samples_per_s",
     "throughput_samples_per_s_per_rank", "processed_tokens_per_s", "ideal_throughput_samples_per_s", "speedup",
-    "scaling_efficiency", "latency_ms_p50", "comm_fraction", "comm_s_per_step", "comm_bytes_per_step",
+    "scaling_efficiency", "scaling_baseline_run_id", "latency_ms_p50", "comm_fraction", "comm_s_per_step", "comm_bytes_per_step",
     "rank_memory_peak_bytes_max", "n_points",
 )
 
@@ -62,22 +65,23 @@ def parallel_rows(df: pd.DataFrame) -> pd.DataFrame:
 
 def parallel_scaling(df: pd.DataFrame) -> pd.DataFrame:
     """The group's throughput against world size, one row per ok parallel case, per
-    curve (:data:`CURVE`: same machine, suite, workload, scaling mode and strategy),
-    sorted by world size. Where several runs measured a curve at the same world size,
-    the newest (``created``) is kept.
+    curve (:data:`CURVE`: same run, machine, suite, workload, scaling mode and
+    strategy), sorted by world size. Each run has its own curves.
 
-    Columns: the curve (:data:`CURVE`), then ``world_size`` (ranks), ``case_id``,
-    ``run_id``, ``global_batch_size`` (samples per step, the group),
+    Columns: the curve (:data:`CURVE`, the run first), then ``world_size`` (ranks),
+    ``case_id``, ``global_batch_size`` (samples per step, the group),
     ``throughput_samples_per_s`` (the group's), ``throughput_samples_per_s_per_rank``
     (the group's / world size), ``processed_tokens_per_s`` (sequence models),
     ``ideal_throughput_samples_per_s`` (linear scaling from world size 1: N x
     throughput(1)), ``speedup`` (throughput(N) / throughput(1), a ratio),
-    ``scaling_efficiency`` (speedup / N, a fraction; 1 = linear), ``latency_ms_p50``
+    ``scaling_efficiency`` (speedup / N, a fraction; 1 = linear),
+    ``scaling_baseline_run_id`` (the run whose world-size-1 case it is against: this
+    one, else the newest that has it), ``latency_ms_p50``
     (median step, ms), ``comm_fraction`` (time in collectives / step, a fraction and an
     upper bound), ``comm_s_per_step`` (s), ``comm_bytes_per_step`` (bytes),
     ``rank_memory_peak_bytes_max`` (bytes) and ``n_points`` (world sizes on the curve).
-    Without an ok world-size-1 case of the same curve, the ideal, speed-up and
-    efficiency are NaN."""
+    Without an ok world-size-1 case of the same case in this run or another, the
+    ideal, speed-up and efficiency are NaN."""
     par = parallel_rows(df)
     group = [c for c in CURVE if c in par]
     cols = [*group, *CURVE_COLUMNS]
@@ -92,18 +96,19 @@ def parallel_scaling(df: pd.DataFrame) -> pd.DataFrame:
         g = g.sort_values("world_size", kind="stable")
         for r in g.to_dict("records"):
             n = float(r["world_size"])
-            thr, eff = _f(r.get("throughput_samples_per_s")), _f(r.get("scaling_efficiency"))
+            thr, eff = number(r.get("throughput_samples_per_s")), number(r.get("scaling_efficiency"))
             out.append({
                 **{c: r[c] for c in group}, "world_size": int(r["world_size"]), "case_id": r["case_id"],
-                "run_id": r.get("run_id"), "global_batch_size": r.get("global_batch_size"),
+                "global_batch_size": r.get("global_batch_size"),
                 "throughput_samples_per_s": thr,
-                "throughput_samples_per_s_per_rank": _f(r.get("throughput_samples_per_s_per_rank")),
-                "processed_tokens_per_s": _f(r.get("processed_tokens_per_s")),
+                "throughput_samples_per_s_per_rank": number(r.get("throughput_samples_per_s_per_rank")),
+                "processed_tokens_per_s": number(r.get("processed_tokens_per_s")),
                 # the baseline derive used for the efficiency: N x throughput(1) = throughput / efficiency
                 "ideal_throughput_samples_per_s": thr / eff if eff > 0 else math.nan,
-                "speedup": eff * n, "scaling_efficiency": eff, "latency_ms_p50": _f(r.get("latency_ms_p50")),
-                "comm_fraction": _f(r.get("comm_fraction")), "comm_s_per_step": _f(r.get("comm_s_per_step")),
-                "comm_bytes_per_step": _f(r.get("comm_bytes_per_step")),
+                "speedup": eff * n, "scaling_efficiency": eff,
+                "scaling_baseline_run_id": r.get("scaling_baseline_run_id"), "latency_ms_p50": number(r.get("latency_ms_p50")),
+                "comm_fraction": number(r.get("comm_fraction")), "comm_s_per_step": number(r.get("comm_s_per_step")),
+                "comm_bytes_per_step": number(r.get("comm_bytes_per_step")),
                 "rank_memory_peak_bytes_max": r.get("rank_memory_peak_bytes_max"), "n_points": len(g),
             })
     frame = pd.DataFrame(out, columns=cols)
@@ -148,14 +153,8 @@ def ps_vs_allreduce(curves: pd.DataFrame, strategies: Sequence[str] = DATA_PARAL
     return frame
 
 
-def _f(v) -> float:
-    try:
-        x = float(v)
-    except (TypeError, ValueError):
-        return math.nan
-    return x if math.isfinite(x) else math.nan
 
 
 def _ratio(a, b) -> float:
-    a, b = _f(a), _f(b)
+    a, b = number(a), number(b)
     return a / b if b > 0 else math.nan

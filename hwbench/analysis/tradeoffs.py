@@ -24,15 +24,21 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from .numbers import is_number, number
 
 # What identifies a workload on a machine apart from the axes a comparison varies. A
 # parallel case (a torchrun group) is a workload of its own: its strategy, world size and
 # scaling mode are part of it, so it is never compared with the single-process case.
 PARALLEL = ("parallelism", "world_size", "scaling")
-WORKLOAD = ("hostname", "device_name", "family", "size", "model", "mode", "batch_size", "seq_len", "image_size",
-            "gen_tokens", "device", "threads", *PARALLEL)
+# Every analysis groups within one run (README "Reports"): runs of one machine minutes
+# apart differ by more than many effects measured, so a speed-up's baseline, a batch
+# curve, a size fit and a Pareto front never mix cases of two runs.
+RUN = ("run_id",)
+WORKLOAD = (*RUN, "hostname", "device_name", "family", "size", "model", "mode", "batch_size", "seq_len",
+            "image_size", "gen_tokens", "device", "threads", *PARALLEL)
 # The axes a precision / backend comparison varies.
 AXES = ("precision", "backend", "variant")
+# The baseline case of every speed-up and of the accuracy cost: fp32, eager, no variant.
 BASELINE: dict[str, str] = {"precision": "fp32", "backend": "eager", "variant": "none"}
 
 # Metrics and whether more is better (the direction of a speed-up, a Pareto front).
@@ -57,6 +63,23 @@ def _ok(df: pd.DataFrame) -> pd.DataFrame:
     return df[df["status"] == "ok"] if "status" in df else df
 
 
+def is_baseline(df: pd.DataFrame, baseline: Mapping[str, str] | None = None) -> pd.Series:
+    """True for the rows that are the baseline case (:data:`BASELINE`: fp32, eager, no
+    variant, unless ``baseline`` says otherwise)."""
+    mask = pd.Series(True, index=df.index)
+    for k, v in (BASELINE if baseline is None else baseline).items():
+        mask &= df[k].astype("object") == v if k in df else False
+    return mask
+
+
+def with_accuracy(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with ``rel_l2_error`` 0 on the baseline rows: the accuracy cost is the
+    deviation from the baseline, which the baseline itself does not have."""
+    out = df.copy()
+    out["rel_l2_error"] = out["rel_l2_error"].astype("float64").where(~is_baseline(out), 0.0)
+    return out
+
+
 # ------------------------------------------------------------------- speed-up
 def speedup_table(df: pd.DataFrame, baseline: Mapping[str, str] | None = None,
                   metric: str = "throughput_samples_per_s") -> pd.DataFrame:
@@ -75,9 +98,7 @@ def speedup_table(df: pd.DataFrame, baseline: Mapping[str, str] | None = None,
     higher = HIGHER_IS_BETTER.get(metric, True)
     ok = _ok(df)
     axes = [a for a in AXES if a in ok]
-    is_base = pd.Series(True, index=ok.index)
-    for k, v in base.items():
-        is_base &= ok[k].astype("object") == v
+    is_base = is_baseline(ok, base)
     key = _key(ok, [c for c in WORKLOAD if c in ok] + [a for a in axes if a not in base])
     bases = ok[is_base]
     first = ~key[is_base].duplicated()
@@ -89,16 +110,16 @@ def speedup_table(df: pd.DataFrame, baseline: Mapping[str, str] | None = None,
             continue
         b = ok.loc[j]
         v, bv = r[metric], b[metric]
-        speed = (v / bv if higher else bv / v) if _num(v) and _num(bv) and v > 0 and bv > 0 else math.nan
+        speed = (v / bv if higher else bv / v) if is_number(v) and is_number(bv) and v > 0 and bv > 0 else math.nan
         e, be = r.get("energy_per_sample_j"), b.get("energy_per_sample_j")
         same = i == j
         rows.append({
             **{c: r[c] for c in WORKLOAD if c in ok}, **{a: r[a] for a in axes},
             "case_id": r["case_id"], "baseline_case_id": b["case_id"],
             metric: v, f"baseline_{metric}": bv, "speedup": speed,
-            "energy_ratio": e / be if _num(e) and _num(be) and be > 0 else math.nan,
-            "rel_l2_error": 0.0 if same else _f(r.get("rel_l2_error")),
-            "max_abs_error": 0.0 if same else _f(r.get("max_abs_error")),
+            "energy_ratio": e / be if is_number(e) and is_number(be) and be > 0 else math.nan,
+            "rel_l2_error": 0.0 if same else number(r.get("rel_l2_error")),
+            "max_abs_error": 0.0 if same else number(r.get("max_abs_error")),
             "energy_source": r.get("energy_source"),
         })
     cols = [*[c for c in WORKLOAD if c in ok], *axes, "case_id", "baseline_case_id", metric, f"baseline_{metric}",
@@ -106,7 +127,8 @@ def speedup_table(df: pd.DataFrame, baseline: Mapping[str, str] | None = None,
     return pd.DataFrame(rows, columns=cols)
 
 
-def speedup_summary(table: pd.DataFrame, by: Sequence[str] = ("hostname", "mode", "precision", "backend", "variant")
+def speedup_summary(table: pd.DataFrame,
+                    by: Sequence[str] = (*RUN, "hostname", "mode", "precision", "backend", "variant")
                     ) -> pd.DataFrame:
     """A :func:`speedup_table` summarised per ``by``: ``n_cases``, the geometric mean,
     min and max of ``speedup``, the geometric mean of ``energy_ratio`` and the worst
@@ -129,12 +151,8 @@ def speedup_summary(table: pd.DataFrame, by: Sequence[str] = ("hostname", "mode"
                                       "energy_ratio_geomean", "rel_l2_error_max"])
 
 
-def _num(v) -> bool:
-    return v is not None and v is not pd.NA and isinstance(v, (int, float, np.number)) and math.isfinite(float(v))
 
 
-def _f(v) -> float:
-    return float(v) if _num(v) else math.nan
 
 
 # --------------------------------------------------------------------- Pareto
@@ -162,6 +180,26 @@ def pareto_mask(df: pd.DataFrame, objectives: Mapping[str, str]) -> pd.Series:
     return pd.Series(mask, index=df.index, name="on_front")
 
 
+# The fronts of a report: throughput against energy per sample, and with the deviation
+# from the baseline (the accuracy cost) as a third objective.
+FRONT_2D = {"throughput_samples_per_s": "max", "energy_per_sample_j": "min"}
+FRONT_3D = {**FRONT_2D, "rel_l2_error": "min"}
+PARETO_GROUP = (*RUN, "hostname", "model")
+
+
+def pareto_fronts(df: pd.DataFrame) -> pd.DataFrame:
+    """The ok cases of ``df`` with ``on_front_2d`` (:data:`FRONT_2D`) and
+    ``on_front_3d`` (:data:`FRONT_3D`), each front taken within a run, machine and
+    model (:data:`PARETO_GROUP`); ``rel_l2_error`` as :func:`with_accuracy` gives it."""
+    ok = with_accuracy(_ok(df))
+    ok["on_front_2d"] = pd.Series(False, index=ok.index, dtype=bool)
+    ok["on_front_3d"] = pd.Series(False, index=ok.index, dtype=bool)
+    for _, g in ok.groupby(_key(ok, [c for c in PARETO_GROUP if c in ok]), sort=False):
+        ok.loc[g.index, "on_front_2d"] = pareto_mask(g, FRONT_2D)
+        ok.loc[g.index, "on_front_3d"] = pareto_mask(g, FRONT_3D)
+    return ok
+
+
 def pareto_front(df: pd.DataFrame, objectives: Mapping[str, str], ok_only: bool = True) -> pd.DataFrame:
     """The rows of ``df`` (ok cases unless ``ok_only`` is False) on the Pareto front of
     ``objectives``, sorted by the first objective, best first."""
@@ -179,7 +217,7 @@ def knee(batch_sizes: Sequence[float], throughput: Sequence[float], min_gain: fl
     where even the last step still gains that much (the knee lies beyond the largest
     batch run) or the curve has fewer than two points."""
     pts = sorted((float(b), float(t)) for b, t in zip(batch_sizes, throughput)
-                 if _num(b) and _num(t) and b > 0 and t > 0)
+                 if is_number(b) and is_number(t) and b > 0 and t > 0)
     if len(pts) < 2:
         return None
     for i, (b, t) in enumerate(pts[:-1]):
@@ -189,7 +227,7 @@ def knee(batch_sizes: Sequence[float], throughput: Sequence[float], min_gain: fl
     return None
 
 
-SCALING_GROUP = ("hostname", "device_name", "model", "mode", "precision", "backend", "variant", "seq_len",
+SCALING_GROUP = (*RUN, "hostname", "device_name", "model", "mode", "precision", "backend", "variant", "seq_len",
                  "image_size", "gen_tokens", "device", "threads", *PARALLEL)
 
 
@@ -254,7 +292,7 @@ def power_law(x: Sequence[float], y: Sequence[float]) -> dict[str, float]:
     no standard error)."""
     from scipy import stats
 
-    pts = [(float(a), float(b)) for a, b in zip(x, y) if _num(a) and _num(b) and a > 0 and b > 0]
+    pts = [(float(a), float(b)) for a, b in zip(x, y) if is_number(a) and is_number(b) and a > 0 and b > 0]
     nan = {"coefficient": math.nan, "exponent": math.nan, "r2": math.nan, "exponent_stderr": math.nan,
            "n_points": len(pts)}
     if len({a for a, _ in pts}) < 2:
@@ -267,7 +305,7 @@ def power_law(x: Sequence[float], y: Sequence[float]) -> dict[str, float]:
             "n_points": len(pts)}
 
 
-SIZE_GROUP = ("hostname", "device_name", "family", "mode", "batch_size", "precision", "backend", "variant", "seq_len",
+SIZE_GROUP = (*RUN, "hostname", "device_name", "family", "mode", "batch_size", "precision", "backend", "variant", "seq_len",
               "image_size", "gen_tokens", "device", "threads", *PARALLEL)
 SIZE_METRICS = ("throughput_samples_per_s", "energy_per_sample_j", "memory_peak_bytes", "host_rss_peak_bytes")
 

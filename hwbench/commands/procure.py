@@ -10,12 +10,14 @@ one line with exit code 2. An HTML procurement report belongs to the report mach
 
 from __future__ import annotations
 
-import math
 import textwrap
 
 import click
 
 from ..options import FiniteFloat
+from ..analysis.numbers import is_number
+from ..report import format as fm
+from ..report.format import grams, hours, kwh, usd
 
 WIDTH = 80
 # --train bounds: far beyond any training run, and small enough that FLOPs, hours and
@@ -119,63 +121,23 @@ COMMANDS = [procure]
 
 
 # ------------------------------------------------------------------ numbers for humans
-def _missing(v) -> bool:
-    try:
-        return v is None or math.isnan(float(v))
-    except (TypeError, ValueError):
-        return True
 
 
 def _sig(x: float) -> str:
     """3 significant digits, no exponent; thousands with separators."""
-    if x == 0:
-        return "0"
-    mag = math.floor(math.log10(abs(x)))
-    if mag >= 3:
-        return f"{x:,.0f}"
-    return f"{x:.{max(0, 2 - mag)}f}"
-
-
-def _scaled(x, units: list[tuple[float, str]]) -> str:
-    if _missing(x):
-        return ""
-    x = float(x)
-    factor, name = units[0]
-    for f, n in units:
-        if abs(x) >= f * 0.9995:
-            factor, name = f, n
-    return f"{_sig(x / factor)} {name}"
-
-
-def usd(x) -> str:
-    if _missing(x):
-        return ""
-    x = float(x)
-    return f"${_sig(x / 1e6)}M" if abs(x) >= 1e6 else f"${_sig(x)}"
-
-
-def kwh(x) -> str:
-    return _scaled(None if _missing(x) else float(x) * 1000, [(1, "Wh"), (1e3, "kWh"), (1e6, "MWh"), (1e9, "GWh")])
-
-
-def grams(x) -> str:
-    return _scaled(x, [(1, "g"), (1e3, "kg"), (1e6, "t"), (1e9, "kt")])
-
-
-def hours(x) -> str:
-    return _scaled(x, [(1, "h"), (24, "days"), (24 * 365, "years")])
+    return fm.sig(x, grouping=True)
 
 
 def ratio(x) -> str:
-    return "" if _missing(x) else f"{float(x):.3f}"
+    return "" if not is_number(x) else f"{float(x):.3f}"
 
 
 def pct(x) -> str:
-    return "" if _missing(x) else f"{float(x) * 100:.3g} %"
+    return "" if not is_number(x) else f"{float(x) * 100:.3g} %"
 
 
 def per(unit: str):
-    return lambda x: "" if _missing(x) else f"{_sig(float(x))} {unit}"
+    return lambda x: "" if not is_number(x) else f"{_sig(float(x))} {unit}"
 
 
 def _mark(r: dict, col: str, text: str) -> str:
@@ -237,7 +199,7 @@ def _cases(ran, fmt: str) -> list[str]:
         basis = first["price_basis"]
         how = (f"owned, ${_sig(float(first['price_usd']))} over {float(first['lifetime_years']):g} years at "
                f"{pct(first['utilization'])} utilisation: {_range(g, 'usd_per_hour', usd)}/h" if basis == "own"
-               else f"rented at {usd(first['usd_per_hour'])}/h")
+               else f"rented at {usd(float(first['usd_per_hour']) / int(first['devices']))}/h per device")
         out += _heading(fmt, f"{machine}: {how} ({first['price_ref']})")
         rows = g.to_dict("records")
         names, common = _short_ids([r["workload"] for r in rows]) if fmt != "markdown" else \
@@ -248,10 +210,10 @@ def _cases(ran, fmt: str) -> list[str]:
             out.append("")
         gen = g["mode"].eq("generate").any()
         if fmt == "markdown":
-            headers = ["case", "USD/h", "USD/1M samples"] + (["USD/1M tokens"] if gen else []) + \
+            headers = ["case", "devices", "USD/h", "USD/1M samples"] + (["USD/1M tokens"] if gen else []) + \
                 ["energy/1M samples", "CO2e/1M samples", "samples/USD", "samples/J", "TCO"] + \
                 (["break-even utilisation"] if basis == "own" else [])
-            body = [[r["workload"], _mark(r, "usd_per_hour", usd(r["usd_per_hour"])),
+            body = [[r["workload"], str(int(r["devices"])), _mark(r, "usd_per_hour", usd(r["usd_per_hour"])),
                      _mark(r, "cost_usd_per_1m_samples", usd(r["cost_usd_per_1m_samples"]))]
                     + ([_mark(r, "cost_usd_per_1m_tokens", usd(r["cost_usd_per_1m_tokens"]))] if gen else [])
                     + [_mark(r, "energy_kwh_per_1m_samples", kwh(r["energy_kwh_per_1m_samples"])),
@@ -266,19 +228,24 @@ def _cases(ran, fmt: str) -> list[str]:
             body = [[name, _mark(r, "cost_usd_per_1m_samples", usd(r["cost_usd_per_1m_samples"])),
                      _mark(r, "energy_kwh_per_1m_samples", kwh(r["energy_kwh_per_1m_samples"])),
                      _mark(r, "co2_g_per_1m_samples", grams(r["co2_g_per_1m_samples"])),
-                     _mark(r, "samples_per_j", _sig(float(r["samples_per_j"])) if not _missing(r["samples_per_j"]) else "")]
+                     _mark(r, "samples_per_j", _sig(float(r["samples_per_j"])) if is_number(r["samples_per_j"]) else "")]
                     for name, r in zip(names, rows)]
         out += _table(fmt, headers, body)
         lines = []
         if gen and fmt != "markdown":
             for r in rows:
-                if not _missing(r["cost_usd_per_1m_tokens"]):
+                if is_number(r["cost_usd_per_1m_tokens"]):
                     lines.append(f"{r['workload']}: {_mark(r, 'cost_usd_per_1m_tokens', usd(r['cost_usd_per_1m_tokens']))}"
                                  " per 1M generated tokens")
         if fmt != "markdown":
             lines.append("USD/1M, energy/1M, CO2e/1M: per 1M samples (sequences for generation), energy and CO2e "
                          "with the PUE; samples/J: at the device")
             lines.append(f"TCO over the lifetime's useful hours: {_range(g, 'tco_usd', usd)}")
+        groups = sorted({int(d) for d in g["devices"] if int(d) > 1})
+        if groups and fmt != "markdown":
+            lines.append(f"parallel cases are priced as their group of {', '.join(map(str, groups))} devices "
+                         "(world size x 1 per rank; a CPU group: 1 per node): the group's price, power and "
+                         "throughput")
         rental = g["rental_usd_per_hour"].dropna()
         if basis == "own" and fmt != "markdown" and len(rental):
             lines.append(f"owning beats renting at {usd(rental.iloc[0])}/h above "
@@ -342,8 +309,8 @@ def _training(tr, assumptions: list[str], model: str, fmt: str) -> list[str]:
     headers = ["machine", "time", "energy", "cost", "CO2e", "TFLOP/s", "MFU"]
     body = [[r["machine"], hours(r.get("time_h")), _mark(r, "energy_kwh", kwh(r.get("energy_kwh"))),
              _mark(r, "cost_usd", usd(r.get("cost_usd"))),
-             _mark(r, "co2_kg", grams(None if _missing(r.get("co2_kg")) else float(r["co2_kg"]) * 1000)),
-             "" if _missing(r.get("achieved_tflops")) else _sig(float(r["achieved_tflops"])),
+             _mark(r, "co2_kg", grams(None if not is_number(r.get("co2_kg")) else float(r["co2_kg"]) * 1000)),
+             "" if not is_number(r.get("achieved_tflops")) else _sig(float(r["achieved_tflops"])),
              pct(r.get("mfu"))] for r in rows]
     out += _table(fmt, headers, body, shrink=0)
     for r in rows:

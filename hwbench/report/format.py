@@ -26,17 +26,18 @@ def missing(v: Any) -> bool:
     return isinstance(v, float) and math.isnan(v)
 
 
-def sig(x: float, digits: int = 3) -> str:
+def sig(x: float, digits: int = 3, grouping: bool = False) -> str:
     """``x`` with ``digits`` significant digits, never in exponent notation (123, 12.3,
-    1.23, 0.123). Integers of more digits than ``digits`` keep them (1234, not 1.23e+03)."""
+    1.23, 0.123). Integers of more digits than ``digits`` keep them (1234, not 1.23e+03;
+    ``grouping``: with thousands separators, 1,234)."""
     if x == 0:
         return "0"
     mag = math.floor(math.log10(abs(x)))
     decimals = max(0, digits - 1 - mag)
-    out = f"{x:.{decimals}f}"
+    out = f"{x:,.{decimals}f}" if grouping else f"{x:.{decimals}f}"
     # rounding may add a digit (9.996 -> "10.00"): drop the now superfluous decimal
-    if decimals and len(out.replace("-", "").replace(".", "").lstrip("0")) > digits:
-        out = f"{x:.{decimals - 1}f}"
+    if decimals and len(out.replace("-", "").replace(".", "").replace(",", "").lstrip("0")) > digits:
+        out = f"{x:,.{decimals - 1}f}" if grouping else f"{x:.{decimals - 1}f}"
     return out
 
 
@@ -138,6 +139,43 @@ def nbytes(b: Any) -> str:
     if abs(b) < 1024:
         return f"{b:.0f} B"
     return _scaled(b, [(2.0**10, " KiB"), (2.0**20, " MiB"), (2.0**30, " GiB"), (2.0**40, " TiB")])
+
+
+# ---- money, energy in kWh, carbon, long durations (hwbench procure): thousands grouped
+def _grouped(x: Any, units: list[tuple[float, str]]) -> str:
+    """``x`` in the largest unit of ``units`` it reaches, 3 significant digits, thousands
+    grouped (``1,234 kWh``)."""
+    if missing(x):
+        return ""
+    x = float(x)
+    factor, name = units[0]
+    for f, n in units:
+        if abs(x) >= f * 0.9995:
+            factor, name = f, n
+    return f"{sig(x / factor, grouping=True)} {name}"
+
+
+def usd(x: Any) -> str:
+    """US dollars: $0.694, $56,064, $1.20M."""
+    if missing(x):
+        return ""
+    x = float(x)
+    return f"${sig(x / 1e6, grouping=True)}M" if abs(x) >= 1e6 else f"${sig(x, grouping=True)}"
+
+
+def kwh(x: Any) -> str:
+    """Energy given in kWh as Wh / kWh / MWh / GWh."""
+    return "" if missing(x) else _grouped(float(x) * 1000, [(1, "Wh"), (1e3, "kWh"), (1e6, "MWh"), (1e9, "GWh")])
+
+
+def grams(x: Any) -> str:
+    """A mass given in grams (CO2e) as g / kg / t / kt."""
+    return _grouped(x, [(1, "g"), (1e3, "kg"), (1e6, "t"), (1e9, "kt")])
+
+
+def hours(x: Any) -> str:
+    """A duration given in hours as h / days / years."""
+    return _grouped(x, [(1, "h"), (24, "days"), (24 * 365, "years")])
 
 
 def mhz(v: Any) -> str:

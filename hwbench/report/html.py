@@ -67,36 +67,6 @@ def slug(v: Any, used: set[str]) -> str:
     return s
 
 
-_STRATEGY_COLUMN = re.compile(r"^(.+)_(ddp|ps|fsdp)$")  # a column of scaling.ps_vs_allreduce, per strategy
-
-
-def _fmt(name: str) -> Callable[[Any], str]:
-    """Human formatting of a column of the results frame or of an analysis frame."""
-    if name in ("speedup", "speedup_geomean", "speedup_min", "speedup_max", "energy_ratio", "energy_ratio_geomean",
-                "throughput_ratio_ps_over_ddp", "comm_bytes_ratio_ps_over_ddp"):
-        return lambda v: "" if fm.missing(v) else f"{fm.sig(float(v))}×"
-    per_strategy = _STRATEGY_COLUMN.match(name)
-    if per_strategy:
-        return _fmt(per_strategy.group(1))
-    if name in ("gain_per_doubling", "scaling_efficiency"):
-        return fm.percent
-    if name in ("rel_l2_error", "max_abs_error", "rel_l2_error_max", "coefficient", "exponent_stderr", "r2",
-                "exponent", "arithmetic_intensity"):
-        return lambda v: "" if fm.missing(v) else (f"{float(v):.3g}" if isinstance(v, (int, float, np.number)) else str(v))
-    if name in ("knee_batch_size", "best_batch_size", "batch_size", "n_cases", "n_points", "runs", "cases", "ok",
-                "skipped", "not_ok", "iterations", "world_size", "global_batch_size"):
-        return lambda v: "" if fm.missing(v) else (str(int(v)) if isinstance(v, (int, float, np.number)) else str(v))
-    if name == "quality_flags":
-        return lambda v: ", ".join(map(str, v)) if isinstance(v, (list, tuple)) else ("" if fm.missing(v) else str(v))
-    if name in ("at_knee", "on_front_2d", "on_front_3d"):
-        return lambda v: "yes" if v is True or v == 1 else ""
-    if name.endswith("_first") or name.endswith("_last") or name.endswith("_best"):
-        return formatter_for(name.rsplit("_", 1)[0])
-    if name.startswith("baseline_"):
-        return formatter_for(name[len("baseline_"):])
-    return formatter_for(name)
-
-
 def _csv_uri(df: pd.DataFrame) -> str:
     out = df.copy()
     for c in out.columns:
@@ -120,7 +90,7 @@ def html_table(df: pd.DataFrame, columns: Sequence[tuple[str, str]] | None = Non
     the raw frame as CSV when ``csv_name`` is given."""
     cols = list(columns) if columns is not None else [(c, c) for c in df.columns]
     cols = [(c, h) for c, h in cols if c in df.columns]
-    fmts = [_fmt(c) for c, _ in cols]
+    fmts = [formatter_for(c) for c, _ in cols]  # one formatter per column, as the terminal's
     numeric = [pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c]) for c, _ in cols]
     head = "".join(f'<th class="{"n" if n else "t"}">{esc(h)}</th>' for (_, h), n in zip(cols, numeric))
     body = []
@@ -199,24 +169,29 @@ def to_svg(fig, label: str) -> str:
 _COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f", "#bcbd22"]
 
 
-def _series_label(r) -> str:
+def _series_label(r, runs: bool = False) -> str:
+    """A curve's legend: precision, backend, variant, strategy and world size; with
+    ``runs``, the run's short id too (a report of several runs draws each on its own)."""
     parts = [r.get("precision"), r.get("backend")]
     if not fm.missing(r.get("variant")) and r.get("variant") != "none":
         parts.append(r.get("variant"))
     if not fm.missing(r.get("parallelism")) and r.get("parallelism") != "none":  # a torchrun group: its own curve
         parts.append(f"{r.get('parallelism')}{r.get('world_size')}")
+    if runs:
+        parts.append(f"run {str(r.get('run_id'))[:8]}")
     return svg_text(" ".join(str(p) for p in parts if not fm.missing(p)))
 
 
 def fig_batch_scaling(sc: pd.DataFrame, title: str) -> str:
     modes = list(dict.fromkeys(sc["mode"]))
+    runs = sc["run_id"].nunique() > 1 if "run_id" in sc else False
     fig, axes = _figure(FIG_W, 3.0, 1, len(modes))
-    labels = sorted({_series_label(r) for r in sc.to_dict("records")})
+    labels = sorted({_series_label(r, runs) for r in sc.to_dict("records")})
     color = {lab: _COLORS[i % len(_COLORS)] for i, lab in enumerate(labels)}
     for ax, mode in zip(axes, modes):
         g = sc[sc["mode"] == mode]
         for _, curve in g.groupby(tr._key(g, [c for c in tr.SCALING_GROUP if c in g]), sort=False):
-            lab = _series_label(curve.iloc[0].to_dict())
+            lab = _series_label(curve.iloc[0].to_dict(), runs)
             ax.plot(curve["batch_size"].astype(float), curve["throughput_samples_per_s"], "o-", color=color[lab],
                     label=lab, ms=4)
             k = curve[curve["at_knee"]]
@@ -308,7 +283,8 @@ def fig_series(s: pd.DataFrame, window_s: float | None, title: str) -> str:
 
 
 def fig_speedup(summary: pd.DataFrame) -> str:
-    labels = [svg_text(f"{r['mode']} {r['precision']} {r['backend']}"
+    runs = summary["run_id"].nunique() > 1 if "run_id" in summary else False
+    labels = [svg_text((f"run {str(r['run_id'])[:8]} " if runs else "") + f"{r['mode']} {r['precision']} {r['backend']}"
                        + ("" if r.get("variant") in (None, "none") else f" {r['variant']}"), 50)
               for r in summary.to_dict("records")]
     fig, (ax,) = _figure(FIG_W, 0.32 * len(labels) + 1.1)
@@ -330,14 +306,15 @@ def fig_speedup(summary: pd.DataFrame) -> str:
 def fig_size_scaling(fits: pd.DataFrame) -> str:
     metrics = list(dict.fromkeys(fits["metric"]))
     fig, axes = _figure(FIG_W, 3.2, 1, len(metrics))
-    workloads = list(dict.fromkeys(_fit_label(r) for r in fits.to_dict("records")))
+    runs = fits["run_id"].nunique() > 1 if "run_id" in fits else False
+    workloads = list(dict.fromkeys(_fit_label(r, runs) for r in fits.to_dict("records")))
     color = {w: _COLORS[i % len(_COLORS)] for i, w in enumerate(workloads)}
     for ax, m in zip(axes, metrics):
         for r in fits[fits["metric"] == m].to_dict("records"):
             x = np.array([float(p) for p in r["params"].split(",")])
             y = np.array([float(v) for v in r["values"].split(",")])
-            c = color[_fit_label(r)]
-            ax.plot(x, y, "o", color=c, label=_fit_label(r))
+            c = color[_fit_label(r, runs)]
+            ax.plot(x, y, "o", color=c, label=_fit_label(r, runs))
             xs = np.geomspace(x.min(), x.max(), 20)
             ax.plot(xs, r["coefficient"] * xs ** r["exponent"], "-", color=c, lw=1)
             mid = math.sqrt(x.min() * x.max())
@@ -438,9 +415,10 @@ def _si_formatter():
     return FuncFormatter(lambda v, _: fm.si(v))
 
 
-def _fit_label(r: dict) -> str:
+def _fit_label(r: dict, runs: bool = False) -> str:
     v = r.get("variant")
-    return svg_text(f"{r['family']} {r['mode']} bs{r['batch_size']} {r['precision']} {r['backend']}"
+    return svg_text((f"run {str(r.get('run_id'))[:8]} " if runs else "")
+                    + f"{r['family']} {r['mode']} bs{r['batch_size']} {r['precision']} {r['backend']}"
                     + ("" if fm.missing(v) or v == "none" else f" {v}"), 60)
 
 
@@ -599,7 +577,14 @@ def _parallel_section(page: "_Page", df: pd.DataFrame, several_hosts: bool) -> N
     for i, (key, g) in enumerate(workloads):
         r = g.iloc[0]
         name = sc.workload_id(str(r["case_id"]), r["parallelism"], r["world_size"]) + \
-            (f" on {r['hostname']}" if several_hosts else "")
+            (f" on {r['hostname']}" if several_hosts else "") + \
+            (f" run {str(r['run_id'])[:8]}" if curves["run_id"].nunique() > 1 else "")
+        # a world-size-1 baseline from another run (this run has none): the table names it
+        other = g["scaling_baseline_run_id"].notna() & (g["scaling_baseline_run_id"] != g["run_id"])
+        table = [(c, h) for c, h in _CURVE_TABLE if g[c].notna().any()]
+        if other.any():
+            table.insert(table.index(("scaling_efficiency", "efficiency")) + 1,
+                         ("scaling_baseline_run_id", "baseline run"))
         suffix = f"-{i + 1}" if len(workloads) > 1 else ""
         # a heading, not a page.section: the contents line lists models under level 3
         page.add(f'<h3 id="{slug("parallel-" + name, page.ids)}">{esc(name)}</h3>')
@@ -609,8 +594,7 @@ def _parallel_section(page: "_Page", df: pd.DataFrame, several_hosts: bool) -> N
         page.pair(fig_parallel_scaling(g, svg_text(name)),
                   "Group throughput against world size per strategy (log-log); dotted: the ideal, N × the "
                   "throughput at world size 1. Right: scaling efficiency.",
-                  html_table(g, [(c, h) for c, h in _CURVE_TABLE if g[c].notna().any()],
-                             csv_name=f"parallel-scaling{suffix}.csv"))
+                  html_table(g, table, csv_name=f"parallel-scaling{suffix}.csv"))
         mine = cmp[[k == key for k in cmp_key]]
         if len(mine):
             page.pair(fig_ps_vs_allreduce(mine, svg_text(name)),
@@ -666,10 +650,12 @@ def render_html(df: pd.DataFrame, records: Sequence[tuple[Path, Any]], *, title:
     for host, g in machines(df):
         cols = headline_columns(False, flops_unit(g), status=True, reason=False)
         rows = g.to_dict("records")
+        runs = g["run_id"].nunique() > 1  # the same case in several runs: say which run each row is
         body = "".join("<tr>" + f'<td class="t">{esc(r["case_id"])}</td>' +
+                       (f'<td class="t">{esc(str(r["run_id"])[:8])}</td>' if runs else "") +
                        "".join(f'<td class="{"t" if c.align == "left" else "n"}">{esc(c.cell(r))}</td>' for c in cols)
                        + "</tr>" for r in rows)
-        head = '<th class="t">case</th>' + "".join(
+        head = '<th class="t">case</th>' + ('<th class="t">run</th>' if runs else "") + "".join(
             f'<th class="{"t" if c.align == "left" else "n"}">{esc(c.header)}</th>' for c in cols)
         page.add(f"<h3>{esc(host)}</h3>")
         page.add(f'<div class="tbl"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>')
@@ -681,12 +667,18 @@ def render_html(df: pd.DataFrame, records: Sequence[tuple[Path, Any]], *, title:
     page.section("Precision and backend trade-offs", key="tradeoffs")
     sp = tr.speedup_table(df)
     summ = tr.speedup_summary(sp)
-    others = summ[~((summ["precision"] == "fp32") & (summ["backend"] == "eager") & (summ["variant"] == "none"))]
+    others = summ[~tr.is_baseline(summ)]
+    several_runs = df["run_id"].nunique() > 1
+    run_col = [("run_id", "run")] * several_runs
+    if several_runs:
+        page.add(f'<p class="note">These {df["run_id"].nunique()} runs are analysed each on its own: every speed-up, '
+                 "batch curve, size fit, Pareto front and scaling curve below keeps to one run (its baseline is in "
+                 "the same run); the <b>run</b> column and legends name it (see Runs above).</p>")
     if len(others):
         page.pair(fig_speedup(others), "Speed-up of each precision / backend / variant against fp32 eager of the "
-                  "same model, mode, batch and shape (throughput ratio; geometric mean over cases), with the worst "
-                  "output deviation from fp32 eager beside it in the table.",
-                  html_table(others, [("hostname", "host")] * (len(hosts) > 1) + [
+                  "same run, model, mode, batch and shape (throughput ratio; geometric mean over cases), with the "
+                  "worst output deviation from fp32 eager beside it in the table.",
+                  html_table(others, run_col + [("hostname", "host")] * (len(hosts) > 1) + [
                                       ("mode", "mode"), ("precision", "precision"),
                                       ("backend", "backend"), ("variant", "variant"), ("n_cases", "cases"),
                                       ("speedup_geomean", "speed-up"), ("speedup_min", "min"), ("speedup_max", "max"),
@@ -694,7 +686,8 @@ def render_html(df: pd.DataFrame, records: Sequence[tuple[Path, Any]], *, title:
                                       ("rel_l2_error_max", "worst rel L2 error")], csv_name="speedup-summary.csv"))
         page.add("<details><summary>Every case against its baseline</summary>" + html_table(
             sp[sp["case_id"] != sp["baseline_case_id"]],
-            [("case_id", "case"), ("baseline_case_id", "baseline"), ("throughput_samples_per_s", "samples/s"),
+            [*run_col, ("case_id", "case"), ("baseline_case_id", "baseline"),
+             ("throughput_samples_per_s", "samples/s"),
              ("baseline_throughput_samples_per_s", "baseline samples/s"), ("speedup", "speed-up"),
              ("energy_ratio", "energy/sample ratio"), ("rel_l2_error", "rel L2 error"),
              ("max_abs_error", "max abs error")], csv_name="speedup.csv") + "</details>")
@@ -707,7 +700,7 @@ def render_html(df: pd.DataFrame, records: Sequence[tuple[Path, Any]], *, title:
     if len(fits):
         page.pair(fig_size_scaling(fits), "Metric against parameter count across the sizes of a family, log-log, "
                   "with the fitted power law y = c·N<sup>k</sup> (least squares on the logs; two sizes fit exactly).",
-                  html_table(fits, [("metric", "metric"), ("exponent", "exponent k"), ("r2", "R²"),
+                  html_table(fits, [*run_col, ("metric", "metric"), ("exponent", "exponent k"), ("r2", "R²"),
                                     ("family", "family"), ("sizes", "sizes"), ("mode", "mode"), ("batch_size", "batch"),
                                     ("precision", "precision"), ("backend", "backend"), ("variant", "variant"),
                                     ("n_points", "points")], csv_name="size-scaling.csv"))
@@ -729,12 +722,14 @@ def render_html(df: pd.DataFrame, records: Sequence[tuple[Path, Any]], *, title:
         m = ok[ok["model"] == model]
         page.section(f"{model}", level=3, key=f"model-{model}")
         short, common = abbreviate_ids([str(c) for c in m["case_id"]])
+        if several_runs:  # the same case in two runs: name the run
+            short = [f"{n} run {str(r)[:8]}" for n, r in zip(short, m["run_id"])]
         names = dict(zip(m.index, short))
         if common:
             page.add(f'<p class="note">Every case below: {esc(" · ".join(common))}</p>')
         # throughput vs batch size
         sc = scaling[scaling["model"] == model]
-        sc = sc.assign(config=[_series_label(r) for r in sc.to_dict("records")])
+        sc = sc.assign(config=[_series_label(r, several_runs) for r in sc.to_dict("records")])
         if len(sc) and (sc["n_points"] >= 2).any():
             page.pair(fig_batch_scaling(sc, str(model)),
                       "Throughput against batch size per precision / backend (log-log); a ring marks the knee, "
@@ -755,25 +750,26 @@ def render_html(df: pd.DataFrame, records: Sequence[tuple[Path, Any]], *, title:
                                        ("latency_ms_p50", "p50"), ("latency_ms_p90", "p90"), ("latency_ms_p99", "p99"),
                                        ("latency_iqr_rel", "IQR/p50"), ("latency_cv", "CV")],
                                  csv_name=f"latency-{svg_text(model)}.csv"))
-        # Pareto
-        pd_ = m.copy()
-        pd_["rel_l2_error"] = [0.0 if (r["precision"], r["backend"], r["variant"]) == ("fp32", "eager", "none")
-                               else r["rel_l2_error"] for r in m.to_dict("records")]
-        pd_["on_front_2d"] = tr.pareto_mask(pd_, {"throughput_samples_per_s": "max", "energy_per_sample_j": "min"})
-        pd_["on_front_3d"] = tr.pareto_mask(pd_, {"throughput_samples_per_s": "max", "energy_per_sample_j": "min",
-                                                  "rel_l2_error": "min"})
+        # Pareto: one front per run
+        def run_suffix(run_id) -> str:
+            return "-" + svg_text(str(run_id)[:8]) if several_runs else ""
+
+        pd_ = tr.pareto_fronts(m)
         pd_["case"] = [names[i] for i in pd_.index]
-        if pd_[["throughput_samples_per_s", "energy_per_sample_j"]].notna().all(axis=1).sum() >= 2:
-            est = bool((m["energy_source"] == "estimated").any())
-            page.pair(fig_pareto(pd_, names, str(model), est),
-                      "Throughput against energy per sample; the red line joins the cases no other case beats on "
-                      "both. The table adds the 3-metric front with the output deviation from fp32 eager."
+        for run_id, front in pd_.groupby("run_id", sort=False, dropna=False):
+            if front[["throughput_samples_per_s", "energy_per_sample_j"]].notna().all(axis=1).sum() < 2:
+                continue
+            est = bool((front["energy_source"] == "estimated").any())
+            of_run = f" of run {str(run_id)[:8]}" if several_runs else ""
+            page.pair(fig_pareto(front, names, str(model) + of_run, est),
+                      f"Throughput against energy per sample{of_run}; the red line joins the cases no other case "
+                      "beats on both. The table adds the 3-metric front with the output deviation from fp32 eager."
                       + (" Energy here is <b>estimated</b>, not measured." if est else ""),
-                      html_table(pd_.sort_values("throughput_samples_per_s", ascending=False),
+                      html_table(front.sort_values("throughput_samples_per_s", ascending=False),
                                  [("case", "case"), ("throughput_samples_per_s", "samples/s"),
                                   ("energy_per_sample_j", "energy/sample"), ("rel_l2_error", "rel L2 error"),
                                   ("on_front_2d", "front (2)"), ("on_front_3d", "front (3)")],
-                                 csv_name=f"pareto-{svg_text(model)}.csv"))
+                                 csv_name=f"pareto-{svg_text(model)}{run_suffix(run_id)}.csv"))
         # MFU and roofline
         roof = [("case", "case"), ("achieved_tflops", "achieved"), ("peak_tflops", "peak"), ("mfu", "MFU"),
                 ("mfu_achievable", "MFU (measured peak)"), ("arithmetic_intensity", "FLOP/byte"),

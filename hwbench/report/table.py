@@ -11,9 +11,11 @@ record), so a table can always be traced to its results files.
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import pandas as pd
 
 from . import format as fm
@@ -120,7 +122,7 @@ def headline_columns(wide: bool = False, flops: str | None = None, status: bool 
             Column("first_iter_ms", "first iter", fm.duration_ms, priority=7),
             Column("compile_s", "compile", fm.duration_s, priority=7),
             Column("params", "params", fm.count, priority=7),
-            Column("rel_l2_error", "rel L2 err", lambda v: "" if fm.missing(v) else f"{float(v):.2g}", priority=7),
+            Column("rel_l2_error", "rel L2 err", formatter_for("rel_l2_error"), priority=7),
             _energy_column("energy_j", "energy", fm.energy_j, priority=7),
             Column("energy_source", "energy source", fm.plain, priority=7, align="left"),
             Column("cpu_util_pct_mean", "CPU util", fm.pct, priority=7),
@@ -130,9 +132,37 @@ def headline_columns(wide: bool = False, flops: str | None = None, status: bool 
     return cols if status else cols[1:]
 
 
+_STRATEGY_COLUMN = re.compile(r"^(.+)_(ddp|ps|fsdp)$")  # a column of scaling.ps_vs_allreduce, per strategy
+_RATIOS = ("speedup", "speedup_geomean", "speedup_min", "speedup_max", "energy_ratio", "energy_ratio_geomean",
+           "throughput_ratio_ps_over_ddp", "comm_bytes_ratio_ps_over_ddp")
+_PLAIN_3G = ("rel_l2_error", "max_abs_error", "rel_l2_error_max", "coefficient", "exponent_stderr", "r2", "exponent",
+             "arithmetic_intensity")
+_COUNTS = ("knee_batch_size", "best_batch_size", "batch_size", "n_cases", "n_points", "runs", "cases", "ok", "skipped",
+           "not_ok", "iterations", "world_size", "global_batch_size")
+
+
 def formatter_for(name: str) -> Callable[[Any], str]:
-    """Human formatting of any load_results column, from the unit in its name."""
-    if name in ("mfu", "latency_cv", "latency_iqr_rel", "flops_counted_vs_analytic", "scaling_efficiency",
+    """Human formatting of a column -- of the results frame (from the unit in its name)
+    or of an analysis frame (speed-ups, fits, curves) -- the one formatter of that
+    column in every human output: terminal, markdown and HTML."""
+    if name in _RATIOS:
+        return lambda v: "" if fm.missing(v) else f"{fm.sig(float(v))}×"
+    per_strategy = _STRATEGY_COLUMN.match(name)
+    if per_strategy:
+        return formatter_for(per_strategy.group(1))
+    if name in _PLAIN_3G:
+        return lambda v: "" if fm.missing(v) else (f"{float(v):.3g}" if isinstance(v, (int, float, np.number)) else str(v))
+    if name in _COUNTS:
+        return lambda v: "" if fm.missing(v) else (str(int(v)) if isinstance(v, (int, float, np.number)) else str(v))
+    if name in ("run_id", "scaling_baseline_run_id"):  # a run by its short id, as the run lists name it
+        return lambda v: "" if fm.missing(v) else str(v)[:8]
+    if name in ("at_knee", "on_front_2d", "on_front_3d"):
+        return lambda v: "yes" if v is True or v == 1 else ""
+    if name.endswith(("_first", "_last", "_best")):
+        return formatter_for(name.rsplit("_", 1)[0])
+    if name.startswith("baseline_"):
+        return formatter_for(name[len("baseline_"):])
+    if name in ("gain_per_doubling",) or name in ("mfu", "latency_cv", "latency_iqr_rel", "flops_counted_vs_analytic", "scaling_efficiency",
                 "comm_fraction"):
         return fm.percent
     if name == "quality_flags":

@@ -21,7 +21,7 @@ import pandas as pd
 from ..analysis import scaling as sc
 from ..analysis import tradeoffs as tr
 from .fit import Column, abbreviate_ids, fit
-from .html import _fmt
+from .table import formatter_for
 from .text import clean
 
 VIEWS = ("tradeoffs", "scaling", "pareto")
@@ -39,17 +39,20 @@ def _short(df: pd.DataFrame, col: str = "case_id") -> pd.DataFrame:
 def view_sections(df: pd.DataFrame, view: str) -> list[Section]:
     """The tables of ``view`` (see the module docstring), as raw frames with the columns
     to show and their headers."""
+    run = _run_column(df)
+    said = runs_said(df)
     if view == "tradeoffs":
         sp = tr.speedup_table(df)
         summ = tr.speedup_summary(sp)
         per = sp[sp["case_id"] != sp["baseline_case_id"]]
         return [
-            ("speed-up vs fp32 eager (geometric mean over cases; accuracy cost = worst deviation from fp32 eager)",
-             summ, [("hostname", "host"), ("mode", "mode"), ("precision", "precision"), ("backend", "backend"),
+            ("speed-up vs fp32 eager of the same run (geometric mean over cases; accuracy cost = worst deviation "
+             "from fp32 eager)" + said,
+             summ, [*run, ("hostname", "host"), ("mode", "mode"), ("precision", "precision"), ("backend", "backend"),
                     ("variant", "variant"), ("n_cases", "cases"), ("speedup_geomean", "speed-up"),
                     ("speedup_min", "min"), ("speedup_max", "max"), ("energy_ratio_geomean", "energy ratio"),
                     ("rel_l2_error_max", "rel L2 err")]),
-            ("per case", per, [("case_id", "case"), ("baseline_case_id", "baseline"), ("speedup", "speed-up"),
+            ("per case", per, [*run, ("case_id", "case"), ("baseline_case_id", "baseline"), ("speedup", "speed-up"),
                                ("energy_ratio", "energy ratio"), ("rel_l2_error", "rel L2 err")]),
         ]
     if view == "scaling":
@@ -58,34 +61,38 @@ def view_sections(df: pd.DataFrame, view: str) -> list[Section]:
         # a torchrun group's batch curve is its own: say which strategy and world size
         group = [("parallelism", "strategy"), ("world_size", "ranks")] if len(sc.parallel_rows(df)) else []
         return [
-            ("throughput vs batch size (knee: where a larger batch stops gaining 10 % per doubling)", knees,
-             [("hostname", "host"), ("model", "model"), ("mode", "mode"), *group, ("precision", "precision"),
+            ("throughput vs batch size (knee: where a larger batch stops gaining 10 % per doubling)" + said, knees,
+             [*run, ("hostname", "host"), ("model", "model"), ("mode", "mode"), *group, ("precision", "precision"),
               ("backend", "backend"), ("variant", "variant"), ("batch_sizes", "batches"),
               ("throughput_samples_per_s_first", "samples/s first"), ("throughput_samples_per_s_last", "last"),
               ("best_batch_size", "best batch"), ("knee_batch_size", "knee")]),
             ("model-size scaling: metric = c * params^k", fits,
-             [("hostname", "host"), ("family", "family"), ("mode", "mode"), ("batch_size", "batch"),
+             [*run, ("hostname", "host"), ("family", "family"), ("mode", "mode"), ("batch_size", "batch"),
               ("precision", "precision"), ("variant", "variant"), ("sizes", "sizes"), ("metric", "metric"),
               ("exponent", "k"), ("r2", "R2"), ("n_points", "points")]),
             *parallel_sections(df),
         ]
     if view == "pareto":
-        ok = df[df["status"] == "ok"]
-        rows = []
-        for _, m in ok.groupby(["hostname", "model"], sort=False, dropna=False):
-            m = m.copy()
-            m["rel_l2_error"] = [0.0 if (r["precision"], r["backend"], r["variant"]) == ("fp32", "eager", "none")
-                                 else r["rel_l2_error"] for r in m.to_dict("records")]
-            m["on_front_2d"] = tr.pareto_mask(m, {"throughput_samples_per_s": "max", "energy_per_sample_j": "min"})
-            m["on_front_3d"] = tr.pareto_mask(m, {"throughput_samples_per_s": "max", "energy_per_sample_j": "min",
-                                                  "rel_l2_error": "min"})
-            rows.append(m[m["on_front_2d"] | m["on_front_3d"]])
-        front = pd.concat(rows) if rows else ok.iloc[0:0].assign(on_front_2d=[], on_front_3d=[])
-        return [("Pareto fronts per model: throughput (max) x energy per sample (min) [x deviation from fp32 (min)]",
-                 front, [("hostname", "host"), ("case_id", "case"), ("throughput_samples_per_s", "samples/s"),
+        fronts = tr.pareto_fronts(df)
+        front = fronts[fronts["on_front_2d"] | fronts["on_front_3d"]]
+        return [("Pareto fronts per run and model: throughput (max) x energy per sample (min) [x deviation from "
+                 "fp32 (min)]" + said,
+                 front, [*run, ("hostname", "host"), ("case_id", "case"), ("throughput_samples_per_s", "samples/s"),
                          ("energy_per_sample_j", "energy/sample"), ("rel_l2_error", "rel L2 err"),
                          ("on_front_2d", "front 2"), ("on_front_3d", "front 3")])]
     raise ValueError(f"unknown view {view!r}; one of {', '.join(VIEWS)}")
+
+
+def _run_column(df: pd.DataFrame) -> list[tuple[str, str]]:
+    """The (column, header) of the run, where ``df`` holds several runs."""
+    return [("run_id", "run")] if df["run_id"].nunique() > 1 else []
+
+
+def runs_said(df: pd.DataFrame) -> str:
+    """Where ``df`` holds several runs, the end of a title saying that each analysis
+    keeps to one run; empty for one run."""
+    n = df["run_id"].nunique()
+    return f"; each of the {n} runs on its own (runs are never pooled)" if n > 1 else ""
 
 
 def parallel_sections(df: pd.DataFrame) -> list[Section]:
@@ -100,14 +107,20 @@ def parallel_sections(df: pd.DataFrame) -> list[Section]:
     cmp = _workload_labels(sc.ps_vs_allreduce(curves), side_by_side=True)
     said = _shared(curves)
     # the workload, host and scaling mode only where they vary
-    key = [(c, h) for c, h in (("workload", "workload"), ("hostname", "host"), ("scaling", "scaling"))
-           if curves[c].nunique(dropna=False) > 1]
+    key = [(c, h) for c, h in (("run_id", "run"), ("workload", "workload"), ("hostname", "host"),
+                                ("scaling", "scaling")) if curves[c].nunique(dropna=False) > 1]
+    # a world-size-1 baseline from another run: say which
+    other = curves["scaling_baseline_run_id"].notna() & (curves["scaling_baseline_run_id"] != curves["run_id"])
+    if other.any():
+        said += "; baseline run: the run whose world-size-1 case the efficiency is against"
     out: list[Section] = [(
         "parallel scaling: the group's throughput against world size (efficiency = throughput(N) / "
         "(N x throughput(1)); comm share = time in collectives per step, an upper bound)" + said, curves,
         _with_data([*key, ("parallelism", "strategy"), ("world_size", "ranks"),
                     ("throughput_samples_per_s", "samples/s"), ("processed_tokens_per_s", "tokens/s"),
-                    ("scaling_efficiency", "efficiency"), ("comm_fraction", "comm share"),
+                    ("scaling_efficiency", "efficiency"),
+                    *([("scaling_baseline_run_id", "baseline run")] if other.any() else []),
+                    ("comm_fraction", "comm share"),
                     ("comm_bytes_per_step", "comm/step"), ("throughput_samples_per_s_per_rank", "samples/s/rank")],
                    curves))]
     if len(cmp):
@@ -160,13 +173,19 @@ def _shared(curves: pd.DataFrame) -> str:
         parts.append(f"{s} scaling" + {"weak": " (batch per rank fixed)", "strong": " (global batch fixed)"}.get(s, ""))
     if curves["hostname"].nunique(dropna=False) == 1:
         parts.append(f"on {curves['hostname'].iloc[0]}")
+    if curves["run_id"].nunique(dropna=False) > 1:
+        parts.append("each run on its own")
     return ("; " + ", ".join(parts)) if parts else ""
 
 
 def _columns(cols: Sequence[tuple[str, str]], df: pd.DataFrame) -> list[Column]:
     text = {c for c, _ in cols if not pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c])}
-    return [Column(c, h, _fmt(c), priority=0 if i < 2 else 1 + i, align="left" if c in text else "right",
-                   shrink=c in ("case_id", "baseline_case_id", "workload"), min_width=20)
+    lead = 3 if cols and cols[0][0] == "run_id" else 2  # the run column comes on top of the first two
+    # a per-case speed-up is the number the table is for: shown, the baseline's id cut
+    # before the case's (it differs from the case only in precision / backend / variant)
+    must = {"speedup"} if "baseline_case_id" in {c for c, _ in cols} else set()
+    return [Column(c, h, formatter_for(c), priority=0 if i < lead or c in must else 1 + i, align="left" if c in text else "right",
+                   shrink=c in ("baseline_case_id", "workload") or (c == "case_id" and not must), min_width=20)
             for i, (c, h) in enumerate(cols)]
 
 
