@@ -343,7 +343,7 @@ class Side:
             self.proc.stdin.write((request.model_dump_json() + "\n").encode())
             self.proc.stdin.flush()
         except (BrokenPipeError, OSError):
-            raise self._died("its input closed") from None
+            raise self._died("") from None
         line = self._readline(timeout_s)
         try:
             reply = REPLY.validate_json(line)
@@ -363,7 +363,7 @@ class Side:
             left = deadline - time.monotonic()
             if left <= 0:
                 self.kill()
-                raise self._died(f"no answer within {timeout_s:g} s; killed")
+                raise self._died(f"gave no answer within {timeout_s:g} s")
             ready, _, _ = select.select([fd], [], [], min(left, 1.0))
             if ready:
                 chunk = os.read(fd, 65536)
@@ -383,7 +383,7 @@ class Side:
             code = self.proc.returncode
         how = (f"killed by {signal.Signals(-code).name}" if code is not None and code < 0
                else f"exited with code {code}")
-        self.dead = f"{self.spec.name} side server ({self.spec.python}) {what or how}"
+        self.dead = f"{self.spec.name} side server ({self.spec.python}) {what + '; ' if what else ''}{how}"
         tail = self.log_tail()
         if tail:
             self.dead += f": {tail}"

@@ -211,7 +211,8 @@ def decide(cases: Sequence[CaseInput], *, threshold: float = DEFAULT_THRESHOLD, 
         r.update(verdict=v, regression=v == "regressed", rule=rule)
         if rule == "none":
             more = "fewer than 2 usable pairs: no test, no interval" if r["p_adjusted"] is None else \
-                f"the {confidence:.0%} CI reaches both sides of +-{threshold:.0%}: more pairs narrow it"
+                (f"the {confidence * 100:g} % CI holds changes within +-{threshold * 100:g} % and beyond: "
+                 "more pairs narrow it")
             r["note"] = "; ".join(filter(None, [r["note"], more]))
     order = {v: i for i, v in enumerate(VERDICTS)}
     return sorted(rows, key=lambda r: order[r["verdict"]])
