@@ -409,11 +409,17 @@ class Side:
             self.proc.wait(timeout=10)
 
     def close(self, status: str) -> None:
-        """Ask the server to mark its file ``status`` and end; kill it if it does not."""
+        """Ask the server to mark its file ``status`` and end; kill it (its forkserver and
+        worker too) if it does not answer in time -- after an interruption it may be in
+        the middle of a repeat: its file then keeps the cases saved before."""
         if not self.dead and self.proc.poll() is None:
+            deadline = time.monotonic() + (60.0 if status == "complete" else 10.0)
             try:
-                self.ask(Close(status=status), timeout_s=60)
-            except SideDied:
+                reply = self.ask(Close(status=status), timeout_s=max(0.1, deadline - time.monotonic()))
+                while not isinstance(reply, Closed):  # the answer to a request the interruption cut short
+                    line = self._readline(max(0.1, deadline - time.monotonic()))
+                    reply = REPLY.validate_json(line)
+            except (SideDied, ValidationError):
                 pass
         try:
             self.proc.stdin.close()
