@@ -459,12 +459,15 @@ def run_ab(suite_path: str, specs: tuple[SideSpec, SideSpec], *, pairs: int, out
     job = ABJob(uuid.uuid4().hex[:12], pairs)
     status = "interrupted"
     with tempfile.TemporaryDirectory(prefix="hwbench-ab-") as tmp:
-        sides = {s.name: Side(s, Path(tmp)) for s in specs}
+        sides: dict[str, Side] = {}
         try:
+            for spec in specs:
+                sides[spec.name] = Side(spec, Path(tmp))
             timeout_s = _start(sides, job, suite_path, list(filters), out_dir)
             progress(f"sides ready: base {job.paths['base']}, new {job.paths['new']}")
             _run_cases(sides, job, timeout_s + REPLY_MARGIN_S, progress)
-            status = "complete"
+            # a side that stopped left cases unrun: the other side's run is not complete either
+            status = "interrupted" if job.died else "complete"
         except KeyboardInterrupt as e:
             job.interrupted = str(e) or "SIGINT"
             status = "interrupted"

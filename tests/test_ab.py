@@ -317,3 +317,36 @@ ab.serve()
 
     base = read_record(doc["sides"]["base"]["results"])
     assert [c.case_id for c in base.cases] == [MLP] and base.cases[0].status == "ok"
+
+
+def test_sigterm_stops_the_job_closes_both_sides_and_exits_143(suite, tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    import psutil
+
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "hwbench.cli", "ab", str(suite), "--out", str(out), "--pairs", "20"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stderr:  # progress lines; the first says both sides are ready
+            if "sides ready" in line:
+                break
+        children = psutil.Process(proc.pid).children(recursive=True)
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err
+    assert "interrupted (SIGTERM)" in err and "Traceback" not in err
+    assert len(children) >= 2
+    time.sleep(1.0)
+    assert not [c.pid for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+    from hwbench.results import read_record
+
+    files = sorted(out.glob("*.json"))
+    assert len(files) == 2
+    assert {read_record(f).status for f in files} <= {"interrupted", "running"}
