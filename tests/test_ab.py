@@ -350,3 +350,19 @@ def test_sigterm_stops_the_job_closes_both_sides_and_exits_143(suite, tmp_path):
     files = sorted(out.glob("*.json"))
     assert len(files) == 2
     assert {read_record(f).status for f in files} <= {"interrupted", "running"}
+
+
+def test_a_case_failing_on_the_new_side_is_failed_exit_1_in_an_80_column_table(suite, tmp_path):
+    """The new side's mlp worker raises (fault injection in that side's environment):
+    the case stops after its first pair and is `failed` (ok on base, failed on new:
+    a regression); the other case is still compared. The table fits 80 columns."""
+    r = hwbench("ab", suite, "--out", tmp_path / "out", "--pairs", "3", "--new-env",
+                "HWBENCH_INJECT_FAULT=mlp:*=raise", timeout=900)
+    assert r.returncode == 1, r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    assert all(len(line) <= 80 for line in lines), [line for line in lines if len(line) > 80]
+    [row] = [line for line in lines if line.startswith("failed ")]
+    assert row.split()[-2:] == ["status", "mlp/bs512"]
+    assert any("mlp/bs512: new: failed: RuntimeError: injected failure" in line for line in lines)
+    assert "REGRESSION: 1 regressed or failed." in r.stdout
+    assert [line for line in lines if "encoder/bs2/seq32" in line and line.split()[0] != "failed"]
