@@ -521,7 +521,9 @@ def _run_cases(sides: dict[str, Side], job: ABJob, timeout_s: float, progress: C
             if cid not in job.planned[name] or cid in job.statuses.get(name, {}):
                 continue
             other = "new" if name == "base" else "base"
-            why = "" if cid in job.planned[other] else f"not run: the {other} side's suite has no such case"
+            why = (f"not run: the {other} side's suite has no such case" if cid not in job.planned[other] else
+                   f"not run: the {other} side skips it ({job.planned[other][cid]})" if job.planned[other][cid]
+                   else "")
             try:
                 saved = sides[name].ask(FinishCase(case_id=cid, reason=why), timeout_s)
                 job.statuses.setdefault(name, {})[cid] = (saved.status, saved.reason)
