@@ -65,6 +65,8 @@ for every change; golden files of every old version live in ``tests/golden/``):
   * ``node`` (:class:`NodeRole`): the file is one node's part of a multi-node run; its
     parallel cases hold that node's ranks only. ``nodes`` (:class:`NodePart`): the file
     is the merge of such parts (``hwbench merge``; every reader merges parts itself).
+  * ``ab`` (:class:`ABSide`): the file is one side of an ``hwbench ab`` job: which side,
+    its Python and environment variables, and when each repeat ran (the ABBA order).
 """
 
 from __future__ import annotations
@@ -409,6 +411,30 @@ class NodePart(_Record):
     segments: list[Segment] = []
 
 
+class ABRepeat(_Record):
+    """One repeat of an ``hwbench ab`` side: the case, its pair, its place in the job's
+    order (``slot``, 0-based over the whole job) and when it ran (epoch seconds)."""
+
+    case_id: Annotated[str, Field(max_length=1000)]
+    pair: Count
+    slot: Count
+    started: Float
+    ended: Float
+
+
+class ABSide(_Record):
+    """This file is one side of an ``hwbench ab`` job: both sides ran in one job, each
+    from its own worker server, their repeats interleaved A B B A (A = base)."""
+
+    job_id: Annotated[str, Field(min_length=1, max_length=200)]  # the same in both sides' files
+    side: Literal["base", "new"]
+    python: Text  # the interpreter of this side's worker server
+    env: dict[str, Text] = {}  # environment variables set for this side (beyond the job's own)
+    pairs: Count  # repeats per side asked for (= pairs)
+    order: Literal["ABBA"] = "ABBA"
+    repeats: list[ABRepeat] = []  # in the order they ran
+
+
 class SuiteRef(_Record):
     name: Text
     path: Text
@@ -431,6 +457,7 @@ class RunRecord(_Record):
     batch_limits: dict[str, BatchLimit] = {}
     node: NodeRole | None = None  # one node's part of a multi-node run
     nodes: list[NodePart] = []  # a merged multi-node run: the parts it was made from
+    ab: ABSide | None = None  # one side of an hwbench ab job
 
     @property
     def nnodes(self) -> int:
