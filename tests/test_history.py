@@ -136,3 +136,4 @@ def test_history_marks_the_outlier_and_counts_a_duplicated_run_once(tmp_path):
     code, out, _ = cli("history", tmp_path)
     flat = " ".join(out.split())
     assert code == 0 and "outlier at run 9 (run9)" in flat and "not a step" in flat
+    assert max(map(len, out.splitlines())) <= 80
