@@ -197,9 +197,12 @@ class _Server:
                           idle_baseline=idle, collectors=collectors.info() if collectors is not None else None,
                           worker_server_start_s=self.start_s, machine_profile=find_for_run(path, environment))
         ab = ABSide(job_id=req.job_id, side=req.side, python=req.python, env=req.env, pairs=req.pairs)
+        # the resolved suite says what this file holds: --pairs repeats of each case, each
+        # in its own worker (the suite's own `repeats` is not used by ab)
+        resolved = {**s.resolved, "settings": {**s.resolved.get("settings", {}), "repeats": req.pairs}}
         self.record = RunRecord(run_id=run_id, created=runner.now_iso(), status="running",
                                 suite=SuiteRef(name=s.spec.suite.name, path=str(s.path), hash=s.suite_hash,
-                                               resolved=s.resolved), segments=[segment], ab=ab)
+                                               resolved=resolved), segments=[segment], ab=ab)
         self.runner = runner.Runner(s, path, collectors=collectors,
                                     fault=launch.parse_fault(os.environ.get("HWBENCH_INJECT_FAULT")))
         self.record = self.runner._flush(self.record)

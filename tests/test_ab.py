@@ -232,6 +232,8 @@ def test_no_difference_exits_0_with_one_file_per_side_in_abba_order(suite, tmp_p
     recs = {read_record(f).ab.side: read_record(f) for f in files}
     assert recs["base"].ab.job_id == recs["new"].ab.job_id == doc["job_id"]
     assert recs["base"].ab.python == recs["new"].ab.python == sys.executable
+    # the resolved suite says what the file holds: --pairs repeats, not the suite's own
+    assert {rec.suite.resolved["settings"]["repeats"] for rec in recs.values()} == {6}
     # the order, from the times each side recorded: per case A B B A A B ..., never overlapping
     runs = sorted((rep.started, rep.ended, side, rep.case_id, rep.pair)
                   for side, rec in recs.items() for rep in rec.ab.repeats)
