@@ -23,11 +23,14 @@ def sleep_load(seconds):
 
 # ------------------------------------------------------------------------ rules
 def test_timing_agreement_rule():
-    assert v.timing_verdict("t", 0.010, 0.011, 0.0095).status == RAN
-    bad = v.timing_verdict("t", 0.010, 0.100, 0.010)  # a missing synchronisation: 10x off
+    # (timer mean, timer median, wall mean, torch.utils.benchmark median)
+    assert v.timing_verdict("t", 0.010, 0.010, 0.011, 0.0095).status == RAN
+    bad = v.timing_verdict("t", 0.010, 0.010, 0.100, 0.010)  # a missing synchronisation: 10x off
     assert bad.status == FAILED and "wall clock" in bad.detail and "benchmark" not in bad.detail.split("(")[0]
-    assert v.timing_verdict("t", 0.010, 0.010, 0.013).status == FAILED  # 1.3x > 1.25x
-    assert v.timing_verdict("t", 0.0, 0.010, 0.010).status == FAILED
+    assert v.timing_verdict("t", 0.010, 0.010, 0.010, 0.013).status == FAILED  # 1.3x > 1.25x
+    assert v.timing_verdict("t", 0.0, 0.010, 0.010, 0.010).status == FAILED
+    # a few stalled iterations (a loaded machine) move the means together, not the medians
+    assert v.timing_verdict("t", 0.0145, 0.00025, 0.0146, 0.00026).status == RAN
 
 
 def test_verdict_lines_fit_80_columns():
