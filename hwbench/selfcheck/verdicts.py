@@ -12,6 +12,8 @@ import statistics
 from dataclasses import asdict, dataclass
 from typing import Any, Iterable
 
+from ..report.format import nbytes
+
 RAN, FAILED, NA = "ran", "failed", "n/a"
 
 # device-event timing, wall clock and torch.utils.benchmark agree within this factor
@@ -215,7 +217,7 @@ def probe_verdicts(dev: Any, kind: str) -> list[Verdict]:
     copy = [b for b in dev.memory if getattr(b, "kernel", "") == "copy" and (b.gbs_median or 0) > 0]
     if copy:
         best = max(copy, key=lambda b: b.gbs_median)
-        out.append(Verdict("probe copy bandwidth", RAN, f"{best.gbs_median:.3g} GB/s (median, {best.buffer_bytes // 2**20} MiB buffers)"))
+        out.append(Verdict("probe copy bandwidth", RAN, f"{best.gbs_median:.3g} GB/s (median, {nbytes(best.buffer_bytes)} buffers)"))
     else:
         out.append(Verdict("probe copy bandwidth", FAILED, dev.memory_note or "no copy bandwidth measured"))
     return out
