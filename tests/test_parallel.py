@@ -132,7 +132,8 @@ def test_compiled_strategies_compile_in_the_first_step_and_time_compiled_steps(t
         assert math.isfinite(median_ms) and median_ms > 0 and math.isfinite(r["throughput_samples_per_s"])
         # dynamo, AOTAutograd and inductor run in the first step (even from a warm cache:
         # > 1 s here, against tens of ms per compiled step)
-        assert r["first_iter_ms"] > 10 * median_ms and r["compile_s"] == r["first_iter_ms"] / 1e3, r["case_id"]
+        assert r["first_iter_ms"] > 10 * median_ms and r["compile_s"] == pytest.approx(r["first_iter_ms"] / 1e3), \
+            r["case_id"]  # (ms -> s is not exact in floating point: 35.281829123000084 != 35281.82912300008 / 1e3)
 
 
 def _gone(pids):
