@@ -135,7 +135,31 @@ def parallel_sections(df: pd.DataFrame) -> list[Section]:
         out.append(("parameter server (ps) vs allreduce (ddp), side by side: the group's samples/s; ps/ddp > 1: "
                     "the parameter server is faster; eff: scaling efficiency; comm: collective bytes per step",
                     cmp, _with_data(cols, cmp)))
+    out += comm_sections(df)
     return out
+
+
+def comm_sections(df: pd.DataFrame) -> list[Section]:
+    """Each gradient-compression (``comm``) setting against ``none`` per strategy and
+    world size (:func:`~hwbench.analysis.scaling.comm_vs_none`); none without such cases."""
+    cmp = sc.comm_vs_none(df)
+    if cmp.empty:
+        return []
+    cmp = cmp.assign(workload=[sc.workload_id(str(c), p, n, m) for c, p, n, m in
+                               zip(cmp["case_id"], cmp["parallelism"], cmp["world_size"], cmp["comm"])])
+    if cmp["workload"].nunique() > 1:
+        cmp["workload"] = abbreviate_ids(list(cmp["workload"]))[0]
+    key = [(c, h) for c, h in (("run_id", "run"), ("workload", "workload")) if cmp[c].nunique(dropna=False) > 1]
+    said = f"; every row {cmp['workload'].iloc[0]}" if cmp["workload"].nunique() == 1 else ""
+    return [("gradient compression (comm) vs none: median step, its speed-up, bytes each rank sends per step, "
+             "compression (none's bytes / these), communication not overlapped by compute per step (exposed; "
+             "busy: all of it, an upper bound) and the parameters' relative L2 deviation from none after the "
+             "same steps (the accuracy cost)" + said, cmp,
+             _with_data([*key, ("parallelism", "strategy"), ("world_size", "ranks"), ("comm", "comm"),
+                         ("latency_ms_p50", "step"), ("step_speedup_vs_none", "speed-up"),
+                         ("param_rel_l2_vs_none", "param dev"),  # never a speed-up without its cost
+                         ("comm_bytes_per_step", "comm/step"), ("comm_exposed_ms", "exposed"),
+                         ("comm_compression_ratio", "compress"), ("comm_busy_ms", "busy")], cmp))]
 
 
 def _with_data(cols: list[tuple[str, str]], df: pd.DataFrame) -> list[tuple[str, str]]:
