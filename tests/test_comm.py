@@ -153,3 +153,57 @@ def test_ddp_with_fp16_and_powersgd_on_gloo_records_bytes_overlap_and_accuracy_c
         assert r["param_rel_l2_steps"] == 5
     assert none["param_rel_l2_vs_none"] == 0.0  # gloo's allreduce of 2 ranks is deterministic
     assert fp16["param_rel_l2_vs_none"] > 0 and psgd["param_rel_l2_vs_none"] > 0
+
+
+# ------------------------------------------------------------------ reports, from synthetic results
+def _comm_frame():
+    from hwbench.analysis.derive import record_rows, to_frame
+    from hwbench.records import CaseIdentity, CaseResult, Facts, Measurement
+    from test_dataframe import run_record
+
+    def case(cm, step_s, nbytes, busy_s, exposed_s, dev):
+        i = CaseIdentity(model="mlp:tiny", mode="train", batch_size=4, precision="fp32", backend="eager", device="cpu",
+                         parallelism="ddp", world_size=2, comm=cm)
+        cid = "mlp:tiny/train/bs4/fp32/eager/cpu/ddp2" + ("" if cm == "none" else f"/{cm}")
+        return CaseResult(case_id=cid, case=i, status="ok", device_name="Test CPU", device_resolved="cpu",
+                          measurement=Measurement(raw_times_s=[[step_s] * 5], first_iter_s=0.2, warmup_s=0.3,
+                                                  measured_s=5 * step_s),
+                          facts=Facts(params=1000, flops_per_sample=1e6, global_batch_size=8, comm_s_per_step=busy_s,
+                                      comm_bytes_per_step=nbytes, comm_exposed_s_per_step=exposed_s,
+                                      param_rel_l2_vs_none=dev, param_rel_l2_steps=5))
+
+    rec = run_record([case("none", 0.100, 8000.0, 0.040, 0.010, 0.0), case("fp16", 0.080, 4000.0, 0.020, 0.005, 1e-4),
+                      case("powersgd:1", 0.050, 400.0, 0.030, 0.0, 2e-3)])
+    return to_frame(record_rows(rec))
+
+
+def test_comm_vs_none_table_with_known_answers():
+    from hwbench.analysis import scaling as sc
+
+    df = _comm_frame()
+    assert list(df["comm_busy_ms"]) == pytest.approx([40.0, 20.0, 30.0])
+    assert list(df["comm_exposed_ms"]) == pytest.approx([10.0, 5.0, 0.0])
+    t = sc.comm_vs_none(df)
+    assert list(t["comm"]) == ["none", "fp16", "powersgd:1"]
+    assert list(t["step_speedup_vs_none"]) == pytest.approx([1.0, 1.25, 2.0])
+    assert list(t["comm_compression_ratio"]) == pytest.approx([1.0, 2.0, 20.0])
+    assert list(t["param_rel_l2_vs_none"]) == pytest.approx([0.0, 1e-4, 2e-3])
+    assert (t["comm_exposed_ms_none"] == 10.0).all()
+    # every setting its own scaling curve: none of them hides another
+    assert len(sc.parallel_scaling(df)) == 3
+
+
+def test_comm_table_in_the_terminal_view_fits_80_columns_and_keeps_the_accuracy_cost():
+    from hwbench.report.views import comm_sections, render_terminal
+
+    lines = render_terminal(comm_sections(_comm_frame()), 80)
+    assert all(len(line) <= 80 for line in lines)
+    text = "\n".join(lines)
+    assert "param dev" in text and "powersgd:1" in text and "2.00×" in text
+
+
+def test_html_parallel_section_has_the_comm_table():
+    from hwbench.report.html import render_html
+
+    html = render_html(_comm_frame(), [])
+    assert "Gradient compression (comm) against none" in html and "comm-vs-none.csv" in html
