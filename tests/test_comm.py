@@ -207,3 +207,36 @@ def test_html_parallel_section_has_the_comm_table():
 
     html = render_html(_comm_frame(), [])
     assert "Gradient compression (comm) against none" in html and "comm-vs-none.csv" in html
+
+
+def test_ddp_make_step_applies_bucket_cap_and_hooks_in_a_one_rank_group(tmp_path):
+    """In this process (no worker starts): a gloo group of one rank."""
+    import torch
+    import torch.distributed as dist
+
+    from hwbench import backends, models
+    from hwbench.parallel import ddp
+    from hwbench.parallel.mesh import Mesh
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        fam, size = models.get("mlp:tiny")
+        cfg = fam.sizes[size]
+        case = Case("mlp:tiny", "train", 4, "fp32", "eager", "cpu", parallelism="ddp", world_size=1)
+        mesh = Mesh("ddp", 1, 0, 0, 1, "cpu", "gloo", 4, 4)
+        for cm, state in (("fp16", None), ("powersgd:4", 4)):
+            torch.manual_seed(0)
+            prep = backends.prepare(fam.build(cfg), case, torch.device("cpu"), fam.float_inputs)
+            x, y = fam.make_batch(cfg, 4, case.shape, torch.device("cpu"), torch.float32)
+            step = ddp.make_step(prep, fam, x, y, mesh, lambda m: m, comm=cm, bucket_cap_mb=0.5)
+            assert prep.model.bucket_bytes_cap == int(0.5 * 1024 * 1024)
+            for _ in range(3):
+                step()
+            if state is None:
+                assert step.powersgd is None
+            else:
+                assert step.powersgd.matrix_approximation_rank == 4
+                assert step.powersgd.start_powerSGD_iter == comm.POWERSGD_START
+                assert step.powersgd.iter >= comm.POWERSGD_START  # compressing after the warmup steps
+    finally:
+        dist.destroy_process_group()
