@@ -248,7 +248,7 @@ def _profile_comm(timed, steps: int, device) -> tuple[float, float, str, float]:
     operations, from ``steps`` steps under torch.profiler: on CPU the gloo operations'
     events (their own threads' busy time), on CUDA the NCCL kernels' device time. Bytes:
     the operations' input tensors (shape x element size). Exposed: the union of those
-    operations' intervals less the union of compute's (CPU: ``aten::`` operators on the
+    operations' intervals less the union of compute's (CPU: ``aten::`` operators of
     any thread, except those inside a gloo operation; CUDA: the other kernels), see
     :func:`hwbench.parallel.comm.exposed`."""
     import torch
