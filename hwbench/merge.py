@@ -220,6 +220,8 @@ def _facts(have: dict[int, CaseResult]):
         "rank_host_rss_peak_bytes": joined("rank_host_rss_peak_bytes"),
         "comm_s_per_step": _largest([f.comm_s_per_step for f in fs]),
         "comm_bytes_per_step": _largest([f.comm_bytes_per_step for f in fs]),
+        "comm_exposed_s_per_step": _largest([f.comm_exposed_s_per_step for f in fs]),
+        "param_rel_l2_vs_none": _largest([f.param_rel_l2_vs_none for f in fs]),
         "ranks": sorted(r for f in fs for r in (f.ranks or [])) or None,
     })
 

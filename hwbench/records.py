@@ -65,6 +65,9 @@ for every change; golden files of every old version live in ``tests/golden/``):
   * ``node`` (:class:`NodeRole`): the file is one node's part of a multi-node run; its
     parallel cases hold that node's ranks only. ``nodes`` (:class:`NodePart`): the file
     is the merge of such parts (``hwbench merge``; every reader merges parts itself).
+  * ``case.comm`` (gradient compression of ddp / ps cases, ``"none"`` in every earlier
+    file), ``facts.comm_exposed_s_per_step``, ``facts.param_rel_l2_vs_none`` and
+    ``facts.param_rel_l2_steps`` (:mod:`hwbench.parallel.comm`); null in earlier files.
   * ``ab`` (:class:`ABSide`): the file is one side of an ``hwbench ab`` job: which side,
     its Python and environment variables, and when each repeat ran (the ABBA order).
 """
@@ -240,6 +243,7 @@ class CaseIdentity(_Record):
     gen_tokens: Count | None = None
     parallelism: Annotated[str, Field(max_length=50)] = "none"
     world_size: Count = 1
+    comm: Annotated[str, Field(max_length=50)] = "none"
 
 
 class Measurement(_Record):
@@ -297,6 +301,12 @@ class Facts(_Record):
     comm_bytes_per_step: Float | None = None  # bytes in collectives' inputs per step, largest rank
     comm_measured_by: Text | None = None  # how the two above were measured
     ranks: list[Count] | None = None  # the global ranks these facts hold, in the rank_* lists' order
+    # comm (gradient compression) and overlap: communication time per step not covered by
+    # compute (largest rank), and the parameters' relative L2 deviation after
+    # param_rel_l2_steps steps from the same steps run uncompressed (largest rank)
+    comm_exposed_s_per_step: Float | None = None
+    param_rel_l2_vs_none: Float | None = None
+    param_rel_l2_steps: Count | None = None
 
 
 class Overheads(_Record):

@@ -135,6 +135,12 @@ class Settings(_Strict):
         3, ge=0, le=100, description="Parallel cases: steps run under torch.profiler after the timed window to "
         "measure time in collectives (0: skip)",
     )
+    bucket_cap_mb: float | None = Field(
+        None, gt=0, le=65536, description="ddp cases: DistributedDataParallel's gradient bucket size, MiB "
+        "(default: torch's, 25)")
+    comm_accuracy_steps: int = Field(
+        5, ge=0, le=1000, description="Parallel cases with a comm setting: steps run uncompressed and then "
+        "compressed from the same initial state to measure param_rel_l2_vs_none (0: skip)")
     memory_limit_gb: float | None = Field(
         None, ge=1, le=65536,
         description="Memory cap per worker, GiB (1 to 65536): the address space of CPU workers (RLIMIT_AS), "
@@ -183,6 +189,9 @@ class MatrixBlock(_Strict):
         ["none"], min_length=1, description="none, prune:<sparsity 0..1>, sparse24, distill:<student size>")
     parallelism: list[Literal["none", "ddp", "fsdp", "tp", "pp", "ps"]] = Field(
         ["none"], min_length=1, description="none (one process), ddp, fsdp, tp, pp, ps: launched as a torchrun group")
+    comm: list[str] = Field(
+        ["none"], min_length=1, description="Gradient compression of data-parallel cases: none, fp16, bf16, "
+        "powersgd:<rank> (hwbench.parallel.comm)")
     world_sizes: list[int] | None = Field(
         None, min_length=1, description="Ranks per parallel case, 1 to MAX_WORLD_SIZE (default [1]); 'none' always "
         "runs one process; more ranks than this machine's GPUs (or, on CPU, cores) are skipped")
@@ -230,6 +239,19 @@ class MatrixBlock(_Strict):
         for i, name in enumerate(v):
             try:
                 out.append(variants.canonical(name))
+            except ValueError as e:
+                raise ValueError(f"[{i}] {e}") from None
+        return out
+
+    @field_validator("comm")
+    @classmethod
+    def _comm(cls, v):
+        from .parallel import comm
+
+        out = []
+        for i, name in enumerate(v):
+            try:
+                out.append(comm.canonical(name))
             except ValueError as e:
                 raise ValueError(f"[{i}] {e}") from None
         return out
@@ -284,6 +306,7 @@ class Case:
     # Defaults keep the case ids of single-process cases as they were.
     parallelism: str = "none"
     world_size: int = 1
+    comm: str = "none"  # gradient compression (hwbench.parallel.comm); "none" keeps case ids as they were
 
     @property
     def auto_batch(self) -> bool:
@@ -304,6 +327,8 @@ class Case:
             parts.append(self.variant)
         if self.parallelism != "none":
             parts.append(f"{self.parallelism}{self.world_size}")
+        if self.comm != "none":
+            parts.append(self.comm)
         return "/".join(p for p in parts if p)
 
     @property
@@ -514,10 +539,10 @@ def expand(spec: SuiteSpec, path: str = "<suite>") -> tuple[Case, ...]:
                                     for th in block.threads or [None]:
                                         for var in block.variants:
                                             for g in gens if mode == "generate" else [None]:
-                                                for par, ws in _parallel_points(block):
+                                                for par, ws, cm in _parallel_points(block):
                                                     case = Case(name, mode, 0 if bs == "auto" else bs, prec, backend,
                                                                 dev, th, shape.seq_len, shape.image_size, var, g,
-                                                                par, ws)
+                                                                par, ws, cm)
                                                     out[case] = None
     return tuple(out)
 
@@ -540,14 +565,15 @@ def block_size(block: MatrixBlock) -> int:
     return n * per_point
 
 
-def _parallel_points(block: MatrixBlock) -> list[tuple[str, int]]:
-    """(parallelism, world_size) pairs of a block: every strategy at every world size;
-    ``none`` is one process, so only at world size 1."""
+def _parallel_points(block: MatrixBlock) -> list[tuple[str, int, str]]:
+    """(parallelism, world_size, comm) of a block: every strategy at every world size
+    and comm setting; ``none`` is one process, so only at world size 1 without comm."""
     out = []
     for par in block.parallelism:
         for ws in ([1] if par == "none" else block.world_sizes or [1]):
-            if (par, ws) not in out:
-                out.append((par, ws))
+            for cm in (["none"] if par == "none" else block.comm):
+                if (par, ws, cm) not in out:
+                    out.append((par, ws, cm))
     return out
 
 
@@ -570,6 +596,8 @@ def _check_applicable(block: MatrixBlock, where: str) -> None:
     if block.world_sizes is not None and block.parallelism == ["none"]:
         raise ConfigError(f"{where}.world_sizes: applies to parallel cases only; add parallelism = "
                           "[\"ddp\", \"fsdp\", \"tp\", \"pp\" or \"ps\"]")
+    if block.comm != ["none"] and block.parallelism == ["none"]:
+        raise ConfigError(f"{where}.comm: applies to parallel cases only; add parallelism = [\"ddp\"] or [\"ps\"]")
     if any(p != "none" for p in block.parallelism) and any(m != "train" for m in block.modes):
         raise ConfigError(f"{where}.parallelism: parallel strategies train; this block has modes "
                           f"{', '.join(block.modes)} (use modes = [\"train\"])")

@@ -56,7 +56,7 @@ COST_COLUMNS = ("usd_per_hour", "cost_usd_per_1m_samples", "cost_usd_per_1m_toke
 # The per-case frame of price_cases(): identity and provenance, then the figures.
 CASE_COLUMNS = (
     "machine", "device_name", "hostname", "case_id", "workload", "model", "family", "size", "mode", "batch_size",
-    "precision", "parallelism", "world_size", "devices", "scaling_efficiency",
+    "precision", "parallelism", "world_size", "comm", "devices", "scaling_efficiency",
     "status", "throughput_samples_per_s", "tokens_per_s", "power_w_mean", "energy_per_sample_j",
     "energy_source", "achieved_tflops", "mfu", "params",
     "price_basis", "price_usd", "usd_per_hour", "cost_usd_per_1m_samples", "cost_usd_per_1m_tokens",

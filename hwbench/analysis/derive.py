@@ -16,7 +16,7 @@ from .stats import latency_stats_ms, noise_flag, percentile
 
 # Columns of the case identity, in this order, present in every row.
 IDENTITY = ("model", "family", "size", "mode", "batch_size", "seq_len", "image_size", "gen_tokens", "precision",
-            "backend", "device", "threads", "variant", "parallelism", "world_size")
+            "backend", "device", "threads", "variant", "parallelism", "world_size", "comm")
 
 
 def _peak_key(precision: str) -> str | None:
@@ -177,7 +177,10 @@ def _parallel(facts, row: dict[str, Any], world_size: int) -> dict[str, Any]:
     time / median step time (its busy time may overlap compute, e.g. DDP's bucketed
     allreduce during the backward pass, so it is an upper bound of the exposed share);
     ``throughput_samples_per_s_per_rank``: the group's samples/s over ``world_size``
-    (what each rank contributes on average, whatever the strategy splits)."""
+    (what each rank contributes on average, whatever the strategy splits).
+    ``comm_busy_ms`` is that busy time per step in ms; ``comm_exposed_ms`` the part of
+    it no compute overlapped (hwbench.parallel.comm.exposed); ``param_rel_l2_vs_none``
+    the accuracy cost of the case's ``comm`` setting, as the ranks measured it."""
     step_s = (row.get("latency_ms_p50") or 0.0) / 1e3
     comm = facts.comm_s_per_step
     thr = row.get("throughput_samples_per_s")
@@ -187,6 +190,11 @@ def _parallel(facts, row: dict[str, Any], world_size: int) -> dict[str, Any]:
         "comm_bytes_per_step": facts.comm_bytes_per_step,
         "comm_fraction": min(comm / step_s, 1.0) if comm is not None and step_s > 0 else None,
         "comm_measured_by": facts.comm_measured_by,
+        "comm_busy_ms": comm * 1e3 if comm is not None else None,
+        "comm_exposed_ms": (facts.comm_exposed_s_per_step * 1e3
+                            if facts.comm_exposed_s_per_step is not None else None),
+        "param_rel_l2_vs_none": facts.param_rel_l2_vs_none,
+        "param_rel_l2_steps": facts.param_rel_l2_steps,
         "rank_memory_peak_bytes_max": max(facts.rank_memory_peak_bytes) if facts.rank_memory_peak_bytes else None,
         "rank_host_rss_peak_bytes_max": (max(facts.rank_host_rss_peak_bytes)
                                          if facts.rank_host_rss_peak_bytes else None),
@@ -312,7 +320,24 @@ def _energy(c: CaseResult, row: dict[str, Any], flags: list) -> dict[str, Any]:
 def record_rows(rec: RunRecord, path: str = "") -> list[dict[str, Any]]:
     rows = [case_row(rec, c, path) for c in rec.cases]
     scaling_efficiency(rows)
+    compression_ratio(rows)
     return rows
+
+
+def compression_ratio(rows: list[dict[str, Any]]) -> None:
+    """Add ``comm_compression_ratio`` to parallel rows (in place): the bytes per step of
+    the same case with ``comm = "none"`` in the same run over this row's (2 for fp16:
+    half the bytes); none where that partner is missing, not ok or measured no bytes."""
+    def key(r):
+        return (r.get("run_id"), r.get("hostname"), *(r.get(k) for k in IDENTITY if k != "comm"))
+
+    base = {key(r): r.get("comm_bytes_per_step") for r in rows
+            if r.get("comm") in (None, "none") and r.get("status") == "ok"}
+    for r in rows:
+        if r.get("parallelism") in (None, "none"):
+            continue
+        b, mine = base.get(key(r)), r.get("comm_bytes_per_step")
+        r["comm_compression_ratio"] = b / mine if b and mine and r.get("status") == "ok" else None
 
 
 # ------------------------------------------------------------------------ the schema
@@ -338,7 +363,7 @@ SCHEMA: list[tuple[str, str]] = [
     ("case_id", _STR), ("model", _STR), ("family", _STR), ("size", _STR), ("mode", _STR), ("batch_size", _INT),
     ("seq_len", _INT), ("image_size", _INT), ("gen_tokens", _INT), ("precision", _STR), ("backend", _STR),
     ("device", _STR), ("threads", _INT), ("variant", _STR), ("parallelism", _STR), ("world_size", _INT),
-    ("status", _STR), ("reason", _STR),
+    ("comm", _STR), ("status", _STR), ("reason", _STR),
     # timing
     ("latency_ms_p50", _FLOAT), ("latency_ms_p90", _FLOAT), ("latency_ms_p99", _FLOAT), ("latency_ms_mean", _FLOAT),
     ("latency_ms_std", _FLOAT), ("latency_ms_min", _FLOAT), ("latency_cv", _FLOAT), ("latency_iqr_rel", _FLOAT),
@@ -385,6 +410,8 @@ SCHEMA: list[tuple[str, str]] = [
     ("scaling", _STR), ("global_batch_size", _INT), ("throughput_samples_per_s_per_rank", _FLOAT),
     ("scaling_efficiency", _FLOAT), ("scaling_baseline_run_id", _STR), ("comm_fraction", _FLOAT),
     ("comm_s_per_step", _FLOAT), ("comm_bytes_per_step", _FLOAT), ("comm_measured_by", _STR),
+    ("comm_busy_ms", _FLOAT), ("comm_exposed_ms", _FLOAT), ("comm_compression_ratio", _FLOAT),
+    ("param_rel_l2_vs_none", _FLOAT), ("param_rel_l2_steps", _INT),
     ("rank_memory_peak_bytes_max", _INT), ("rank_host_rss_peak_bytes_max", _INT),
     # measurement quality
     ("quality_flags", "object"), ("flag_details", _STR),

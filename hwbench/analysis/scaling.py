@@ -5,6 +5,9 @@
 * :func:`parallel_scaling` -- per curve (one workload on one machine under one strategy
   and scaling mode), the group's throughput against world size with the ideal linear
   line, scaling efficiency, communication share and bytes per step.
+* :func:`comm_vs_none` -- each gradient-compression setting (``comm``) against ``none``
+  for the same workload, strategy and world size: step time, bytes per step, exposed
+  communication and the parameters' deviation (the accuracy cost).
 * :func:`ps_vs_allreduce` -- the parameter server (``ps``) and allreduce data
   parallelism (``ddp``; FSDP as a third data-parallel column where it ran) side by side
   at each world size: throughput, their ratio, efficiency, communication.
@@ -31,7 +34,7 @@ from .tradeoffs import _key, _ok
 # (its settings: pipeline schedule, microbatches), the workload and the scaling mode (weak:
 # batch per rank fixed; strong: global batch fixed -- either way the case's batch_size).
 WORKLOAD = ("run_id", "hostname", "device_name", "suite", "model", "mode", "batch_size", "seq_len", "image_size", "precision",
-            "backend", "variant", "device", "threads", "scaling")
+            "backend", "variant", "device", "threads", "scaling", "comm")
 CURVE = (*WORKLOAD, "parallelism")
 
 CURVE_COLUMNS = (
@@ -47,11 +50,17 @@ DATA_PARALLEL = (ALLREDUCE, PS, "fsdp")
 COMPARED = ("case_id", "throughput_samples_per_s", "scaling_efficiency", "comm_bytes_per_step", "comm_fraction")
 
 
-def workload_id(case_id: str, parallelism: str, world_size: int) -> str:
+def workload_id(case_id: str, parallelism: str, world_size: int, comm: str | None = None) -> str:
     """A parallel case's id without its ``/<strategy><N>`` part: the workload it ran
-    (``encoder:tiny/train/bs4/seq32/fp32/eager/cpu/ddp2`` -> ``.../cpu``)."""
+    (``encoder:tiny/train/bs4/seq32/fp32/eager/cpu/ddp2`` -> ``.../cpu``); a ``comm``
+    setting stays (``.../cpu/fp16``) unless ``comm`` names it (then it goes too)."""
+    if comm not in (None, "none") and case_id.endswith(f"/{comm}"):
+        case_id = case_id[: -len(comm) - 1]
     tail = f"/{parallelism}{world_size}"
-    return case_id[: -len(tail)] if case_id.endswith(tail) else case_id
+    if case_id.endswith(tail):
+        return case_id[: -len(tail)]
+    i = case_id.rfind(tail + "/")  # a comm setting follows: keep it (".../cpu/fp16")
+    return case_id[:i] + case_id[i + len(tail):] if i >= 0 else case_id
 
 
 def parallel_rows(df: pd.DataFrame) -> pd.DataFrame:
@@ -114,6 +123,48 @@ def parallel_scaling(df: pd.DataFrame) -> pd.DataFrame:
     frame = pd.DataFrame(out, columns=cols)
     for c in ("world_size", "global_batch_size", "rank_memory_peak_bytes_max", "n_points"):
         frame[c] = frame[c].astype("Int64")
+    return frame
+
+
+COMM_COLUMNS = ("case_id", "latency_ms_p50", "latency_ms_p50_none", "step_speedup_vs_none", "comm_bytes_per_step",
+                "comm_compression_ratio", "comm_busy_ms", "comm_exposed_ms", "comm_exposed_ms_none",
+                "param_rel_l2_vs_none", "param_rel_l2_steps")
+
+
+def comm_vs_none(df: pd.DataFrame) -> pd.DataFrame:
+    """Every ``comm`` setting against ``none``: one row per ok parallel case whose
+    workload (:data:`WORKLOAD` less ``comm``), strategy and world size also ran with
+    another comm setting in the same run, ``none`` first. Columns: the workload,
+    ``parallelism``, ``world_size``, ``comm``, then ``latency_ms_p50`` (median step,
+    ms) and the ``none`` case's, ``step_speedup_vs_none`` (none's step / this step;
+    > 1: faster), ``comm_bytes_per_step`` (bytes each rank's collectives carried),
+    ``comm_compression_ratio`` (none's bytes / these), ``comm_busy_ms`` (time in
+    collectives per step, an upper bound), ``comm_exposed_ms`` (the part no compute
+    overlapped) and the ``none`` case's, ``param_rel_l2_vs_none`` (relative L2 deviation
+    of the parameters after ``param_rel_l2_steps`` steps from the same steps
+    uncompressed). NaN where the ``none`` case is missing."""
+    par = parallel_rows(df)
+    group = [c for c in WORKLOAD if c in par and c != "comm"] + ["parallelism", "world_size"]
+    cols = [*group, "comm", *COMM_COLUMNS]
+    if par.empty or "comm" not in par:
+        return pd.DataFrame(columns=cols)
+    par = par.assign(comm=par["comm"].astype("object").fillna("none"))
+    out = []
+    for _, g in par.groupby(_key(par, group), sort=False):
+        if g["comm"].nunique() < 2 and (g["comm"] == "none").all():
+            continue
+        recs = sorted(g.to_dict("records"), key=lambda r: (r["comm"] != "none", str(r["comm"])))
+        none = next((r for r in recs if r["comm"] == "none"), {})
+        for r in recs:
+            step, base = number(r.get("latency_ms_p50")), number(none.get("latency_ms_p50"))
+            out.append({**{c: r[c] for c in group}, "comm": r["comm"], "case_id": r["case_id"],
+                        "latency_ms_p50": step, "latency_ms_p50_none": base, "step_speedup_vs_none": _ratio(base, step),
+                        **{c: number(r.get(c)) for c in ("comm_bytes_per_step", "comm_compression_ratio",
+                                                         "comm_busy_ms", "comm_exposed_ms", "param_rel_l2_vs_none")},
+                        "comm_exposed_ms_none": number(none.get("comm_exposed_ms")),
+                        "param_rel_l2_steps": r.get("param_rel_l2_steps")})
+    frame = pd.DataFrame(out, columns=cols)
+    frame["world_size"] = frame["world_size"].astype("Int64")
     return frame
 
 

@@ -27,9 +27,9 @@ import pandas as pd
 from .numbers import is_number, number
 
 # What identifies a workload on a machine apart from the axes a comparison varies. A
-# parallel case (a torchrun group) is a workload of its own: its strategy, world size and
-# scaling mode are part of it, so it is never compared with the single-process case.
-PARALLEL = ("parallelism", "world_size", "scaling")
+# parallel case (a torchrun group) is a workload of its own: its strategy, world size,
+# scaling mode and gradient compression (comm) are part of it, so it is never compared with the single-process case.
+PARALLEL = ("parallelism", "world_size", "scaling", "comm")
 # Every analysis groups within one run (README "Reports"): runs of one machine minutes
 # apart differ by more than many effects measured, so a speed-up's baseline, a batch
 # curve, a size fit and a Pareto front never mix cases of two runs.

@@ -10,6 +10,8 @@ networking layer of its own).
   each with ``requires(case, family) -> reason | None`` (torch-free, checked when a run
   is planned), ``BACKENDS`` (the backends it runs: ``compile`` is applied where PyTorch
   recommends for that strategy, see each module) and ``make_step(...)`` (in the rank).
+* :mod:`.comm` -- the ``comm`` dimension (gradient compression: DDP communication hooks,
+  ps's half-precision push / pull) and the exposed-communication interval analysis.
 * :mod:`.agent` -- the per-case launcher process: torch's elastic agent
   (``torch.distributed.launcher.api.elastic_launch``, c10d rendezvous, what ``torchrun
   --standalone`` runs) reporting each failed rank's exit code or signal, typed.
@@ -25,7 +27,7 @@ from __future__ import annotations
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from . import ddp, fsdp, pp, ps, tp
+from . import comm, ddp, fsdp, pp, ps, tp
 from .mesh import DATA_PARALLEL, batches
 
 if TYPE_CHECKING:
@@ -62,6 +64,9 @@ def requires(case: Case, device_kind: str, devices_of_kind: int, settings=None, 
         return f"{name}: runs the {' / '.join(STRATEGIES[name].BACKENDS)} backends, not {case.backend!r}{why}"
     if case.variant != "none":
         return f"{name}: parallel cases take no variant (got {case.variant!r}){VARIANT_REASON}"
+    why = comm.requires(case.comm, name, device_kind)
+    if why is not None:
+        return f"{name}: {why}"
     if device_kind not in ("cpu", "cuda"):
         return f"{name}: torch.distributed runs here on cpu (gloo) or cuda (nccl), not {device_kind}"
     here = case.world_size // nnodes

@@ -19,13 +19,20 @@ def requires(case, fam) -> str | None:
     return None
 
 
-def make_step(prep, fam, inputs, targets, mesh, compile_fn):
+def make_step(prep, fam, inputs, targets, mesh, compile_fn, comm="none", bucket_cap_mb=None):
     """Compile ``prep.model`` (``compile_fn``: the case's backend; identity for eager),
-    wrap it in DDP (one device per rank on CUDA) and return the train step."""
+    wrap it in DDP (one device per rank on CUDA; ``bucket_cap_mb``: its bucket size,
+    None: torch's default) with ``comm``'s communication hook, and return the train
+    step. Its ``powersgd`` attribute is the PowerSGD state (None for other hooks)."""
     from torch.nn.parallel import DistributedDataParallel
 
     from .. import workloads
+    from . import comm as comms
 
     ids = [mesh.local_rank] if mesh.device_type == "cuda" else None
-    prep.model = DistributedDataParallel(compile_fn(prep.model), device_ids=ids)
-    return workloads.make_step("train", prep, fam.loss, inputs, targets)
+    kw = {} if bucket_cap_mb is None else {"bucket_cap_mb": bucket_cap_mb}
+    prep.model = DistributedDataParallel(compile_fn(prep.model), device_ids=ids, **kw)
+    state = comms.register_ddp_hook(prep.model, comm)
+    step = workloads.make_step("train", prep, fam.loss, inputs, targets)
+    step.powersgd = state
+    return step

@@ -19,18 +19,24 @@ def requires(case, fam) -> str | None:
     return None
 
 
-def make_step(prep, fam, inputs, targets, mesh, compile_fn):
+def make_step(prep, fam, inputs, targets, mesh, compile_fn, comm="none", bucket_cap_mb=None):
     """The train step: compiled forward and backward (``compile_fn``: the case's backend;
-    identity for eager), gradients pushed to rank 0, parameters pulled back."""
+    identity for eager), gradients pushed to rank 0, parameters pulled back; with
+    ``comm`` fp16 / bf16 both travel in that type (the server averages and updates in
+    the parameters' type; workers load the rounded parameters). ``bucket_cap_mb``: ddp's,
+    unused."""
     import torch
     import torch.distributed as dist
     from torch.nn.utils import parameters_to_vector, vector_to_parameters
+
+    from . import comm as comms
 
     model = prep.model = compile_fn(prep.model)  # the same parameters, compiled call
     params = [p for p in model.parameters() if p.requires_grad]
     server = mesh.rank == 0
     n = mesh.world_size
     opt = torch.optim.AdamW(params, lr=1e-4) if server else None
+    wire = comms.wire_dtype(comm)
     model.train()
 
     def train():
@@ -38,14 +44,19 @@ def make_step(prep, fam, inputs, targets, mesh, compile_fn):
             loss = fam.loss(model(inputs), targets)
         loss.backward()
         grad = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
+        dtype = grad.dtype
+        if wire is not None:
+            grad = grad.to(wire)
         if server:
             pushed = [torch.empty_like(grad) for _ in range(n)]
             dist.gather(grad, pushed, dst=0)  # push: every worker's gradients to the server
-            mean = torch.stack(pushed).sum(0) / n
+            mean = torch.stack(pushed).to(dtype).sum(0) / n
             for p, g in zip(params, _unflatten(mean, params)):
                 p.grad = g
             opt.step()
             flat = parameters_to_vector(params).detach()
+            if wire is not None:
+                flat = flat.to(wire)
             works = [dist.isend(flat, r) for r in range(1, n)]  # pull: the new parameters to each worker
             for w in works:
                 w.wait()
@@ -55,7 +66,7 @@ def make_step(prep, fam, inputs, targets, mesh, compile_fn):
             flat = torch.empty_like(grad)
             dist.recv(flat, 0)
             with torch.no_grad():
-                vector_to_parameters(flat, params)
+                vector_to_parameters(flat.to(dtype), params)
             for p in params:
                 p.grad = None
         return loss

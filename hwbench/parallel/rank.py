@@ -125,7 +125,14 @@ def _run(case, settings, job: dict, rank: int, t_start: float) -> dict:
     # happens in the first step.
     compile_fn = functools.partial(backends.compile_model, case=case, mode=settings.compile_mode)
     compiles = backends.compile_counter()
-    step = STRATEGIES[mesh.strategy].make_step(prep, fam, inputs, targets, mesh, compile_fn)
+    extra = {}  # the comm setting: ddp and ps take it (hwbench.parallel.comm)
+    deviation = None
+    if mesh.strategy in ("ddp", "ps"):
+        extra = {"comm": case.comm, "bucket_cap_mb": settings.bucket_cap_mb}
+        if settings.comm_accuracy_steps:
+            deviation = _param_deviation(prep, fam, inputs, targets, mesh, case.comm, settings)
+    step = STRATEGIES[mesh.strategy].make_step(prep, fam, inputs, targets, mesh, compile_fn, **extra)
+    psgd = getattr(step, "powersgd", None)  # PowerSGD's state: warm up until it compresses
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
@@ -165,7 +172,8 @@ def _run(case, settings, job: dict, rank: int, t_start: float) -> dict:
         n = compiles()
         fresh, seen = n != seen, n  # this rank compiled during its last step: not steady yet
         more = (done < max(settings.warmup_iters, 1) or time.perf_counter() - w0 < settings.warmup_s
-                or (fresh and done < max(settings.warmup_iters, 1) + backends.MAX_RECOMPILE_STEPS))
+                or (fresh and done < max(settings.warmup_iters, 1) + backends.MAX_RECOMPILE_STEPS)
+                or (psgd is not None and psgd.iter < psgd.start_powerSGD_iter))
         if not any_rank(more):  # one decision for every rank: go on while any rank wants to
             break
         timed()
@@ -189,14 +197,16 @@ def _run(case, settings, job: dict, rank: int, t_start: float) -> dict:
         rounds.append(times)
     t_end = time.monotonic()
     compiled_in_window = compiles() - compiled_before
-    comm_s = comm_bytes = how = None
+    comm_s = comm_bytes = how = exposed_s = None
     if settings.comm_profile_steps:
-        comm_s, comm_bytes, how = _profile_comm(timed, settings.comm_profile_steps, device)
+        comm_s, comm_bytes, how, exposed_s = _profile_comm(timed, settings.comm_profile_steps, device)
     mem = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
     return {
         "status": "ok", "raw_times_s": rounds, "first_iter_s": first, "warmup_s": warm,
         "t_start": t_start, "t_ready": t_ready, "t_first_timed": t_first, "t_window_end": t_end,
         "comm_s_per_step": comm_s, "comm_bytes_per_step": comm_bytes, "comm_measured_by": how,
+        "comm_exposed_s_per_step": exposed_s, "param_rel_l2_vs_none": deviation,
+        "param_rel_l2_steps": settings.comm_accuracy_steps if deviation is not None else None,
         "memory_peak_bytes": mem, "host_rss_peak_bytes": _rss_peak_bytes(),
         "threads_used": torch.get_num_threads() if device.type == "cpu" else None,
         "params": fam.param_count(cfg), "flops_per_sample": fam.flops_per_sample(size, "train", case.shape),
@@ -204,23 +214,62 @@ def _run(case, settings, job: dict, rank: int, t_start: float) -> dict:
     }
 
 
-def _profile_comm(timed, steps: int, device) -> tuple[float, float, str]:
-    """(seconds, bytes) per step in the communication backend's operations, from
-    ``steps`` steps under torch.profiler: on CPU the gloo operations' events (their own
-    threads' busy time), on CUDA the NCCL kernels' device time. Bytes: the operations'
-    input tensors (shape x element size)."""
+def _param_deviation(prep, fam, inputs, targets, mesh, comm: str, settings) -> float | None:
+    """The accuracy cost of ``comm``: ``comm_accuracy_steps`` train steps uncompressed,
+    then the same steps with ``comm``, each from a copy of the initial model, the same
+    inputs and the same RNG state, eager (the timed model's backend is not applied);
+    returns this rank's parameters' relative L2 deviation (comm "none": the run-to-run
+    floor, 0 where the collectives are deterministic). PowerSGD allreduces plainly for
+    its first ``POWERSGD_START`` steps, so it compresses the rest."""
+    import copy
+    import dataclasses
+
+    import torch
+
+    from . import STRATEGIES
+    from .comm import rel_l2
+
+    finals = []
+    devices = [mesh.device] if mesh.device_type == "cuda" else []
+    for cm in ("none", comm):
+        p = dataclasses.replace(prep, model=copy.deepcopy(prep.model), scaler=copy.deepcopy(prep.scaler))
+        with torch.random.fork_rng(devices=devices):
+            step = STRATEGIES[mesh.strategy].make_step(p, fam, inputs, targets, mesh, lambda m: m, comm=cm,
+                                                       bucket_cap_mb=settings.bucket_cap_mb)
+            for _ in range(settings.comm_accuracy_steps):
+                step()
+        finals.append([t.detach().clone() for t in p.model.parameters()])
+        del p, step  # the copies and their optimizer state go before the timed model is built
+    return rel_l2(finals[1], finals[0])
+
+
+def _profile_comm(timed, steps: int, device) -> tuple[float, float, str, float]:
+    """(seconds, bytes, how, exposed seconds) per step in the communication backend's
+    operations, from ``steps`` steps under torch.profiler: on CPU the gloo operations'
+    events (their own threads' busy time), on CUDA the NCCL kernels' device time. Bytes:
+    the operations' input tensors (shape x element size). Exposed: the union of those
+    operations' intervals less the union of compute's (CPU: ``aten::`` operators of
+    any thread, except those inside a gloo operation; CUDA: the other kernels), see
+    :func:`hwbench.parallel.comm.exposed`."""
     import torch
     from torch.profiler import ProfilerActivity, profile
 
+    from .comm import exposed
     from .report import COMM_MEASURED_BY
 
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    with profile(activities=acts, record_shapes=True) as prof:
+    try:  # every thread: PowerSGD issues its later allreduces from gloo's callback threads
+        cfg = {"experimental_config": torch._C._profiler._ExperimentalConfig(profile_all_threads=True)}
+    except (AttributeError, TypeError):  # an older torch: the calling thread (and gloo's work) only
+        cfg = {}
+    with profile(activities=acts, record_shapes=True, **cfg) as prof:
         for _ in range(steps):
             timed()
     busy_us = 0.0
     nbytes = 0.0
-    for e in prof.events():
+    events = prof.events()
+    comm_iv, compute_iv = [], []
+    for e in events:
         name = e.name
         if name.startswith(("gloo:", "nccl:")):
             msg = 0
@@ -236,10 +285,31 @@ def _profile_comm(timed, steps: int, device) -> tuple[float, float, str]:
             nbytes += msg
             if device.type != "cuda":
                 busy_us += e.cpu_time_total
+                comm_iv.append((e.time_range.start, e.time_range.end))
         elif device.type == "cuda" and "nccl" in name.lower() and getattr(e, "device_time_total", 0):
             busy_us += e.device_time_total
+            comm_iv.append((e.time_range.start, e.time_range.end))
+    for e in events:
+        if device.type == "cuda":
+            if str(getattr(e, "device_type", "")).endswith("CUDA") and "nccl" not in e.name.lower():
+                compute_iv.append((e.time_range.start, e.time_range.end))
+        elif e.name.startswith("aten::") and not _inside_comm(e):
+            compute_iv.append((e.time_range.start, e.time_range.end))
+    exposed_us = min(exposed(comm_iv, compute_iv), busy_us)  # union <= sum; min guards rounding
     kinds = "NCCL kernel" if device.type == "cuda" else "gloo:*"
-    return busy_us / 1e6 / steps, nbytes / steps, COMM_MEASURED_BY.format(n=steps, kinds=kinds)
+    return busy_us / 1e6 / steps, nbytes / steps, COMM_MEASURED_BY.format(n=steps, kinds=kinds), \
+        exposed_us / 1e6 / steps
+
+
+def _inside_comm(e) -> bool:
+    """Whether profiler event ``e`` runs inside a communication operation (the
+    backend's own work, not compute)."""
+    p = e.cpu_parent
+    while p is not None:
+        if p.name.startswith(("gloo:", "nccl:")):
+            return True
+        p = p.cpu_parent
+    return False
 
 
 if __name__ == "__main__":

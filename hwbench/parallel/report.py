@@ -36,6 +36,9 @@ class RankReport(BaseModel):
     comm_s_per_step: float | None = None
     comm_bytes_per_step: float | None = None
     comm_measured_by: str | None = None
+    comm_exposed_s_per_step: float | None = None
+    param_rel_l2_vs_none: float | None = None
+    param_rel_l2_steps: int | None = None
     memory_peak_bytes: int | None = None
     host_rss_peak_bytes: int | None = None
     threads_used: int | None = None
@@ -104,11 +107,19 @@ def merge(reports: dict[int, RankReport]) -> tuple[Measurement, Facts, dict[str,
         comm_s_per_step=max(comm) if comm else None,
         comm_bytes_per_step=max(nbytes) if nbytes else None,
         comm_measured_by=r0.comm_measured_by,
+        comm_exposed_s_per_step=_max(r.comm_exposed_s_per_step for r in rs),
+        param_rel_l2_vs_none=_max(r.param_rel_l2_vs_none for r in rs),
+        param_rel_l2_steps=r0.param_rel_l2_steps,
         ranks=[r.rank for r in rs],
     )
     ts = {"worker_start": max(r.t_start for r in rs), "ready": max(r.t_ready for r in rs),
           "first_timed": w0, "window_end": w1}
     return m, facts, ts
+
+
+def _max(values):
+    vals = [v for v in values if v is not None]
+    return max(vals) if vals else None
 
 
 def window_flags(reports: dict[int, RankReport]) -> list[Flag]:

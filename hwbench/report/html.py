@@ -603,6 +603,33 @@ def _parallel_section(page: "_Page", df: pd.DataFrame, several_hosts: bool) -> N
                       "collective bytes per step of the busiest rank. ps / ddp &gt; 1: the parameter server is faster.",
                       html_table(mine, [(c, h) for c, h in _CMP_TABLE if mine[c].notna().any()],
                                  csv_name=f"ps-vs-allreduce{suffix}.csv"))
+    _comm_table(page, df)
+
+
+_COMM_TABLE = [("run_id", "run"), ("workload", "workload"), ("parallelism", "strategy"), ("world_size", "ranks"),
+               ("comm", "comm"), ("latency_ms_p50", "step"), ("step_speedup_vs_none", "speed-up vs none"),
+               ("param_rel_l2_vs_none", "param deviation vs none"), ("comm_bytes_per_step", "comm bytes/step"),
+               ("comm_compression_ratio", "compression"), ("comm_exposed_ms", "exposed comm/step"),
+               ("comm_exposed_ms_none", "none's exposed"), ("comm_busy_ms", "busy comm/step")]
+
+
+def _comm_table(page: "_Page", df: pd.DataFrame) -> None:
+    """Gradient compression (``comm``) against none, one table; nothing without it."""
+    from ..analysis import scaling as sc
+
+    cmp = sc.comm_vs_none(df)
+    if cmp.empty:
+        return
+    cmp = cmp.assign(workload=[sc.workload_id(str(c), p, n, m) for c, p, n, m in
+                               zip(cmp["case_id"], cmp["parallelism"], cmp["world_size"], cmp["comm"])])
+    cols = [(c, h) for c, h in _COMM_TABLE if c != "run_id" or cmp["run_id"].nunique() > 1]
+    page.add(f'<h3 id="{slug("parallel-comm", page.ids)}">Gradient compression (comm) against none</h3>')
+    page.add('<p class="note">Per strategy and world size: the median step and its speed-up over '
+             "<code>comm = \"none\"</code>, the parameters' relative L2 deviation from the same steps run "
+             "uncompressed (the accuracy cost), the bytes each rank's collectives carried per step, the "
+             "compression (none's bytes / these), and communication time per step not overlapped by compute "
+             "(exposed) next to all of it (busy, an upper bound).</p>")
+    page.add(html_table(cmp, [(c, h) for c, h in cols if cmp[c].notna().any()], csv_name="comm-vs-none.csv"))
 
 
 def render_html(df: pd.DataFrame, records: Sequence[tuple[Path, Any]], *, title: str | None = None,

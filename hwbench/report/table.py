@@ -134,11 +134,12 @@ def headline_columns(wide: bool = False, flops: str | None = None, status: bool 
 
 _STRATEGY_COLUMN = re.compile(r"^(.+)_(ddp|ps|fsdp)$")  # a column of scaling.ps_vs_allreduce, per strategy
 _RATIOS = ("speedup", "speedup_geomean", "speedup_min", "speedup_max", "energy_ratio", "energy_ratio_geomean",
-           "throughput_ratio_ps_over_ddp", "comm_bytes_ratio_ps_over_ddp")
+           "throughput_ratio_ps_over_ddp", "comm_bytes_ratio_ps_over_ddp", "step_speedup_vs_none",
+           "comm_compression_ratio")
 _PLAIN_3G = ("rel_l2_error", "max_abs_error", "rel_l2_error_max", "coefficient", "exponent_stderr", "r2", "exponent",
-             "arithmetic_intensity")
+             "arithmetic_intensity", "param_rel_l2_vs_none")
 _COUNTS = ("knee_batch_size", "best_batch_size", "batch_size", "n_cases", "n_points", "runs", "cases", "ok", "skipped",
-           "not_ok", "iterations", "world_size", "global_batch_size")
+           "not_ok", "iterations", "world_size", "global_batch_size", "param_rel_l2_steps")
 
 
 def formatter_for(name: str) -> Callable[[Any], str]:

@@ -135,6 +135,33 @@ def parallel_sections(df: pd.DataFrame) -> list[Section]:
         out.append(("parameter server (ps) vs allreduce (ddp), side by side: the group's samples/s; ps/ddp > 1: "
                     "the parameter server is faster; eff: scaling efficiency; comm: collective bytes per step",
                     cmp, _with_data(cols, cmp)))
+    out += comm_sections(df)
+    return out
+
+
+def comm_sections(df: pd.DataFrame) -> list[Section]:
+    """Each gradient-compression (``comm``) setting against ``none`` per strategy and
+    world size (:func:`~hwbench.analysis.scaling.comm_vs_none`), one table per workload
+    (and run) so that the numbers fit 80 columns; none without such cases."""
+    cmp = sc.comm_vs_none(df)
+    if cmp.empty:
+        return []
+    cmp = cmp.assign(workload=[sc.workload_id(str(c), p, n, m) for c, p, n, m in
+                               zip(cmp["case_id"], cmp["parallelism"], cmp["world_size"], cmp["comm"])],
+                     group=[f"{p}{n}" for p, n in zip(cmp["parallelism"], cmp["world_size"])])
+    several = cmp["run_id"].nunique() > 1
+    out: list[Section] = []
+    for (run, work), g in cmp.groupby(["run_id", "workload"], sort=False):
+        head = ("gradient compression (comm) vs none: median step, its speed-up, the parameters' relative L2 "
+                "deviation from none after the same steps (the accuracy cost), bytes each rank sends per step, "
+                "communication not overlapped by compute per step (exposed; busy: all of it, an upper bound), "
+                "compression (none's bytes / these); " if not out else "comm vs none: ")
+        title = head + str(work) + (f" (run {str(run)[:8]})" if several else "")
+        out.append((title, g, _with_data([
+            ("group", "group"), ("comm", "comm"), ("latency_ms_p50", "step"), ("step_speedup_vs_none", "speed-up"),
+            ("param_rel_l2_vs_none", "param dev"),  # never a speed-up without its cost
+            ("comm_bytes_per_step", "comm/step"), ("comm_exposed_ms", "exposed"),
+            ("comm_compression_ratio", "compress"), ("comm_busy_ms", "busy")], g)))
     return out
 
 
