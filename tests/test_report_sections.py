@@ -52,6 +52,18 @@ def test_a_registered_section_is_drawn_by_both_renderers():
     assert md.startswith("### toy table\n") and "| case | samples/s |" in md
 
 
+def test_the_html_page_draws_a_views_tables():
+    from hwbench.report.page import Page
+
+    df = pd.DataFrame({"case_id": ["<b>a</b>"], "throughput_samples_per_s": [1234.5]})
+    page = Page()
+    page.tables("Toy", [("toy & table", df, [("case_id", "case"), ("throughput_samples_per_s", "samples/s")])], "toy")
+    html = "".join(page.parts)
+    assert '<h2 id="toy">Toy</h2>' in html and "<caption>toy &amp; table" in html
+    assert "&lt;b&gt;a&lt;/b&gt;" in html and fm.column("throughput_samples_per_s")(1234.5) in html
+    assert 'download="toy-1.csv"' in html
+
+
 def test_one_formatter_per_column_unit():
     assert fm.column("latency_ms_p50")(1.5) == fm.duration_ms(1.5)
     assert fm.column("speedup")(2.0) == "2.00×"

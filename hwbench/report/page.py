@@ -99,6 +99,14 @@ class Page:
     def add(self, s: str) -> None:
         self.parts.append(s)
 
+    def tables(self, title: str, tables: Sequence[tuple[str, pd.DataFrame, list[tuple[str, str]]]], key: str) -> None:
+        """A section of a view's tables (:data:`hwbench.report.sections.Table`, as the
+        terminal and markdown draw them): its heading, then each table with its title
+        as caption and its CSV."""
+        self.section(title, key=key)
+        for i, (caption, df, cols) in enumerate(tables):
+            self.add(html_table(df, cols, caption=esc(caption), csv_name=f"{slug(key, set())}-{i + 1}.csv"))
+
     def pair(self, svg: str, caption: str, table: str) -> None:
         self.figures += 1
         self.parts.append(f'<div class="pair"><figure>{svg}<figcaption>{caption}</figcaption></figure>{table}</div>')
