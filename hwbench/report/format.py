@@ -9,7 +9,6 @@ value (None, NaN, pandas NA) is the empty string.
 from __future__ import annotations
 
 import math
-import re
 from typing import Any, Callable
 
 
@@ -222,7 +221,6 @@ def _timestamp(v: Any):
     return pd.Timestamp(v)
 
 
-_STRATEGY_COLUMN = re.compile(r"^(.+)_(ddp|ps|fsdp)$")  # a column of scaling.ps_vs_allreduce, per strategy
 _RATIOS = ("speedup", "speedup_geomean", "speedup_min", "speedup_max", "energy_ratio", "energy_ratio_geomean",
            "throughput_ratio_ps_over_ddp", "comm_bytes_ratio_ps_over_ddp")
 _PLAIN_3G = ("rel_l2_error", "max_abs_error", "rel_l2_error_max", "coefficient", "exponent_stderr", "r2", "exponent",
@@ -231,15 +229,27 @@ _COUNTS = ("knee_batch_size", "best_batch_size", "batch_size", "n_cases", "n_poi
            "not_ok", "iterations", "world_size", "global_batch_size")
 
 
+def _per_strategy(name: str) -> str | None:
+    """The column a per-strategy column of :func:`hwbench.analysis.scaling.ps_vs_allreduce`
+    (``<column>_<strategy>``) is of; None for any other column. The strategies are the
+    analysis's own list, so a new one needs no edit here."""
+    from ..analysis.scaling import DATA_PARALLEL
+
+    for s in DATA_PARALLEL:
+        if name.endswith(f"_{s}") and len(name) > len(s) + 1:
+            return name[: -len(s) - 1]
+    return None
+
+
 def column(name: str) -> Callable[[Any], str]:
     """Human formatting of a column -- of the results frame (from the unit in its name)
     or of an analysis frame (speed-ups, fits, curves) -- the one formatter of that
     column in every human output: terminal, markdown and HTML."""
     if name in _RATIOS:
         return lambda v: "" if missing(v) else f"{sig(float(v))}×"
-    per_strategy = _STRATEGY_COLUMN.match(name)
+    per_strategy = _per_strategy(name)
     if per_strategy:
-        return column(per_strategy.group(1))
+        return column(per_strategy)
     if name in _PLAIN_3G:
         return lambda v: "" if missing(v) else (f"{float(v):.3g}" if _is_number(v) else str(v))
     if name in _COUNTS:
