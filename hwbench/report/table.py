@@ -19,7 +19,7 @@ import pandas as pd
 from . import format as fm
 from .fit import Column, abbreviate_ids, cut, fit
 from .sections.parallel import parallel_sections
-from .text import clean
+from .text import clean, md
 from .views import render_markdown, render_terminal
 
 # Flags that describe the machine rather than the case: said once (before the run, and
@@ -408,22 +408,22 @@ def to_markdown(df: pd.DataFrame, *, wide: bool = False, columns: Sequence[str] 
     every column that has data, numbers for humans; never truncated."""
     out: list[str] = []
     for host, g in machines(df):
-        out.append(f"### {_md(_machine_title(host, g))}\n")
+        out.append(f"### {md(_machine_title(host, g))}\n")
         for r in runs_of(g):
-            out.append(f"- {_md(r.describe())}")
+            out.append(f"- {md(r.describe())}")
         out.append("")
         several = g["run_id"].nunique() > 1
         rows, _ = _rows(g, several, abbreviate=False)
         cols = _key_columns(several) + (user_columns(columns) if columns else
                       headline_columns(wide, flops_unit(g), status=bool((g["status"] != "ok").any())))
         shown = [c for c in cols if c.priority == 0 or any(c.cell(r) for r in rows)]
-        out.append("| " + " | ".join(_md(c.header) for c in shown) + " |")
+        out.append("| " + " | ".join(md(c.header) for c in shown) + " |")
         out.append("|" + "|".join("---:" if c.align == "right" else ":---" for c in shown) + "|")
         for r in rows:
-            out.append("| " + " | ".join(_md(c.cell(r)) for c in shown) + " |")
+            out.append("| " + " | ".join(md(c.cell(r)) for c in shown) + " |")
         notes = footnotes(g)
         if notes:
-            out += ["", *(_md(n) for n in notes)]
+            out += ["", *(md(n) for n in notes)]
         out.append("")
     if not columns:
         sections = parallel_sections(df)
@@ -431,6 +431,3 @@ def to_markdown(df: pd.DataFrame, *, wide: bool = False, columns: Sequence[str] 
             out.append(render_markdown(sections))
     return "\n".join(out).rstrip() + "\n"
 
-
-def _md(s: str) -> str:
-    return clean(s).replace("|", "\\|")

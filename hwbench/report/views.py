@@ -24,7 +24,7 @@ import pandas as pd
 from . import format as fm
 from .fit import Column, fit
 from .sections import Table, view
-from .text import clean
+from .text import clean, md
 
 
 def view_sections(df: pd.DataFrame, name: str) -> list[Table]:
@@ -73,16 +73,16 @@ def _wrap(text: str, width: int | None) -> list[str]:
 def render_markdown(sections: list[Table]) -> str:
     out: list[str] = []
     for title, df, cols in sections:
-        out.append(f"### {_md(title)}\n")
+        out.append(f"### {md(title)}\n")
         cols = [(c, h) for c, h in cols if c in df]
         if df.empty:
             out += ["(none)", ""]
             continue
         spec = _columns(cols, df)
-        out.append("| " + " | ".join(_md(c.header) for c in spec) + " |")
+        out.append("| " + " | ".join(md(c.header) for c in spec) + " |")
         out.append("|" + "|".join("---:" if c.align == "right" else ":---" for c in spec) + "|")
         for r in df.to_dict("records"):
-            out.append("| " + " | ".join(_md(c.cell(r)) for c in spec) + " |")
+            out.append("| " + " | ".join(md(c.cell(r)) for c in spec) + " |")
         out.append("")
     return "\n".join(out).rstrip() + "\n"
 
@@ -92,6 +92,3 @@ def raw_frame(sections: list[Table]) -> pd.DataFrame:
     _, df, _ = sections[0]
     return df
 
-
-def _md(s: str) -> str:
-    return clean(s).replace("|", "\\|")
