@@ -10,6 +10,7 @@ import click
 
 from .errors import UserError
 from .options import MAX_DURATION_S, FiniteFloat
+from .report.sections import VIEW_MODULES
 from .report.text import clean, literal
 
 
@@ -429,7 +430,7 @@ def _check_results_files(paths: tuple[str, ...]) -> None:
 @click.option("--output", "-o", "output", type=click.Path(dir_okay=False), help="Write to this file (parquet needs it).")
 @click.option("--wide", is_flag=True, help="Every column (table: however wide; csv/json/parquet: all load_results columns).")
 @click.option("--columns", "columns", metavar="A,B,...", help="These load_results columns, after the case id.")
-@click.option("--view", type=click.Choice(["tradeoffs", "scaling", "pareto"]), default=None,
+@click.option("--view", type=click.Choice(VIEW_MODULES), default=None,
               help="An analysis instead of the per-case table: speed-up vs fp32 eager with the accuracy cost, batch, "
               "model-size and parallel (world-size) scaling, or Pareto fronts (table or markdown; csv/json: its raw "
               "frame).")

@@ -35,9 +35,14 @@ def write_atomic(path: str | Path, record: BaseModel) -> None:
     profile) as JSON so that ``path`` always holds either the old or the new complete
     file: temporary file in the same folder, fsync, rename, fsync the folder. An OSError
     (disk full, permission) leaves the previous file as it was."""
+    write_text_atomic(path, record.model_dump_json(indent=1))
+
+
+def write_text_atomic(path: str | Path, data: str) -> None:
+    """Write text ``data`` to ``path`` as :func:`write_atomic` does (the HTML report
+    too): ``path`` holds either the old or the new complete file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = record.model_dump_json(indent=1)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         # mkstemp makes the file private (0600); results are shared like any file the

@@ -194,7 +194,8 @@ def test_comm_vs_none_table_with_known_answers():
 
 
 def test_comm_table_in_the_terminal_view_fits_80_columns_and_keeps_the_accuracy_cost():
-    from hwbench.report.views import comm_sections, render_terminal
+    from hwbench.report.sections.parallel import comm_sections
+    from hwbench.report.views import render_terminal
 
     lines = render_terminal(comm_sections(_comm_frame()), 80)
     assert all(len(line) <= 80 for line in lines)

@@ -155,8 +155,9 @@ def test_a_cross_run_efficiency_takes_the_newest_world_size_1_and_names_its_run(
     assert c["ideal_throughput_samples_per_s"] == pytest.approx(2 * BS / 0.080)  # the plot's dotted line
     assert c["scaling_baseline_run_id"] == "run-b"
     from hwbench.report import views
+    from hwbench.report.sections.parallel import parallel_sections
 
-    text = "\n".join(views.render_terminal(views.parallel_sections(df), 80))
+    text = "\n".join(views.render_terminal(parallel_sections(df), 80))
     assert "baseline run" in text and "run-b" in text
 
 

@@ -460,19 +460,26 @@ def load_results(paths, warn: Callable[[str], None] | None = None):
     stable schema of :data:`SCHEMA` (README, "Results files and columns"). JSON files
     in a folder that are not results files are skipped, each with a call of ``warn``
     (default: a Python warning)."""
+    return load_results_and_records(paths, warn)[0]
+
+
+def load_results_and_records(paths, warn: Callable[[str], None] | None = None):
+    """(:func:`load_results`, the [(path, RunRecord)] it was read from), each file read
+    once: for a report that also draws from the records (environments, raw times)."""
     import warnings
 
     from ..results import read_many
 
     if warn is None:
         def warn(msg: str) -> None:
-            warnings.warn(msg, stacklevel=3)
+            warnings.warn(msg, stacklevel=4)
 
     rows: list[dict[str, Any]] = []
-    for p, rec in read_many(paths, warn):
+    records = read_many(paths, warn)
+    for p, rec in records:
         rows += record_rows(rec, str(Path(p)))
     scaling_efficiency(rows)  # across files too: a world-size-1 case from another run of this host
-    return to_frame(rows)
+    return to_frame(rows), records
 
 
 def load_samples(path, case_id: str, sampler: str | None = None):

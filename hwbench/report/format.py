@@ -9,7 +9,7 @@ value (None, NaN, pandas NA) is the empty string.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 
 def missing(v: Any) -> bool:
@@ -206,3 +206,92 @@ def plain(v: Any) -> str:
     except ImportError:  # pragma: no cover
         pass
     return str(v)
+
+
+# ------------------------------------------------------------------- columns
+def _is_number(v: Any) -> bool:
+    import numpy as np
+
+    return isinstance(v, (int, float, np.number))
+
+
+def _timestamp(v: Any):
+    import pandas as pd
+
+    return pd.Timestamp(v)
+
+
+_RATIOS = ("speedup", "speedup_geomean", "speedup_min", "speedup_max", "energy_ratio", "energy_ratio_geomean",
+           "throughput_ratio_ps_over_ddp", "comm_bytes_ratio_ps_over_ddp", "step_speedup_vs_none",
+           "comm_compression_ratio")
+_PLAIN_3G = ("rel_l2_error", "max_abs_error", "rel_l2_error_max", "coefficient", "exponent_stderr", "r2", "exponent",
+             "arithmetic_intensity", "param_rel_l2_vs_none")
+_COUNTS = ("knee_batch_size", "best_batch_size", "batch_size", "n_cases", "n_points", "runs", "cases", "ok", "skipped",
+           "not_ok", "iterations", "world_size", "global_batch_size", "param_rel_l2_steps")
+
+
+def _per_strategy(name: str) -> str | None:
+    """The column a per-strategy column of :func:`hwbench.analysis.scaling.ps_vs_allreduce`
+    (``<column>_<strategy>``) is of; None for any other column. The strategies are the
+    analysis's own list, so a new one needs no edit here."""
+    from ..analysis.scaling import DATA_PARALLEL
+
+    for s in DATA_PARALLEL:
+        if name.endswith(f"_{s}") and len(name) > len(s) + 1:
+            return name[: -len(s) - 1]
+    return None
+
+
+def column(name: str) -> Callable[[Any], str]:
+    """Human formatting of a column -- of the results frame (from the unit in its name)
+    or of an analysis frame (speed-ups, fits, curves) -- the one formatter of that
+    column in every human output: terminal, markdown and HTML."""
+    if name in _RATIOS:
+        return lambda v: "" if missing(v) else f"{sig(float(v))}×"
+    per_strategy = _per_strategy(name)
+    if per_strategy:
+        return column(per_strategy)
+    if name in _PLAIN_3G:
+        return lambda v: "" if missing(v) else (f"{float(v):.3g}" if _is_number(v) else str(v))
+    if name in _COUNTS:
+        return lambda v: "" if missing(v) else (str(int(v)) if _is_number(v) else str(v))
+    if name in ("run_id", "scaling_baseline_run_id"):  # a run by its short id, as the run lists name it
+        return lambda v: "" if missing(v) else str(v)[:8]
+    if name in ("at_knee", "on_front_2d", "on_front_3d"):
+        return lambda v: "yes" if v is True or v == 1 else ""
+    if name.endswith(("_first", "_last", "_best")):
+        return column(name.rsplit("_", 1)[0])
+    if name.startswith("baseline_"):
+        return column(name[len("baseline_"):])
+    if name in ("gain_per_doubling",) or name in ("mfu", "latency_cv", "latency_iqr_rel", "flops_counted_vs_analytic", "scaling_efficiency",
+                "comm_fraction"):
+        return percent
+    if name == "quality_flags":
+        return lambda v: ",".join(v) if isinstance(v, (list, tuple)) else ""
+    if name == "created":
+        return lambda v: "" if missing(v) else _timestamp(v).strftime("%Y-%m-%d %H:%M")
+    if name.endswith("bytes_per_s") or "bytes_per_s_" in name:  # not comm_bytes_per_step
+        return lambda v: "" if missing(v) else nbytes(v) + "/s"
+    if "_ms" in name:
+        return duration_ms
+    if "bytes" in name:
+        return nbytes
+    if name.endswith("_j") or "_j_" in name:
+        return energy_j
+    if name.endswith("_w") or "_w_" in name:
+        return power_w
+    if "_pct" in name:
+        return pct
+    if "mhz" in name:
+        return mhz
+    if "tflops" in name:
+        return lambda v: si(None if missing(v) else float(v) * 1e12, "FLOP/s")
+    if name.startswith("flops_per_sample"):
+        return lambda v: si(v, "FLOP")
+    if name.endswith("_per_s") or name.endswith("_per_s_per_rank"):
+        return rate
+    if name.endswith("_s") or name.endswith("_s_per_step"):
+        return duration_s
+    if name in ("params",):
+        return count
+    return plain

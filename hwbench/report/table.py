@@ -11,16 +11,16 @@ record), so a table can always be traced to its results files.
 from __future__ import annotations
 
 import difflib
-import re
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-import numpy as np
 import pandas as pd
 
 from . import format as fm
 from .fit import Column, abbreviate_ids, cut, fit
-from .text import clean
+from .sections.parallel import parallel_sections
+from .text import clean, md
+from .views import render_markdown, render_terminal
 
 # Flags that describe the machine rather than the case: said once (before the run, and
 # as the "~" mark on estimated energy), not counted per case.
@@ -122,7 +122,7 @@ def headline_columns(wide: bool = False, flops: str | None = None, status: bool 
             Column("first_iter_ms", "first iter", fm.duration_ms, priority=7),
             Column("compile_s", "compile", fm.duration_s, priority=7),
             Column("params", "params", fm.count, priority=7),
-            Column("rel_l2_error", "rel L2 err", formatter_for("rel_l2_error"), priority=7),
+            Column("rel_l2_error", "rel L2 err", fm.column("rel_l2_error"), priority=7),
             _energy_column("energy_j", "energy", fm.energy_j, priority=7),
             Column("energy_source", "energy source", fm.plain, priority=7, align="left"),
             Column("cpu_util_pct_mean", "CPU util", fm.pct, priority=7),
@@ -130,71 +130,6 @@ def headline_columns(wide: bool = False, flops: str | None = None, status: bool 
             Column("gpu_util_pct_mean", "GPU util", fm.pct, priority=7),
         ]
     return cols if status else cols[1:]
-
-
-_STRATEGY_COLUMN = re.compile(r"^(.+)_(ddp|ps|fsdp)$")  # a column of scaling.ps_vs_allreduce, per strategy
-_RATIOS = ("speedup", "speedup_geomean", "speedup_min", "speedup_max", "energy_ratio", "energy_ratio_geomean",
-           "throughput_ratio_ps_over_ddp", "comm_bytes_ratio_ps_over_ddp", "step_speedup_vs_none",
-           "comm_compression_ratio")
-_PLAIN_3G = ("rel_l2_error", "max_abs_error", "rel_l2_error_max", "coefficient", "exponent_stderr", "r2", "exponent",
-             "arithmetic_intensity", "param_rel_l2_vs_none")
-_COUNTS = ("knee_batch_size", "best_batch_size", "batch_size", "n_cases", "n_points", "runs", "cases", "ok", "skipped",
-           "not_ok", "iterations", "world_size", "global_batch_size", "param_rel_l2_steps")
-
-
-def formatter_for(name: str) -> Callable[[Any], str]:
-    """Human formatting of a column -- of the results frame (from the unit in its name)
-    or of an analysis frame (speed-ups, fits, curves) -- the one formatter of that
-    column in every human output: terminal, markdown and HTML."""
-    if name in _RATIOS:
-        return lambda v: "" if fm.missing(v) else f"{fm.sig(float(v))}×"
-    per_strategy = _STRATEGY_COLUMN.match(name)
-    if per_strategy:
-        return formatter_for(per_strategy.group(1))
-    if name in _PLAIN_3G:
-        return lambda v: "" if fm.missing(v) else (f"{float(v):.3g}" if isinstance(v, (int, float, np.number)) else str(v))
-    if name in _COUNTS:
-        return lambda v: "" if fm.missing(v) else (str(int(v)) if isinstance(v, (int, float, np.number)) else str(v))
-    if name in ("run_id", "scaling_baseline_run_id"):  # a run by its short id, as the run lists name it
-        return lambda v: "" if fm.missing(v) else str(v)[:8]
-    if name in ("at_knee", "on_front_2d", "on_front_3d"):
-        return lambda v: "yes" if v is True or v == 1 else ""
-    if name.endswith(("_first", "_last", "_best")):
-        return formatter_for(name.rsplit("_", 1)[0])
-    if name.startswith("baseline_"):
-        return formatter_for(name[len("baseline_"):])
-    if name in ("gain_per_doubling",) or name in ("mfu", "latency_cv", "latency_iqr_rel", "flops_counted_vs_analytic", "scaling_efficiency",
-                "comm_fraction"):
-        return fm.percent
-    if name == "quality_flags":
-        return lambda v: ",".join(v) if isinstance(v, (list, tuple)) else ""
-    if name == "created":
-        return lambda v: "" if fm.missing(v) else pd.Timestamp(v).strftime("%Y-%m-%d %H:%M")
-    if name.endswith("bytes_per_s") or "bytes_per_s_" in name:  # not comm_bytes_per_step
-        return lambda v: "" if fm.missing(v) else fm.nbytes(v) + "/s"
-    if "_ms" in name:
-        return fm.duration_ms
-    if "bytes" in name:
-        return fm.nbytes
-    if name.endswith("_j") or "_j_" in name:
-        return fm.energy_j
-    if name.endswith("_w") or "_w_" in name:
-        return fm.power_w
-    if "_pct" in name:
-        return fm.pct
-    if "mhz" in name:
-        return fm.mhz
-    if "tflops" in name:
-        return lambda v: fm.si(None if fm.missing(v) else float(v) * 1e12, "FLOP/s")
-    if name.startswith("flops_per_sample"):
-        return lambda v: fm.si(v, "FLOP")
-    if name.endswith("_per_s") or name.endswith("_per_s_per_rank"):
-        return fm.rate
-    if name.endswith("_s") or name.endswith("_s_per_step"):
-        return fm.duration_s
-    if name in ("params",):
-        return fm.count
-    return fm.plain
 
 
 def check_columns(df: pd.DataFrame, names: Sequence[str]) -> list[str]:
@@ -216,7 +151,7 @@ def check_columns(df: pd.DataFrame, names: Sequence[str]) -> list[str]:
 
 
 def user_columns(names: Sequence[str]) -> list[Column]:
-    return [Column(n, n, formatter_for(n), priority=0, align="left" if n in _TEXT else "right") for n in names]
+    return [Column(n, n, fm.column(n), priority=0, align="left" if n in _TEXT else "right") for n in names]
 
 
 _TEXT = {"results_file", "run_id", "suite", "run_status", "hostname", "device_name", "torch_version", "hwbench_version",
@@ -357,10 +292,8 @@ def render_report(df: pd.DataFrame, width: int | None, *, wide: bool = False, co
 def _parallel_lines(df: pd.DataFrame, width: int | None) -> list[str]:
     """The parallel scaling tables (``--view scaling``) after the per-case tables, where
     cases ran as a torchrun group."""
-    from . import views
-
-    sections = views.parallel_sections(df)
-    return ["", *views.render_terminal(sections, width)] if sections else []
+    sections = parallel_sections(df)
+    return ["", *render_terminal(sections, width)] if sections else []
 
 
 def hidden_note(hidden: Sequence[str], width: int | None) -> str:
@@ -475,31 +408,26 @@ def to_markdown(df: pd.DataFrame, *, wide: bool = False, columns: Sequence[str] 
     every column that has data, numbers for humans; never truncated."""
     out: list[str] = []
     for host, g in machines(df):
-        out.append(f"### {_md(_machine_title(host, g))}\n")
+        out.append(f"### {md(_machine_title(host, g))}\n")
         for r in runs_of(g):
-            out.append(f"- {_md(r.describe())}")
+            out.append(f"- {md(r.describe())}")
         out.append("")
         several = g["run_id"].nunique() > 1
         rows, _ = _rows(g, several, abbreviate=False)
         cols = _key_columns(several) + (user_columns(columns) if columns else
                       headline_columns(wide, flops_unit(g), status=bool((g["status"] != "ok").any())))
         shown = [c for c in cols if c.priority == 0 or any(c.cell(r) for r in rows)]
-        out.append("| " + " | ".join(_md(c.header) for c in shown) + " |")
+        out.append("| " + " | ".join(md(c.header) for c in shown) + " |")
         out.append("|" + "|".join("---:" if c.align == "right" else ":---" for c in shown) + "|")
         for r in rows:
-            out.append("| " + " | ".join(_md(c.cell(r)) for c in shown) + " |")
+            out.append("| " + " | ".join(md(c.cell(r)) for c in shown) + " |")
         notes = footnotes(g)
         if notes:
-            out += ["", *(_md(n) for n in notes)]
+            out += ["", *(md(n) for n in notes)]
         out.append("")
     if not columns:
-        from . import views
-
-        sections = views.parallel_sections(df)
+        sections = parallel_sections(df)
         if sections:
-            out.append(views.render_markdown(sections))
+            out.append(render_markdown(sections))
     return "\n".join(out).rstrip() + "\n"
 
-
-def _md(s: str) -> str:
-    return clean(s).replace("|", "\\|")

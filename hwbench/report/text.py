@@ -25,3 +25,8 @@ def literal(text: object):
     from rich.text import Text
 
     return Text(clean(text))
+
+
+def md(text: object) -> str:
+    """``text`` as a markdown table cell or heading: :func:`clean`, pipes escaped."""
+    return clean(text).replace("|", "\\|")
