@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     import torch
 
     from .devices import DeviceInfo
-    from .spec import Case
+    from .case import Case
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # only for annotations: importing these here would import tor
     import torch
 
     from .devices import DeviceInfo
-    from .spec import Case
+    from .case import Case
 
 # The datasheet peaks hwbench knows (hwbench/peaks.py, per device): a precision names one.
 PEAK_KEYS = ("fp32", "tf32", "fp16", "bf16", "fp8", "int8")

@@ -225,7 +225,7 @@ class Energy(_Record):
 
 # ---------------------------------------------------------------- one case
 class CaseIdentity(_Record):
-    """The case as planned (mirrors :class:`hwbench.spec.Case`)."""
+    """The case as planned (mirrors :class:`hwbench.case.Case`)."""
 
     model: Annotated[str, Field(max_length=200)]
     mode: Annotated[str, Field(max_length=50)]

@@ -27,7 +27,8 @@ from .errors import ResultsError, UserError
 from .records import CaseIdentity, CaseResult, Flag, Overheads, RunRecord
 from .merge import merge_facts
 from .results import safe_filename_part, write_atomic
-from .spec import Case, LoadedSuite
+from .case import Case
+from .spec import LoadedSuite
 
 FINISHED = ("ok", "skipped")  # kept on resume; failed / oom / timeout are run again
 

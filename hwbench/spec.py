@@ -25,7 +25,7 @@ import difflib
 import hashlib
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from . import backends, models, precisions, variants
 from .errors import ConfigError
 from .options import MAX_DURATION_S
+from .case import Case, Shape
 from .records import CaseIdentity, Count, SuiteRef
 
 import tomllib
@@ -263,67 +264,6 @@ class SuiteSpec(_Strict):
     suite: SuiteInfo
     settings: Settings = Settings()
     matrix: list[MatrixBlock] = Field(min_length=1)
-
-
-@dataclass(frozen=True)
-class Case:
-    """One point of the matrix. Frozen and hashable; ``case_id`` is stable across runs."""
-
-    model: str  # family:size
-    mode: str
-    batch_size: int
-    precision: str
-    backend: str
-    device: str
-    threads: int | None = None
-    seq_len: int | None = None
-    image_size: int | None = None
-    variant: str = "none"
-    gen_tokens: int | None = None  # generate mode: tokens to generate after the prompt (seq_len)
-    # a torchrun group of ``world_size`` ranks (hwbench.parallel); "none": one worker process.
-    # Defaults keep the case ids of single-process cases as they were.
-    parallelism: str = "none"
-    world_size: int = 1
-
-    @property
-    def auto_batch(self) -> bool:
-        """A placeholder for batch_sizes = ["auto"]: the runner searches the limit and
-        replaces it with concrete cases."""
-        return self.batch_size == 0
-
-    @property
-    def case_id(self) -> str:
-        shape = models.Shape(self.seq_len, self.image_size).label()
-        if self.gen_tokens is not None:
-            shape += f"+gen{self.gen_tokens}"
-        bs = "bsauto" if self.auto_batch else f"bs{self.batch_size}"
-        parts = [self.model, self.mode, bs, shape, self.precision, self.backend, self.device]
-        if self.threads is not None:
-            parts.append(f"t{self.threads}")
-        if self.variant != "none":
-            parts.append(self.variant)
-        if self.parallelism != "none":
-            parts.append(f"{self.parallelism}{self.world_size}")
-        return "/".join(p for p in parts if p)
-
-    @property
-    def family(self) -> str:
-        return self.model.partition(":")[0]
-
-    @property
-    def size(self) -> str:
-        return self.model.partition(":")[2]
-
-    @property
-    def shape(self) -> models.Shape:
-        return models.Shape(self.seq_len, self.image_size)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Case":
-        return cls(**d)
 
 
 @dataclass(frozen=True)
@@ -577,18 +517,18 @@ def _check_applicable(block: MatrixBlock, where: str) -> None:
         raise ConfigError(f"{where}.threads: applies to CPU devices only; this block has {', '.join(block.devices)}")
 
 
-def _shapes(fam, cfg, block: MatrixBlock, where: str, name: str) -> list[models.Shape]:
+def _shapes(fam, cfg, block: MatrixBlock, where: str, name: str) -> list[Shape]:
     if fam.shape_kind == "seq_len":
         lens = block.seq_lens or [cfg["seq_len"]]
         limit = fam.max_seq_len(cfg)
         for n in lens:
             if n > limit:
                 raise ConfigError(f"{where}.seq_lens: {n} exceeds {name}'s maximum sequence length {limit}")
-        return [models.Shape(seq_len=n) for n in lens]
+        return [Shape(seq_len=n) for n in lens]
     if fam.shape_kind == "image_size":
         sizes = block.image_sizes or [cfg["image_size"]]
         for n in sizes:
             if n < 64:
                 raise ConfigError(f"{where}.image_sizes: {n} is too small for {name} (at least 64 pixels)")
-        return [models.Shape(image_size=n) for n in sizes]
-    return [models.Shape()]
+        return [Shape(image_size=n) for n in sizes]
+    return [Shape()]

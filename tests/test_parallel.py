@@ -19,7 +19,8 @@ from hwbench import launch
 from hwbench.analysis.derive import scaling_efficiency
 from hwbench.errors import ConfigError
 from hwbench.parallel import mesh, pp, report, requires
-from hwbench.spec import Case, Settings, parse_suite
+from hwbench.case import Case
+from hwbench.spec import Settings, parse_suite
 from conftest import ROOT, run_suite
 
 FAST = "min_time_s = 0.02\nmin_iters = 3\nwarmup_iters = 1\ncomm_profile_steps = 1\ntimeout_s = 120"

@@ -3,7 +3,8 @@
 import pytest
 
 from hwbench.errors import ConfigError
-from hwbench.spec import Case, load_suite, parse_suite
+from hwbench.case import Case
+from hwbench.spec import load_suite, parse_suite
 from conftest import ROOT
 
 HEAD = '[suite]\nname = "x"\n'

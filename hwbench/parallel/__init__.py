@@ -29,7 +29,7 @@ from . import ddp, fsdp, pp, ps, tp
 from .mesh import DATA_PARALLEL, batches
 
 if TYPE_CHECKING:
-    from ..spec import Case
+    from ..case import Case
 
 STRATEGIES: dict[str, ModuleType] = {"ddp": ddp, "fsdp": fsdp, "tp": tp, "pp": pp, "ps": ps}
 

@@ -56,7 +56,8 @@ def main(job_dir: str) -> int:
     rank = int(os.environ.get("RANK", "0"))
     (job_path / f"rank{rank}.pid").write_text(str(os.getpid()))
     job = json.loads((job_path / "job.json").read_text())
-    from ..spec import Case, Settings
+    from ..case import Case
+    from ..spec import Settings
     from ..worker import _cap_memory, classify
 
     case = Case.from_dict(job["case"])
