@@ -108,10 +108,10 @@ class CollectorSet:
         samplers: list[Sampler] = []
         unavailable: dict[str, str] = {}
         for name in settings.collectors:
-            kind = KINDS.get(name)
-            if kind is None:
+            if name not in KINDS:
                 unavailable[name] = f"no such collector (known: {', '.join(sorted(KINDS))})"
                 continue
+            kind = KINDS.get(name)
             try:
                 samplers += kind.create(b)
             except DeviceNotSupported as e:
