@@ -31,7 +31,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from . import backends, models, precisions, variants
+from . import backends, models, parallel, precisions, variants
 from .errors import ConfigError
 from .options import MAX_DURATION_S
 from .case import Case, Shape
@@ -182,8 +182,10 @@ class MatrixBlock(_Strict):
     output_lens: list[int] | None = Field(None, min_length=1, description="Tokens to generate (generate mode)")
     variants: list[str] = Field(
         ["none"], min_length=1, description="none, prune:<sparsity 0..1>, sparse24, distill:<student size>")
-    parallelism: list[Literal["none", "ddp", "fsdp", "tp", "pp", "ps"]] = Field(
-        ["none"], min_length=1, description="none (one process), ddp, fsdp, tp, pp, ps: launched as a torchrun group")
+    # names checked against the strategy registry (hwbench.parallel.STRATEGIES)
+    parallelism: list[str] = Field(
+        ["none"], min_length=1,
+        description=f"none (one process), {', '.join(parallel.STRATEGIES.names())}: launched as a torchrun group")
     world_sizes: list[int] | None = Field(
         None, min_length=1, description="Ranks per parallel case, 1 to MAX_WORLD_SIZE (default [1]); 'none' always "
         "runs one process; more ranks than this machine's GPUs (or, on CPU, cores) are skipped")
@@ -223,6 +225,11 @@ class MatrixBlock(_Strict):
     @classmethod
     def _backends(cls, v):
         return _registered(v, backends.names())
+
+    @field_validator("parallelism")
+    @classmethod
+    def _parallelism(cls, v):
+        return _registered(v, ("none",) + parallel.STRATEGIES.names())
 
     @field_validator("variants")
     @classmethod
@@ -508,8 +515,9 @@ def _check_applicable(block: MatrixBlock, where: str) -> None:
     if block.output_lens is not None and "generate" not in block.modes:
         raise ConfigError(f"{where}.output_lens: applies to modes = [\"generate\"] only; this block has {', '.join(block.modes)}")
     if block.world_sizes is not None and block.parallelism == ["none"]:
+        *rest, last = (f'"{n}"' for n in parallel.STRATEGIES.names())
         raise ConfigError(f"{where}.world_sizes: applies to parallel cases only; add parallelism = "
-                          "[\"ddp\", \"fsdp\", \"tp\", \"pp\" or \"ps\"]")
+                          f"[{', '.join(rest)} or {last}]")
     if any(p != "none" for p in block.parallelism) and any(m != "train" for m in block.modes):
         raise ConfigError(f"{where}.parallelism: parallel strategies train; this block has modes "
                           f"{', '.join(block.modes)} (use modes = [\"train\"])")

@@ -10,11 +10,13 @@ overlaps the rest of the backward pass."""
 
 from __future__ import annotations
 
+from .strategy import STRATEGIES, Strategy
+
 # the backends this strategy runs (hwbench.parallel.requires refuses the others)
 BACKENDS = ("eager", "compile")
 
 
-def requires(case, fam) -> str | None:
+def requires(case, fam, settings=None) -> str | None:
     """Any model that trains: DDP replicates it whole."""
     return None
 
@@ -29,3 +31,9 @@ def make_step(prep, fam, inputs, targets, mesh, compile_fn):
     ids = [mesh.local_rank] if mesh.device_type == "cuda" else None
     prep.model = DistributedDataParallel(compile_fn(prep.model), device_ids=ids)
     return workloads.make_step("train", prep, fam.loss, inputs, targets)
+
+
+STRATEGIES.register(Strategy(
+    "ddp", "DistributedDataParallel: whole model per rank, gradients allreduced",
+    data_parallel=True, backends=BACKENDS, check=requires, make_step=make_step,
+))

@@ -96,8 +96,8 @@ def _run(case, settings, job: dict, rank: int, t_start: float) -> dict:
 
     from .. import backends, models
     from ..worker import _inject_fault, _rss_peak_bytes
-    from . import STRATEGIES
     from .mesh import Mesh
+    from .strategy import STRATEGIES
 
     if job.get("threads"):
         torch.set_num_threads(int(job["threads"]))
@@ -114,7 +114,8 @@ def _run(case, settings, job: dict, rank: int, t_start: float) -> dict:
     torch.manual_seed(settings.seed)  # the same weights on every rank
     model = fam.build(cfg)
     # data-parallel ranks draw their own batch; tp / pp ranks must see the same one
-    data_seed = settings.seed + 1 + (rank if mesh.strategy in ("ddp", "fsdp", "ps") else 0)
+    strategy = STRATEGIES.get(mesh.strategy)
+    data_seed = settings.seed + 1 + (rank if strategy.data_parallel else 0)
     torch.manual_seed(data_seed)
     inputs, targets = fam.make_batch(cfg, mesh.rank_batch, case.shape, device, torch.float32)
     prep = backends.prepare(model, case, device, fam.float_inputs)
@@ -126,7 +127,7 @@ def _run(case, settings, job: dict, rank: int, t_start: float) -> dict:
     # happens in the first step.
     compile_fn = functools.partial(backends.compile_model, case=case, mode=settings.compile_mode)
     compiles = backends.compile_counter()
-    step = STRATEGIES[mesh.strategy].make_step(prep, fam, inputs, targets, mesh, compile_fn)
+    step = strategy.make_step(prep, fam, inputs, targets, mesh, compile_fn)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
