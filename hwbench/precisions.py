@@ -25,6 +25,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
+from .peaks import PEAK_KEYS
 from .registry import Registry
 
 if TYPE_CHECKING:  # only for annotations: importing these here would import torch / spec
@@ -34,7 +35,6 @@ if TYPE_CHECKING:  # only for annotations: importing these here would import tor
     from .case import Case
 
 # The datasheet peaks hwbench knows (hwbench/peaks.py, per device): a precision names one.
-PEAK_KEYS = ("fp32", "tf32", "fp16", "bf16", "fp8", "int8")
 
 
 @dataclass(frozen=True)

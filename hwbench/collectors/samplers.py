@@ -375,7 +375,7 @@ register, unregister = KINDS.register, KINDS.unregister
 
 def _host(b: Boundary) -> list[Sampler]:
     s = b.settings
-    # the CPU estimate is always offered; RAPL outranks it (energy.PREFERENCE), so it
+    # the CPU estimate is always offered; RAPL outranks it (records.ENERGY_SOURCE_ORDER), so it
     # only stands in where RAPL is absent or has no reading for the window
     return [HostSampler(per_core=s.per_core, min_span_s=s.sample_interval_s / 2, tdp=cpu_tdp(s))]
 
