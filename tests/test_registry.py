@@ -71,3 +71,28 @@ def test_unregister_removes():
     reg.unregister("alpha")
     reg.unregister("alpha")  # absent: no error
     assert reg.names() == ()
+
+
+def test_a_new_parallel_strategy_is_one_registered_object():
+    from hwbench.case import Case
+    from hwbench.parallel import STRATEGIES, mesh, requires
+    from hwbench.parallel.strategy import Strategy, data_parallel
+    from hwbench.spec import Settings, parse_suite
+
+    STRATEGIES.register(Strategy("toy", "a toy data-parallel strategy", data_parallel=True, backends=("eager",),
+                                 check=lambda case, fam, settings: None, make_step=lambda *a: None))
+    try:
+        assert "toy" in data_parallel()
+        s = parse_suite('[suite]\nname="x"\n[[matrix]]\nmodels=["mlp:tiny"]\nmodes=["train"]\n'
+                        'parallelism=["toy"]\nworld_sizes=[2]\n')
+        assert [c.case_id for c in s.cases] == ["mlp:tiny/train/bs1/fp32/eager/cpu/toy2"]
+        assert mesh.batches("toy", 4, 2, "strong") == (2, 4)  # data-parallel: the batch splits
+        case = Case("mlp:tiny", "train", 3, "fp32", "eager", "cpu", parallelism="toy", world_size=2)
+        strong = Settings(scaling="strong")
+        assert requires(case, "cpu", 1, strong) == "toy: global batch 3 does not divide over 2 ranks (scaling = \"strong\")"
+        assert requires(case.__class__(**{**case.to_dict(), "backend": "compile"}), "cpu", 1) == (
+            "toy: runs the eager backends, not 'compile'")
+    finally:
+        STRATEGIES.unregister("toy")
+    with pytest.raises(UserError, match="parallelism"):
+        parse_suite('[suite]\nname="x"\n[[matrix]]\nmodels=["mlp:tiny"]\nmodes=["train"]\nparallelism=["toy"]\n')
