@@ -28,10 +28,16 @@ class UnknownName(UserError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
-def did_you_mean(name: str, choices: Any) -> str:
-    """``"; did you mean 'x'?"`` for the closest of ``choices`` to ``name``, or ``""``."""
+def closest(name: Any, choices: Any) -> str | None:
+    """The one of ``choices`` closest to ``name`` (difflib's ratio >= 0.6), or None."""
     close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1)
-    return f"; did you mean {close[0]!r}?" if close else ""
+    return close[0] if close else None
+
+
+def did_you_mean(name: Any, choices: Any) -> str:
+    """``"; did you mean 'x'?"`` for the closest of ``choices`` to ``name``, or ``""``."""
+    close = closest(name, choices)
+    return f"; did you mean {close!r}?" if close else ""
 
 
 class Registry(Generic[T]):

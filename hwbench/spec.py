@@ -21,7 +21,6 @@ is wrong, what is allowed.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import re
@@ -36,6 +35,7 @@ from .errors import ConfigError
 from .options import MAX_DURATION_S
 from .case import Case, Shape
 from .records import CaseIdentity, Count, SuiteRef
+from .registry import closest
 
 import tomllib
 
@@ -157,8 +157,8 @@ class Settings(_Strict):
 
 
 def _suggest(value: str, allowed) -> str:
-    close = difflib.get_close_matches(str(value), list(allowed), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    close = closest(value, allowed)
+    return f" (did you mean {close!r}?)" if close else ""
 
 
 class MatrixBlock(_Strict):

@@ -28,14 +28,13 @@ No torch at import time (the suite loader validates names before torch is loaded
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 from . import precisions
 from .precisions import Needs
-from .registry import Registry
+from .registry import Registry, closest
 
 if TYPE_CHECKING:
     import torch
@@ -107,8 +106,8 @@ def canonical(name: str) -> str:
                 return f"{kind}:{v.parse(arg)}"
     except ValueError:
         pass
-    close = difflib.get_close_matches(str(name), [v.example or v.name for v in REGISTRY.values()], n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    close = closest(name, [v.example or v.name for v in REGISTRY.values()])
+    hint = f" (did you mean {close!r}?)" if close else ""
     raise ValueError(f"unknown variant {name!r}{hint}; allowed: {names_help()}")
 
 
