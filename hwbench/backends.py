@@ -125,9 +125,9 @@ def unsupported_reason(case: Case, dev: DeviceInfo | None) -> str | None:
         return _absent_reason(case.device)
     variant, _ = variants.get(case.variant)
     checks = (
-        lambda: precisions.get(case.precision).requires(dev, case),
+        lambda: precisions.REGISTRY.requires(case.precision, dev, case),
         lambda: variant.requires(dev, case),
-        lambda: get(case.backend).requires(dev, case),
+        lambda: REGISTRY.requires(case.backend, dev, case),
         *(lambda rule=rule: rule(case, dev) for rule in CROSS_RULES),
     )
     for check in checks:
