@@ -17,9 +17,9 @@ import pytest
 
 from hwbench import launch
 from hwbench.analysis.derive import scaling_efficiency
+from hwbench.case import Case
 from hwbench.errors import ConfigError
 from hwbench.parallel import mesh, pp, report, requires
-from hwbench.case import Case
 from hwbench.spec import Settings, parse_suite
 from conftest import ROOT, run_suite
 

@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from hwbench import backends, flops, precisions, variants
-from hwbench.devices import DeviceInfo
 from hwbench.case import Case
+from hwbench.devices import DeviceInfo
 from hwbench.spec import parse_suite
 
 CPU = DeviceInfo("cpu", "cpu", "x86 CPU")

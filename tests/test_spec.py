@@ -2,8 +2,8 @@
 
 import pytest
 
-from hwbench.errors import ConfigError
 from hwbench.case import Case
+from hwbench.errors import ConfigError
 from hwbench.spec import load_suite, parse_suite
 from conftest import ROOT
 
