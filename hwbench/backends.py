@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from . import precisions, variants
 from .precisions import Needs
+from .registry import Registry
 
 if TYPE_CHECKING:
     import torch
 
     from .devices import DeviceInfo
-    from .spec import Case
+    from .case import Case
 
 
 @dataclass(frozen=True)
@@ -51,31 +52,9 @@ class Backend:
         return model if self.wrap is None else self.wrap(model, mode)
 
 
-_REGISTRY: dict[str, Backend] = {}
-
-
-def register(b: Backend) -> Backend:
-    """Add ``b`` to the registry (its name must be new); returns it."""
-    if b.name in _REGISTRY:
-        raise ValueError(f"backend {b.name!r} is already registered")
-    _REGISTRY[b.name] = b
-    return b
-
-
-def unregister(name: str) -> None:
-    del _REGISTRY[name]
-
-
-def names() -> tuple[str, ...]:
-    """Registered backend names."""
-    return tuple(_REGISTRY)
-
-
-def get(name: str) -> Backend:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise KeyError(f"unknown backend {name!r}; allowed: {', '.join(_REGISTRY)}") from None
+# the backend registry (hwbench.registry)
+REGISTRY: Registry[Backend] = Registry("backend")
+register, unregister, names, get = REGISTRY.register, REGISTRY.unregister, REGISTRY.names, REGISTRY.get
 
 
 def _compile(model: Any, mode: str) -> Any:
@@ -146,9 +125,9 @@ def unsupported_reason(case: Case, dev: DeviceInfo | None) -> str | None:
         return _absent_reason(case.device)
     variant, _ = variants.get(case.variant)
     checks = (
-        lambda: precisions.get(case.precision).requires(dev, case),
+        lambda: precisions.REGISTRY.requires(case.precision, dev, case),
         lambda: variant.requires(dev, case),
-        lambda: get(case.backend).requires(dev, case),
+        lambda: REGISTRY.requires(case.backend, dev, case),
         *(lambda rule=rule: rule(case, dev) for rule in CROSS_RULES),
     )
     for check in checks:

@@ -25,14 +25,16 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
+from .peaks import PEAK_KEYS
+from .registry import Registry
+
 if TYPE_CHECKING:  # only for annotations: importing these here would import torch / spec
     import torch
 
     from .devices import DeviceInfo
-    from .spec import Case
+    from .case import Case
 
 # The datasheet peaks hwbench knows (hwbench/peaks.py, per device): a precision names one.
-PEAK_KEYS = ("fp32", "tf32", "fp16", "bf16", "fp8", "int8")
 
 
 @dataclass(frozen=True)
@@ -191,39 +193,16 @@ class Precision:
         return torch.amp.GradScaler(device.type)
 
 
-_REGISTRY: dict[str, Precision] = {}
-
-
-def register(p: Precision) -> Precision:
-    """Add ``p`` to the registry (its name must be new); returns it."""
-    if p.name in _REGISTRY:
-        raise ValueError(f"precision {p.name!r} is already registered")
-    _REGISTRY[p.name] = p
-    return p
-
-
-def unregister(name: str) -> None:
-    """Remove a registered precision (tests, plug-ins that withdraw one)."""
-    del _REGISTRY[name]
-
-
-def names() -> tuple[str, ...]:
-    """Registered precision names, in registration order."""
-    return tuple(_REGISTRY)
-
-
-def get(name: str) -> Precision:
-    """The precision called ``name``; KeyError naming what is allowed otherwise."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise KeyError(f"unknown precision {name!r}; allowed: {', '.join(_REGISTRY)}") from None
+# the precision registry (hwbench.registry): get raises a UserError (also a KeyError)
+# naming the allowed precisions and the closest one
+REGISTRY: Registry[Precision] = Registry("precision")
+register, unregister, names, get = REGISTRY.register, REGISTRY.unregister, REGISTRY.names, REGISTRY.get
 
 
 def names_help() -> str:
     """One line per precision: ``name  help``."""
-    width = max(map(len, _REGISTRY), default=0)
-    return "\n".join(f"{p.name:<{width}}  {p.help}" for p in _REGISTRY.values())
+    width = max(map(len, REGISTRY.names()), default=0)
+    return "\n".join(f"{p.name:<{width}}  {p.help}" for p in REGISTRY.values())
 
 
 @contextlib.contextmanager

@@ -92,8 +92,18 @@ Text = Annotated[str, Field(max_length=100_000)]
 
 Status = Literal["ok", "skipped", "failed", "oom", "timeout"]
 RunStatus = Literal["running", "complete", "partial", "interrupted"]
-EnergySource = Literal["nvml_counter", "nvml_power", "rapl", "estimated"]
-ENERGY_SOURCE_ORDER = ("nvml_counter", "nvml_power", "rapl", "estimated")  # strongest first
+# From this many repeats on, each repeat runs in its own fresh worker process (the
+# runner). Within one process, iteration noise understates run-to-run drift (a public CI
+# study found 2.8 % within a run against 14.8 % between jobs); fresh processes put
+# allocation, cache and thread placement back into the noise, and comparisons (hwbench
+# compare) then use the per-repeat medians as their unit. Below it, repeats share one
+# worker (cheaper). A results file's repeats are read by this rule.
+PROCESS_ISOLATED_REPEATS = 3
+
+# Best first: when several sources measure one device, a case's energy comes from the
+# first of these that has a value for its window (hwbench.collectors).
+ENERGY_SOURCE_ORDER = ("nvml_counter", "nvml_power", "rapl", "estimated")
+EnergySource = Literal[ENERGY_SOURCE_ORDER]  # type: ignore[valid-type]  # the same names, as a type
 
 
 class _Record(BaseModel):
@@ -228,7 +238,7 @@ class Energy(_Record):
 
 # ---------------------------------------------------------------- one case
 class CaseIdentity(_Record):
-    """The case as planned (mirrors :class:`hwbench.spec.Case`)."""
+    """The case as planned (mirrors :class:`hwbench.case.Case`)."""
 
     model: Annotated[str, Field(max_length=200)]
     mode: Annotated[str, Field(max_length=50)]

@@ -23,11 +23,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from . import backends, launch
+from .case import Case
 from .errors import ResultsError, UserError
-from .records import CaseIdentity, CaseResult, Flag, Overheads, RunRecord
+from .records import PROCESS_ISOLATED_REPEATS, CaseIdentity, CaseResult, Flag, Overheads, RunRecord
 from .merge import merge_facts
 from .results import safe_filename_part, write_atomic
-from .spec import Case, LoadedSuite
+from .spec import LoadedSuite
 
 FINISHED = ("ok", "skipped")  # kept on resume; failed / oom / timeout are run again
 
@@ -482,14 +483,6 @@ class Runner:
         n = self.coordinator.nodes
         return {"nnodes": n.nnodes, "node_rank": n.node_rank, "endpoint": n.endpoint,
                 "rdzv_id": n.rdzv_id(p.case.case_id), "join_timeout_s": max(30.0, settings.timeout_s)}
-
-
-# From this many repeats on, each repeat runs in its own fresh worker process. Within one
-# process, iteration noise understates run-to-run drift (a public CI study found 2.8 %
-# within a run against 14.8 % between jobs); fresh processes put allocation, cache and
-# thread placement back into the noise, and comparisons (hwbench compare) then use the
-# per-repeat medians as their unit. Below it, repeats share one worker (cheaper).
-PROCESS_ISOLATED_REPEATS = 3
 
 
 def merge_repeats(runs: list[launch.CaseRun], collections: list) -> tuple[launch.CaseRun, Any]:

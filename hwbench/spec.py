@@ -21,20 +21,21 @@ is wrong, what is allowed.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from . import backends, models, precisions, variants
+from . import backends, models, parallel, precisions, variants
 from .errors import ConfigError
 from .options import MAX_DURATION_S
+from .case import Case, Shape
 from .records import CaseIdentity, Count, SuiteRef
+from .registry import closest
 
 import tomllib
 
@@ -162,8 +163,8 @@ class Settings(_Strict):
 
 
 def _suggest(value: str, allowed) -> str:
-    close = difflib.get_close_matches(str(value), list(allowed), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    close = closest(value, allowed)
+    return f" (did you mean {close!r}?)" if close else ""
 
 
 class MatrixBlock(_Strict):
@@ -187,8 +188,10 @@ class MatrixBlock(_Strict):
     output_lens: list[int] | None = Field(None, min_length=1, description="Tokens to generate (generate mode)")
     variants: list[str] = Field(
         ["none"], min_length=1, description="none, prune:<sparsity 0..1>, sparse24, distill:<student size>")
-    parallelism: list[Literal["none", "ddp", "fsdp", "tp", "pp", "ps"]] = Field(
-        ["none"], min_length=1, description="none (one process), ddp, fsdp, tp, pp, ps: launched as a torchrun group")
+    # names checked against the strategy registry (hwbench.parallel.STRATEGIES)
+    parallelism: list[str] = Field(
+        ["none"], min_length=1,
+        description=f"none (one process), {', '.join(parallel.STRATEGIES.names())}: launched as a torchrun group")
     comm: list[str] = Field(
         ["none"], min_length=1, description="Gradient compression of data-parallel cases: none, fp16, bf16, "
         "powersgd:<rank> (hwbench.parallel.comm)")
@@ -231,6 +234,11 @@ class MatrixBlock(_Strict):
     @classmethod
     def _backends(cls, v):
         return _registered(v, backends.names())
+
+    @field_validator("parallelism")
+    @classmethod
+    def _parallelism(cls, v):
+        return _registered(v, ("none",) + parallel.STRATEGIES.names())
 
     @field_validator("variants")
     @classmethod
@@ -285,70 +293,6 @@ class SuiteSpec(_Strict):
     suite: SuiteInfo
     settings: Settings = Settings()
     matrix: list[MatrixBlock] = Field(min_length=1)
-
-
-@dataclass(frozen=True)
-class Case:
-    """One point of the matrix. Frozen and hashable; ``case_id`` is stable across runs."""
-
-    model: str  # family:size
-    mode: str
-    batch_size: int
-    precision: str
-    backend: str
-    device: str
-    threads: int | None = None
-    seq_len: int | None = None
-    image_size: int | None = None
-    variant: str = "none"
-    gen_tokens: int | None = None  # generate mode: tokens to generate after the prompt (seq_len)
-    # a torchrun group of ``world_size`` ranks (hwbench.parallel); "none": one worker process.
-    # Defaults keep the case ids of single-process cases as they were.
-    parallelism: str = "none"
-    world_size: int = 1
-    comm: str = "none"  # gradient compression (hwbench.parallel.comm); "none" keeps case ids as they were
-
-    @property
-    def auto_batch(self) -> bool:
-        """A placeholder for batch_sizes = ["auto"]: the runner searches the limit and
-        replaces it with concrete cases."""
-        return self.batch_size == 0
-
-    @property
-    def case_id(self) -> str:
-        shape = models.Shape(self.seq_len, self.image_size).label()
-        if self.gen_tokens is not None:
-            shape += f"+gen{self.gen_tokens}"
-        bs = "bsauto" if self.auto_batch else f"bs{self.batch_size}"
-        parts = [self.model, self.mode, bs, shape, self.precision, self.backend, self.device]
-        if self.threads is not None:
-            parts.append(f"t{self.threads}")
-        if self.variant != "none":
-            parts.append(self.variant)
-        if self.parallelism != "none":
-            parts.append(f"{self.parallelism}{self.world_size}")
-        if self.comm != "none":
-            parts.append(self.comm)
-        return "/".join(p for p in parts if p)
-
-    @property
-    def family(self) -> str:
-        return self.model.partition(":")[0]
-
-    @property
-    def size(self) -> str:
-        return self.model.partition(":")[2]
-
-    @property
-    def shape(self) -> models.Shape:
-        return models.Shape(self.seq_len, self.image_size)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Case":
-        return cls(**d)
 
 
 @dataclass(frozen=True)
@@ -594,10 +538,12 @@ def _check_applicable(block: MatrixBlock, where: str) -> None:
     if block.output_lens is not None and "generate" not in block.modes:
         raise ConfigError(f"{where}.output_lens: applies to modes = [\"generate\"] only; this block has {', '.join(block.modes)}")
     if block.world_sizes is not None and block.parallelism == ["none"]:
+        *rest, last = (f'"{n}"' for n in parallel.STRATEGIES.names())
         raise ConfigError(f"{where}.world_sizes: applies to parallel cases only; add parallelism = "
-                          "[\"ddp\", \"fsdp\", \"tp\", \"pp\" or \"ps\"]")
+                          f"[{', '.join(rest)} or {last}]")
     if block.comm != ["none"] and block.parallelism == ["none"]:
-        raise ConfigError(f"{where}.comm: applies to parallel cases only; add parallelism = [\"ddp\"] or [\"ps\"]")
+        takes = " or ".join(f'["{n}"]' for n, x in parallel.STRATEGIES.items() if x.comm)
+        raise ConfigError(f"{where}.comm: applies to parallel cases only; add parallelism = {takes}")
     if any(p != "none" for p in block.parallelism) and any(m != "train" for m in block.modes):
         raise ConfigError(f"{where}.parallelism: parallel strategies train; this block has modes "
                           f"{', '.join(block.modes)} (use modes = [\"train\"])")
@@ -605,18 +551,18 @@ def _check_applicable(block: MatrixBlock, where: str) -> None:
         raise ConfigError(f"{where}.threads: applies to CPU devices only; this block has {', '.join(block.devices)}")
 
 
-def _shapes(fam, cfg, block: MatrixBlock, where: str, name: str) -> list[models.Shape]:
+def _shapes(fam, cfg, block: MatrixBlock, where: str, name: str) -> list[Shape]:
     if fam.shape_kind == "seq_len":
         lens = block.seq_lens or [cfg["seq_len"]]
         limit = fam.max_seq_len(cfg)
         for n in lens:
             if n > limit:
                 raise ConfigError(f"{where}.seq_lens: {n} exceeds {name}'s maximum sequence length {limit}")
-        return [models.Shape(seq_len=n) for n in lens]
+        return [Shape(seq_len=n) for n in lens]
     if fam.shape_kind == "image_size":
         sizes = block.image_sizes or [cfg["image_size"]]
         for n in sizes:
             if n < 64:
                 raise ConfigError(f"{where}.image_sizes: {n} is too small for {name} (at least 64 pixels)")
-        return [models.Shape(image_size=n) for n in sizes]
-    return [models.Shape()]
+        return [Shape(image_size=n) for n in sizes]
+    return [Shape()]

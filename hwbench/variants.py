@@ -28,19 +28,19 @@ No torch at import time (the suite loader validates names before torch is loaded
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 from . import precisions
 from .precisions import Needs
+from .registry import Registry, closest
 
 if TYPE_CHECKING:
     import torch
 
     from .devices import DeviceInfo
-    from .spec import Case
+    from .case import Case
 
 
 @dataclass(frozen=True)
@@ -81,36 +81,22 @@ class Variant:
 
 _DTYPE_SHORT = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
 
-_REGISTRY: dict[str, Variant] = {}
-
-
-def register(v: Variant) -> Variant:
-    """Add ``v`` to the registry (its name must be new); returns it."""
-    if v.name in _REGISTRY:
-        raise ValueError(f"variant {v.name!r} is already registered")
-    _REGISTRY[v.name] = v
-    return v
-
-
-def unregister(name: str) -> None:
-    del _REGISTRY[name]
-
-
-def names() -> tuple[str, ...]:
-    """Registered variant kinds."""
-    return tuple(_REGISTRY)
+# the variant registry (hwbench.registry), by kind ("prune"); canonical() reads a
+# suite's spelling ("prune:.5") and suggests the closest example
+REGISTRY: Registry[Variant] = Registry("variant")
+register, unregister, names = REGISTRY.register, REGISTRY.unregister, REGISTRY.names
 
 
 def names_help() -> str:
     """What a suite may write, e.g. ``none, prune:<sparsity in (0, 1)>, sparse24``."""
-    return ", ".join(v.pattern for v in _REGISTRY.values())
+    return ", ".join(v.pattern for v in REGISTRY.values())
 
 
 def canonical(name: str) -> str:
     """The one spelling of variant ``name`` ("prune:.5" -> "prune:0.5"). ValueError, one
     line listing what is allowed, where it is not a variant."""
     kind, sep, arg = str(name).partition(":")
-    v = _REGISTRY.get(kind)
+    v = REGISTRY.get(kind) if kind in REGISTRY else None
     try:
         if v is not None:
             if v.parse is None:
@@ -120,8 +106,8 @@ def canonical(name: str) -> str:
                 return f"{kind}:{v.parse(arg)}"
     except ValueError:
         pass
-    close = difflib.get_close_matches(str(name), [v.example or v.name for v in _REGISTRY.values()], n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    close = closest(name, [v.example or v.name for v in REGISTRY.values()])
+    hint = f" (did you mean {close!r}?)" if close else ""
     raise ValueError(f"unknown variant {name!r}{hint}; allowed: {names_help()}")
 
 
@@ -129,7 +115,7 @@ def get(name: str) -> tuple[Variant, str]:
     """The variant object and its canonical argument ("" where it takes none)."""
     name = canonical(name)
     kind, _, arg = name.partition(":")
-    return _REGISTRY[kind], arg
+    return REGISTRY.get(kind), arg
 
 
 def model_error(variant: str, model: str) -> str | None:

@@ -28,8 +28,9 @@ import torch._dynamo  # noqa: F401  (optimizers import it on first construction:
 
 from . import backends, models, precisions, timing, variants, workloads
 from . import flops as flops_mod
+from .case import Case
 from .records import Accuracy, BatchLimit, Facts, Flag, Measurement
-from .spec import Case, Settings
+from .spec import Settings
 
 
 @dataclass(frozen=True)

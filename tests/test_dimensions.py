@@ -5,10 +5,11 @@ import pytest
 import torch
 
 from hwbench import backends, flops, models, workloads
+from hwbench.case import Case
 from hwbench.devices import DeviceInfo
 from hwbench.errors import ConfigError
 from hwbench.results import read_record
-from hwbench.spec import Case, load_suite, parse_suite
+from hwbench.spec import load_suite, parse_suite
 from hwbench.variants import mask_2_4
 from conftest import ROOT, hwbench, run_suite
 

@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 
 import hwbench
+from hwbench.case import Case
 from hwbench.errors import UserError
 from hwbench.merge import join_parts, merge_parts
 from hwbench.parallel.nodes import Nodes
 from hwbench.records import (CaseIdentity, CaseResult, Energy, Environment, Facts, Flag, Measurement, NodeRole,
                              RunRecord, SamplerResult, Segment, SuiteRef)
 from hwbench.results import read_many, read_record
-from hwbench.spec import Case
 from conftest import ROOT, hwbench as cli, write_suite
 
 T0 = "2026-11-26T00:00:00+00:00"

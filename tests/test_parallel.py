@@ -17,9 +17,10 @@ import pytest
 
 from hwbench import launch
 from hwbench.analysis.derive import scaling_efficiency
+from hwbench.case import Case
 from hwbench.errors import ConfigError
 from hwbench.parallel import mesh, pp, report, requires
-from hwbench.spec import Case, Settings, parse_suite
+from hwbench.spec import Settings, parse_suite
 from conftest import ROOT, run_suite
 
 FAST = "min_time_s = 0.02\nmin_iters = 3\nwarmup_iters = 1\ncomm_profile_steps = 1\ntimeout_s = 120"

@@ -10,8 +10,9 @@ import torch
 from torch import nn
 
 from hwbench import backends, flops, precisions, variants
+from hwbench.case import Case
 from hwbench.devices import DeviceInfo
-from hwbench.spec import Case, parse_suite
+from hwbench.spec import parse_suite
 
 CPU = DeviceInfo("cpu", "cpu", "x86 CPU")
 V100 = DeviceInfo("cuda:0", "cuda", "Tesla V100", (7, 0))

@@ -2,8 +2,9 @@
 
 import pytest
 
+from hwbench.case import Case
 from hwbench.errors import ConfigError
-from hwbench.spec import Case, load_suite, parse_suite
+from hwbench.spec import load_suite, parse_suite
 from conftest import ROOT
 
 HEAD = '[suite]\nname = "x"\n'

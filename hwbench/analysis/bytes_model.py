@@ -187,7 +187,7 @@ def _model_bytes(row: Mapping[str, Any], model: str, mode: Any, sparse: bool = F
     """The bytes of one step of ``model`` in ``mode`` with the batch, shape and
     precision of ``row``; ``sparse``: 2:4-sparse weights (half of the multiplied ones)."""
     from .. import models
-    from ..models import Shape
+    from ..case import Shape
 
     try:
         fam, size = models.get(model)

@@ -56,7 +56,7 @@ from typing import Any, Callable, Iterable, Literal, Sequence
 import numpy as np
 
 from ..errors import UserError
-from ..records import CaseResult, RunRecord
+from ..records import PROCESS_ISOLATED_REPEATS, CaseResult, RunRecord
 
 VERDICTS = ("regressed", "failed", "improved", "inconclusive", "missing", "new", "unchanged")
 DEFAULT_ALPHA = 0.05
@@ -66,8 +66,6 @@ DEFAULT_RESAMPLES = 2000
 # Bootstrap at most this many values per side (a seeded random subsample beyond it): the
 # interval of a subsample is wider, never narrower, and 1000 x 2000 resamples stay fast.
 MAX_BOOTSTRAP_N = 1000
-# Each repeat in its own process from this many repeats on (hwbench.runner).
-PROCESS_ISOLATED_REPEATS = 3
 POWER = 0.8  # for the smallest detectable change
 
 

@@ -24,6 +24,8 @@ import math
 from typing import Sequence
 
 import pandas as pd
+
+from ..parallel.strategy import data_parallel
 from .numbers import number
 
 from .tradeoffs import _key, _ok
@@ -44,9 +46,10 @@ CURVE_COLUMNS = (
     "rank_memory_peak_bytes_max", "n_points",
 )
 
-# The strategies of :func:`ps_vs_allreduce`, the reference (allreduce) first.
+# The strategies of :func:`ps_vs_allreduce`: the registered data-parallel ones
+# (hwbench.parallel), the reference (allreduce) first, then the parameter server.
 ALLREDUCE, PS = "ddp", "ps"
-DATA_PARALLEL = (ALLREDUCE, PS, "fsdp")
+DATA_PARALLEL = (ALLREDUCE, PS, *(s for s in data_parallel() if s not in (ALLREDUCE, PS)))
 COMPARED = ("case_id", "throughput_samples_per_s", "scaling_efficiency", "comm_bytes_per_step", "comm_fraction")
 
 

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DeviceNotSupported
-from ..records import CollectorsInfo, Energy, Flag, IdleBaseline, SamplerResult
+from ..records import ENERGY_SOURCE_ORDER, CollectorsInfo, Energy, Flag, IdleBaseline, SamplerResult
 from . import energy as en
 from .samplers import (
     ASSUMED_W_PER_CORE,
@@ -108,10 +108,10 @@ class CollectorSet:
         samplers: list[Sampler] = []
         unavailable: dict[str, str] = {}
         for name in settings.collectors:
-            kind = KINDS.get(name)
-            if kind is None:
+            if name not in KINDS:
                 unavailable[name] = f"no such collector (known: {', '.join(sorted(KINDS))})"
                 continue
+            kind = KINDS.get(name)
             try:
                 samplers += kind.create(b)
             except DeviceNotSupported as e:
@@ -356,9 +356,9 @@ class CollectorSet:
 
 
 def _ranked(sources: dict[str, list[Any]]) -> list[tuple[str, Any]]:
-    """(sampler name, source) pairs, best source first (energy.PREFERENCE, then the
+    """(sampler name, source) pairs, best source first (records.ENERGY_SOURCE_ORDER, then the
     sampler's own order)."""
-    rank = {s: i for i, s in enumerate(en.PREFERENCE)}
+    rank = {s: i for i, s in enumerate(ENERGY_SOURCE_ORDER)}
     pairs = [(rank.get(x.source, len(rank)), i, name, x) for name, xs in sources.items() for i, x in enumerate(xs)]
     pairs.sort(key=lambda p: p[:2])
     return [(name, x) for _, _, name, x in pairs]

@@ -21,11 +21,6 @@ import numpy as np
 Sample = tuple[float, dict[str, float]]
 Samples = Sequence[Sample]
 
-# Best first: when several sources measure one device, a case's energy comes from the
-# first of these that has a value for its window (records.EnergySource).
-PREFERENCE = ("nvml_counter", "nvml_power", "rapl", "estimated")
-
-
 def series(samples: Samples, key: str) -> tuple[np.ndarray, np.ndarray]:
     """Times (s) and values of ``key`` over the samples that have it."""
     pts = [(t, r[key]) for t, r in samples if key in r]

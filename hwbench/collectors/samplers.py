@@ -27,6 +27,7 @@ import psutil
 from ..devices import nvidia
 from ..devices.rapl import Rapl
 from ..errors import DeviceNotSupported
+from ..registry import Registry
 from ..records import Flag
 from . import energy as en
 
@@ -367,24 +368,14 @@ class SamplerKind:
     energy: str = ""  # the energy source it offers and that source's update period
 
 
-KINDS: dict[str, SamplerKind] = {}
-
-
-def register(kind: SamplerKind) -> SamplerKind:
-    """Add a sampler kind (a suite's ``collectors`` can then name it)."""
-    if kind.name in KINDS:
-        raise ValueError(f"sampler kind {kind.name!r} is already registered")
-    KINDS[kind.name] = kind
-    return kind
-
-
-def unregister(name: str) -> None:
-    KINDS.pop(name, None)
+# the sampler-kind registry (hwbench.registry): a suite's ``collectors`` name its entries
+KINDS: Registry[SamplerKind] = Registry("sampler kind")
+register, unregister = KINDS.register, KINDS.unregister
 
 
 def _host(b: Boundary) -> list[Sampler]:
     s = b.settings
-    # the CPU estimate is always offered; RAPL outranks it (energy.PREFERENCE), so it
+    # the CPU estimate is always offered; RAPL outranks it (records.ENERGY_SOURCE_ORDER), so it
     # only stands in where RAPL is absent or has no reading for the window
     return [HostSampler(per_core=s.per_core, min_span_s=s.sample_interval_s / 2, tdp=cpu_tdp(s))]
 

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, runtime_checkable
 
+from ..case import Shape
+
 if TYPE_CHECKING:  # annotations only: importing this module must not import torch
     import torch
 
@@ -36,25 +38,6 @@ SHAPE_KINDS = (None, "seq_len", "image_size")
 
 Config = Mapping[str, Any]
 """One size's configuration: plain values (ints, tuples), no torch objects."""
-
-
-@dataclass(frozen=True)
-class Shape:
-    """The per-sample input shape of a case: a sequence length or an image size.
-
-    ``seq_len`` (tokens) for the transformer families, ``image_size`` (pixels, square)
-    for the CNN, neither for the MLP (its width is part of the size).
-    """
-
-    seq_len: int | None = None
-    image_size: int | None = None
-
-    def label(self) -> str:
-        if self.seq_len is not None:
-            return f"seq{self.seq_len}"
-        if self.image_size is not None:
-            return f"img{self.image_size}"
-        return ""
 
 
 @runtime_checkable

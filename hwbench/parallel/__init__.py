@@ -4,12 +4,15 @@ networking layer of its own).
 
 * :mod:`.mesh` -- the one frozen description of the process mesh (:class:`Mesh`) that
   every strategy reads; no strategy looks at another's state.
+* :mod:`.strategy` -- the strategy registry (:data:`STRATEGIES`): each strategy module
+  registers one :class:`~.strategy.Strategy` declaring its facts (data-parallel or not,
+  the backends it runs, its torch-free ``check`` used when a run is planned, and
+  ``make_step`` used in the rank).
 * :mod:`.ddp` (DistributedDataParallel), :mod:`.fsdp` (FSDP2 ``fully_shard``),
   :mod:`.tp` (DTensor ``parallelize_module``), :mod:`.pp` (``torch.distributed.pipelining``),
-  :mod:`.ps` (parameter server over ``gather`` + point-to-point ``send`` / ``recv``) --
-  each with ``requires(case, family) -> reason | None`` (torch-free, checked when a run
-  is planned), ``BACKENDS`` (the backends it runs: ``compile`` is applied where PyTorch
-  recommends for that strategy, see each module) and ``make_step(...)`` (in the rank).
+  :mod:`.ps` (parameter server over ``gather`` + point-to-point ``send`` / ``recv``).
+  Adding a strategy: one module that registers its Strategy, plus its name on the
+  import line below.
 * :mod:`.comm` -- the ``comm`` dimension (gradient compression: DDP communication hooks,
   ps's half-precision push / pull) and the exposed-communication interval analysis.
 * :mod:`.agent` -- the per-case launcher process: torch's elastic agent
@@ -24,16 +27,15 @@ This package is torch-free at import: the suite loader and the planner use it.
 
 from __future__ import annotations
 
-from types import ModuleType
 from typing import TYPE_CHECKING
 
-from . import comm, ddp, fsdp, pp, ps, tp
-from .mesh import DATA_PARALLEL, batches
+# the strategy modules, each registering itself; this order is the registry's order
+from . import comm, ddp, fsdp, tp, pp, ps  # noqa: F401, I001
+from .mesh import batches
+from .strategy import STRATEGIES
 
 if TYPE_CHECKING:
-    from ..spec import Case
-
-STRATEGIES: dict[str, ModuleType] = {"ddp": ddp, "fsdp": fsdp, "tp": tp, "pp": pp, "ps": ps}
+    from ..case import Case
 
 # Why a backend that a strategy's BACKENDS leaves out is refused (the rest of the message
 # names the backends it runs).
@@ -57,11 +59,12 @@ def requires(case: Case, device_kind: str, devices_of_kind: int, settings=None, 
 
     fam, _ = models.get(case.model)
     name = case.parallelism
+    strategy = STRATEGIES.get(name)
     if case.mode != "train":
         return f"{name}: parallel strategies train (mode {case.mode!r})"
-    if case.backend not in STRATEGIES[name].BACKENDS:
+    if case.backend not in strategy.backends:
         why = BACKEND_REASONS.get(case.backend, "")
-        return f"{name}: runs the {' / '.join(STRATEGIES[name].BACKENDS)} backends, not {case.backend!r}{why}"
+        return f"{name}: runs the {' / '.join(strategy.backends)} backends, not {case.backend!r}{why}"
     if case.variant != "none":
         return f"{name}: parallel cases take no variant (got {case.variant!r}){VARIANT_REASON}"
     why = comm.requires(case.comm, name, device_kind)
@@ -73,11 +76,9 @@ def requires(case: Case, device_kind: str, devices_of_kind: int, settings=None, 
     if device_kind == "cuda" and here > devices_of_kind:
         per = f" ({nnodes} nodes: {here} per node)" if nnodes > 1 else ""
         return f"{name}: world size {case.world_size}{per} needs {here} CUDA GPUs; this machine has {devices_of_kind}"
-    if settings is not None and name in DATA_PARALLEL:
+    if settings is not None and strategy.data_parallel:
         try:
             batches(name, case.batch_size, case.world_size, settings.scaling)
         except ValueError as e:
             return f"{name}: {e} (scaling = \"strong\")"
-    if name == "pp":
-        return pp.requires(case, fam, settings)
-    return STRATEGIES[name].requires(case, fam)
+    return strategy.check(case, fam, settings)

@@ -48,8 +48,10 @@ def requires(comm: str, strategy: str, device_kind: str) -> str | None:
     """Why ``comm`` cannot run with ``strategy`` on ``device_kind``, or None."""
     if comm == "none":
         return None
-    if strategy not in ("ddp", "ps"):
-        return f"comm {comm!r}: gradient compression applies to ddp (communication hooks) and ps, not {strategy}"
+    from .strategy import STRATEGIES
+
+    if strategy not in STRATEGIES or not STRATEGIES.get(strategy).comm:
+        return f"comm {comm!r}: gradient compression applies to {', '.join(n for n, x in STRATEGIES.items() if x.comm)}, not {strategy}"
     if powersgd_rank(comm) is not None and strategy != "ddp":
         return f"comm {comm!r}: PowerSGD is a DDP communication hook; {strategy} does not take it"
     if comm == "bf16" and strategy == "ddp" and device_kind != "cuda":

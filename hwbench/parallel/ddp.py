@@ -10,11 +10,13 @@ overlaps the rest of the backward pass."""
 
 from __future__ import annotations
 
+from .strategy import STRATEGIES, Strategy
+
 # the backends this strategy runs (hwbench.parallel.requires refuses the others)
 BACKENDS = ("eager", "compile")
 
 
-def requires(case, fam) -> str | None:
+def requires(case, fam, settings=None) -> str | None:
     """Any model that trains: DDP replicates it whole."""
     return None
 
@@ -36,3 +38,9 @@ def make_step(prep, fam, inputs, targets, mesh, compile_fn, comm="none", bucket_
     step = workloads.make_step("train", prep, fam.loss, inputs, targets)
     step.powersgd = state
     return step
+
+
+STRATEGIES.register(Strategy(
+    "ddp", "DistributedDataParallel: whole model per rank, gradients allreduced",
+    data_parallel=True, backends=BACKENDS, check=requires, make_step=make_step, comm=True,
+))

@@ -11,6 +11,8 @@ compiled block. A model with no blocks is compiled whole before its root is shar
 
 from __future__ import annotations
 
+from .strategy import STRATEGIES, Strategy
+
 BACKENDS = ("eager", "compile")
 
 
@@ -29,7 +31,7 @@ def units(model) -> list:
     return [] if seq is None else list(seq)
 
 
-def requires(case, fam) -> str | None:
+def requires(case, fam, settings=None) -> str | None:
     return None
 
 
@@ -51,3 +53,9 @@ def make_step(prep, fam, inputs, targets, mesh, compile_fn):
         fully_shard(unit, mesh=dm)
     fully_shard(prep.model, mesh=dm)
     return workloads.make_step("train", prep, fam.loss, inputs, targets)
+
+
+STRATEGIES.register(Strategy(
+    "fsdp", "FSDP2 fully_shard: parameters sharded per block, all-gathered for compute",
+    data_parallel=True, backends=BACKENDS, check=requires, make_step=make_step,
+))

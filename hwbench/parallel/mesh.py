@@ -5,7 +5,7 @@ device and communication backend it uses, and how the batch is split.
 Batch semantics (``scaling`` setting):
 
 * ``weak`` (default): ``batch_size`` is per rank. The group processes ``batch_size x
-  world_size`` samples per step: data-parallel ranks (ddp, fsdp, ps) each take
+  world_size`` samples per step: data-parallel ranks (``Strategy.data_parallel``) each take
   ``batch_size``; tp ranks all see the whole group batch (each holds 1/N of every
   layer); the pp pipeline carries it as ``microbatches`` microbatches. Work per rank stays
   constant, so ``throughput(N) / (N x throughput(1))`` is the weak-scaling efficiency.
@@ -18,14 +18,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-DATA_PARALLEL = ("ddp", "fsdp", "ps")
+from .strategy import STRATEGIES
 
 
 def batches(strategy: str, batch_size: int, world_size: int, scaling: str) -> tuple[int, int]:
     """(samples each rank feeds per step, samples the group processes per step). Raises
     ValueError where a strong-scaling batch does not divide over the ranks."""
     group = batch_size * world_size if scaling == "weak" else batch_size
-    if strategy in DATA_PARALLEL:
+    if STRATEGIES.get(strategy).data_parallel:
         if group % world_size:
             raise ValueError(f"global batch {group} does not divide over {world_size} ranks")
         return group // world_size, group

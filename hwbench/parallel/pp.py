@@ -8,6 +8,8 @@ forward and their gradients backward by point-to-point send / recv between neigh
 
 from __future__ import annotations
 
+from .strategy import STRATEGIES, Strategy
+
 # families with a stage split below; the decoder ties its LM head to the token
 # embedding, which would put one parameter on the first and the last stage
 FAMILIES = ("encoder",)
@@ -99,3 +101,9 @@ def make_step(prep, fam, inputs, targets, mesh, compile_fn):
         return losses
 
     return train
+
+
+STRATEGIES.register(Strategy(
+    "pp", "pipeline parallel: contiguous layer stages, microbatches sent between them",
+    data_parallel=False, backends=BACKENDS, check=requires, make_step=make_step,
+))

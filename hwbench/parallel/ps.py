@@ -11,11 +11,12 @@ its backward); the push, the update and the pull stay eager."""
 
 from __future__ import annotations
 
+from .strategy import STRATEGIES, Strategy
 
 BACKENDS = ("eager", "compile")
 
 
-def requires(case, fam) -> str | None:
+def requires(case, fam, settings=None) -> str | None:
     return None
 
 
@@ -80,3 +81,9 @@ def _unflatten(flat, params):
         out.append(flat[i:i + p.numel()].view_as(p).clone())
         i += p.numel()
     return out
+
+
+STRATEGIES.register(Strategy(
+    "ps", "parameter server: rank 0 applies the updates, workers push and pull",
+    data_parallel=True, backends=BACKENDS, check=requires, make_step=make_step, comm=True,
+))

@@ -56,7 +56,8 @@ def main(job_dir: str) -> int:
     rank = int(os.environ.get("RANK", "0"))
     (job_path / f"rank{rank}.pid").write_text(str(os.getpid()))
     job = json.loads((job_path / "job.json").read_text())
-    from ..spec import Case, Settings
+    from ..case import Case
+    from ..spec import Settings
     from ..worker import _cap_memory, classify
 
     case = Case.from_dict(job["case"])
@@ -95,8 +96,8 @@ def _run(case, settings, job: dict, rank: int, t_start: float) -> dict:
 
     from .. import backends, models
     from ..worker import _inject_fault, _rss_peak_bytes
-    from . import STRATEGIES
     from .mesh import Mesh
+    from .strategy import STRATEGIES
 
     if job.get("threads"):
         torch.set_num_threads(int(job["threads"]))
@@ -113,7 +114,8 @@ def _run(case, settings, job: dict, rank: int, t_start: float) -> dict:
     torch.manual_seed(settings.seed)  # the same weights on every rank
     model = fam.build(cfg)
     # data-parallel ranks draw their own batch; tp / pp ranks must see the same one
-    data_seed = settings.seed + 1 + (rank if mesh.strategy in ("ddp", "fsdp", "ps") else 0)
+    strategy = STRATEGIES.get(mesh.strategy)
+    data_seed = settings.seed + 1 + (rank if strategy.data_parallel else 0)
     torch.manual_seed(data_seed)
     inputs, targets = fam.make_batch(cfg, mesh.rank_batch, case.shape, device, torch.float32)
     prep = backends.prepare(model, case, device, fam.float_inputs)
@@ -127,11 +129,11 @@ def _run(case, settings, job: dict, rank: int, t_start: float) -> dict:
     compiles = backends.compile_counter()
     extra = {}  # the comm setting: ddp and ps take it (hwbench.parallel.comm)
     deviation = None
-    if mesh.strategy in ("ddp", "ps"):
+    if strategy.comm:
         extra = {"comm": case.comm, "bucket_cap_mb": settings.bucket_cap_mb}
         if settings.comm_accuracy_steps:
             deviation = _param_deviation(prep, fam, inputs, targets, mesh, case.comm, settings)
-    step = STRATEGIES[mesh.strategy].make_step(prep, fam, inputs, targets, mesh, compile_fn, **extra)
+    step = strategy.make_step(prep, fam, inputs, targets, mesh, compile_fn, **extra)
     psgd = getattr(step, "powersgd", None)  # PowerSGD's state: warm up until it compresses
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -226,7 +228,7 @@ def _param_deviation(prep, fam, inputs, targets, mesh, comm: str, settings) -> f
 
     import torch
 
-    from . import STRATEGIES
+    from .strategy import STRATEGIES
     from .comm import rel_l2
 
     finals = []
@@ -234,7 +236,7 @@ def _param_deviation(prep, fam, inputs, targets, mesh, comm: str, settings) -> f
     for cm in ("none", comm):
         p = dataclasses.replace(prep, model=copy.deepcopy(prep.model), scaler=copy.deepcopy(prep.scaler))
         with torch.random.fork_rng(devices=devices):
-            step = STRATEGIES[mesh.strategy].make_step(p, fam, inputs, targets, mesh, lambda m: m, comm=cm,
+            step = STRATEGIES.get(mesh.strategy).make_step(p, fam, inputs, targets, mesh, lambda m: m, comm=cm,
                                                        bucket_cap_mb=settings.bucket_cap_mb)
             for _ in range(settings.comm_accuracy_steps):
                 step()

@@ -12,6 +12,8 @@ the graph), the order torchtitan uses (``apply_tp`` before ``apply_compile``).
 
 from __future__ import annotations
 
+from .strategy import STRATEGIES, Strategy
+
 # families whose blocks are hwbench.models.nets.transformer.Block (q, k, v, o, fc1, fc2)
 FAMILIES = ("encoder", "decoder")
 BACKENDS = ("eager", "compile")
@@ -19,7 +21,7 @@ PLAN = {"attn.q": "colwise", "attn.k": "colwise", "attn.v": "colwise", "attn.o":
         "fc1": "colwise", "fc2": "rowwise"}
 
 
-def requires(case, fam) -> str | None:
+def requires(case, fam, settings=None) -> str | None:
     if fam.name not in FAMILIES:
         return f"tp: no tensor-parallel plan for {fam.name} models (plans exist for {', '.join(FAMILIES)})"
     cfg = fam.sizes[case.model.partition(":")[2]]
@@ -49,3 +51,9 @@ def make_step(prep, fam, inputs, targets, mesh, compile_fn):
         block.attn.heads //= mesh.world_size
     prep.model = compile_fn(prep.model)
     return workloads.make_step("train", prep, fam.loss, inputs, targets)
+
+
+STRATEGIES.register(Strategy(
+    "tp", "tensor parallel (DTensor): each block's layers split over the ranks",
+    data_parallel=False, backends=BACKENDS, check=requires, make_step=make_step,
+))

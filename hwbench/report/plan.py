@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from ..records import PROCESS_ISOLATED_REPEATS
 from . import format as fm
 from .fit import Column, abbreviate_ids, cut, fit
 from .text import clean
@@ -23,7 +24,7 @@ def estimate_case_s(settings: Any) -> float:
     the per-case overhead (once per repeat where repeats run in their own processes)."""
     repeats = getattr(settings, "repeats", 1) or 1
     window = max(settings.min_time_s * repeats, getattr(settings, "min_energy_window_s", 0.0) or 0.0)
-    workers = repeats if repeats >= 3 else 1  # runner.PROCESS_ISOLATED_REPEATS
+    workers = repeats if repeats >= PROCESS_ISOLATED_REPEATS else 1
     return window + workers * (PER_CASE_OVERHEAD_S + settings.warmup_s)
 
 

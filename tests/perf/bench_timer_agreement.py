@@ -30,7 +30,7 @@ TIMER = r"""
 import json, sys, torch
 from torch.utils import benchmark
 from hwbench import backends, models, workloads
-from hwbench.spec import Case
+from hwbench.case import Case
 model, batch, seq, min_time, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
 fam, size = models.get(model)
 cfg = fam.sizes[size]

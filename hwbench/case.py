@@ -1,0 +1,96 @@
+"""The core value objects: a case (one point of a suite's matrix) and its input shape.
+
+A leaf module (standard library only): the suite parser (:mod:`hwbench.spec`), the
+registries (precisions, backends, variants, parallel strategies, models) and the runner
+all import it, and it imports none of them. ``Case.case_id`` is the stable identity of
+a case across runs: results files key on it, so its format never changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The per-sample input shape of a case: a sequence length or an image size.
+
+    ``seq_len`` (tokens) for the transformer families, ``image_size`` (pixels, square)
+    for the CNN, neither for the MLP (its width is part of the size).
+    """
+
+    seq_len: int | None = None
+    image_size: int | None = None
+
+    def label(self) -> str:
+        if self.seq_len is not None:
+            return f"seq{self.seq_len}"
+        if self.image_size is not None:
+            return f"img{self.image_size}"
+        return ""
+
+
+
+@dataclass(frozen=True)
+class Case:
+    """One point of the matrix. Frozen and hashable; ``case_id`` is stable across runs."""
+
+    model: str  # family:size
+    mode: str
+    batch_size: int
+    precision: str
+    backend: str
+    device: str
+    threads: int | None = None
+    seq_len: int | None = None
+    image_size: int | None = None
+    variant: str = "none"
+    gen_tokens: int | None = None  # generate mode: tokens to generate after the prompt (seq_len)
+    # a torchrun group of ``world_size`` ranks (hwbench.parallel); "none": one worker process.
+    # Defaults keep the case ids of single-process cases as they were.
+    parallelism: str = "none"
+    world_size: int = 1
+    comm: str = "none"  # gradient compression (hwbench.parallel.comm); "none" keeps case ids as they were
+
+    @property
+    def auto_batch(self) -> bool:
+        """A placeholder for batch_sizes = ["auto"]: the runner searches the limit and
+        replaces it with concrete cases."""
+        return self.batch_size == 0
+
+    @property
+    def case_id(self) -> str:
+        shape = Shape(self.seq_len, self.image_size).label()
+        if self.gen_tokens is not None:
+            shape += f"+gen{self.gen_tokens}"
+        bs = "bsauto" if self.auto_batch else f"bs{self.batch_size}"
+        parts = [self.model, self.mode, bs, shape, self.precision, self.backend, self.device]
+        if self.threads is not None:
+            parts.append(f"t{self.threads}")
+        if self.variant != "none":
+            parts.append(self.variant)
+        if self.parallelism != "none":
+            parts.append(f"{self.parallelism}{self.world_size}")
+        if self.comm != "none":
+            parts.append(self.comm)
+        return "/".join(p for p in parts if p)
+
+    @property
+    def family(self) -> str:
+        return self.model.partition(":")[0]
+
+    @property
+    def size(self) -> str:
+        return self.model.partition(":")[2]
+
+    @property
+    def shape(self) -> Shape:
+        return Shape(self.seq_len, self.image_size)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Case":
+        return cls(**d)
