@@ -97,7 +97,7 @@ def test_combinations_that_cannot_run_are_skipped_with_the_reason():
     assert requires(dataclasses.replace(ps, comm="bf16"), "cpu", 1, st_) is None  # ps casts, gloo sends bf16
     assert "PowerSGD is a DDP communication hook" in requires(dataclasses.replace(ps, comm="powersgd:1"), "cpu", 1, st_)
     fsdp = requires(dataclasses.replace(c, parallelism="fsdp", comm="fp16"), "cpu", 1, st_)
-    assert fsdp == "fsdp: comm 'fp16': gradient compression applies to ddp (communication hooks) and ps, not fsdp"
+    assert fsdp == "fsdp: comm 'fp16': gradient compression applies to ddp and ps, not fsdp"
 
 
 # ------------------------------------------------------------------ derived at load

@@ -51,7 +51,8 @@ def requires(comm: str, strategy: str, device_kind: str) -> str | None:
     from .strategy import STRATEGIES
 
     if strategy not in STRATEGIES or not STRATEGIES.get(strategy).comm:
-        return f"comm {comm!r}: gradient compression applies to {', '.join(n for n, x in STRATEGIES.items() if x.comm)}, not {strategy}"
+        takes = " and ".join(n for n, x in STRATEGIES.items() if x.comm)
+        return f"comm {comm!r}: gradient compression applies to {takes}, not {strategy}"
     if powersgd_rank(comm) is not None and strategy != "ddp":
         return f"comm {comm!r}: PowerSGD is a DDP communication hook; {strategy} does not take it"
     if comm == "bf16" and strategy == "ddp" and device_kind != "cuda":
