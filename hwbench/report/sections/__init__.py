@@ -19,49 +19,16 @@ column of every output.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 from dataclasses import dataclass
-from typing import Any, Callable, Generic, Sequence, TypeVar
+from typing import Any, Callable, Sequence
+
+from ...registry import Registry
 
 # --view NAME: the module of this package that registers view NAME, in --help order
 VIEW_MODULES = ("tradeoffs", "scaling", "pareto")
 # the HTML report's sections, in page order
 PAGE_MODULES = ("machines", "headline", "tradeoffs", "size_scaling", "parallel", "models", "not_ok")
-
-T = TypeVar("T")
-
-
-class Registry(Generic[T]):
-    """Named entries in registration order: ``register`` (a decorator), ``names``,
-    ``get`` (a UserError with the allowed names and the closest one). The same shape
-    as the project's other registries."""
-
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
-        self._entries: dict[str, T] = {}
-
-    def register(self, *, name: str) -> Callable[[T], T]:
-        def add(entry: T) -> T:
-            if name in self._entries:
-                raise ValueError(f"{self.kind} {name!r} is already registered")
-            self._entries[name] = entry
-            return entry
-
-        return add
-
-    def names(self) -> tuple[str, ...]:
-        return tuple(self._entries)
-
-    def get(self, name: str) -> T:
-        from ...errors import UserError
-
-        if name not in self._entries:
-            close = difflib.get_close_matches(str(name), self.names(), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise UserError(f"unknown {self.kind} {name!r}; allowed: {', '.join(self.names())}{hint}")
-        return self._entries[name]
-
 
 # A table of a view: (title, frame, [(column, header)])
 Table = tuple[Any, Any, list[tuple[str, str]]]
