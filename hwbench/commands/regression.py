@@ -15,6 +15,8 @@ import textwrap
 
 import click
 
+from ..options import FiniteFloat
+
 WIDTH = 80
 
 # Exit codes of `hwbench compare` (also in its --help and the README).
@@ -65,12 +67,12 @@ def _read(paths: tuple[str, ...], what: str):
 @click.command(epilog=COMPARE_EPILOG)
 @click.argument("baseline", type=click.Path())
 @click.argument("new", type=click.Path())
-@click.option("--threshold", default=5.0, show_default=True, type=click.FloatRange(min=0, max=1000),
+@click.option("--threshold", default=5.0, show_default=True, type=FiniteFloat(min=0, max=1000),
               help="Smallest change that counts as a regression or improvement, percent (latency / throughput; "
                    "other metrics have their own default unless given as NAME:PERCENT).")
 @click.option("--metric", "metrics", default="", metavar="NAME[:PCT],...",
               help="Also compare these metrics, e.g. energy_per_sample_j,memory_peak_bytes:2 (latency is always compared).")
-@click.option("--alpha", default=0.05, show_default=True, type=click.FloatRange(min=1e-9, max=0.5),
+@click.option("--alpha", default=0.05, show_default=True, type=FiniteFloat(min=1e-9, max=0.5),
               help="Significance level after the multiple-comparison correction (the false-discovery rate for bh).")
 @click.option("--correction", type=click.Choice(["bh", "holm"]), default="bh", show_default=True,
               help="bh: Benjamini-Hochberg (false-discovery rate); holm: Holm (family-wise error rate).")
@@ -361,7 +363,7 @@ def _csv(result, base, newr) -> str:
 @click.option("--case", "case_glob", default=None, metavar="GLOB", help="Only cases whose case_id matches.")
 @click.option("--metric", default="latency_ms_p50", show_default=True,
               help="The per-run value tracked: latency_ms_p50 (median of the run) or a load_results column.")
-@click.option("--threshold", default=5.0, show_default=True, type=click.FloatRange(min=0, max=1000),
+@click.option("--threshold", default=5.0, show_default=True, type=FiniteFloat(min=0, max=1000),
               help="Smallest step reported as a change point, percent.")
 @click.option("--format", "fmt", type=click.Choice(["table", "markdown", "csv", "json"]), default="table", show_default=True)
 def history(results: tuple[str, ...], case_glob: str | None, metric: str, threshold: float, fmt: str) -> None:
