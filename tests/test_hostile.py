@@ -59,3 +59,93 @@ def test_ab_out_is_checked_like_the_other_commands(capsys, tmp_path):
     afile.write_text("x")
     one_line(main(capsys, "ab", TINY, "--out", afile / "sub"), f"--out {afile}/sub: {afile} is a file, not a folder")
     one_line(main(capsys, "ab", TINY, "--out", "/proc/hwbench-x"), "--out /proc/hwbench-x: cannot write: ")
+
+
+# ------------------------------------------------------------------ 2. hand-edited results files
+PRICES = """
+[[machine]]
+match = "AMD EPYC*"
+usd_per_hour = 0.8
+source = "test rate"
+date = 2026-10-15
+"""
+
+
+def edited(tmp_path, name, edit) -> str:
+    """The example results file with ``edit(record_dict)`` applied, as a file path."""
+    rec = json.loads(EXAMPLE.read_text())
+    edit(rec)
+    p = tmp_path / f"{name}.json"
+    p.write_text(json.dumps(rec))
+    return str(p)
+
+
+def each_case(key, field, value):
+    def edit(rec):
+        for c in rec["cases"]:
+            if c.get(key):
+                c[key][field] = value
+    return edit
+
+
+HOSTILE = {
+    "noise_abc": (lambda r: r["suite"]["resolved"]["settings"].update(noise_threshold="abc"),
+                  "suite.resolved.settings.noise_threshold: Input should be a valid number"),
+    "noise_nan": (lambda r: r["suite"]["resolved"]["settings"].update(noise_threshold=-1),
+                  "suite.resolved.settings.noise_threshold: Input should be greater than 0"),
+    "settings_list": (lambda r: r["suite"]["resolved"].update(settings=[1, 2]),
+                      "suite.resolved.settings: Input should be a valid dictionary"),
+    "scaling": (lambda r: r["suite"]["resolved"]["settings"].update(scaling=7), "suite.resolved.settings.scaling"),
+    "flops_huge": (each_case("facts", "flops_per_sample", 1e308), "cases[0].facts.flops_per_sample: Input should be"),
+    "flops_counted": (each_case("facts", "flops_per_sample_counted", 1e300),
+                      "cases[0].facts.flops_per_sample_counted: Input should be"),
+    "times_denormal": (each_case("measurement", "raw_times_s", [[5e-324] * 3]),
+                       "cases[0].measurement.raw_times_s[0][0]: Input should be greater than or equal to"),
+    "times_huge": (each_case("measurement", "raw_times_s", [[1e300] * 3]),
+                   "cases[0].measurement.raw_times_s[0][0]: Input should be less than or equal to"),
+    "warmup_huge": (each_case("measurement", "warmup_s", 1e308), "cases[0].measurement.warmup_s: Input should be"),
+    "energy_huge": (each_case("energy", "energy_j", 1e308), "cases[0].energy.energy_j: Input should be"),
+}
+
+
+@pytest.mark.parametrize("cmd", ["report", "compare", "history", "procure"])
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_hostile_results_files_are_one_line_naming_file_and_field(capsys, tmp_path, cmd, name):
+    edit, needle = HOSTILE[name]
+    path = edited(tmp_path, name, edit)
+    prices = tmp_path / "p.toml"
+    prices.write_text(PRICES)
+    args = {"report": [path], "compare": [EXAMPLE, path], "history": [EXAMPLE, path],
+            "procure": [path, "--prices", prices]}[cmd]
+    one_line(main(capsys, cmd, *args), f"{path}: {needle}")
+
+
+def test_extreme_but_valid_files_print_finite_or_inf_figures_in_80_columns(capsys, tmp_path, monkeypatch):
+    def edit(rec):
+        each_case("facts", "flops_per_sample", 1e24)(rec)
+        each_case("facts", "flops_per_sample_counted", 1e24)(rec)
+        each_case("measurement", "raw_times_s", [[1e-12] * 3, [1e-12, 2e-12, 1e-12]])(rec)
+        each_case("energy", "energy_j", 1e15)(rec)
+    path = edited(tmp_path, "extreme", edit)
+    prices = tmp_path / "p.toml"
+    prices.write_text(PRICES)
+    monkeypatch.setenv("COLUMNS", "80")
+    for args in (["report", path], ["report", path, "--format", "markdown"], ["compare", path, path],
+                 ["history", EXAMPLE, path], ["procure", path, "--prices", prices]):
+        rc, out, err = main(capsys, *args)
+        assert rc == 0 and "Traceback" not in err, (args, err)
+        if "markdown" not in args:
+            assert max(map(len, out.splitlines())) <= 80, args
+
+
+def test_formatters_never_raise_on_infinite_or_huge_values():
+    from hwbench.report import format as fm
+
+    inf = float("inf")
+    assert fm.sig(inf) == "inf" and fm.sig(-inf) == "-inf" and fm.sig(float("nan")) == ""
+    assert fm.sig(1e308) == "1.00e+308" and fm.sig(5e-324) == "4.94e-324"
+    assert fm.sig(123456789012345.0) == "123456789012345" and fm.sig(0.001234) == "0.00123"
+    for f in (fm.duration_ms, fm.duration_s, fm.si, fm.count, fm.rate, fm.energy_j, fm.power_w, fm.nbytes,
+              fm.usd, fm.kwh, fm.grams, fm.hours, fm.flops, fm.plain, fm.percent, fm.pct, fm.mhz):
+        assert f(inf).startswith("inf") and f(-inf).startswith("-inf"), f
+        assert len(f(1e308)) <= 24 and len(f(5e-324)) <= 24, (f, f(1e308), f(5e-324))
