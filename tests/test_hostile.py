@@ -4,6 +4,7 @@ Every bad input is one line on stderr naming the argument or file and field, exi
 CLI runs in this process (hwbench.cli.main, the console script's own path)."""
 
 import json
+import re
 
 import pytest
 
@@ -149,3 +150,45 @@ def test_formatters_never_raise_on_infinite_or_huge_values():
               fm.usd, fm.kwh, fm.grams, fm.hours, fm.flops, fm.plain, fm.percent, fm.pct, fm.mhz):
         assert f(inf).startswith("inf") and f(-inf).startswith("-inf"), f
         assert len(f(1e308)) <= 24 and len(f(5e-324)) <= 24, (f, f(1e308), f(5e-324))
+
+
+# ------------------------------------------------------------------ 3. price and mix files
+@pytest.mark.parametrize("lines,needle", [
+    ("usd_per_hour = 1e308", "machine[0].usd_per_hour: Input should be less than or equal to 1000000"),
+    ("price_usd = 1e308", "machine[0].price_usd: Input should be less than or equal to 1000000000"),
+    ("price_usd = 3000\nrental_usd_per_hour = 1e308", "machine[0].rental_usd_per_hour: Input should be less"),
+    ("usd_per_hour = 1\nelectricity_usd_per_kwh = 1e308", "machine[0].electricity_usd_per_kwh: Input should be"),
+    ("price_usd = 1\ncarbon_g_per_kwh = 1e308", "machine[0].carbon_g_per_kwh: Input should be less"),
+    ("usd_per_hour = inf", "machine[0].usd_per_hour: Input should be a finite number"),
+    ("usd_per_hour = nan", "machine[0].usd_per_hour: Input should be a finite number"),
+])
+def test_price_file_numbers_are_bounded(capsys, tmp_path, lines, needle):
+    p = tmp_path / "p.toml"
+    p.write_text(f'[[machine]]\nmatch = "AMD EPYC*"\n{lines}\nsource = "x"\ndate = 2026-10-15\n')
+    one_line(main(capsys, "procure", EXAMPLE, "--prices", p), f"{p}: {needle}")
+
+
+@pytest.mark.parametrize("weight,needle", [
+    ("0", "must be a positive number, got 0"), ("-1", "must be a positive number, got -1"),
+    ("1e308", "got 1e+308 (allowed: above 0, up to 1e+09)"), ("inf", "Input should be a finite number"),
+    ("nan", "Input should be a finite number"), ('"x"', "Input should be a valid number"),
+])
+def test_mix_weights_are_positive_and_bounded(capsys, tmp_path, weight, needle):
+    p = tmp_path / "p.toml"
+    p.write_text(PRICES)
+    m = tmp_path / "mix.toml"
+    m.write_text(f'[weights]\n"mlp:*" = {weight}\n"cnn:*" = 1\n')
+    one_line(main(capsys, "procure", EXAMPLE, "--prices", p, "--mix", m), f"{m}: weights", needle)
+
+
+def test_prices_at_their_bounds_print_figures_in_80_columns(capsys, tmp_path):
+    p = tmp_path / "p.toml"
+    p.write_text('[defaults]\nelectricity_usd_per_kwh = 1000\ncarbon_g_per_kwh = 10000\n'
+                 '[[machine]]\nmatch = "AMD EPYC*"\nprice_usd = 1e9\nrental_usd_per_hour = 1e6\n'
+                 'source = "x"\ndate = 2026-10-15\n')
+    m = tmp_path / "mix.toml"
+    m.write_text('[weights]\n"mlp:*" = 1e9\n"cnn:*" = 1e-300\n')
+    rc, out, err = main(capsys, "procure", EXAMPLE, "--prices", p, "--mix", m)
+    assert rc == 0 and "Traceback" not in err, err
+    assert max(map(len, out.splitlines())) <= 80
+    assert not re.search(r"\b(nan|inf)\b", out), out
