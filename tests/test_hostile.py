@@ -192,3 +192,16 @@ def test_prices_at_their_bounds_print_figures_in_80_columns(capsys, tmp_path):
     assert rc == 0 and "Traceback" not in err, err
     assert max(map(len, out.splitlines())) <= 80
     assert not re.search(r"\b(nan|inf)\b", out), out
+
+
+# ------------------------------------------------------------------ 4. probe devices: one parser
+def test_probe_resolves_devices_with_the_spec_parser():
+    from hwbench.errors import UserError
+    from hwbench.probe import resolve_devices
+
+    assert resolve_devices(["cpu", "cpu"]) == ["cpu"]
+    for bad in ("cuda:²", "cuda:٣", "cuda:-1", "cuda:", "CPU", "gpu", "cuda:" + "9" * 400):
+        with pytest.raises(UserError, match=r"^--device .*: not one of cpu, cuda, cuda:N$"):
+            resolve_devices([bad])
+    with pytest.raises(UserError, match=r"^--device cuda:9999: no such CUDA device here \(\d+ visible\)$"):
+        resolve_devices(["cuda:9999"])
