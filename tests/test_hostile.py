@@ -205,3 +205,23 @@ def test_probe_resolves_devices_with_the_spec_parser():
             resolve_devices([bad])
     with pytest.raises(UserError, match=r"^--device cuda:9999: no such CUDA device here \(\d+ visible\)$"):
         resolve_devices(["cuda:9999"])
+
+
+# ------------------------------------------------------------------ 5. cores: one definition
+def test_cpu_group_threads_come_from_usable_cores(tmp_path, monkeypatch, fake_launcher):
+    from conftest import run_suite
+    from hwbench import runner
+
+    monkeypatch.setattr(runner, "usable_cores", lambda: 8)
+    seen = []
+    real = fake_launcher.run_group
+
+    def run_group(case, settings, **kw):
+        seen.append((case.world_size, kw.get("threads")))
+        return real(case, settings, **kw)
+
+    monkeypatch.setattr(fake_launcher, "run_group", run_group)
+    body = ('[[matrix]]\nmodels = ["encoder:tiny"]\nmodes = ["train"]\nbatch_sizes = [4]\n'
+            'parallelism = ["ddp"]\nworld_sizes = [2]\n')
+    rows, _ = run_suite(tmp_path, body, launcher=fake_launcher)
+    assert seen == [(2, 4)]  # 8 usable cores shared by 2 ranks
