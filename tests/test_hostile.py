@@ -225,3 +225,21 @@ def test_cpu_group_threads_come_from_usable_cores(tmp_path, monkeypatch, fake_la
             'parallelism = ["ddp"]\nworld_sizes = [2]\n')
     rows, _ = run_suite(tmp_path, body, launcher=fake_launcher)
     assert seen == [(2, 4)]  # 8 usable cores shared by 2 ranks
+
+
+# ------------------------------------------------------------------ 6. hunted
+PARALLEL = ROOT / "results" / "examples" / "parallel-cpu-amd-epyc-2cores.json"
+
+
+def test_compare_of_two_suites_without_a_common_case_is_nothing_to_compare(capsys):
+    one_line(main(capsys, "compare", EXAMPLE, PARALLEL),
+             "nothing to compare: no case ran in both (suites 'smoke' and 'parallel-cpu')")
+
+
+def test_compare_of_different_suites_warns_and_shows_unset_settings_as_dashes(capsys, tmp_path):
+    other = edited(tmp_path, "other", lambda r: (r["suite"].update(name="other"), r.update(run_id="other"),
+                                                 r["suite"]["resolved"]["settings"].pop("noise_threshold")))
+    rc, out, err = main(capsys, "compare", EXAMPLE, other)
+    assert rc == 0, err
+    assert "warning: BASELINE and NEW ran different suites ('smoke', 'other')" in err
+    assert "settings.noise_threshold: 0.1 -> -" in out and not re.search(r"\bnan\b", out)

@@ -32,7 +32,8 @@ Exit codes:
      (with --fail-on: also those verdicts); a regression marked
      machine_changed still exits 1
   2  usage error: arguments, unreadable or invalid results files, nothing
-     to compare (no case matches --case, or a side has no cases)
+     to compare (no case matches --case, a side has no cases, or no case
+     ran in both)
   4  not comparable: different hardware (CPU model, GPU or device name);
      --allow-different-hardware compares anyway
 \b
@@ -86,6 +87,7 @@ def compare(baseline: str, new: str, threshold: float, metrics: str, alpha: floa
     """Compare the NEW run(s) with the BASELINE run(s), case by case (files or folders;
     cases matched by case_id). Exit 1 on a regression."""
     from ..analysis import compare as cmp
+    from ..report.text import clean
 
     opts = cmp.Options(metrics=cmp.parse_metrics(metrics, threshold / 100), alpha=alpha, correction=correction,
                        case_glob=case_glob)
@@ -99,6 +101,13 @@ def compare(baseline: str, new: str, threshold: float, metrics: str, alpha: floa
     result = cmp.compare([r for _, r in base], [r for _, r in newr], opts)
     if not len(result.rows):
         raise UserError(f"{baseline}, {new}: nothing to compare: no case matches --case {case_glob!r}")
+    names = [", ".join(sorted({r.suite.name for _, r in side})) for side in (base, newr)]
+    if result.rows["verdict"].isin(["missing", "new"]).all():  # a pass here would be silent
+        which = f" (suites {names[0]!r} and {names[1]!r})" if names[0] != names[1] else ""
+        raise UserError(f"{baseline}, {new}: nothing to compare: no case ran in both{which}")
+    if names[0] != names[1]:
+        click.echo(clean(f"hwbench: warning: BASELINE and NEW ran different suites ({names[0]!r}, {names[1]!r}): "
+                         "only the cases in both are compared"), err=True)
     if result.hardware and not allow_different_hardware:
         if fmt == "table":
             click.echo(_header(base, newr))
@@ -184,13 +193,14 @@ def _header(base, newr) -> str:
 
 
 def _env_text(result) -> str:
+    from ..report.format import missing
     from ..report.text import clean
 
     if not len(result.env):
         return "\nenvironments: no differences"
     lines = ["", "environment differences (the usual cause of a regression):"]
-    for r in result.env.itertuples(index=False):
-        text = f"{r.baseline if r.baseline is not None else '-'} -> {r.new if r.new is not None else '-'}"
+    for r in result.env.itertuples(index=False):  # a key one side lacks: "-" (pandas reads it NaN)
+        text = f"{'-' if missing(r.baseline) else r.baseline} -> {'-' if missing(r.new) else r.new}"
         hw = "  [hardware]" if r.hardware else ""
         lines += textwrap.wrap(clean(f"{r.key}: {text}{hw}"), WIDTH, initial_indent="  ", subsequent_indent="      ",
                                break_on_hyphens=False)
