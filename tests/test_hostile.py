@@ -243,3 +243,12 @@ def test_compare_of_different_suites_warns_and_shows_unset_settings_as_dashes(ca
     assert rc == 0, err
     assert "warning: BASELINE and NEW ran different suites ('smoke', 'other')" in err
     assert "settings.noise_threshold: 0.1 -> -" in out and not re.search(r"\bnan\b", out)
+
+
+def test_history_over_one_run_claims_no_trend(capsys):
+    rc, out, err = main(capsys, "history", EXAMPLE)
+    assert rc == 0, err
+    assert out.startswith("hwbench history: 1 run, 41 cases") and "one run: no trend or change point" in out
+    assert "(+0.0 %)" not in out and "over 1 runs" not in out and "(one run: no trend)" in out
+    rc, out, _ = main(capsys, "history", EXAMPLE, "--format", "markdown")
+    assert rc == 0 and "| one run |" in out and "+0.0 %" not in out

@@ -404,7 +404,9 @@ def history(results: tuple[str, ...], case_glob: str | None, metric: str, thresh
 def _history_table(h) -> str:
     from ..report.text import clean
 
-    out = [f"hwbench history: {len(h.runs)} runs, {len(h.trends)} cases ({h.metric})", ""]
+    out = [f"hwbench history: {_runs(len(h.runs))}, {len(h.trends)} cases ({h.metric})", ""]
+    if len(h.runs) == 1:
+        out[-1:] = ["one run: no trend or change point can be told from it (give two runs or more)", ""]
     out.append("runs (oldest first):")
     for r in h.runs.to_dict("records"):
         commit = f" {r['commit'][:10]}" if r.get("commit") else ""
@@ -417,7 +419,8 @@ def _history_table(h) -> str:
         out += textwrap.wrap(clean(t["case_id"]), WIDTH, subsequent_indent="  ", break_on_hyphens=False)
         unit = t["unit"]
         line = (f"    {t['spark']}  {value(t['first'], unit)} -> {value(t['last'], unit)} "
-                f"({pct(t['change'])}) over {t['runs']} runs")
+                f"({pct(t['change'])}) over {t['runs']} runs") if t["runs"] > 1 else (
+            f"    {t['spark']}  {value(t['first'], unit)} (one run: no trend)")
         out.append(line)
         if cps is not None and t["case_id"] in cps.groups:
             for c in cps.get_group(t["case_id"]).to_dict("records"):
@@ -438,8 +441,12 @@ def _history_table(h) -> str:
     return "\n".join(out)
 
 
+def _runs(n: int) -> str:
+    return "1 run" if n == 1 else f"{n} runs"
+
+
 def _history_markdown(h) -> str:
-    lines = [f"### hwbench history: {len(h.runs)} runs, {len(h.trends)} cases ({h.metric})", "",
+    lines = [f"### hwbench history: {_runs(len(h.runs))}, {len(h.trends)} cases ({h.metric})", "",
              "| case | trend | first | last | change | change points |", "|---|---|---:|---:|---:|---|"]
     by_case: dict[str, list[str]] = {}
     for c in h.changes.to_dict("records"):
@@ -452,7 +459,8 @@ def _history_markdown(h) -> str:
                                                     f"(`{_md(o['run_id'])}`): one run, not a step")
     for t in h.trends.to_dict("records"):
         lines.append(f"| `{_md(t['case_id'])}` | {t['spark']} | {value(t['first'], t['unit'])} | "
-                     f"{value(t['last'], t['unit'])} | {pct(t['change'])} | {'<br>'.join(by_case.get(t['case_id'], []))} |")
+                     f"{value(t['last'], t['unit'])} | {pct(t['change']) if t['runs'] > 1 else 'one run'} | "
+                     f"{'<br>'.join(by_case.get(t['case_id'], []))} |")
     lines += ["", f"_{_md(h.method)}_"]
     return "\n".join(lines)
 
