@@ -252,3 +252,22 @@ def test_history_over_one_run_claims_no_trend(capsys):
     assert "(+0.0 %)" not in out and "over 1 runs" not in out and "(one run: no trend)" in out
     rc, out, _ = main(capsys, "history", EXAMPLE, "--format", "markdown")
     assert rc == 0 and "| one run |" in out and "+0.0 %" not in out
+
+
+def test_names_with_escapes_and_bidi_overrides_are_cleaned_and_fit_80_columns(capsys, tmp_path, monkeypatch):
+    def edit(r):
+        r["cases"][0]["case_id"] = "\x1b[31mRED\u202e|`*x*`<b>\n" + "é" * 100 + r["cases"][0]["case_id"]
+        r["cases"][0]["case"]["model"] = "mlp:t|`\x1b" + "ü" * 150
+        r["cases"][0]["device_name"] = "AMD\x1b[2J|x\n"
+        r["segments"][0]["environment"]["hostname"] = "h\x1b]0;x\x07|`\n" * 20
+    path = edited(tmp_path, "names", edit)
+    prices = tmp_path / "p.toml"
+    prices.write_text(PRICES)
+    monkeypatch.setenv("COLUMNS", "80")
+    for args in (["report", path], ["report", path, "--view", "scaling"], ["report", path, "--view", "tradeoffs"],
+                 ["compare", EXAMPLE, path, "--allow-different-hardware"], ["history", path],
+                 ["procure", path, "--prices", prices, "--skip-unpriced"]):
+        rc, out, err = main(capsys, *args)
+        assert rc == 0, (args, err)
+        assert not re.search("[\x00-\x08\x0b-\x1f\x7f\u202e]", out + err), args
+        assert max(map(len, out.splitlines())) <= 80, args
