@@ -62,6 +62,15 @@ CATALOG_FILE = "hwbench/data/prices.csv"  # how errors and reports name it
 
 
 
+# Upper bounds of the numbers in price and mix files (README, Procurement): far beyond any
+# real figure, low enough that no cost, TCO or weighted mean computed from them overflows.
+MAX_PRICE_USD = 1e9  # purchase price of one device
+MAX_USD_PER_HOUR = 1e6  # hourly price of one device
+MAX_USD_PER_KWH = 1e3
+MAX_CARBON_G_PER_KWH = 1e4  # coal is about 1,000
+MAX_WEIGHT = 1e9  # a mix weight (weights are relative)
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
@@ -69,9 +78,9 @@ class _Strict(BaseModel):
 class Defaults(_Strict):
     """Site parameters shared by every machine (each may override them)."""
 
-    electricity_usd_per_kwh: float = Field(0.15, ge=0, description="Price of electricity, USD/kWh")
+    electricity_usd_per_kwh: float = Field(0.15, ge=0, le=MAX_USD_PER_KWH, description="Price of electricity, USD/kWh")
     pue: float = Field(1.3, ge=1, le=5, description="Data-centre power usage effectiveness (facility / IT power)")
-    carbon_g_per_kwh: float = Field(400, ge=0, description="Grid carbon intensity, gCO2e/kWh")
+    carbon_g_per_kwh: float = Field(400, ge=0, le=MAX_CARBON_G_PER_KWH, description="Grid carbon intensity, gCO2e/kWh")
     lifetime_years: float = Field(4, gt=0, le=50, description="Amortisation period when owning, years")
     utilization: float = Field(0.8, gt=0, le=1, description="Fraction of hours the machine does useful work")
 
@@ -97,15 +106,17 @@ class Machine(_Strict):
 
     match: str = Field(min_length=1, max_length=200, description="Glob on the recorded device name, case-insensitive")
     name: str = Field("", max_length=200, description="A label for reports (default: the match glob)")
-    price_usd: float | None = Field(None, gt=0, description="Owning: purchase price of the device, USD")
-    usd_per_hour: float | None = Field(None, gt=0, description="Renting: all-in hourly price, USD/h (energy included)")
+    price_usd: float | None = Field(None, gt=0, le=MAX_PRICE_USD, description="Owning: purchase price of the device, USD")
+    usd_per_hour: float | None = Field(
+        None, gt=0, le=MAX_USD_PER_HOUR, description="Renting: all-in hourly price, USD/h (energy included)")
     rental_usd_per_hour: float | None = Field(
-        None, gt=0, description="Owning only: a rental price to compare with (break-even utilisation), USD/h")
+        None, gt=0, le=MAX_USD_PER_HOUR,
+        description="Owning only: a rental price to compare with (break-even utilisation), USD/h")
     source: str = Field(min_length=1, max_length=1000, description="Where the price came from (required)")
     date: Any = Field(description="When the price was quoted or read, YYYY-MM-DD")
-    electricity_usd_per_kwh: float | None = Field(None, ge=0)
+    electricity_usd_per_kwh: float | None = Field(None, ge=0, le=MAX_USD_PER_KWH)
     pue: float | None = Field(None, ge=1, le=5)
-    carbon_g_per_kwh: float | None = Field(None, ge=0)
+    carbon_g_per_kwh: float | None = Field(None, ge=0, le=MAX_CARBON_G_PER_KWH)
     lifetime_years: float | None = Field(None, gt=0, le=50)
     utilization: float | None = Field(None, gt=0, le=1)
 
@@ -162,8 +173,8 @@ class MixFile(_Strict):
         for glob, w in v.items():
             if not glob.strip():
                 raise ValueError("an empty glob")
-            if w <= 0:
-                raise ValueError(f"[{glob!r}] must be a positive number, got {w}")
+            if not 0 < w <= MAX_WEIGHT:
+                raise ValueError(f"[{glob!r}] must be a positive number, got {w:g} (allowed: above 0, up to {MAX_WEIGHT:g})")
         return v
 
 

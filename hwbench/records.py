@@ -61,7 +61,13 @@ for every change; golden files of every old version live in ``tests/golden/``):
     (Linux VMs), % of the machine; absent in earlier files (summaries are open dicts).
   * ``measurement.raw_times_s`` values must be above 0 (and the other times not
     negative): a tightening, not a new field; no measurement ever wrote such a value,
-    and a file holding one (corrupted or hand-made) would read as a speed-up.
+    and a file holding one (corrupted or hand-made) would read as a speed-up. Later
+    tightenings of the same kind: a raw time is MIN_TIME_S..MAX_TIME_S, windows at most
+    MAX_WINDOW_S, FLOPs per sample at most MAX_FLOPS_PER_SAMPLE, ``energy.energy_j``
+    0..MAX_ENERGY_J (beyond them derived
+    figures overflow), and ``suite.resolved.settings`` is an object whose
+    ``noise_threshold`` (a number above 0) and ``scaling`` ("weak" / "strong") the
+    readers use.
   * ``node`` (:class:`NodeRole`): the file is one node's part of a multi-node run; its
     parallel cases hold that node's ranks only. ``nodes`` (:class:`NodePart`): the file
     is the merge of such parts (``hwbench merge``; every reader merges parts itself).
@@ -76,7 +82,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, with_config
+from typing_extensions import TypedDict  # pydantic reads typing's TypedDict only from Python 3.12
 
 SCHEMA_VERSION = 3
 FORMAT = "hwbench-results"
@@ -86,8 +93,20 @@ FORMAT = "hwbench-results"
 Int = Annotated[int, Field(ge=-(2**62), le=2**62)]
 Count = Annotated[int, Field(ge=0, le=2**62)]
 Float = Annotated[float, Field(allow_inf_nan=False)]
-Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]  # a measured duration: finite and above 0
-NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+# Physical bounds of what a worker can measure, so that no figure derived from a file
+# (throughput = batch / time, FLOP/s = FLOPs x throughput, ms = s x 1000) overflows:
+MIN_TIME_S = 1e-12  # one timed iteration: a picosecond, far below any clock's resolution
+MAX_TIME_S = 7 * 24 * 3600.0  # ... at most a week, the longest timeout_s a suite may set
+MAX_WINDOW_S = 1e9  # whole windows (warmup, all repeats): about 30 years
+# FLOPs of one sample: a million times a trillion-parameter model's training step on a
+# million-token sequence (6 x 1e12 x 1e6 = 6e18)
+MAX_FLOPS_PER_SAMPLE = 1e24
+Seconds = Annotated[float, Field(ge=MIN_TIME_S, le=MAX_TIME_S, allow_inf_nan=False)]  # one measured iteration
+Window = Annotated[float, Field(ge=0, le=MAX_WINDOW_S, allow_inf_nan=False)]
+FlopCount = Annotated[float, Field(ge=0, le=MAX_FLOPS_PER_SAMPLE, allow_inf_nan=False)]
+# the energy of one case's window: a gigawatt for ten days (~1e15 J)
+MAX_ENERGY_J = 1e15
+Joules = Annotated[float, Field(ge=0, le=MAX_ENERGY_J, allow_inf_nan=False)]
 Text = Annotated[str, Field(max_length=100_000)]
 
 Status = Literal["ok", "skipped", "failed", "oom", "timeout"]
@@ -208,9 +227,9 @@ class SamplerResult(_Record):
 class Energy(_Record):
     """Energy over a case's timed window, with its source. ``estimated`` is not a measurement."""
 
-    energy_j: Float
+    energy_j: Joules
     energy_source: EnergySource
-    energy_window_s: Float
+    energy_window_s: Window
     idle_power_w: Float | None = None
     energy_j_power_integrated: Float | None = None  # GPU cross-check of the counter
     estimate_basis: Text | None = None  # for "estimated": TDP and load used
@@ -259,15 +278,16 @@ class CaseIdentity(_Record):
 class Measurement(_Record):
     """The raw timing of one case, seconds. Statistics are derived from these at load."""
 
-    # one list per repeat, one value per timed iteration; each above 0 (a negative or
-    # zero time is a broken clock or a corrupted file, and would read as a speed-up)
+    # one list per repeat, one value per timed iteration; each MIN_TIME_S..MAX_TIME_S (a
+    # negative or zero time is a broken clock or a corrupted file, and would read as a
+    # speed-up; a denormal one gives an infinite throughput)
     raw_times_s: list[list[Seconds]]
-    first_iter_s: NonNegative  # the very first call (compile backends: trace + compile)
-    warmup_s: NonNegative  # the whole warmup, first call included
-    measured_s: NonNegative  # length of the timed window, all repeats
+    first_iter_s: Window  # the very first call (compile backends: trace + compile)
+    warmup_s: Window  # the whole warmup, first call included
+    measured_s: Window  # length of the timed window, all repeats
     # generate: per timed iteration, time to first token and decode time, same clock
-    ttft_s: list[NonNegative] | None = None
-    decode_s: list[NonNegative] | None = None
+    ttft_s: list[Window] | None = None
+    decode_s: list[Window] | None = None
     # statistics stored by schema <= 2 whose raw data was never kept (e.g. ttft_ms_p50)
     legacy_summary: dict[str, Float] | None = None
     # "process": each repeat (each list of raw_times_s) was measured by its own fresh worker
@@ -288,8 +308,8 @@ class Facts(_Record):
     """What the worker knows about the case besides time."""
 
     params: Count
-    flops_per_sample: Float  # analytic, per sample (generate: per generated sequence)
-    flops_per_sample_counted: Float | None = None  # torch.utils.flop_counter, one step
+    flops_per_sample: FlopCount  # analytic, per sample (generate: per generated sequence)
+    flops_per_sample_counted: FlopCount | None = None  # torch.utils.flop_counter, one step
     flops_counted_reason: Text | None = None  # why the counted figure is empty
     threads_used: Count | None = None  # CPU intra-op threads actually used
     accuracy: Accuracy | None = None
@@ -455,11 +475,28 @@ class ABSide(_Record):
     repeats: list[ABRepeat] = []  # in the order they ran
 
 
+@with_config(ConfigDict(extra="allow"))
+class ResolvedSettings(TypedDict, total=False):
+    """The settings of ``suite.resolved`` that readers use, checked on load (a
+    hand-edited file would otherwise fail deep in a report); the others pass as they
+    are. Stays a plain dict."""
+
+    noise_threshold: Annotated[float, Field(gt=0, le=1e6, allow_inf_nan=False)]
+    scaling: Literal["weak", "strong"]
+
+
+@with_config(ConfigDict(extra="allow"))
+class ResolvedSuite(TypedDict, total=False):
+    """``suite.resolved``: the suite with every default filled in (a plain dict)."""
+
+    settings: ResolvedSettings
+
+
 class SuiteRef(_Record):
     name: Text
     path: Text
     hash: Text  # sha256 of what the user wrote (not of the defaults)
-    resolved: dict[str, Any]  # the suite with every default filled in
+    resolved: ResolvedSuite  # the suite with every default filled in
 
 
 class RunRecord(_Record):

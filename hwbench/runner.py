@@ -452,16 +452,14 @@ class Runner:
 
     def _run_group(self, p: Planned, settings):
         """A parallel case: one torchrun group (launch.run_group); all its repeats run in it.
-        CPU ranks share the host's cores: each gets ``threads`` or an equal share."""
-        import os
-
+        CPU ranks share the host's cores (:func:`usable_cores`): each gets ``threads`` or
+        an equal share."""
         cs = self.collectors
         kind = (p.device or "cpu").split(":")[0]
         threads = p.case.threads
         here = p.case.world_size // (self.coordinator.nodes.nnodes if self.coordinator is not None else 1)
         if threads is None and kind == "cpu":
-            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-            threads = max(1, cores // here)
+            threads = max(1, usable_cores() // here)
         limit = int(settings.memory_limit_gb * 2**30) if settings.memory_limit_gb else None
         run = self.launcher.run_group(
             p.case, settings, device_kind=kind, world_size=p.case.world_size, threads=threads,

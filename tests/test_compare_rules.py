@@ -267,7 +267,7 @@ def test_negative_or_zero_raw_times_are_refused_naming_file_and_field(tmp_path, 
     write_atomic(tmp_path / "good.json", good)
     code, _, err = cli("compare", tmp_path / "good.json", tmp_path / "bad.json")
     assert code == 2 and "bad.json" in err and "cases[0].measurement.raw_times_s[0][1]" in err
-    assert "greater than 0" in err and len(err.strip().splitlines()) == 1
+    assert "greater than or equal to 0.000000000001" in err and len(err.strip().splitlines()) == 1
 
 
 # ------------------------------------------------------------------ parallel throughput

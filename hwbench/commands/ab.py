@@ -16,6 +16,7 @@ import textwrap
 
 import click
 
+from ..options import FiniteFloat
 from .regression import EXIT_OK, EXIT_REGRESSION, EXIT_USAGE, WIDTH, _jsonable
 
 EXIT_SIGINT = 130
@@ -70,17 +71,6 @@ def check_python(path: str | None, option: str) -> str:
     return path
 
 
-def check_out(out: str) -> None:
-    from ..errors import UserError
-
-    try:
-        os.makedirs(out, exist_ok=True)
-    except OSError as e:
-        raise UserError(f"--out {out}: cannot create the folder: {e.strerror or e}") from None
-    if not os.access(out, os.W_OK):
-        raise UserError(f"--out {out}: not writable")
-
-
 @click.command(epilog=AB_EPILOG)
 @click.argument("suite")
 @click.option("--pairs", default=6, show_default=True, type=click.IntRange(min=2, max=1000),
@@ -93,9 +83,9 @@ def check_out(out: str) -> None:
 @click.option("--out", "out_dir", default="results", show_default=True, type=click.Path(file_okay=False),
               help="Folder for the two results files (one per side).")
 @click.option("--filter", "filters", multiple=True, metavar="EXPR", help="Only matching cases (as hwbench run --filter).")
-@click.option("--threshold", default=5.0, show_default=True, type=click.FloatRange(min=0, max=1000),
+@click.option("--threshold", default=5.0, show_default=True, type=FiniteFloat(min=0, max=1000),
               help="Smallest change that counts as a regression or improvement, percent.")
-@click.option("--alpha", default=0.05, show_default=True, type=click.FloatRange(min=1e-9, max=0.5),
+@click.option("--alpha", default=0.05, show_default=True, type=FiniteFloat(min=1e-9, max=0.5),
               help="Significance level after the Benjamini-Hochberg correction.")
 @click.option("--fail-on", "fail_on", multiple=True, type=click.Choice(["improved", "inconclusive", "missing"]),
               help="Also exit 1 on these verdicts (regressions always fail). Repeatable.")
@@ -110,12 +100,13 @@ def ab(suite: str, pairs: int, base_python: str | None, new_python: str | None, 
     from .. import runner
     from ..ab import SideSpec
     from ..spec import load_suite
+    from ..writable import output_folder
 
     specs = (SideSpec("base", check_python(base_python, "--base-python"), parse_env(base_env, "--base-env")),
              SideSpec("new", check_python(new_python, "--new-python"), parse_env(new_env, "--new-env")))
     s = load_suite(suite)
     runner.select(s, filters)  # a filter that matches nothing: one line before anything starts
-    check_out(out_dir)
+    output_folder(out_dir, "--out")  # a file, read-only, no permission: one line before any run
     job, rows = _run(os.path.abspath(s.path), specs, pairs, out_dir, list(filters), threshold / 100, alpha)
     if job.interrupted:
         click.echo(f"hwbench: interrupted ({job.interrupted}); files so far: "

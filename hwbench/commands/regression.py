@@ -15,6 +15,8 @@ import textwrap
 
 import click
 
+from ..options import FiniteFloat
+
 WIDTH = 80
 
 # Exit codes of `hwbench compare` (also in its --help and the README).
@@ -30,7 +32,8 @@ Exit codes:
      (with --fail-on: also those verdicts); a regression marked
      machine_changed still exits 1
   2  usage error: arguments, unreadable or invalid results files, nothing
-     to compare (no case matches --case, or a side has no cases)
+     to compare (no case matches --case, a side has no cases, or no case
+     ran in both)
   4  not comparable: different hardware (CPU model, GPU or device name);
      --allow-different-hardware compares anyway
 \b
@@ -65,12 +68,12 @@ def _read(paths: tuple[str, ...], what: str):
 @click.command(epilog=COMPARE_EPILOG)
 @click.argument("baseline", type=click.Path())
 @click.argument("new", type=click.Path())
-@click.option("--threshold", default=5.0, show_default=True, type=click.FloatRange(min=0, max=1000),
+@click.option("--threshold", default=5.0, show_default=True, type=FiniteFloat(min=0, max=1000),
               help="Smallest change that counts as a regression or improvement, percent (latency / throughput; "
                    "other metrics have their own default unless given as NAME:PERCENT).")
 @click.option("--metric", "metrics", default="", metavar="NAME[:PCT],...",
               help="Also compare these metrics, e.g. energy_per_sample_j,memory_peak_bytes:2 (latency is always compared).")
-@click.option("--alpha", default=0.05, show_default=True, type=click.FloatRange(min=1e-9, max=0.5),
+@click.option("--alpha", default=0.05, show_default=True, type=FiniteFloat(min=1e-9, max=0.5),
               help="Significance level after the multiple-comparison correction (the false-discovery rate for bh).")
 @click.option("--correction", type=click.Choice(["bh", "holm"]), default="bh", show_default=True,
               help="bh: Benjamini-Hochberg (false-discovery rate); holm: Holm (family-wise error rate).")
@@ -84,6 +87,7 @@ def compare(baseline: str, new: str, threshold: float, metrics: str, alpha: floa
     """Compare the NEW run(s) with the BASELINE run(s), case by case (files or folders;
     cases matched by case_id). Exit 1 on a regression."""
     from ..analysis import compare as cmp
+    from ..report.text import clean
 
     opts = cmp.Options(metrics=cmp.parse_metrics(metrics, threshold / 100), alpha=alpha, correction=correction,
                        case_glob=case_glob)
@@ -97,6 +101,13 @@ def compare(baseline: str, new: str, threshold: float, metrics: str, alpha: floa
     result = cmp.compare([r for _, r in base], [r for _, r in newr], opts)
     if not len(result.rows):
         raise UserError(f"{baseline}, {new}: nothing to compare: no case matches --case {case_glob!r}")
+    names = [", ".join(sorted({r.suite.name for _, r in side})) for side in (base, newr)]
+    if result.rows["verdict"].isin(["missing", "new"]).all():  # a pass here would be silent
+        which = f" (suites {names[0]!r} and {names[1]!r})" if names[0] != names[1] else ""
+        raise UserError(f"{baseline}, {new}: nothing to compare: no case ran in both{which}")
+    if names[0] != names[1]:
+        click.echo(clean(f"hwbench: warning: BASELINE and NEW ran different suites ({names[0]!r}, {names[1]!r}): "
+                         "only the cases in both are compared"), err=True)
     if result.hardware and not allow_different_hardware:
         if fmt == "table":
             click.echo(_header(base, newr))
@@ -182,13 +193,14 @@ def _header(base, newr) -> str:
 
 
 def _env_text(result) -> str:
+    from ..report.format import missing
     from ..report.text import clean
 
     if not len(result.env):
         return "\nenvironments: no differences"
     lines = ["", "environment differences (the usual cause of a regression):"]
-    for r in result.env.itertuples(index=False):
-        text = f"{r.baseline if r.baseline is not None else '-'} -> {r.new if r.new is not None else '-'}"
+    for r in result.env.itertuples(index=False):  # a key one side lacks: "-" (pandas reads it NaN)
+        text = f"{'-' if missing(r.baseline) else r.baseline} -> {'-' if missing(r.new) else r.new}"
         hw = "  [hardware]" if r.hardware else ""
         lines += textwrap.wrap(clean(f"{r.key}: {text}{hw}"), WIDTH, initial_indent="  ", subsequent_indent="      ",
                                break_on_hyphens=False)
@@ -361,7 +373,7 @@ def _csv(result, base, newr) -> str:
 @click.option("--case", "case_glob", default=None, metavar="GLOB", help="Only cases whose case_id matches.")
 @click.option("--metric", default="latency_ms_p50", show_default=True,
               help="The per-run value tracked: latency_ms_p50 (median of the run) or a load_results column.")
-@click.option("--threshold", default=5.0, show_default=True, type=click.FloatRange(min=0, max=1000),
+@click.option("--threshold", default=5.0, show_default=True, type=FiniteFloat(min=0, max=1000),
               help="Smallest step reported as a change point, percent.")
 @click.option("--format", "fmt", type=click.Choice(["table", "markdown", "csv", "json"]), default="table", show_default=True)
 def history(results: tuple[str, ...], case_glob: str | None, metric: str, threshold: float, fmt: str) -> None:
@@ -392,7 +404,9 @@ def history(results: tuple[str, ...], case_glob: str | None, metric: str, thresh
 def _history_table(h) -> str:
     from ..report.text import clean
 
-    out = [f"hwbench history: {len(h.runs)} runs, {len(h.trends)} cases ({h.metric})", ""]
+    out = [f"hwbench history: {_runs(len(h.runs))}, {len(h.trends)} cases ({h.metric})", ""]
+    if len(h.runs) == 1:
+        out[-1:] = ["one run: no trend or change point can be told from it (give two runs or more)", ""]
     out.append("runs (oldest first):")
     for r in h.runs.to_dict("records"):
         commit = f" {r['commit'][:10]}" if r.get("commit") else ""
@@ -405,7 +419,8 @@ def _history_table(h) -> str:
         out += textwrap.wrap(clean(t["case_id"]), WIDTH, subsequent_indent="  ", break_on_hyphens=False)
         unit = t["unit"]
         line = (f"    {t['spark']}  {value(t['first'], unit)} -> {value(t['last'], unit)} "
-                f"({pct(t['change'])}) over {t['runs']} runs")
+                f"({pct(t['change'])}) over {t['runs']} runs") if t["runs"] > 1 else (
+            f"    {t['spark']}  {value(t['first'], unit)} (one run: no trend)")
         out.append(line)
         if cps is not None and t["case_id"] in cps.groups:
             for c in cps.get_group(t["case_id"]).to_dict("records"):
@@ -426,8 +441,12 @@ def _history_table(h) -> str:
     return "\n".join(out)
 
 
+def _runs(n: int) -> str:
+    return "1 run" if n == 1 else f"{n} runs"
+
+
 def _history_markdown(h) -> str:
-    lines = [f"### hwbench history: {len(h.runs)} runs, {len(h.trends)} cases ({h.metric})", "",
+    lines = [f"### hwbench history: {_runs(len(h.runs))}, {len(h.trends)} cases ({h.metric})", "",
              "| case | trend | first | last | change | change points |", "|---|---|---:|---:|---:|---|"]
     by_case: dict[str, list[str]] = {}
     for c in h.changes.to_dict("records"):
@@ -440,7 +459,8 @@ def _history_markdown(h) -> str:
                                                     f"(`{_md(o['run_id'])}`): one run, not a step")
     for t in h.trends.to_dict("records"):
         lines.append(f"| `{_md(t['case_id'])}` | {t['spark']} | {value(t['first'], t['unit'])} | "
-                     f"{value(t['last'], t['unit'])} | {pct(t['change'])} | {'<br>'.join(by_case.get(t['case_id'], []))} |")
+                     f"{value(t['last'], t['unit'])} | {pct(t['change']) if t['runs'] > 1 else 'one run'} | "
+                     f"{'<br>'.join(by_case.get(t['case_id'], []))} |")
     lines += ["", f"_{_md(h.method)}_"]
     return "\n".join(lines)
 

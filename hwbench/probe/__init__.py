@@ -37,16 +37,18 @@ def resolve_devices(requested: list[str] | None) -> list[str]:
     import torch
 
     from ..errors import UserError
+    from ..spec import parse_device  # the one device-name parser
 
     n = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if not requested:
         return ["cpu", *(f"cuda:{i}" for i in range(n))]
     out: list[str] = []
     for d in requested:
-        if d == "cpu":
+        kind, index = parse_device(d) or (None, None)
+        if kind == "cpu":
             name = "cpu"
-        elif d == "cuda" or (d.startswith("cuda:") and d[5:].isdigit()):
-            i = int(d[5:]) if ":" in d else 0
+        elif kind == "cuda":
+            i = index or 0
             if i >= n:
                 raise UserError(f"--device {d}: no such CUDA device here ({n} visible)")
             name = f"cuda:{i}"

@@ -142,7 +142,7 @@ def fit(rows: Sequence[Any], columns: Sequence[Column], width: int | None, *, ke
         else:
             hidden.append(c.header)
     # Too wide with only the must-have columns: cut the shrinkable ones, then the key
-    # (first) column, in the middle.
+    # (first) column, in the middle, then the other text columns, widest first.
     if width is not None and used() > width:
         for i in sorted(chosen, key=lambda i: -cols[i].priority):
             if cols[i].shrink and used() > width:
@@ -150,6 +150,9 @@ def fit(rows: Sequence[Any], columns: Sequence[Column], width: int | None, *, ke
         first = min(chosen) if chosen else None
         if first is not None and used() > width:
             chosen[first] = max(10, chosen[first] - (used() - width))
+        for i in sorted(chosen, key=lambda i: -chosen[i]):  # then other text columns (a long model name)
+            if cols[i].align == "left" and used() > width:
+                chosen[i] = max(10, chosen[i] - (used() - width))
     lines: list[str] = []
     idx = sorted(chosen)
 

@@ -26,12 +26,25 @@ def missing(v: Any) -> bool:
     return isinstance(v, float) and math.isnan(v)
 
 
+# beyond these magnitudes a plain figure would be dozens of digits long (a hand-made
+# file's 1e300): exponent notation, the only case that uses it
+PLAIN_RANGE = (1e-9, 1e15)
+
+
 def sig(x: float, digits: int = 3, grouping: bool = False) -> str:
-    """``x`` with ``digits`` significant digits, never in exponent notation (123, 12.3,
-    1.23, 0.123). Integers of more digits than ``digits`` keep them (1234, not 1.23e+03;
-    ``grouping``: with thousands separators, 1,234)."""
+    """``x`` with ``digits`` significant digits, in exponent notation only outside
+    :data:`PLAIN_RANGE` (123, 12.3, 1.23, 0.123; 1.23e+300). Integers of more digits
+    than ``digits`` keep them (1234, not 1.23e+03; ``grouping``: with thousands
+    separators, 1,234). Infinities read "inf" / "-inf", NaN the empty string: never
+    raises (the row's flags say why a figure is infinite)."""
     if x == 0:
         return "0"
+    if math.isnan(x):
+        return ""
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    if not PLAIN_RANGE[0] <= abs(x) < PLAIN_RANGE[1]:
+        return f"{x:.{max(digits - 1, 0)}e}"
     mag = math.floor(math.log10(abs(x)))
     decimals = max(0, digits - 1 - mag)
     out = f"{x:,.{decimals}f}" if grouping else f"{x:.{decimals}f}"
@@ -43,6 +56,8 @@ def sig(x: float, digits: int = 3, grouping: bool = False) -> str:
 
 def _scaled(x: float, units: list[tuple[float, str]], digits: int = 3) -> str:
     """``x`` in the largest unit of ``units`` ((factor, name), ascending) it reaches."""
+    if math.isinf(x):
+        return sig(x)  # "inf": no unit to scale to
     ax = abs(x)
     factor, name = units[0]
     for f, n in units:
@@ -70,6 +85,8 @@ def si(x: Any, unit: str = "", prefix: str | None = None, digits: int = 3) -> st
     if missing(x):
         return ""
     x = float(x)
+    if math.isinf(x):
+        return sig(x)
     prefixes = [(1.0, ""), (1e3, "k"), (1e6, "M"), (1e9, "G"), (1e12, "T"), (1e15, "P")]
     sep = " " if unit else ""
     if prefix is not None:
@@ -148,6 +165,8 @@ def _grouped(x: Any, units: list[tuple[float, str]]) -> str:
     if missing(x):
         return ""
     x = float(x)
+    if math.isinf(x):
+        return sig(x)
     factor, name = units[0]
     for f, n in units:
         if abs(x) >= f * 0.9995:
@@ -160,6 +179,8 @@ def usd(x: Any) -> str:
     if missing(x):
         return ""
     x = float(x)
+    if math.isinf(x):
+        return sig(x)
     return f"${sig(x / 1e6, grouping=True)}M" if abs(x) >= 1e6 else f"${sig(x, grouping=True)}"
 
 

@@ -215,9 +215,10 @@ def machines(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     return [(str(h), df[host == h]) for h in dict.fromkeys(host)]
 
 
-def _machine_title(host: str, g: pd.DataFrame) -> str:
+def _machine_title(host: str, g: pd.DataFrame, width: int | None = None) -> str:
     devices = [str(d) for d in dict.fromkeys(g["device_name"].dropna())]
-    return clean(f"{host}" + (f" · {', '.join(devices)}" if devices else ""))
+    title = clean(f"{host}" + (f" · {', '.join(devices)}" if devices else ""))
+    return title if width is None else cut(title, width)
 
 
 # ---------------------------------------------------------------------- terminal
@@ -272,7 +273,7 @@ def render_report(df: pd.DataFrame, width: int | None, *, wide: bool = False, co
         if out:
             out.append("")
         runs = runs_of(g)
-        out.append(title if title and len(machines(df)) == 1 else _machine_title(host, g))
+        out.append(title if title and len(machines(df)) == 1 else _machine_title(host, g, width))
         out += [r.fitted(width) for r in runs]
         lines, hidden, common = render_group(g, width, wide=wide, columns=columns)
         if common:
