@@ -2,7 +2,7 @@
 
 Everything here is computed from raw data stored in the results file (raw times, facts,
 energy with its source, the environment of the segment that measured the case), so a
-better formula re-derives old files. Column names carry their units (DESIGN.md).
+better formula re-derives old files. Column names carry their units (docs/architecture.md).
 """
 
 from __future__ import annotations
