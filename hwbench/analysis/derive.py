@@ -430,7 +430,7 @@ def to_frame(rows: list[dict[str, Any]]):
 
 def load_results(paths, warn: Callable[[str], None] | None = None):
     """Results files (or folders of them) -> DataFrame, one row per case, with the
-    stable schema of :data:`SCHEMA` (README, "Results files and columns"). JSON files
+    stable schema of :data:`SCHEMA` (docs/results.md, docs/reference/columns.md). JSON files
     in a folder that are not results files are skipped, each with a call of ``warn``
     (default: a Python warning)."""
     import warnings
