@@ -7,8 +7,7 @@ from a single :func:`hwbench.run_suite` run of :data:`SUITE` made once per asv r
 raw per-iteration times, a fresh worker process per case), and asv records the median.
 
 For hardware evaluations and pull-request checks on any machine, use
-``hwbench compare`` / ``hwbench history`` on results files instead (README,
-"Regression tracking").
+``hwbench compare`` / ``hwbench history`` on results files instead (docs/regression.md).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ __version__ = "0.1.0"
 
 def load_results(paths, warn=None):
     """Load results files into a pandas DataFrame, one row per case, with a stable,
-    typed schema: every column of README "The DataFrame: hwbench.load_results" is in
+    typed schema: every column of docs/reference/columns.md (docs/results.md) is in
     every frame (``hwbench.analysis.derive.SCHEMA``). Accepts one path or a list;
     folders are searched for ``*.json`` (JSON files there that are not results files
     are skipped with a warning)."""

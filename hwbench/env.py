@@ -1,5 +1,5 @@
 """The environment fingerprint stored with every run: enough to tell where each number
-came from (DESIGN.md rule 7) and to refuse resuming onto another machine's file."""
+came from (docs/architecture.md, rule 7) and to refuse resuming onto another machine's file."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Exception classes, by audience (see STYLE.md "Errors, by audience").
+"""Exception classes, by audience (see docs/architecture.md, "Errors, by audience").
 
 * :class:`UserError` and its subclasses are mistakes a user can fix: the CLI prints
   them as one line and exits with code 2, never with a traceback.

@@ -155,7 +155,7 @@ class GpuInfo(_Record):
 
 
 class Environment(_Record):
-    """Where the numbers came from (DESIGN.md rule 7). Every field but the host name is
+    """Where the numbers came from (docs/architecture.md, rule 7). Every field but the host name is
     optional: what could not be asked stays null."""
 
     model_config = ConfigDict(extra="allow")  # newer hwbench may record more facts

@@ -1,7 +1,7 @@
 """Timing: warmup, adaptive iteration count, device synchronisation. Statistics are
 derived from the raw times at load (:mod:`hwbench.analysis.stats`).
 
-Measurement rules (DESIGN.md): synchronise before reading a host clock or time with
+Measurement rules (docs/architecture.md): synchronise before reading a host clock or time with
 device events; warm up first and record the first iteration separately; measure until
 both a minimum duration and a minimum iteration count are reached; keep raw times.
 """

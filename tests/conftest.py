@@ -1,6 +1,6 @@
 """Test tiers, the guard that keeps process starts out of the fast tier, and helpers.
 
-Two tiers (README, Development):
+Two tiers (README and docs/development.md):
 
 * ``python3 -m pytest``: the **fast tier** -- unit tests of pure functions, the runner
   against an in-process fake launcher (tests/fakes/fake_launcher.py), and the few real

@@ -25,7 +25,7 @@ ALPHA = 0.05
 
 # ------------------------------------------------------------------ the oracle
 def oracle(r: dict, m_tests: int = 1, alpha: float = ALPHA, higher_is_better: bool = False) -> str:
-    """The verdict rule of the README, restated: fewer than 2 values a side -> no test
+    """The verdict rule of docs/regression.md, restated: fewer than 2 values a side -> no test
     (a per-run metric with one value per side: the threshold alone); significant after
     the correction -> the threshold decides the direction; else, where the test cannot
     reach alpha, a 99 % CI wholly beyond the threshold decides; a 95 % CI inside the

@@ -1,7 +1,7 @@
 """Cost, energy and carbon per case, the ranking of machines, and the training
 projection (hwbench.analysis.cost).
 
-Every figure is checked against the README's formulas recomputed here, independently,
+Every figure is checked against the formulas of docs/procurement.md recomputed here, independently,
 from the columns of ``load_results`` and the numbers written in the price file -- never
 by calling the code under test. The ranking is checked on constructed results with a
 known answer, the training projection against published figures (GPT-3's and Llama 2

@@ -2,7 +2,7 @@
 (:func:`hwbench.analysis.derive.load_results`) and a validated price spec
 (:mod:`hwbench.prices`). Renderers live in :mod:`hwbench.commands.procure`.
 
-The formulas (README, "Procurement"), per case, with the case's measured
+The formulas (docs/procurement.md), per case, with the case's measured
 ``power_w_mean`` (W), ``throughput_samples_per_s``, ``tokens_per_s`` and
 ``energy_per_sample_j`` (J), and the machine's site parameters. A parallel case is
 priced as the group it is: ``devices`` (:func:`devices_per_case`) priced devices, with

@@ -2,7 +2,7 @@
 
 Everything here is computed from raw data stored in the results file (raw times, facts,
 energy with its source, the environment of the segment that measured the case), so a
-better formula re-derives old files. Column names carry their units (DESIGN.md).
+better formula re-derives old files. Column names carry their units (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -457,7 +457,7 @@ def to_frame(rows: list[dict[str, Any]]):
 
 def load_results(paths, warn: Callable[[str], None] | None = None):
     """Results files (or folders of them) -> DataFrame, one row per case, with the
-    stable schema of :data:`SCHEMA` (README, "Results files and columns"). JSON files
+    stable schema of :data:`SCHEMA` (docs/results.md, docs/reference/columns.md). JSON files
     in a folder that are not results files are skipped, each with a call of ``warn``
     (default: a Python warning)."""
     return load_results_and_records(paths, warn)[0]

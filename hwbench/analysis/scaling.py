@@ -1,6 +1,6 @@
 """Parallel scaling: pure functions over the results DataFrame
 (:func:`hwbench.load_results`) for the cases that ran as a torchrun group
-(``parallelism`` ddp, fsdp, tp, pp, ps; README "Parallel cases").
+(``parallelism`` ddp, fsdp, tp, pp, ps; docs/parallel.md).
 
 * :func:`parallel_scaling` -- per curve (one workload on one machine under one strategy
   and scaling mode), the group's throughput against world size with the ideal linear

@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-# torch and NVML must number GPUs the same way (DESIGN.md rule 6). Set before any
+# torch and NVML must number GPUs the same way (docs/architecture.md, rule 6). Set before any
 # CUDA initialisation; workers inherit it.
 os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
 

@@ -1,4 +1,4 @@
-"""What every reference model family declares (STYLE.md: capabilities are declared).
+"""What every reference model family declares (docs/architecture.md: capabilities are declared).
 
 A family is a :class:`ModelFamily` registered in :mod:`hwbench.models`. It owns its sizes,
 builds the module from plain torch with a fixed seed, makes synthetic inputs, and gives

@@ -124,7 +124,7 @@ def probe_cpu(s: ProbeSettings, env: dict[str, Any], progress: Progress) -> Devi
 
 def probe_cuda(name: str, s: ProbeSettings, env: dict[str, Any], progress: Progress, nvml: Any = None) -> DeviceProbe:
     """Probe one CUDA GPU. Not run on the machine hwbench was developed on (no GPU):
-    see the README's list of what is verified."""
+    see docs/development.md, "GPU acceptance"."""
     import torch
 
     from . import _timing, gemm, memory, telemetry

@@ -2,7 +2,7 @@
 
 CPU: ``perf_counter`` around the call (CPU kernels are synchronous). CUDA: device events
 recorded around the call only, read after one synchronisation per batch, so neither the
-flush nor a host round trip is in the timed interval (DESIGN.md rule 1).
+flush nor a host round trip is in the timed interval (docs/architecture.md, rule 1).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Numbers for humans: adaptive units, 3 significant digits, a unit with every figure.
 
 Only the terminal (and markdown) renderers use these. Machine-readable outputs (CSV,
-JSON, Parquet) keep raw numbers in columns whose names carry the unit (DESIGN.md). Every
+JSON, Parquet) keep raw numbers in columns whose names carry the unit (docs/architecture.md). Every
 function takes a raw value in the unit its name says and returns a string; a missing
 value (None, NaN, pandas NA) is the empty string.
 """
