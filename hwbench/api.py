@@ -18,7 +18,7 @@ from typing import Any, Iterable
 from .errors import ResultsError, UserError
 from .records import MACHINE_KEYS, SOFTWARE_KEYS, RunRecord, Segment, SuiteRef
 
-# Exit codes a CI job can rely on (also in the README and `hwbench run --help`).
+# Exit codes a CI job can rely on (also in docs/command-line.md and `hwbench run --help`).
 EXIT_OK = 0  # every case ran ok (or was skipped while others ran)
 EXIT_USER = 2  # user error, including a suite of which nothing can run here
 EXIT_CASES_FAILED = 3  # some case failed, ran out of memory or timed out

@@ -62,7 +62,7 @@ CATALOG_FILE = "hwbench/data/prices.csv"  # how errors and reports name it
 
 
 
-# Upper bounds of the numbers in price and mix files (README, Procurement): far beyond any
+# Upper bounds of the numbers in price and mix files (docs/procurement.md): far beyond any
 # real figure, low enough that no cost, TCO or weighted mean computed from them overflows.
 MAX_PRICE_USD = 1e9  # purchase price of one device
 MAX_USD_PER_HOUR = 1e6  # hourly price of one device

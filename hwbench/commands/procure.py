@@ -2,7 +2,7 @@
 machines over a workload mix; what training a model of a given size would take.
 
 The numbers come from :mod:`hwbench.analysis.cost` (pure functions; formulas in its
-docstring and the README's "Procurement" section); this module reads the files,
+docstring and docs/procurement.md); this module reads the files,
 renders (terminal text that fits 80 columns, markdown, CSV) and maps user errors to
 one line with exit code 2. An HTML procurement report belongs to the report machinery
 (not built yet).
@@ -67,7 +67,7 @@ def procure(results: tuple[str, ...], prices_path: str, basis: str, mix_path: st
             train_model: str | None, tokens: float | None, devices: int, params: float | None,
             scaling_efficiency: float | None, skip_unpriced: bool, fmt: str) -> None:
     """Cost, energy and carbon per result from RESULTS files (or folders), a ranking of
-    machines, and what training a model would take. Formulas: README, "Procurement"."""
+    machines, and what training a model would take. Formulas: docs/procurement.md."""
     from ..analysis import cost
     from ..analysis.derive import load_results
     from ..errors import UserError

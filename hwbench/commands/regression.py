@@ -19,7 +19,7 @@ from ..options import FiniteFloat
 
 WIDTH = 80
 
-# Exit codes of `hwbench compare` (also in its --help and the README).
+# Exit codes of `hwbench compare` (also in its --help and docs/regression.md).
 EXIT_OK = 0
 EXIT_REGRESSION = 1
 EXIT_USAGE = 2

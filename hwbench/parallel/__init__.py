@@ -19,7 +19,7 @@ networking layer of its own).
   (``torch.distributed.launcher.api.elastic_launch``, c10d rendezvous, what ``torchrun
   --standalone`` runs) reporting each failed rank's exit code or signal, typed.
 * :mod:`.rank` -- what each rank runs (``python -m hwbench.parallel.rank JOB_DIR``):
-  also the entry point of a multi-node ``torchrun`` (README).
+  also the entry point of a multi-node ``torchrun`` (docs/parallel.md).
 * :mod:`.report` -- the typed per-rank report and the pure merge of a group's reports.
 
 This package is torch-free at import: the suite loader and the planner use it.

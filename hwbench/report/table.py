@@ -144,7 +144,7 @@ def check_columns(df: pd.DataFrame, names: Sequence[str]) -> list[str]:
             continue
         if n not in df.columns:
             close = difflib.get_close_matches(n, list(df.columns), n=3)
-            hint = f"; did you mean {', '.join(close)}?" if close else "; see the columns table in the README"
+            hint = f"; did you mean {', '.join(close)}?" if close else "; see docs/reference/columns.md"
             raise UserError(f"--columns: no column {n!r}{hint}")
         out.append(n)
     return out
