@@ -13,7 +13,6 @@ import contextlib
 import dataclasses
 import fnmatch
 import signal
-import statistics
 import threading
 import time
 from collections import deque
@@ -570,10 +569,3 @@ def default_out_path(suite: LoadedSuite, out_dir: str | Path, hostname: str, run
     part = f"-node{node}" if node is not None else ""
     return Path(out_dir) / f"{name}-{stamp}-{host}{part}-{run_id[:8]}.json"
 
-
-def fixed_cost_summary(record: RunRecord) -> dict[str, float] | None:
-    """Median per-case overheads over ok cases, in seconds."""
-    t = [c.timing for c in record.cases if c.status == "ok" and c.timing.fixed_cost_s is not None]
-    if not t:
-        return None
-    return {k: statistics.median(getattr(x, k) for x in t) for k in ("fixed_cost_s", "launch_s", "setup_s", "warmup_s")}
