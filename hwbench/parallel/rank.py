@@ -57,13 +57,13 @@ def main(job_dir: str) -> int:
     (job_path / f"rank{rank}.pid").write_text(str(os.getpid()))
     job = json.loads((job_path / "job.json").read_text())
     from ..spec import Case, Settings
-    from ..worker import _cap_memory, classify
+    from ..worker import cap_memory, classify
 
     case = Case.from_dict(job["case"])
     settings = Settings.model_validate_json(json.dumps(job["settings"]))
     base = {"rank": rank, "pid": os.getpid(), "hostname": socket.gethostname()}
     try:
-        _cap_memory(job.get("memory_limit_bytes"), job["device_kind"])
+        cap_memory(job.get("memory_limit_bytes"), job["device_kind"])
         report = _run(case, settings, job, rank, t_start)
         code = 0
     except BaseException as e:  # noqa: BLE001 - every failure becomes a report
@@ -93,8 +93,8 @@ def _run(case, settings, job: dict, rank: int, t_start: float) -> dict:
     import torch
     import torch.distributed as dist
 
-    from .. import backends, models
-    from ..worker import _inject_fault, _rss_peak_bytes
+    from .. import backends, models, timing
+    from ..worker import inject_fault, rss_peak_bytes
     from . import STRATEGIES
     from .mesh import Mesh
 
@@ -157,36 +157,16 @@ def _run(case, settings, job: dict, rank: int, t_start: float) -> dict:
 
     sync()
     t_ready = time.monotonic()
-    w0 = time.perf_counter()
-    seen = compiles()
-    first = timed()
-    done = 1
-    while True:
-        n = compiles()
-        fresh, seen = n != seen, n  # this rank compiled during its last step: not steady yet
-        more = (done < max(settings.warmup_iters, 1) or time.perf_counter() - w0 < settings.warmup_s
-                or (fresh and done < max(settings.warmup_iters, 1) + backends.MAX_RECOMPILE_STEPS))
-        if not any_rank(more):  # one decision for every rank: go on while any rank wants to
-            break
-        timed()
-        done += 1
-    warm = time.perf_counter() - w0
+    first, warm = timing.warm_up(timed, warmup_iters=settings.warmup_iters, warmup_s=settings.warmup_s,
+                                 compiles=compiles, max_recompile_steps=backends.MAX_RECOMPILE_STEPS,
+                                 agree=any_rank)  # one decision for every rank: on while any rank wants to
     fault = job.get("fault")
     if fault and fault.get("rank") in (None, rank):
-        _inject_fault(fault["kind"])  # mid-case: after warmup, before the timed window
+        inject_fault(fault["kind"])  # mid-case: after warmup, before the timed window
     t_first = time.monotonic()
     compiled_before = compiles()
-    rounds = []
-    for _ in range(settings.repeats):
-        times: list[float] = []
-        r0 = time.perf_counter()
-        while True:
-            n, el = len(times), time.perf_counter() - r0
-            stop = n >= settings.max_iters or (n >= settings.min_iters and el >= settings.min_time_s)
-            if align(stop):
-                break
-            times.append(timed())
-        rounds.append(times)
+    rounds = timing.lockstep_rounds(timed, align, repeats=settings.repeats, min_iters=settings.min_iters,
+                                    min_time_s=settings.min_time_s, max_iters=settings.max_iters)
     t_end = time.monotonic()
     compiled_in_window = compiles() - compiled_before
     comm_s = comm_bytes = how = None
@@ -197,7 +177,7 @@ def _run(case, settings, job: dict, rank: int, t_start: float) -> dict:
         "status": "ok", "raw_times_s": rounds, "first_iter_s": first, "warmup_s": warm,
         "t_start": t_start, "t_ready": t_ready, "t_first_timed": t_first, "t_window_end": t_end,
         "comm_s_per_step": comm_s, "comm_bytes_per_step": comm_bytes, "comm_measured_by": how,
-        "memory_peak_bytes": mem, "host_rss_peak_bytes": _rss_peak_bytes(),
+        "memory_peak_bytes": mem, "host_rss_peak_bytes": rss_peak_bytes(),
         "threads_used": torch.get_num_threads() if device.type == "cpu" else None,
         "params": fam.param_count(cfg), "flops_per_sample": fam.flops_per_sample(size, "train", case.shape),
         "group_batch": mesh.group_batch, "compiles_in_window": compiled_in_window,
