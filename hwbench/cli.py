@@ -1,4 +1,6 @@
-"""The command line. User errors become one line on stderr and exit code 2."""
+"""The command line: the ``hwbench`` group, which wires the commands of
+:mod:`hwbench.commands` (one module each). User errors become one line on stderr and
+exit code 2."""
 
 from __future__ import annotations
 

@@ -246,7 +246,7 @@ class Runner:
     def _run_one(self, p: Planned, probe: bool = False):
         """Run case ``p`` (or its batch-limit search) and collect its readings. With
         ``repeats >= PROCESS_ISOLATED_REPEATS`` every repeat runs in its own fresh worker
-        (:func:`merge_repeats` makes one result of them), so the repeats vary by
+        (:func:`hwbench.merge.merge_repeats` makes one result of them), so the repeats vary by
         run-to-run noise and not only by iteration noise."""
         settings = self.suite.spec.settings
         n = settings.repeats
