@@ -51,11 +51,11 @@ def env(as_json: bool) -> None:
         cc = f", compute capability {'.'.join(map(str, g['compute_capability']))}" if "compute_capability" in g else ""
         rows.append((f"gpu {g['index']}", f"{g['name']}{mem}{cc}"))
     rows.append(("devices", ", ".join(d.name for d in present())))
-    width = width()
+    w = width()
     kw = max(len(k) for k, _ in rows)
     con = console()
     print_lines(con, ["environment"], style="bold")
-    print_lines(con, [cut(clean(f"{k:<{kw}}  {v}"), width) for k, v in rows])
+    print_lines(con, [cut(clean(f"{k:<{kw}}  {v}"), w) for k, v in rows])
 
 
 
