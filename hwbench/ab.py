@@ -152,7 +152,7 @@ class _Server:
                 "close": self.close}[req.op](req)
 
     def load(self, req: Load) -> _Msg:
-        from . import __version__, launch, runner
+        from . import __version__, launch, planning
         from .spec import load_suite
 
         if req.protocol != PROTOCOL:
@@ -161,7 +161,7 @@ class _Server:
                            user=True)
         self.suite = load_suite(req.suite)
         self.filters = list(req.filters)
-        self.planned = {p.case.case_id: p for p in runner.plan(self.suite, self.filters)}
+        self.planned = {p.case.case_id: p for p in planning.plan(self.suite, self.filters)}
         self.start_s = launch.start()
         import platform
 
@@ -234,15 +234,15 @@ class _Server:
                           median_s=median)
 
     def finish_case(self, req: FinishCase) -> _Msg:
-        from . import launch, runner
+        from . import launch, merge, runner
 
         p = self.planned[req.case_id]
         done = self.runs.pop(req.case_id, [])
         if done:
-            merged, collection = runner.merge_repeats([r for r, _ in done], [c for _, c in done])
+            merged, collection = merge.merge_repeats([r for r, _ in done], [c for _, c in done])
         else:
             merged, collection = launch.CaseRun("skipped", p.skip_reason or req.reason or "not run"), None
-        result = runner.assemble(p, merged, collection, 0)
+        result = merge.assemble(p, merged, collection, 0)
         self.record = self.runner._flush(runner.with_case(self.record, result))
         return Saved(case_id=req.case_id, status=result.status, reason=result.reason[:2000])
 

@@ -37,18 +37,6 @@ class RunOutcome:
     planned: tuple = field(default=(), repr=False)
 
 
-@dataclass(frozen=True)
-class Plan:
-    """What a run (or a resume) would do, before anything starts."""
-
-    suite: Any  # LoadedSuite
-    planned: list  # [runner.Planned] selected by this segment's filters
-    scope: list  # [runner.Planned] the whole run (the first segment's filters)
-    todo: list  # [runner.Planned] not finished yet
-    record: RunRecord | None  # the record resumed onto
-    path: Path | None
-
-
 def _load(suite) -> Any:
     from .spec import LoadedSuite, load_suite
 
@@ -95,14 +83,15 @@ def check_resume(rec: RunRecord, path: Path, suite, environment: dict[str, Any] 
     return changes
 
 
-def plan_run(suite, *, resume: str | Path | None = None, filters: Iterable[str] = (), nodes=None) -> Plan:
-    """Load and plan without running: the cases this segment selects, the run's whole
-    scope, and what is left to do. Raises UserError for anything the user can fix."""
-    from . import runner
+def plan_run(suite, *, resume: str | Path | None = None, filters: Iterable[str] = (), nodes=None):
+    """Load and plan without running (:class:`hwbench.planning.Plan`): the cases this
+    segment selects, the run's whole scope, and what is left to do. Raises UserError
+    for anything the user can fix."""
+    from . import planning
 
     s = _load(suite)
     filters = list(filters)
-    runner.select(s, filters)  # filter errors before anything is read or imported
+    planning.select(s, filters)  # filter errors before anything is read or imported
     rec, path = None, None
     if resume is not None:
         from .results import read_record
@@ -110,10 +99,7 @@ def plan_run(suite, *, resume: str | Path | None = None, filters: Iterable[str] 
         path = resume_target(resume)
         rec = read_record(path)
         check_resume(rec, path, s, None, True)
-    planned = runner.plan(s, filters, nodes=nodes)
-    scope = runner.plan(s, rec.segments[0].filters, nodes=nodes) if rec is not None else planned
-    todo = runner.pending(planned, rec) if rec is not None else list(planned)
-    return Plan(s, planned, scope, todo, rec, path)
+    return planning.plan_run(s, filters, rec, path, nodes=nodes)
 
 
 def run_suite(
@@ -146,18 +132,17 @@ def run_suite(
     ``launcher`` (:class:`hwbench.launch.Launcher`): where cases run; the default forks
     real workers, tests pass an in-process fake.
     """
-    from . import launch, runner
-    from .results import locked, read_record
+    from . import launch, planning, runner
+    from .results import read_record
 
     s = _load(suite)
     filters = list(filters)
-    runner.select(s, filters)
+    planning.select(s, filters)
     fault_spec = launch.parse_fault(fault)
+    rec, path = None, None
     if resume is not None:
         path = resume_target(resume)
-        read_record(path)  # a file that does not validate is refused before the lock is even taken
-    else:
-        path = None
+        rec = read_record(path)  # a file that does not validate is refused before the lock is even taken
     launcher = launcher if launcher is not None else launch.ProcessLauncher()
     launcher.prestart()  # the worker server imports torch while this process plans
     from . import env as envmod
@@ -167,39 +152,63 @@ def run_suite(
     if path is None:
         path = runner.default_out_path(s, out_dir, environment["hostname"], run_id,
                                        node=nodes.node_rank if nodes is not None else None)
-    planned = runner.plan(s, filters, nodes=nodes)
-    if resume is None and not any(p.skip_reason is None for p in planned):
-        raise UserError(f"{s.path}: nothing can run on this machine: " + skip_summary(planned))
-    with locked(path):
-        if resume is not None:
-            rec = read_record(path)  # again, under the lock: another resume may have written it
-            changes = check_resume(rec, path, s, environment, allow_env_change)
-            check_node_resume(rec, path, nodes)
-            scope = runner.plan(s, rec.segments[0].filters, nodes=nodes)
-            todo = runner.pending(planned, rec)
-            if not todo and nodes is None:  # a node's part asks the others first (below)
-                return _nothing_to_resume(rec, path, scope)
-        else:
-            rec, changes, scope, todo = None, [], planned, planned
+    plan = planning.plan_run(s, filters, rec, path, nodes=nodes)
+    if resume is None and not any(p.skip_reason is None for p in plan.planned):
+        raise UserError(f"{s.path}: nothing can run on this machine: " + skip_summary(plan.planned))
+    ctx = _Context(s, path, filters, environment, run_id, reporter, grace_s, fault_spec, nvml, powercap_root,
+                   launcher, allow_env_change)
+    return _run_locked(ctx, plan, nodes, on_start)
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What every stage of one ``run_suite`` call shares (fixed once the call starts)."""
+
+    suite: Any  # LoadedSuite
+    path: Path
+    filters: list[str]
+    environment: dict[str, Any]
+    run_id: str
+    reporter: Any
+    grace_s: float
+    fault: tuple | None
+    nvml: Any
+    powercap_root: Any
+    launcher: Any
+    allow_env_change: bool
+
+
+def _run_locked(ctx: _Context, plan, nodes, on_start) -> RunOutcome:
+    """Under the results file's lock: check a resume against the file as it is now,
+    agree with the other nodes (a multi-node run), then run."""
+    from .results import locked, read_record
+
+    with locked(ctx.path):
+        changes: list[str] = []
+        if plan.record is not None:
+            rec = read_record(ctx.path)  # again, under the lock: another resume may have written it
+            changes = check_resume(rec, ctx.path, ctx.suite, ctx.environment, ctx.allow_env_change)
+            check_node_resume(rec, ctx.path, nodes)
+            plan = plan.resumed(rec)
+            if not plan.todo and nodes is None:  # a node's part asks the others first (below)
+                return _nothing_to_resume(rec, ctx.path, plan.scope)
         coordinator = None
-        rerun: frozenset[str] = frozenset()
         if nodes is not None:
             from .parallel.nodes import Coordinator
 
-            coordinator = Coordinator(nodes, timeout_s=max(300.0, s.spec.settings.timeout_s))
+            coordinator = Coordinator(nodes, timeout_s=max(300.0, ctx.suite.spec.settings.timeout_s))
         try:
+            rerun: frozenset[str] = frozenset()
             if coordinator is not None:
-                union = coordinator.agree([p.case.case_id for p in planned if p.skip_reason is None],
-                                          [p.case.case_id for p in todo if p.skip_reason is None])
-                rerun = frozenset(union) - {p.case.case_id for p in todo}
-                if rec is not None and not todo and not union:
-                    return _nothing_to_resume(rec, path, scope)
+                union = coordinator.agree([p.case.case_id for p in plan.planned if p.skip_reason is None],
+                                          [p.case.case_id for p in plan.todo if p.skip_reason is None])
+                rerun = frozenset(union) - {p.case.case_id for p in plan.todo}
+                if plan.record is not None and not plan.todo and not union:
+                    return _nothing_to_resume(plan.record, ctx.path, plan.scope)
             if on_start is not None:
-                on_start(path)
-            out = _execute(s, path, rec, planned, scope, filters, changes, environment, run_id, reporter, grace_s,
-                           fault_spec, nvml, powercap_root,
-                           any(p.skip_reason is None for p in todo) or bool(rerun), coordinator, rerun,
-                           launcher)
+                on_start(ctx.path)
+            will_run = any(p.skip_reason is None for p in plan.todo) or bool(rerun)
+            out = _execute(ctx, plan, changes, will_run, coordinator, rerun)
             if coordinator is not None and out.exit_code == EXIT_USER:  # its file cannot be written
                 coordinator.say_stop("cannot write its results file")
             return out
@@ -213,10 +222,10 @@ def run_suite(
 
 
 def _nothing_to_resume(rec: RunRecord, path: Path, scope) -> RunOutcome:
-    from . import runner
+    from .planning import pending
 
     # finished = ok or skipped; failed / oom / timeout cases would run again
-    what = "the run is complete" if rec.status == "complete" and not runner.pending(scope, rec) else \
+    what = "the run is complete" if rec.status == "complete" and not pending(scope, rec) else \
         "every selected case is finished"
     return RunOutcome(rec, path, EXIT_OK, f"{path}: {what} ({len(rec.cases)} cases); nothing to resume")
 
@@ -246,59 +255,33 @@ def skip_summary(planned) -> str:
     return "; ".join(parts)
 
 
-def _execute(s, path, rec, planned, scope, filters, changes, environment, run_id, reporter, grace_s,
-             fault_spec, nvml, powercap_root, will_run, coordinator=None, rerun=frozenset(),
-             launcher=None) -> RunOutcome:
-    from . import launch, runner
+def _execute(ctx: _Context, plan, changes: list[str], will_run: bool, coordinator=None,
+             rerun: frozenset = frozenset()) -> RunOutcome:
+    """Start the worker server and the collectors, add this segment to the record (a new
+    one for a new run) and run the plan."""
+    from . import runner
     from .collectors import CollectorSet
 
+    s, rec = ctx.suite, plan.record
     settings = s.spec.settings
     index = len(rec.segments) if rec is not None else 0
-    launcher = launcher if launcher is not None else launch.ProcessLauncher()
-    start_s = launcher.start() if will_run else None
-    collectors = CollectorSet.for_suite(settings, nvml=nvml, powercap_root=powercap_root)
-    r = runner.Runner(s, path, reporter=reporter or runner.Reporter(), collectors=collectors, segment=index,
-                      fault=fault_spec, stop=runner.StopRequest(grace_s=grace_s), coordinator=coordinator,
-                      rerun=rerun, launcher=launcher)
+    start_s = ctx.launcher.start() if will_run else None
+    collectors = CollectorSet.for_suite(settings, nvml=ctx.nvml, powercap_root=ctx.powercap_root)
+    r = runner.Runner(s, ctx.path, reporter=ctx.reporter or runner.Reporter(), collectors=collectors,
+                      segment=index, fault=ctx.fault, stop=runner.StopRequest(grace_s=ctx.grace_s),
+                      coordinator=coordinator, rerun=rerun, launcher=ctx.launcher)
     if coordinator is not None:
         n = coordinator.nodes
         r.reporter.message(f"multi-node run {n.job_id}: node {n.node_rank} of {n.nnodes}, rendezvous at "
                            f"{n.endpoint}; this file is this node's part (readers join the parts)")
-    governor = environment.get("cpu_governor")
+    governor = ctx.environment.get("cpu_governor")
     if governor and governor != "performance":
         r.reporter.message(f"note: CPU frequency governor {governor!r}, not 'performance': the clock follows the "
                            "load, so CPU timings vary more between runs (recorded as environment.cpu_governor)")
-    idle = None
-    if collectors is not None:
-        collectors.start()
-        for note in collectors.machine_notes():
-            r.reporter.message(note)
-        if will_run and settings.idle_baseline_s > 0:
-            # after the worker server is up: its torch import is not idle
-            r.reporter.message(f"measuring idle power for {settings.idle_baseline_s:g} s ...")
-            idle = collectors.measure_idle(settings.idle_baseline_s)
-    # Machine profile (issue 14): the newest `hwbench probe` profile of this machine (same
-    # host, CPU model, GPUs) found beside the results file goes on the segment, so derive
-    # can place every case on the measured roofline. None where no probe was run here.
-    from .probe.profile import find_for_run
-
-    machine_profile = find_for_run(path, environment)
-    if machine_profile is not None:
-        r.reporter.message(f"machine profile: {machine_profile.path} ({machine_profile.created})")
-    segment = Segment(
-        index=index,
-        started=runner.now_iso(),
-        environment=environment,
-        filters=filters,
-        env_changes=changes,
-        idle_baseline=idle,
-        collectors=collectors.info() if collectors is not None else None,
-        worker_server_start_s=start_s,
-        machine_profile=machine_profile,
-    )
+    segment = _segment(ctx, r.reporter, collectors, index, changes, will_run, start_s)
     if rec is None:
         rec = RunRecord(
-            run_id=run_id,
+            run_id=ctx.run_id,
             created=runner.now_iso(),
             status="running",
             suite=SuiteRef(name=s.spec.suite.name, path=str(s.path), hash=s.suite_hash, resolved=s.resolved),
@@ -308,11 +291,48 @@ def _execute(s, path, rec, planned, scope, filters, changes, environment, run_id
     else:
         rec = rec.model_copy(update={"segments": [*rec.segments, segment]})
     try:
-        final = r.run(planned, rec, scope)
+        final = r.run(plan.planned, rec, plan.scope)
     finally:
         if collectors is not None:
             collectors.stop()
-    return _outcome(final, path, r, s)
+    return _outcome(final, ctx.path, r, s)
+
+
+def _segment(ctx: _Context, reporter, collectors, index: int, changes: list[str], will_run: bool,
+             start_s: float | None) -> Segment:
+    """This segment's record: environment, filters, the collectors started (and the idle
+    baseline measured where cases will run) and the machine profile found."""
+    from . import runner
+
+    settings = ctx.suite.spec.settings
+    idle = None
+    if collectors is not None:
+        collectors.start()
+        for note in collectors.machine_notes():
+            reporter.message(note)
+        if will_run and settings.idle_baseline_s > 0:
+            # after the worker server is up: its torch import is not idle
+            reporter.message(f"measuring idle power for {settings.idle_baseline_s:g} s ...")
+            idle = collectors.measure_idle(settings.idle_baseline_s)
+    # Machine profile (issue 14): the newest `hwbench probe` profile of this machine (same
+    # host, CPU model, GPUs) found beside the results file goes on the segment, so derive
+    # can place every case on the measured roofline. None where no probe was run here.
+    from .probe.profile import find_for_run
+
+    machine_profile = find_for_run(ctx.path, ctx.environment)
+    if machine_profile is not None:
+        reporter.message(f"machine profile: {machine_profile.path} ({machine_profile.created})")
+    return Segment(
+        index=index,
+        started=runner.now_iso(),
+        environment=ctx.environment,
+        filters=ctx.filters,
+        env_changes=changes,
+        idle_baseline=idle,
+        collectors=collectors.info() if collectors is not None else None,
+        worker_server_start_s=start_s,
+        machine_profile=machine_profile,
+    )
 
 
 def _node_role(coordinator):

@@ -155,6 +155,7 @@ class CaseRun:
     end: float = 0.0
     timestamps: dict[str, float] = field(default_factory=dict)
     pids: list[int] = field(default_factory=list)  # a group's agent and ranks (run_group)
+    reports: dict = field(default_factory=dict)  # a group's rank reports by rank (run_group; merge.merge_ranks)
 
 
 def run_worker(
@@ -325,7 +326,8 @@ def run_group(
     case with that rank's reason; at ``timeout_s`` or on ``should_abandon()`` the group
     is killed. Afterwards no process of the group survives: the agent's process group
     and every rank pid the ranks wrote are killed (ranks also die with the agent,
-    PR_SET_PDEATHSIG). ``CaseRun.outcome`` is a :class:`hwbench.worker.Outcome`.
+    PR_SET_PDEATHSIG). An ok run holds the ranks' reports (``CaseRun.reports``), which
+    :func:`hwbench.merge.merge_ranks` joins into one outcome.
 
     ``nodes`` (a multi-node run: ``nnodes``, ``endpoint``, ``rdzv_id``,
     ``join_timeout_s``): the group spans ``nnodes`` machines; this one starts
@@ -334,8 +336,7 @@ def run_group(
     import subprocess
     import tempfile
 
-    from .parallel.report import AgentReport, merge, read_reports, window_flags
-    from .worker import Outcome
+    from .parallel.report import read_reports
 
     own = job_dir is None
     tmp = tempfile.TemporaryDirectory(prefix="hwbench-group-") if own else None
@@ -373,12 +374,8 @@ def run_group(
     end = time.monotonic()
     if run is None:
         run = _group_result(jd, nproc, before, memory_limit_bytes, device_kind)
-        if run.status == "ok" and run.outcome is None:
-            reports = read_reports(jd)
-            m, facts, ts = merge(reports)
-            run.outcome = Outcome("ok", measurement=m, facts=facts, flags=tuple(window_flags(reports)),
-                                  timestamps={"launch": launch, **ts})
-            run.window = (ts["first_timed"], ts["window_end"])
+        if run.status == "ok":
+            run.reports = read_reports(jd)  # joined by hwbench.merge.merge_ranks
     run.launch, run.end = launch, end
     run.pids = group_pids  # the agent and every rank (tests check that none survives)
     if tmp is not None:

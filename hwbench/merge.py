@@ -22,14 +22,20 @@ collectors. Joined, per case:
 A node without a part (or without a result for a case) leaves the case flagged
 ``node_parts_missing``: its step times are then the slowest of the nodes present only,
 and it has no energy.
+
+The same module makes one case result of what ran on one machine
+(:func:`assemble`): a case's process-isolated repeats (:func:`merge_repeats`) and the
+ranks of a parallel case (:func:`merge_ranks`) are joined here too, so every rule of
+joining measurements lives in one file.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
-from .records import CaseResult, Energy, Flag, NodePart, Overheads, RunRecord
+from .records import CaseIdentity, CaseResult, Energy, Flag, NodePart, Overheads, RunRecord
 
 _WORST = {"oom": 0, "failed": 1, "timeout": 2, "skipped": 3, "ok": 4}
 
@@ -245,3 +251,124 @@ def _energy(have: dict[int, CaseResult]) -> Energy | None:
     if any(e is None for _, e in es):
         return None  # a node without energy: no honest sum
     return Energy.total(es)
+
+
+# ------------------------------------------------------------ one machine's case result
+def assemble(p, run, collection=None, segment: int = 0) -> CaseResult:
+    """A case result of planned case ``p`` (:class:`hwbench.planning.Planned`) from what
+    the launcher observed (``run``, a :class:`hwbench.launch.CaseRun`), the worker reported and the
+    collectors measured. Pure: no clocks, no I/O."""
+    o = run.outcome
+    ts = o.timestamps if o is not None else {}
+    timing: dict[str, float] = {}
+    if run.status != "skipped":
+        timing["wall_s"] = run.end - run.launch
+    if "first_timed" in ts:
+        timing.update({
+            # launch -> first timed iteration: what isolation + setup + warmup cost
+            "fixed_cost_s": ts["first_timed"] - ts["launch"],
+            "launch_s": ts["worker_start"] - ts["launch"],
+            "setup_s": ts["ready"] - ts["worker_start"],
+            "warmup_s": ts["first_timed"] - ts["ready"],
+        })
+    flags: list[Flag] = list(o.flags) if o is not None else []
+    extra: dict[str, Any] = {}
+    if collection is not None:
+        flags += list(collection.flags)
+        extra = {"collectors": collection.collectors, "energy": collection.energy}
+    ok = run.status == "ok" and o is not None
+    return CaseResult(
+        case_id=p.case.case_id,
+        case=CaseIdentity(**p.case.to_dict()),
+        segment=segment,
+        status=run.status,
+        reason=run.reason,
+        device_name=p.device_name,
+        device_resolved=p.device,
+        measurement=o.measurement if ok else None,
+        facts=o.facts if ok else None,
+        timing=Overheads(**timing),
+        flags=flags,
+        **extra,
+    )
+
+
+def merge_repeats(runs: list, collections: list) -> tuple[Any, Any]:
+    """One result (:class:`hwbench.launch.CaseRun`) from single-repeat workers of the
+    same case. Pure.
+
+    * Every worker ok: raw times are one list per worker (``repeat_isolation =
+      "process"``), ``measured_s`` and generation times add up; the first worker's
+      first-iteration time, warmup, accuracy and timestamps stand for the case; memory
+      peaks are the largest of the workers', MoE router counts the sum over every
+      worker's timed iterations (:func:`merge_facts`); flags of every worker are kept,
+      without duplicates.
+    * A worker that failed, ran out of memory or timed out: the case has that status,
+      its reason prefixed with the repeat ("repeat 2/3: ...").
+    * Collectors: the energy of every timed window is summed (windows and energy; the
+      gaps between workers -- launch, setup, warmup -- are not in it); the first
+      repeat's sampler summaries and time series stand for the case.
+    """
+    from .worker import Outcome
+
+    last = runs[-1]
+    first_launch = runs[0].launch
+    if last.status != "ok" or last.outcome is None:
+        k = len(runs)
+        reason = f"repeat {k}: {last.reason}" if k > 1 else last.reason
+        bad = dataclasses.replace(last, reason=reason, launch=first_launch)
+        return bad, collections[-1]
+    outs = [r.outcome for r in runs]
+    ms = [o.measurement for o in outs]
+    gen = all(m.ttft_s is not None for m in ms)
+    measurement = ms[0].model_copy(update={
+        "raw_times_s": [list(r) for m in ms for r in m.raw_times_s],
+        "measured_s": sum(m.measured_s for m in ms),
+        "ttft_s": [t for m in ms for t in m.ttft_s] if gen else None,
+        "decode_s": [t for m in ms for t in (m.decode_s or [])] if gen and all(m.decode_s for m in ms) else None,
+        "repeat_isolation": "process",
+    })
+    flags = tuple(dict.fromkeys(f for o in outs for f in o.flags))
+    outcome = Outcome("ok", measurement=measurement, facts=merge_facts([o.facts for o in outs]), flags=flags,
+                      timestamps=outs[0].timestamps)
+    windows = [r.window for r in runs]
+    window = (windows[0][0], windows[-1][1]) if all(windows) else None
+    merged = dataclasses.replace(runs[0], outcome=outcome, window=window, end=last.end)
+    return merged, _merge_collections(collections)
+
+
+def _merge_collections(collections: list):
+    """The collectors' view of single-repeat workers (see :func:`merge_repeats`)."""
+    if not collections or collections[0] is None:
+        return None
+    from .collectors import CaseCollection
+
+    first = collections[0]
+    energy = first.energy
+    es = [c.energy for c in collections]
+    if energy is not None and all(e is not None and e.energy_source == energy.energy_source for e in es):
+        cross = [e.energy_j_power_integrated for e in es]
+        energy = energy.model_copy(update={
+            "energy_j": sum(e.energy_j for e in es),
+            "energy_window_s": sum(e.energy_window_s for e in es),
+            "energy_j_power_integrated": sum(cross) if all(x is not None for x in cross) else None,
+        })
+    elif energy is not None:
+        energy = None  # a repeat without energy (or from another source): no honest total
+    flags = tuple(dict.fromkeys(f for c in collections for f in c.flags))
+    return CaseCollection(first.collectors, energy, flags)
+
+def merge_ranks(run):
+    """A parallel case's group run (:func:`hwbench.launch.run_group`) with the outcome of
+    its ranks: step by step the slowest rank's time, facts joined over the ranks
+    (:func:`hwbench.parallel.report.merge`), and the timed window's edges. A run that
+    already holds an outcome, or that is not ok, is returned as it is. Pure."""
+    if run.status != "ok" or run.outcome is not None or not run.reports:
+        return run
+    from .parallel.report import merge, window_flags
+    from .worker import Outcome
+
+    m, facts, ts = merge(run.reports)
+    outcome = Outcome("ok", measurement=m, facts=facts, flags=tuple(window_flags(run.reports)),
+                      timestamps={"launch": run.launch, **ts})
+    return dataclasses.replace(run, outcome=outcome, window=(ts["first_timed"], ts["window_end"]))

@@ -1,6 +1,7 @@
-"""Scheduling a run: plan the cases, run them one by one through the launcher, assemble
-each result, and save the record after every case. Signals (Ctrl-C, SIGTERM) stop the
-run between cases or, past a grace period, abandon the running one.
+"""Scheduling a run: run the planned cases (:mod:`hwbench.planning`) one by one through
+the launcher (:mod:`hwbench.launch`), have each result assembled (:mod:`hwbench.merge`),
+and save the record after every case. Signals (Ctrl-C, SIGTERM) stop the run between
+cases or, past a grace period, abandon the running one.
 
 The run record is immutable: after each case the runner builds a new
 :class:`~hwbench.records.RunRecord` and writes it atomically, so the file is complete
@@ -10,187 +11,26 @@ and valid at every instant.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import fnmatch
 import signal
-import statistics
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
-from . import backends, launch
-from .case import Case
-from .errors import ResultsError, UserError
-from .records import PROCESS_ISOLATED_REPEATS, CaseIdentity, CaseResult, Flag, Overheads, RunRecord
-from .merge import merge_facts
+from . import launch
+from .errors import ResultsError
+from .merge import assemble, merge_ranks, merge_repeats
+from .planning import FINISHED, Planned, auto_expansion, pending, usable_cores
+from .records import PROCESS_ISOLATED_REPEATS, CaseResult, RunRecord
 from .results import safe_filename_part, write_atomic
+from .case import Case
 from .spec import LoadedSuite
 
-FINISHED = ("ok", "skipped")  # kept on resume; failed / oom / timeout are run again
-
-
-# ----------------------------------------------------------------------------- planning
-@dataclass(frozen=True)
-class Planned:
-    case: Case
-    skip_reason: str | None
-    device_name: str | None  # the device's model name, e.g. "NVIDIA H100 80GB HBM3"
-    device: str | None = None  # the resolved device, e.g. "cuda:0" for "cuda" or "auto"
-
-
-FILTER_FIELDS = tuple(sorted(set(Case.__dataclass_fields__) | {"family", "size"}))
-
-
-def parse_filter(exprs: Iterable[str]) -> list[Callable[[Case], bool]]:
-    """``--filter`` expressions -> predicates on a Case; a case runs if any matches.
-    ``field=glob[,field=glob...]`` matches fields (all must match); anything else is a
-    glob on ``case_id`` (a plain word matches as a substring)."""
-    preds = []
-    for expr in exprs:
-        if "=" in expr:
-            terms = []
-            for term in expr.split(","):
-                key, _, pat = term.partition("=")
-                key = key.strip()
-                if key not in FILTER_FIELDS:
-                    raise UserError(f"--filter {expr!r}: unknown field {key!r}; fields: {', '.join(FILTER_FIELDS)}")
-                terms.append((key, pat.strip()))
-
-            def pred(c: Case, terms=terms) -> bool:
-                vals = {**c.to_dict(), "family": c.family, "size": c.size}
-                return all(fnmatch.fnmatchcase(str(vals[k]), p) for k, p in terms)
-
-        else:
-            pat = expr if any(ch in expr for ch in "*?[") else f"*{expr}*"
-
-            def pred(c: Case, pat=pat) -> bool:
-                return fnmatch.fnmatchcase(c.case_id, pat)
-
-        preds.append(pred)
-    return preds
-
-
-def select(suite: LoadedSuite, filters: Iterable[str] = ()) -> list[Case]:
-    """The suite's cases that match ``filters`` (all of them without filters)."""
-    preds = parse_filter(filters)
-    out = [c for c in suite.cases if not preds or any(p(c) for p in preds)]
-    if preds and not out:
-        raise UserError(f"{suite.path}: --filter matched none of the suite's {len(suite.cases)} cases")
-    return out
-
-
-def usable_cores() -> int:
-    """The CPU cores this process may run on (its affinity mask, else every core)."""
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-def _cpu_ranks_reason(case: Case, nnodes: int, cores: int) -> str | None:
-    """CPU ranks share the cores, one core at least each: more ranks per node than
-    usable cores is skipped, as more ranks than GPUs is on CUDA."""
-    here = case.world_size // nnodes
-    if here > cores:
-        per = f" ({nnodes} nodes: {here} per node)" if nnodes > 1 else ""
-        return (f"{case.parallelism}: world size {case.world_size}{per} needs {here} CPU cores (one per rank); "
-                f"this machine has {cores} usable")
-    return None
-
-
-def plan(suite: LoadedSuite, filters: Iterable[str] = (), present=None, nodes=None,
-         cores: int | None = None) -> list[Planned]:
-    """Every selected case with the device it resolves to, or why it cannot run here.
-    ``nodes`` (:class:`hwbench.parallel.nodes.Nodes`): a multi-node run, where only
-    parallel cases that split evenly over the nodes run. ``cores``: the usable CPU
-    cores (default: this process's, :func:`usable_cores`)."""
-    from . import devices
-
-    from . import parallel
-
-    cases = select(suite, filters)
-    present = devices.present() if present is None else present
-    settings = suite.spec.settings
-    out = []
-    for case in cases:
-        dev = backends.resolve_device(case.device, present)
-        why = backends.unsupported_reason(case, dev)
-        if why is None and nodes is not None:
-            why = nodes.requires(case)
-        if why is None and dev is not None and case.parallelism != "none":
-            n = sum(d.kind == dev.kind for d in present)
-            nnodes = nodes.nnodes if nodes else 1
-            why = parallel.requires(case, dev.kind, n, settings, nnodes=nnodes)
-            if why is None and dev.kind == "cpu":
-                why = _cpu_ranks_reason(case, nnodes, usable_cores() if cores is None else cores)
-        out.append(Planned(case, why, dev.model if dev else None, dev.name if dev else None))
-    return out
-
-
-def auto_expansion(p: Planned, limit: int) -> list[Planned]:
-    """The concrete cases of a batch_sizes = ["auto"] case: powers of two up to the limit."""
-    sizes = [2**k for k in range(limit.bit_length()) if 2**k <= limit]
-    return [Planned(dataclasses.replace(p.case, batch_size=b), None, p.device_name, p.device) for b in sizes]
-
-
-def pending(planned: list[Planned], record: RunRecord) -> list[Planned]:
-    """The planned cases ``record`` has no finished (ok / skipped) result for. An auto
-    batch case whose search finished counts through its expanded cases."""
-    done = {c.case_id for c in record.cases if c.status in FINISHED}
-    out = []
-    for p in planned:
-        if p.case.auto_batch and p.skip_reason is None and p.case.case_id in record.batch_limits:
-            limit = record.batch_limits[p.case.case_id].batch_limit
-            if all(e.case.case_id in done for e in auto_expansion(p, limit)):
-                continue
-        elif p.case.case_id in done:
-            continue
-        out.append(p)
-    return out
-
-
 # ----------------------------------------------------------------------------- results
-def assemble(p: Planned, run: launch.CaseRun, collection=None, segment: int = 0) -> CaseResult:
-    """A case result from what the launcher observed, the worker reported and the
-    collectors measured. Pure: no clocks, no I/O."""
-    o = run.outcome
-    ts = o.timestamps if o is not None else {}
-    timing: dict[str, float] = {}
-    if run.status != "skipped":
-        timing["wall_s"] = run.end - run.launch
-    if "first_timed" in ts:
-        timing.update({
-            # launch -> first timed iteration: what isolation + setup + warmup cost
-            "fixed_cost_s": ts["first_timed"] - ts["launch"],
-            "launch_s": ts["worker_start"] - ts["launch"],
-            "setup_s": ts["ready"] - ts["worker_start"],
-            "warmup_s": ts["first_timed"] - ts["ready"],
-        })
-    flags: list[Flag] = list(o.flags) if o is not None else []
-    extra: dict[str, Any] = {}
-    if collection is not None:
-        flags += list(collection.flags)
-        extra = {"collectors": collection.collectors, "energy": collection.energy}
-    ok = run.status == "ok" and o is not None
-    return CaseResult(
-        case_id=p.case.case_id,
-        case=CaseIdentity(**p.case.to_dict()),
-        segment=segment,
-        status=run.status,
-        reason=run.reason,
-        device_name=p.device_name,
-        device_resolved=p.device,
-        measurement=o.measurement if ok else None,
-        facts=o.facts if ok else None,
-        timing=Overheads(**timing),
-        flags=flags,
-        **extra,
-    )
-
-
 def with_case(record: RunRecord, result: CaseResult) -> RunRecord:
     """``record`` with ``result`` added, replacing an earlier result of the same case
     (a failed case run again on resume)."""
@@ -407,7 +247,7 @@ class Runner:
     def _run_one(self, p: Planned, probe: bool = False):
         """Run case ``p`` (or its batch-limit search) and collect its readings. With
         ``repeats >= PROCESS_ISOLATED_REPEATS`` every repeat runs in its own fresh worker
-        (:func:`merge_repeats` makes one result of them), so the repeats vary by
+        (:func:`hwbench.merge.merge_repeats` makes one result of them), so the repeats vary by
         run-to-run noise and not only by iteration noise."""
         settings = self.suite.spec.settings
         n = settings.repeats
@@ -452,8 +292,8 @@ class Runner:
 
     def _run_group(self, p: Planned, settings):
         """A parallel case: one torchrun group (launch.run_group); all its repeats run in it.
-        CPU ranks share the host's cores (:func:`usable_cores`): each gets ``threads`` or
-        an equal share."""
+        CPU ranks share the host's cores: each gets ``threads`` or an equal share. The
+        ranks' reports are joined into one outcome (merge.merge_ranks)."""
         cs = self.collectors
         kind = (p.device or "cpu").split(":")[0]
         threads = p.case.threads
@@ -467,6 +307,7 @@ class Runner:
             on_start=(cs.case_begin if cs is not None else (lambda pid: None)),
             should_abandon=self.should_abandon, nodes=self._nodes_job(p, settings),
         )
+        run = merge_ranks(run)
         collection = None
         if cs is not None:
             # on CUDA every local rank has its own GPU (cuda:<local rank>): energy is their sum
@@ -483,71 +324,6 @@ class Runner:
                 "rdzv_id": n.rdzv_id(p.case.case_id), "join_timeout_s": max(30.0, settings.timeout_s)}
 
 
-def merge_repeats(runs: list[launch.CaseRun], collections: list) -> tuple[launch.CaseRun, Any]:
-    """One result from single-repeat workers of the same case. Pure.
-
-    * Every worker ok: raw times are one list per worker (``repeat_isolation =
-      "process"``), ``measured_s`` and generation times add up; the first worker's
-      first-iteration time, warmup, accuracy and timestamps stand for the case; memory
-      peaks are the largest of the workers', MoE router counts the sum over every
-      worker's timed iterations (:func:`merge_facts`); flags of every worker are kept,
-      without duplicates.
-    * A worker that failed, ran out of memory or timed out: the case has that status,
-      its reason prefixed with the repeat ("repeat 2/3: ...").
-    * Collectors: the energy of every timed window is summed (windows and energy; the
-      gaps between workers -- launch, setup, warmup -- are not in it); the first
-      repeat's sampler summaries and time series stand for the case.
-    """
-    from .worker import Outcome
-
-    last = runs[-1]
-    first_launch = runs[0].launch
-    if last.status != "ok" or last.outcome is None:
-        k = len(runs)
-        reason = f"repeat {k}: {last.reason}" if k > 1 else last.reason
-        bad = dataclasses.replace(last, reason=reason, launch=first_launch)
-        return bad, collections[-1]
-    outs = [r.outcome for r in runs]
-    ms = [o.measurement for o in outs]
-    gen = all(m.ttft_s is not None for m in ms)
-    measurement = ms[0].model_copy(update={
-        "raw_times_s": [list(r) for m in ms for r in m.raw_times_s],
-        "measured_s": sum(m.measured_s for m in ms),
-        "ttft_s": [t for m in ms for t in m.ttft_s] if gen else None,
-        "decode_s": [t for m in ms for t in (m.decode_s or [])] if gen and all(m.decode_s for m in ms) else None,
-        "repeat_isolation": "process",
-    })
-    flags = tuple(dict.fromkeys(f for o in outs for f in o.flags))
-    outcome = Outcome("ok", measurement=measurement, facts=merge_facts([o.facts for o in outs]), flags=flags,
-                      timestamps=outs[0].timestamps)
-    windows = [r.window for r in runs]
-    window = (windows[0][0], windows[-1][1]) if all(windows) else None
-    merged = dataclasses.replace(runs[0], outcome=outcome, window=window, end=last.end)
-    return merged, _merge_collections(collections)
-
-
-def _merge_collections(collections: list):
-    """The collectors' view of single-repeat workers (see :func:`merge_repeats`)."""
-    if not collections or collections[0] is None:
-        return None
-    from .collectors import CaseCollection
-
-    first = collections[0]
-    energy = first.energy
-    es = [c.energy for c in collections]
-    if energy is not None and all(e is not None and e.energy_source == energy.energy_source for e in es):
-        cross = [e.energy_j_power_integrated for e in es]
-        energy = energy.model_copy(update={
-            "energy_j": sum(e.energy_j for e in es),
-            "energy_window_s": sum(e.energy_window_s for e in es),
-            "energy_j_power_integrated": sum(cross) if all(x is not None for x in cross) else None,
-        })
-    elif energy is not None:
-        energy = None  # a repeat without energy (or from another source): no honest total
-    flags = tuple(dict.fromkeys(f for c in collections for f in c.flags))
-    return CaseCollection(first.collectors, energy, flags)
-
-
 # ------------------------------------------------------------------------------ helpers
 def default_out_path(suite: LoadedSuite, out_dir: str | Path, hostname: str, run_id: str,
                      node: int | None = None) -> Path:
@@ -561,10 +337,3 @@ def default_out_path(suite: LoadedSuite, out_dir: str | Path, hostname: str, run
     part = f"-node{node}" if node is not None else ""
     return Path(out_dir) / f"{name}-{stamp}-{host}{part}-{run_id[:8]}.json"
 
-
-def fixed_cost_summary(record: RunRecord) -> dict[str, float] | None:
-    """Median per-case overheads over ok cases, in seconds."""
-    t = [c.timing for c in record.cases if c.status == "ok" and c.timing.fixed_cost_s is not None]
-    if not t:
-        return None
-    return {k: statistics.median(getattr(x, k) for x in t) for k in ("fixed_cost_s", "launch_s", "setup_s", "warmup_s")}

@@ -89,19 +89,8 @@ def measure(
     while the last step compiled (a recompile, a backward compiled late), at most
     ``max_recompile_steps`` steps more; compilations in the timed window are counted."""
     count = compiles or (lambda: 0)
-    t0 = time.perf_counter()
-    seen = count()
-    first = timer.run_block(step, 1)[0]
-    done = 1
-    limit = max(warmup_iters, 1) + max_recompile_steps
-    while True:
-        n = count()
-        fresh, seen = n != seen, n
-        if not (done < max(warmup_iters, 1) or time.perf_counter() - t0 < warmup_s or (fresh and done < limit)):
-            break
-        timer.run_block(step, 1)
-        done += 1
-    warm = time.perf_counter() - t0
+    first, warm = warm_up(lambda: timer.run_block(step, 1)[0], warmup_iters=warmup_iters, warmup_s=warmup_s,
+                          compiles=compiles, max_recompile_steps=max_recompile_steps)
     if on_first_timed is not None:
         on_first_timed()
     c0 = count()
@@ -122,3 +111,72 @@ def measure(
             block = int(min(max(want, 1), block * 4, max_iters - len(times))) or 1
         rounds.append(tuple(times[:max_iters]))
     return Measurement(first, warm, tuple(rounds), w0, time.monotonic(), count() - c0)
+
+
+def warm_up(
+    run_one: Callable[[], float],
+    *,
+    warmup_iters: int,
+    warmup_s: float,
+    compiles: Callable[[], int] | None = None,
+    max_recompile_steps: int = 20,
+    agree: Callable[[bool], bool] | None = None,
+    not_ready: Callable[[], bool] | None = None,
+) -> tuple[float, float]:
+    """Run the first iteration (``run_one`` returns its time, s), then warm up: at least
+    ``warmup_iters`` iterations (one at least, the first included) and ``warmup_s``
+    seconds, and on while the last iteration compiled (``compiles``, a compilation
+    counter), at most ``max_recompile_steps`` iterations more. ``agree`` (the ranks of a
+    parallel case, :mod:`hwbench.parallel.rank`): turns this process's wish to go on into
+    the group's one decision (True on every rank where any rank wants more), so every
+    rank runs the same iterations. ``not_ready``: True while the step is not yet in its
+    steady state for a reason of its own (PowerSGD before its start step): warmup goes
+    on while it says so. Returns (first iteration's time, warmup's seconds, the first
+    iteration included)."""
+    count = compiles or (lambda: 0)
+    t0 = time.perf_counter()
+    seen = count()
+    first = run_one()
+    done = 1
+    limit = max(warmup_iters, 1) + max_recompile_steps
+    while True:
+        n = count()
+        fresh, seen = n != seen, n  # compiled during the last iteration: not steady yet
+        more = (done < max(warmup_iters, 1) or time.perf_counter() - t0 < warmup_s or (fresh and done < limit)
+                or (not_ready is not None and not_ready()))
+        if agree is not None:
+            more = agree(more)
+        if not more:
+            break
+        run_one()
+        done += 1
+    return first, time.perf_counter() - t0
+
+
+def lockstep_rounds(
+    timed: Callable[[], float],
+    stop_all: Callable[[bool], bool],
+    *,
+    repeats: int,
+    min_iters: int,
+    min_time_s: float,
+    max_iters: int,
+) -> list[list[float]]:
+    """The timed rounds of the ranks of a parallel case: ``repeats`` rounds of single
+    steps (``timed`` returns one step's time, s), each until both ``min_time_s`` (wall
+    time of the round) and ``min_iters`` are met, at most ``max_iters``. Before each
+    step ``stop_all(stop)`` (an allreduce, which also aligns the ranks) hands this
+    rank's decision to the group and returns the group's (rank 0 decides), so every
+    rank runs the same steps."""
+    rounds = []
+    for _ in range(repeats):
+        times: list[float] = []
+        r0 = time.perf_counter()
+        while True:
+            n, el = len(times), time.perf_counter() - r0
+            stop = n >= max_iters or (n >= min_iters and el >= min_time_s)
+            if stop_all(stop):
+                break
+            times.append(timed())
+        rounds.append(times)
+    return rounds

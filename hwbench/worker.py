@@ -91,7 +91,7 @@ def classify(exc: BaseException) -> str:
     return "failed"
 
 
-def _cap_memory(limit_bytes: int | None, device: str) -> None:
+def cap_memory(limit_bytes: int | None, device: str) -> None:
     """CPU workers: cap the address space (RLIMIT_AS). Never for CUDA workers: the CUDA
     runtime reserves far more address space than memory and fails to initialise under
     the cap; their device memory is capped through the allocator instead (in _setup)."""
@@ -108,10 +108,10 @@ def _entry(body, conn, lifeline, memory_limit_bytes: int | None, device: str, fa
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     threading.Thread(target=_watch_lifeline, args=(lifeline,), daemon=True).start()
-    _cap_memory(memory_limit_bytes, device)
+    cap_memory(memory_limit_bytes, device)
     try:
         if fault:
-            _inject_fault(fault)
+            inject_fault(fault)
         out = body()
     except BaseException as e:  # noqa: BLE001 - every failure becomes a record
         reason = traceback.format_exception_only(type(e), e)[-1].strip()[:2000]
@@ -188,7 +188,7 @@ def is_reference(case: Case) -> bool:
     return case.precision == "fp32" and case.backend == "eager" and case.variant == "none"
 
 
-def _rss_peak_bytes() -> int:
+def rss_peak_bytes() -> int:
     """The worker's lifetime peak resident memory. ru_maxrss is KiB on Linux, bytes on macOS."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(peak if sys.platform == "darwin" else peak * 1024)
@@ -196,18 +196,12 @@ def _rss_peak_bytes() -> int:
 
 def _run(case: Case, settings: Settings, target: Target, conn, t_launch: float, t_start: float,
          memory_limit_bytes: int | None = None) -> Outcome:
+    """The stages of one case (module docstring); the timed loop is :func:`_measure`."""
     fam, size, cfg, device = _setup(case, target, memory_limit_bytes)
     torch.manual_seed(settings.seed)
     model = fam.build(cfg)
     inputs, targets = _batch(fam, cfg, case, case.batch_size, device, settings.seed)
-    ref = None
-    if settings.check_accuracy and not is_reference(case):
-        torch.manual_seed(settings.seed)
-        # true fp32 (TF32 off for matmuls and convolutions), kept on the host while the
-        # case is timed: it must not count as device memory
-        with precisions.true_fp32():
-            ref = _forward(fam.build(cfg).to(device), inputs, contextlib.nullcontext, case.mode).cpu()
-        _free(device)
+    ref = _reference(fam, cfg, case, settings, device, inputs)
     prep = backends.prepare(model, case, device, fam.float_inputs)
     if fam.float_inputs:
         inputs = inputs.to(prep.input_dtype)
@@ -235,14 +229,62 @@ def _run(case: Case, settings: Settings, target: Target, conn, t_launch: float, 
         return workloads.make_step(case.mode, prep, fam.loss, inputs, targets, gen_tokens=case.gen_tokens,
                                    sync=sync, gen_times=gen_times)
 
-    step = make_step(timer.sync, gen_times)
+    m, marks, router_counts = _measure(case, settings, make_step(timer.sync, gen_times), timer, eager, conn)
+    late = [Flag(flag="compiled_in_window", detail=(
+        f"{m.compiles_in_window} torch.compile compilation(s) during the timed iterations: those include "
+        "compile time; the model keeps recompiling (see TORCH_LOGS=recompiles)"))] if m.compiles_in_window else []
+    if ref is not None:
+        # inference leaves the weights as they were: compare the model exactly as timed
+        # (compiled, where the backend compiles), after timing so the first timed call
+        # really was the first
+        out = _forward(prep.model, inputs, prep.autocast, case.mode).cpu()
+        accuracy, flags = deviation(out, ref, "compiled" if prep.model is not eager else "eager")
+        del out, ref
+    facts = _facts(fam, size, cfg, case, device, student, prep, accuracy, router_counts)
+    if settings.count_flops:
+        # after timing (so the first timed iteration really is the first), on the
+        # eager model: the counter sees every matmul and convolution dispatched
+        prep.model = eager
+        if student is not None:
+            student.model = student_eager
+        counted, why = flops_mod.count_checked(make_step(), eager)
+        facts["flops_per_sample_counted"] = counted / case.batch_size if counted else None
+        facts["flops_counted_reason"] = why if not counted else None
+    else:
+        facts["flops_counted_reason"] = "count_flops = false in the suite"
+    return Outcome(
+        "ok",
+        measurement=_measurement(case, m, gen_times),
+        facts=Facts(**facts),
+        flags=tuple(flags) + tuple(late),
+        timestamps={"launch": t_launch, "worker_start": t_start, **marks, "window_end": m.window_end},
+    )
+
+
+def _reference(fam, cfg, case: Case, settings: Settings, device, inputs):
+    """The fp32 eager reference output the case is compared with (None where accuracy
+    is not checked, or the case is the reference)."""
+    if not settings.check_accuracy or is_reference(case):
+        return None
+    torch.manual_seed(settings.seed)
+    # true fp32 (TF32 off for matmuls and convolutions), kept on the host while the
+    # case is timed: it must not count as device memory
+    with precisions.true_fp32():
+        ref = _forward(fam.build(cfg).to(device), inputs, contextlib.nullcontext, case.mode).cpu()
+    _free(device)
+    return ref
+
+
+def _measure(case: Case, settings: Settings, step, timer, eager, conn):
+    """The timed loop (:func:`hwbench.timing.measure`) with the window's edges sent to
+    the runner and MoE router counts taken over the timed iterations only. Returns
+    (timing.Measurement, the ``ready`` / ``first_timed`` marks, router counts or None)."""
     compiles = backends.compile_counter() if case.backend != "eager" else None
     routed = isinstance(eager, models.RoutedModel)
     if routed:
         eager.reset_router_counts()  # from here on (warmup included); re-zeroed at the first timed iteration
     timer.sync()
-    t_ready = time.monotonic()
-    marks: dict[str, float] = {}
+    marks: dict[str, float] = {"ready": time.monotonic()}
 
     def first_timed():
         if routed:
@@ -264,21 +306,16 @@ def _run(case: Case, settings: Settings, target: Target, conn, t_launch: float, 
         compiles=compiles,
         max_recompile_steps=backends.MAX_RECOMPILE_STEPS,
     )
-    late = [Flag(flag="compiled_in_window", detail=(
-        f"{m.compiles_in_window} torch.compile compilation(s) during the timed iterations: those include "
-        "compile time; the model keeps recompiling (see TORCH_LOGS=recompiles)"))] if m.compiles_in_window else []
     conn.send(Progress("window_end", m.window_end))
-    router_counts = eager.router_counts() if routed else None
-    if ref is not None:
-        # inference leaves the weights as they were: compare the model exactly as timed
-        # (compiled, where the backend compiles), after timing so the first timed call
-        # really was the first
-        out = _forward(prep.model, inputs, prep.autocast, case.mode).cpu()
-        accuracy, flags = deviation(out, ref, "compiled" if prep.model is not eager else "eager")
-        del out, ref
+    return m, marks, (eager.router_counts() if routed else None)
+
+
+def _measurement(case: Case, m, gen_times: list[tuple[float, float]]) -> Measurement:
+    """The record of the timed loop; for generate, the timed steps' time to first token
+    and decode times."""
     n_timed = sum(len(r) for r in m.raw_times_s)
     timed_gen = gen_times[-n_timed:] if case.mode == "generate" else []
-    measurement = Measurement(
+    return Measurement(
         raw_times_s=[list(r) for r in m.raw_times_s],
         first_iter_s=m.first_iter_s,
         warmup_s=m.warmup_s,
@@ -286,6 +323,11 @@ def _run(case: Case, settings: Settings, target: Target, conn, t_launch: float, 
         ttft_s=[t for t, _ in timed_gen] or None,
         decode_s=[d for _, d in timed_gen] or None,
     )
+
+
+def _facts(fam, size, cfg, case: Case, device, student, prep, accuracy, router_counts) -> dict[str, Any]:
+    """The case's facts (records.Facts fields): parameters, FLOP per sample (a distilled
+    case: teacher forward + student training), threads, accuracy, memory peaks."""
     if case.mode == "generate":
         flops = fam.flops_generate(cfg, case.seq_len, case.gen_tokens)
     else:
@@ -303,29 +345,12 @@ def _run(case: Case, settings: Settings, target: Target, conn, t_launch: float, 
         "threads_used": torch.get_num_threads() if device.type == "cpu" else None,
         "accuracy": accuracy,
         "changes": prep.changes or {},
-        "host_rss_peak_bytes": _rss_peak_bytes(),
+        "host_rss_peak_bytes": rss_peak_bytes(),
     })
     if device.type == "cuda":
         facts["memory_peak_bytes"] = torch.cuda.max_memory_allocated(device)
         facts["memory_reserved_peak_bytes"] = torch.cuda.max_memory_reserved(device)
-    if settings.count_flops:
-        # after timing (so the first timed iteration really is the first), on the
-        # eager model: the counter sees every matmul and convolution dispatched
-        prep.model = eager
-        if student is not None:
-            student.model = student_eager
-        counted, why = flops_mod.count_checked(make_step(), eager)
-        facts["flops_per_sample_counted"] = counted / case.batch_size if counted else None
-        facts["flops_counted_reason"] = why if not counted else None
-    else:
-        facts["flops_counted_reason"] = "count_flops = false in the suite"
-    return Outcome(
-        "ok",
-        measurement=measurement,
-        facts=Facts(**facts),
-        flags=tuple(flags) + tuple(late),
-        timestamps={"launch": t_launch, "worker_start": t_start, "ready": t_ready, **marks, "window_end": m.window_end},
-    )
+    return facts
 
 
 def _student(case: Case, settings: Settings, device, float_inputs: bool):
@@ -418,7 +443,7 @@ def _probe(case: Case, settings: Settings, target: Target, memory_limit_bytes: i
     return Outcome("ok", batch_limit=BatchLimit(batch_limit=ok, limited_by=stop, tries=tries))
 
 
-def _inject_fault(kind: str) -> None:
+def inject_fault(kind: str) -> None:
     """Faults the tests inject into a real worker process (see Runner.fault_for)."""
     if kind == "raise":
         raise RuntimeError("injected failure")

@@ -104,7 +104,7 @@ def test_collectives_on_more_gpus_than_present_fail_before_the_group():
 
 
 def test_world_sizes_beyond_the_cores_are_skipped_with_the_reason():
-    from hwbench.runner import plan
+    from hwbench.planning import plan
 
     suite = parse_suite(PARALLEL, "p.toml")
     cpu = [DeviceInfo("cpu", "cpu", "test CPU")]

@@ -87,12 +87,12 @@ def _record():
 
 @pytest.mark.parametrize("width", [80, 120, 200])
 def test_summary_shows_every_case_p50_and_throughput_at_any_width(width, tmp_path):
-    from hwbench.cli import _print_summary
+    from hwbench.commands.run import print_summary
 
     rec = _record()
     buf = io.StringIO()
     con = Console(file=buf, width=width, highlight=False)
-    _print_summary(con, rec, tmp_path / "r.json")
+    print_summary(con, rec, tmp_path / "r.json")
     out = buf.getvalue()
     lines = out.splitlines()
     assert max(map(len, lines)) <= width, "\n".join(line for line in lines if len(line) > width)

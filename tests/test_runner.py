@@ -10,7 +10,7 @@ import threading
 import pytest
 
 import hwbench
-from hwbench import api, launch, runner
+from hwbench import api, launch, planning, runner
 from hwbench.errors import ResultsError, UserError
 from hwbench.results import read_record
 from hwbench.spec import load_suite
@@ -110,7 +110,7 @@ def test_unparseable_fault_injection_is_an_error(tmp_path):
 def test_unsupported_cases_are_skipped_with_reason(tmp_path):
     body = '[[matrix]]\nmodels=["mlp:tiny"]\nmodes=["infer","train"]\nprecisions=["int8","tf32"]\ndevices=["cpu","cuda:7"]\n'
     s = load_suite(write_suite(tmp_path, body))
-    reasons = {p.case.case_id: p.skip_reason for p in runner.plan(s)}
+    reasons = {p.case.case_id: p.skip_reason for p in planning.plan(s)}
     assert reasons["mlp:tiny/infer/bs1/int8/eager/cpu"] is None
     assert "inference-only" in reasons["mlp:tiny/train/bs1/int8/eager/cpu"]
     assert "tf32 needs a CUDA GPU" in reasons["mlp:tiny/infer/bs1/tf32/eager/cpu"]
@@ -128,7 +128,7 @@ def test_a_suite_of_which_nothing_can_run_is_a_user_error_with_grouped_reasons(t
 
 def test_filters(tmp_path):
     s = load_suite(write_suite(tmp_path, '[[matrix]]\nmodels=["mlp:tiny","encoder:tiny"]\nmodes=["infer","train"]\n'))
-    ids = lambda f: [p.case.case_id for p in runner.plan(s, f)]  # noqa: E731
+    ids = lambda f: [p.case.case_id for p in planning.plan(s, f)]  # noqa: E731
     assert ids(["encoder"]) == ["encoder:tiny/infer/bs1/seq32/fp32/eager/cpu", "encoder:tiny/train/bs1/seq32/fp32/eager/cpu"]
     assert ids(["family=mlp,mode=train"]) == ["mlp:tiny/train/bs1/fp32/eager/cpu"]
     assert len(ids(["mode=infer", "mode=train"])) == 4
@@ -258,7 +258,7 @@ def test_cuda_workers_never_get_an_address_space_cap_and_cpu_workers_do():
     import sys
 
     code = ("import resource, sys\nfrom hwbench import worker\n"
-            "worker._cap_memory(2 * 2**30, sys.argv[1])\n"
+            "worker.cap_memory(2 * 2**30, sys.argv[1])\n"
             "print(resource.getrlimit(resource.RLIMIT_AS)[0], worker._memory_capped)")
     got = {}
     for dev in ("cuda:0", "cpu"):
@@ -282,9 +282,9 @@ def test_host_rss_peak_units(monkeypatch):
 
     monkeypatch.setattr(resource, "getrusage", lambda who: types.SimpleNamespace(ru_maxrss=1000))
     monkeypatch.setattr(worker.sys, "platform", "linux")
-    assert worker._rss_peak_bytes() == 1000 * 1024  # KiB on Linux
+    assert worker.rss_peak_bytes() == 1000 * 1024  # KiB on Linux
     monkeypatch.setattr(worker.sys, "platform", "darwin")
-    assert worker._rss_peak_bytes() == 1000  # bytes on macOS
+    assert worker.rss_peak_bytes() == 1000  # bytes on macOS
 
 
 def test_an_unexpected_error_keeps_finished_cases_and_marks_the_run_interrupted(tmp_path, monkeypatch):
@@ -307,7 +307,7 @@ def test_an_unexpected_error_keeps_finished_cases_and_marks_the_run_interrupted(
 
 def test_process_isolated_repeats_keep_the_largest_memory_peak_and_every_routed_token():
     from hwbench.records import Facts
-    from hwbench.runner import merge_facts
+    from hwbench.merge import merge_facts
 
     a = Facts(params=1, flops_per_sample=1.0, memory_peak_bytes=100, host_rss_peak_bytes=5000,
               router_tokens_per_expert=[[1, 2], [3, 4]])

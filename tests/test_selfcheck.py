@@ -137,18 +137,18 @@ def test_uuid_mapping_on_the_fake_nvml():
 
 
 def test_the_generated_suites_plan_every_path_on_a_cpu():
-    from hwbench import precisions, runner
+    from hwbench import planning, precisions
     from hwbench.selfcheck import paths
     from hwbench.spec import parse_suite
 
-    planned = runner.plan(parse_suite(paths.suite_text("cpu")))
+    planned = planning.plan(parse_suite(paths.suite_text("cpu")))
     ran = {p.case.precision for p in planned if p.skip_reason is None and p.case.backend == "eager"
            and p.case.mode == "infer"}
     assert {"fp32", "int8", "int8wo"} <= ran and ran <= set(precisions.names())
     assert {p.case.parallelism for p in planned} == {"none", "ddp"}
     assert any(p.case.mode == "generate" and p.skip_reason is None for p in planned)
     assert any(p.case.backend == "cudagraphs" and p.skip_reason for p in planned)
-    (auto,) = runner.plan(parse_suite(paths.autobatch_text("cpu")))
+    (auto,) = planning.plan(parse_suite(paths.autobatch_text("cpu")))
     assert auto.case.auto_batch and auto.skip_reason is None
     gpu = parse_suite(paths.suite_text("cuda"))  # parses; plans on a GPU machine
     assert {c.precision for c in gpu.cases} == set(precisions.names())

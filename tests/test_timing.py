@@ -64,3 +64,22 @@ def test_warmup_goes_on_while_the_model_compiles_and_late_compiles_are_counted()
     plain = timing.measure(step, timing.Timer(torch.device("cpu")), warmup_iters=2, warmup_s=0, min_time_s=0,
                            min_iters=1, max_iters=1, repeats=1)
     assert plain.compiles_in_window == 0
+
+
+def test_warm_up_goes_on_while_the_group_wants_more():
+    calls = []
+    first, _ = timing.warm_up(lambda: calls.append(1) or 0.25, warmup_iters=1, warmup_s=0,
+                              agree=lambda more: len(calls) < 4)  # another rank wants 4 iterations
+    assert first == 0.25 and len(calls) == 4
+    calls.clear()
+    timing.warm_up(lambda: calls.append(1) or 0.25, warmup_iters=1, warmup_s=0)  # alone: the first is enough
+    assert len(calls) == 1
+
+
+def test_lockstep_rounds_run_the_steps_the_group_decides():
+    rounds = timing.lockstep_rounds(lambda: 0.5, lambda stop: stop, repeats=2, min_iters=3, min_time_s=0, max_iters=10)
+    assert rounds == [[0.5] * 3] * 2
+    said = iter([False, True, False, False, True])  # rank 0's decisions, before each step
+    rounds = timing.lockstep_rounds(lambda: 0.5, lambda stop: next(said), repeats=2, min_iters=0, min_time_s=0,
+                                    max_iters=10)
+    assert rounds == [[0.5], [0.5, 0.5]]

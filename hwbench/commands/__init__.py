@@ -1,4 +1,5 @@
-"""Sub-commands beyond the core ones in :mod:`hwbench.cli`, one module each.
+"""Every ``hwbench`` command, one module each (asv's ``commands/`` is the model);
+:mod:`hwbench.cli` only wires them. :mod:`.output` holds the terminal helpers they share.
 
 A module here defines click commands and lists them in ``COMMANDS``; the CLI registers
 every module it finds in this folder, so adding a command is one new file. Keep imports

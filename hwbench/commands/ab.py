@@ -97,7 +97,7 @@ def ab(suite: str, pairs: int, base_python: str | None, new_python: str | None, 
     --new-python) and/or other environment variables (--base-env / --new-env) --
     alternating their repeats A B B A, and decide per case on the pairs. Writes one
     results file per side into --out. Exit 1 on a regression."""
-    from .. import runner
+    from .. import planning
     from ..ab import SideSpec
     from ..spec import load_suite
     from ..writable import output_folder
@@ -105,7 +105,7 @@ def ab(suite: str, pairs: int, base_python: str | None, new_python: str | None, 
     specs = (SideSpec("base", check_python(base_python, "--base-python"), parse_env(base_env, "--base-env")),
              SideSpec("new", check_python(new_python, "--new-python"), parse_env(new_env, "--new-env")))
     s = load_suite(suite)
-    runner.select(s, filters)  # a filter that matches nothing: one line before anything starts
+    planning.select(s, filters)  # a filter that matches nothing: one line before anything starts
     output_folder(out_dir, "--out")  # a file, read-only, no permission: one line before any run
     job, rows = _run(os.path.abspath(s.path), specs, pairs, out_dir, list(filters), threshold / 100, alpha)
     if job.interrupted:

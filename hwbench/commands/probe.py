@@ -99,7 +99,7 @@ def _check_devices(devices: tuple[str, ...], collectives: bool, world_size: int)
         return  # run_probe checks that the devices are present
     kind, index = parse_device((devices or ("cpu",))[0])
     if kind == "cpu":
-        from ..runner import usable_cores
+        from ..planning import usable_cores
 
         cores = usable_cores()
         if world_size > cores:

@@ -58,13 +58,13 @@ def main(job_dir: str) -> int:
     job = json.loads((job_path / "job.json").read_text())
     from ..case import Case
     from ..spec import Settings
-    from ..worker import _cap_memory, classify
+    from ..worker import cap_memory, classify
 
     case = Case.from_dict(job["case"])
     settings = Settings.model_validate_json(json.dumps(job["settings"]))
     base = {"rank": rank, "pid": os.getpid(), "hostname": socket.gethostname()}
     try:
-        _cap_memory(job.get("memory_limit_bytes"), job["device_kind"])
+        cap_memory(job.get("memory_limit_bytes"), job["device_kind"])
         report = _run(case, settings, job, rank, t_start)
         code = 0
     except BaseException as e:  # noqa: BLE001 - every failure becomes a report
@@ -94,8 +94,8 @@ def _run(case, settings, job: dict, rank: int, t_start: float) -> dict:
     import torch
     import torch.distributed as dist
 
-    from .. import backends, models
-    from ..worker import _inject_fault, _rss_peak_bytes
+    from .. import backends, models, timing
+    from ..worker import inject_fault, rss_peak_bytes
     from .mesh import Mesh
     from .strategy import STRATEGIES
 
@@ -166,37 +166,18 @@ def _run(case, settings, job: dict, rank: int, t_start: float) -> dict:
 
     sync()
     t_ready = time.monotonic()
-    w0 = time.perf_counter()
-    seen = compiles()
-    first = timed()
-    done = 1
-    while True:
-        n = compiles()
-        fresh, seen = n != seen, n  # this rank compiled during its last step: not steady yet
-        more = (done < max(settings.warmup_iters, 1) or time.perf_counter() - w0 < settings.warmup_s
-                or (fresh and done < max(settings.warmup_iters, 1) + backends.MAX_RECOMPILE_STEPS)
-                or (psgd is not None and psgd.iter < psgd.start_powerSGD_iter))
-        if not any_rank(more):  # one decision for every rank: go on while any rank wants to
-            break
-        timed()
-        done += 1
-    warm = time.perf_counter() - w0
+    first, warm = timing.warm_up(timed, warmup_iters=settings.warmup_iters, warmup_s=settings.warmup_s,
+                                 compiles=compiles, max_recompile_steps=backends.MAX_RECOMPILE_STEPS,
+                                 agree=any_rank,  # one decision for every rank: on while any rank wants to
+                                 # PowerSGD allreduces plainly until its start step: warm up until it compresses
+                                 not_ready=(lambda: psgd.iter < psgd.start_powerSGD_iter) if psgd is not None else None)
     fault = job.get("fault")
     if fault and fault.get("rank") in (None, rank):
-        _inject_fault(fault["kind"])  # mid-case: after warmup, before the timed window
+        inject_fault(fault["kind"])  # mid-case: after warmup, before the timed window
     t_first = time.monotonic()
     compiled_before = compiles()
-    rounds = []
-    for _ in range(settings.repeats):
-        times: list[float] = []
-        r0 = time.perf_counter()
-        while True:
-            n, el = len(times), time.perf_counter() - r0
-            stop = n >= settings.max_iters or (n >= settings.min_iters and el >= settings.min_time_s)
-            if align(stop):
-                break
-            times.append(timed())
-        rounds.append(times)
+    rounds = timing.lockstep_rounds(timed, align, repeats=settings.repeats, min_iters=settings.min_iters,
+                                    min_time_s=settings.min_time_s, max_iters=settings.max_iters)
     t_end = time.monotonic()
     compiled_in_window = compiles() - compiled_before
     comm_s = comm_bytes = how = exposed_s = None
@@ -209,7 +190,7 @@ def _run(case, settings, job: dict, rank: int, t_start: float) -> dict:
         "comm_s_per_step": comm_s, "comm_bytes_per_step": comm_bytes, "comm_measured_by": how,
         "comm_exposed_s_per_step": exposed_s, "param_rel_l2_vs_none": deviation,
         "param_rel_l2_steps": settings.comm_accuracy_steps if deviation is not None else None,
-        "memory_peak_bytes": mem, "host_rss_peak_bytes": _rss_peak_bytes(),
+        "memory_peak_bytes": mem, "host_rss_peak_bytes": rss_peak_bytes(),
         "threads_used": torch.get_num_threads() if device.type == "cpu" else None,
         "params": fam.param_count(cfg), "flops_per_sample": fam.flops_per_sample(size, "train", case.shape),
         "group_batch": mesh.group_batch, "compiles_in_window": compiled_in_window,
