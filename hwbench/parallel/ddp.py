@@ -32,12 +32,29 @@ def make_step(prep, fam, inputs, targets, mesh, compile_fn, comm="none", bucket_
     from . import comm as comms
 
     ids = [mesh.local_rank] if mesh.device_type == "cuda" else None
+    bucket_cap_mb = one_bucket_on_gloo(prep.model, comm, mesh, bucket_cap_mb)
     kw = {} if bucket_cap_mb is None else {"bucket_cap_mb": bucket_cap_mb}
     prep.model = DistributedDataParallel(compile_fn(prep.model), device_ids=ids, **kw)
     state = comms.register_ddp_hook(prep.model, comm)
     step = workloads.make_step("train", prep, fam.loss, inputs, targets)
     step.powersgd = state
     return step
+
+
+def one_bucket_on_gloo(model, comm: str, mesh, bucket_cap_mb: float | None) -> float | None:
+    """The bucket size to give DDP. PowerSGD on gloo (CPU) gets one bucket holding every
+    gradient: its hook issues each bucket's second and third allreduce from gloo's
+    callback threads, so with several buckets the two ranks issue their collectives in
+    different orders and the group deadlocks (seen with mlp:base at 2 ranks, torch
+    2.13). A ``bucket_cap_mb`` set by the user that is already large enough stands.
+    (DDP's small first bucket is used only when no bucket size is given, so an explicit
+    size makes every bucket that size.)"""
+    from .comm import powersgd_rank
+
+    if powersgd_rank(comm) is None or mesh.device_type == "cuda":
+        return bucket_cap_mb
+    need = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad) / 2**20
+    return max(bucket_cap_mb or 0.0, need + 1.0)
 
 
 STRATEGIES.register(Strategy(
