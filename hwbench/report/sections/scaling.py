@@ -21,6 +21,8 @@ def scaling_view(df: pd.DataFrame) -> list[Table]:
     fits = tr.size_scaling(df)
     # a torchrun group's batch curve is its own: say which strategy and world size
     group = [("parallelism", "strategy"), ("world_size", "ranks")] if len(sc.parallel_rows(df)) else []
+    if "comm" in knees and knees["comm"].nunique(dropna=True) > 1:  # gradient compression: a curve each
+        group.append(("comm", "comm"))
     return [
         ("throughput vs batch size (knee: where a larger batch stops gaining 10 % per doubling)" + said, knees,
          [*run, ("hostname", "host"), ("model", "model"), ("mode", "mode"), *group, ("precision", "precision"),
