@@ -99,7 +99,7 @@ def test_list_and_env():
 @pytest.mark.parametrize(
     "args,needle",
     [
-        (["run", "nope.toml"], "nope.toml: no such suite file (shipped suites: compile"),
+        (["run", "nope.toml"], "nope.toml: no such suite file (shipped suites: comm, compile"),
         (["report", "missing.json"], "missing.json: no such results file"),
         (["run", "suites/smoke.toml", "--filter", "zzz=1"], "unknown field 'zzz'"),
         (["run", "suites/smoke.toml", "--resume", "missing.json"], "missing.json: no such results file"),
