@@ -347,7 +347,13 @@ def test_cpu_load_comes_from_cpu_time_deltas_and_drives_the_estimate(tmp_path):
     # one busy core: ~100 % for the worker (what it got), at least that share of the machine
     assert 0.7 * got <= s["proc_cpu_pct_mean"] <= 130
     assert 0.7 * got / ncpu <= s["cpu_util_pct_mean"] <= 100
-    assert "cpu_util_pct_sampled_max" in s and "cpu_util_pct_max" not in s and s["mem_used_bytes_max"] > 0
+    # sampled percentages are summarised as *_sampled_*, never as the window's figure; a
+    # loaded machine may take no sampled percentage inside a 0.4 s window: then none
+    r = out.collectors["host"]
+    sampled = [p for t, p in zip(r.samples["t_s"], r.samples.get("cpu_util_pct", [])) if p is not None
+               and 0 <= t <= window]
+    assert ("cpu_util_pct_sampled_max" in s) == bool(sampled)
+    assert "cpu_util_pct_max" not in s and s["mem_used_bytes_max"] > 0
     e = out.energy
     assert e.energy_source == "estimated"
     load = s["cpu_util_pct_mean"] / 100
@@ -365,6 +371,7 @@ def test_short_windows_are_not_dominated_by_quantised_edge_readings():
     cs.case_begin(os.getpid())
     t0 = time.monotonic()
     cs.mark("window_start", t0)
+    cs._pending[-1].result(10)  # the start mark's reading, inside the window at any load
     time.sleep(0.003)
     t1 = time.monotonic()
     cs.mark("window_end", t1)
