@@ -167,6 +167,18 @@ def _suggest(value: str, allowed) -> str:
     return f" (did you mean {close!r}?)" if close else ""
 
 
+def _canonical_each(names: list[str], canonical) -> list[str]:
+    """Each name in its canonical spelling (``canonical`` raises ValueError for a bad
+    one; the error names the list index)."""
+    out = []
+    for i, name in enumerate(names):
+        try:
+            out.append(canonical(name))
+        except ValueError as e:
+            raise ValueError(f"[{i}] {e}") from None
+    return out
+
+
 class MatrixBlock(_Strict):
     """One cartesian product of case dimensions."""
 
@@ -243,26 +255,14 @@ class MatrixBlock(_Strict):
     @field_validator("variants")
     @classmethod
     def _variants(cls, v):
-        out = []
-        for i, name in enumerate(v):
-            try:
-                out.append(variants.canonical(name))
-            except ValueError as e:
-                raise ValueError(f"[{i}] {e}") from None
-        return out
+        return _canonical_each(v, variants.canonical)
 
     @field_validator("comm")
     @classmethod
     def _comm(cls, v):
         from .parallel import comm
 
-        out = []
-        for i, name in enumerate(v):
-            try:
-                out.append(comm.canonical(name))
-            except ValueError as e:
-                raise ValueError(f"[{i}] {e}") from None
-        return out
+        return _canonical_each(v, comm.canonical)
 
     @field_validator("devices")
     @classmethod
