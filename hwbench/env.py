@@ -13,7 +13,7 @@ from typing import Any
 
 import psutil
 
-from . import __version__
+from . import __version__, cpu_uarch
 from .devices import host, nvidia
 
 
@@ -32,7 +32,8 @@ def git_commit() -> str | None:
 def fingerprint() -> dict[str, Any]:
     """Facts about this machine and software, JSON types only. It also carries what
     peaks are derived from at load time (hwbench.peaks.peak): the CPU's max clock and
-    where it was read, its SIMD flags, and which torch ordinal each GPU had under this
+    where it was read, its SIMD flags, its identity (vendor / family / model or Arm
+    implementer / part) and an all-core clock where one was declared, and which torch ordinal each GPU had under this
     process's CUDA_VISIBLE_DEVICES (``gpus[i]["torch_device"]``)."""
     import torch
 
@@ -48,6 +49,10 @@ def fingerprint() -> dict[str, Any]:
         "cpu_freq_max_mhz": max_mhz,
         "cpu_freq_max_source": max_source,
         "cpu_flags": host.peak_cpu_flags(),
+        # what the CPU peak's microarchitecture table is keyed by, and a declared
+        # all-core clock (hwbench.cpu_uarch; docs/measuring.md)
+        **cpu_uarch.read_identity(),
+        **cpu_uarch.declared_all_core_clock(),
         "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         **host.cpu_scaling(),
         "memory_total_bytes": psutil.virtual_memory().total,

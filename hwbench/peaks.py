@@ -11,16 +11,22 @@ normalisation (:func:`normalise_name`) against :data:`NAMES`, never by substring
 Form factors differ in clocks and power, hence in peaks, so each has its own rows and
 a name NVML reports for a form factor not in the table gets no peak.
 
-CPUs: physical cores x max clock x fp32 SIMD lanes x FMA units x 2 FLOPs (one FMA =
-multiply + add). Lanes from the CPU flags (AVX-512: 16, AVX2 + FMA: 8, NEON/ASIMD: 4);
-two FMA units per core is assumed for AVX2 / AVX-512 server cores (Skylake-SP Gold and
-Platinum onwards, Zen 2 onwards; some parts have one, so CPU MFU may be understated by
-up to 2x there), and the ``source`` says so. bf16 has twice the fp32 peak only where
-the CPU has AVX512_BF16; otherwise torch computes it in fp32 and the fp32 peak applies.
-The clock is the *maximum* clock recorded in the environment; never the current clock,
-which moves with load and power state.
+A row may carry a ``confidence`` ("high" when empty; "medium" / "low" where the figure is
+derived or not from the vendor's own datasheet, with a ``note`` saying how) and a ``url``.
 
-An unknown device has no peak: MFU is left empty, never guessed, and ``reason`` says why.
+CPUs: physical cores x clock x FLOP per cycle per core from the microarchitecture table
+(:mod:`hwbench.cpu_uarch`, ``hwbench/data/cpu_uarch.csv``: FMA units x datapath width per
+ISA, matched by the CPU identity recorded in the environment). fp32: the widest ISA the
+CPU flags show; bf16: Intel AMX where present, else 2x fp32 with AVX512_BF16, else the
+fp32 rate (torch computes bf16 in fp32 there); int8: AMX only. The clock is the
+*all-core* clock where the environment records one (``cpu_freq_all_core_mhz``), else the
+*maximum* clock, and the source says which (the max may be a single-core boost: the peak
+is then high and MFU low); never the current clock, which moves with load and power
+state. A CPU the table does not know falls back to fp32 SIMD lanes from the CPU flags
+(AVX-512: 16, AVX2 + FMA: 8, NEON/ASIMD: 4) x 2 FMA units x 2, marked a guess
+(``confidence`` "guess").
+
+An unknown accelerator has no peak: MFU is left empty, never guessed, and ``reason`` says why.
 """
 
 from __future__ import annotations
@@ -55,10 +61,25 @@ NAMES: Mapping[str, tuple[str, str]] = {
     "l40": ("L40", "PCIe"),
     "l40s": ("L40S", "PCIe"),
     "mi300x": ("MI300X", "OAM"),  # "AMD Instinct MI300X"
+    "b200": ("B200", "SXM"),  # "NVIDIA B200" (HGX B200 board)
+    "gb200": ("GB200", "Superchip"),  # "NVIDIA GB200": one Blackwell GPU of a GB200 superchip
+    "h20": ("H20", "SXM"),  # "NVIDIA H20"
+    "rtx pro 6000 blackwell workstation edition": ("RTX PRO 6000 Blackwell", "Workstation"),
+    "mi325x": ("MI325X", "OAM"),  # "AMD Instinct MI325X"
+    "mi355x": ("MI355X", "OAM"),  # "AMD Instinct MI355X"
+    "gaudi3": ("Gaudi 3", "OAM"),  # torch.hpu.get_device_name(): "GAUDI3"
+    "gaudi 3": ("Gaudi 3", "OAM"),
+    "hl 325l": ("Gaudi 3", "OAM"),  # hl-smi's product name of the OAM module
+    "tpu v5 lite": ("TPU v5e", "chip"),  # the XLA device kind of a v5e
+    "tpu v5e": ("TPU v5e", "chip"),
+    "tpu v5": ("TPU v5p", "chip"),  # the XLA device kind of a v5p
+    "tpu v5p": ("TPU v5p", "chip"),
+    "tpu v6 lite": ("TPU v6e", "chip"),  # the XLA device kind of a v6e (Trillium)
+    "tpu v6e": ("TPU v6e", "chip"),
 }
 
 # Words that name the vendor or brand, not the part.
-_BRANDS = frozenset({"nvidia", "amd", "tesla", "instinct"})
+_BRANDS = frozenset({"nvidia", "amd", "tesla", "instinct", "intel", "habana", "google"})
 # Memory size and type: "80gb", "141gb", "144g", "hbm3", "hbm3e", "gddr6".
 _MEMORY = re.compile(r"^(\d+(\.\d+)?(gb|g|gib)|hbm\d*e?|gddr\d+x?)$")
 
@@ -78,6 +99,9 @@ class Peak:
     tflops: float | None  # dense peak for the precision, TFLOP/s; None when unknown
     source: str  # where it came from (a datasheet, or the CPU formula with its inputs); "" when unknown
     reason: str | None  # why tflops is None; None when known
+    # how sure the figure is: "high"; "medium" / "low" (a row marked so); "guess" (a CPU
+    # the microarchitecture table does not know: the old lanes x 2 FMA formula)
+    confidence: str = "high"
 
 
 @dataclass(frozen=True)
@@ -90,6 +114,12 @@ class TableRow:
     dense_tflops: float  # TFLOP/s (TOP/s for int8), without sparsity
     source: str
     date: str  # ISO date the figure was recorded from its source
+    confidence: str = "high"  # high / medium / low
+    note: str = ""  # why a figure is less sure, how it was derived
+    url: str = ""  # where the source can be read
+
+
+_CONFIDENCE = ("high", "medium", "low")
 
 
 @lru_cache(maxsize=1)
@@ -99,8 +129,10 @@ def table() -> Mapping[tuple[str, str], Mapping[str, TableRow]]:
     text = resources.files("hwbench.data").joinpath("peaks.csv").read_text(encoding="utf-8")
     out: dict[tuple[str, str], dict[str, TableRow]] = {}
     for line, r in enumerate(csv.DictReader(io.StringIO(text)), start=2):
-        row = TableRow(r["device"], r["variant"], r["precision"], float(r["dense_tflops"]), r["source"], r["date"])
-        if row.precision not in PEAK_KEYS or not row.dense_tflops > 0 or not row.source or not row.date:
+        row = TableRow(r["device"], r["variant"], r["precision"], float(r["dense_tflops"]), r["source"], r["date"],
+                       r.get("confidence") or "high", r.get("note") or "", r.get("url") or "")
+        if (row.precision not in PEAK_KEYS or not row.dense_tflops > 0 or not row.source or not row.date
+                or row.confidence not in _CONFIDENCE):
             raise ValueError(f"peaks.csv line {line}: bad row {r}")
         per = out.setdefault((row.device, row.variant), {})
         if row.precision in per:
@@ -139,32 +171,92 @@ def _datasheet_peak(device_name: str, peak_key: str) -> Peak:
     row = table()[key].get(peak_key)
     if row is None:
         return Peak(None, "", f"no {peak_key} peak for {device_name!r} ({key[0]} {key[1]}) in the datasheet table")
-    return Peak(row.dense_tflops, f"datasheet: {row.source}, {key[0]} {key[1]} dense {peak_key} ({row.date})", None)
+    source = f"datasheet: {row.source}, {key[0]} {key[1]} dense {peak_key} ({row.date})"
+    if row.confidence != "high":
+        source += f"; {row.confidence} confidence" + (f": {row.note}" if row.note else "")
+    return Peak(row.dense_tflops, source, None, row.confidence)
 
 
 # fp32 SIMD lanes per vector instruction, widest first: (flags needed, lanes, named as).
+# Only for a CPU the microarchitecture table does not know (the fallback guess).
 _SIMD = ((("avx512f",), 16, "avx512f"), (("avx2", "fma"), 8, "avx2+fma"), (("asimd",), 4, "asimd"))
 
 
+def _cpu_clock(env: Mapping[str, Any]) -> tuple[float | None, str]:
+    """(MHz, how it is named in the source) of the clock a CPU peak uses: the all-core
+    clock where the environment records one (``cpu_freq_all_core_mhz``), else the max
+    clock, said to be one; (None, why) where neither is known."""
+    all_core = env.get("cpu_freq_all_core_mhz")
+    if all_core and all_core > 0:
+        src = env.get("cpu_freq_all_core_source") or "source not recorded"
+        return all_core, f"{all_core / 1e3:g} GHz all-core clock ({src})"
+    mhz = env.get("cpu_freq_max_mhz")
+    if not mhz or mhz <= 0:
+        return None, ("no max CPU clock known (cpu_freq_max_mhz not recorded: neither cpufreq's "
+                      "cpuinfo_max_freq nor psutil.cpu_freq().max gave one); MFU left empty")
+    src = env.get("cpu_freq_max_source") or "source not recorded"
+    return mhz, f"{mhz / 1e3:g} GHz max clock ({src}; all-core clock not known, the max may be a single-core boost)"
+
+
 def _cpu_peak(peak_key: str, cores: int | None, env: Mapping[str, Any]) -> Peak:
-    if peak_key not in ("fp32", "bf16"):
+    if peak_key not in ("fp32", "bf16", "int8"):
         return Peak(None, "", f"no {peak_key} peak for CPUs")
     if cores is None:
         cores = env.get("cpu_cores_physical")
     if not cores or cores < 1:
         return Peak(None, "", "number of physical CPU cores unknown; MFU left empty")
-    mhz = env.get("cpu_freq_max_mhz")
-    if not mhz or mhz <= 0:
-        return Peak(None, "", "no max CPU clock known (cpu_freq_max_mhz not recorded: neither cpufreq's "
-                              "cpuinfo_max_freq nor psutil.cpu_freq().max gave one); MFU left empty")
+    mhz, clock = _cpu_clock(env)
+    if mhz is None:
+        return Peak(None, "", clock)
+    from . import cpu_uarch
+
+    u, how = cpu_uarch.match(env)
+    if u is None:
+        return _cpu_guess(peak_key, cores, mhz, clock, env, how)
+    flags = set(env.get("cpu_flags") or ())
+    isa = cpu_uarch.usable_isa(u, flags) if flags else u.widest_isa
+    if isa is None:
+        return Peak(None, "", f"{u.name}: none of its ISAs ({', '.join(u.fma)}) shows in the CPU flags "
+                              f"{sorted(flags)}; MFU left empty")
+    pipes = u.fma[isa]
+    per_cycle, what = pipes.fp32_flops_per_cycle, f"fp32 FLOP/cycle ({isa} {pipes.units}x{pipes.bits}-bit FMA)"
+    confidence, notes = u.confidence, []
+    if not flags:
+        notes.append(f"CPU flags not recorded: {isa} assumed")
+    if isa == "avx512" and cpu_uarch.one_fma_unit(u, env.get("cpu_model") or ""):
+        per_cycle //= 2
+        what = f"fp32 FLOP/cycle (avx512, one 512-bit FMA unit on this SKU)"
+    if peak_key == "int8":
+        if not (u.amx_int8_ops_per_cycle and "amx_int8" in flags):
+            return Peak(None, "", "no int8 peak for CPUs without AMX int8 (vector int8 rates are not tabled)")
+        per_cycle, what = u.amx_int8_ops_per_cycle, "int8 op/cycle (AMX)"
+    elif peak_key == "bf16":
+        if u.amx_bf16_flops_per_cycle and "amx_bf16" in flags:
+            per_cycle, what = u.amx_bf16_flops_per_cycle, "bf16 FLOP/cycle (AMX)"
+        elif "avx512_bf16" in flags and isa == "avx512":
+            per_cycle, what = per_cycle * 2, what.replace("fp32", "bf16") + " x 2 (avx512_bf16 pairs)"
+        else:
+            notes.append("no bf16 dot-product or matrix unit counted: bf16 at the fp32 rate")
+    source = (f"cpu table: {u.name} ({how}; {u.confidence} confidence): {cores} cores x {clock} x "
+              f"{per_cycle} {what}")
+    if notes:
+        source += "; " + "; ".join(notes)
+    return Peak(cores * mhz * 1e6 * per_cycle / 1e12, source, None, confidence)
+
+
+def _cpu_guess(peak_key: str, cores: int, mhz: float, clock: str, env: Mapping[str, Any], why: str) -> Peak:
+    """The fallback for a CPU the table does not know: lanes from the CPU flags x 2 FMA
+    units (assumed) x 2. Marked a guess: the FMA units and datapath width are unknown."""
+    if peak_key == "int8":
+        return Peak(None, "", "no int8 peak for CPUs without AMX int8 (vector int8 rates are not tabled)")
     flags = set(env.get("cpu_flags") or ())
     simd = next(((lanes, named) for need, lanes, named in _SIMD if all(f in flags for f in need)), None)
     if simd is None:
         return Peak(None, "", f"no fp32 SIMD width known from the CPU flags {sorted(flags)} "
-                              "(avx512f, avx2+fma or asimd needed); MFU left empty")
+                              "(avx512f, avx2+fma or asimd needed) and the CPU is not in the microarchitecture "
+                              f"table ({why}); MFU left empty")
     lanes, named = simd
-    clock_src = env.get("cpu_freq_max_source") or "source not recorded"
-    source = (f"cpu formula: {cores} cores x {mhz / 1e3:g} GHz max clock ({clock_src}) x {lanes} fp32 lanes "
+    source = (f"cpu formula (guess: {why}): {cores} cores x {clock} x {lanes} fp32 lanes "
               f"({named}) x 2 FMA units (assumed) x 2")
     tflops = cores * mhz * 1e6 * lanes * 2 * 2 / 1e12
     if peak_key == "bf16":
@@ -174,6 +266,5 @@ def _cpu_peak(peak_key: str, cores: int | None, env: Mapping[str, Any]) -> Peak:
         else:
             source += " (no avx512_bf16: bf16 is computed at the fp32 rate)"
         if "amx_bf16" in flags:
-            # oneDNN uses AMX tiles for bf16 matmuls; their rate is not in the formula.
             source += "; amx_bf16 present but not counted, so MFU may exceed 1"
-    return Peak(tflops, source, None)
+    return Peak(tflops, source, None, "guess")

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..records import CaseResult, RunRecord
+from .mfu import mfu_flags
 from .roofline import roofline_columns, roofline_flags
 from .stats import latency_stats_ms, noise_flag, percentile
 
@@ -28,13 +29,14 @@ def _peak_key(precision: str) -> str | None:
         return None
 
 
-def _peak(rec: RunRecord, c: CaseResult) -> tuple[float | None, str | None, str | None]:
-    """(peak TFLOP/s, its source, why it is unknown) for the case's device and precision."""
+def _peak(rec: RunRecord, c: CaseResult) -> tuple[float | None, str | None, str | None, str | None]:
+    """(peak TFLOP/s, its source, why it is unknown, its confidence) for the case's device
+    and precision."""
     from .. import peaks
 
     key = _peak_key(c.case.precision)
     if key is None:
-        return None, None, f"precision {c.case.precision!r} has no peak key"
+        return None, None, f"precision {c.case.precision!r} has no peak key", None
     env = rec.environment_of(c)
     kind = (c.device_resolved or c.case.device).split(":")[0]
     # a parallel case's throughput is the group's: its peak is the group's devices'
@@ -49,10 +51,10 @@ def _peak(rec: RunRecord, c: CaseResult) -> tuple[float | None, str | None, str 
         cores = min(used, physical) if used and physical else physical
     p = peaks.peak(kind, c.device_name or "", key, cores=cores, env=env.model_dump())
     if p.tflops is None or ranks == 1:
-        return p.tflops, p.source, p.reason
+        return p.tflops, p.source, p.reason, p.confidence
     if kind == "cpu":
-        return (p.tflops * nnodes, p.source + (f" x {nnodes} nodes" if nnodes > 1 else ""), None)
-    return p.tflops * ranks, f"{p.source} x {ranks} devices (one per rank)", None
+        return (p.tflops * nnodes, p.source + (f" x {nnodes} nodes" if nnodes > 1 else ""), None, p.confidence)
+    return p.tflops * ranks, f"{p.source} x {ranks} devices (one per rank)", None, p.confidence
 
 
 def case_row(rec: RunRecord, c: CaseResult, path: str = "") -> dict[str, Any]:
@@ -132,12 +134,13 @@ def case_row(rec: RunRecord, c: CaseResult, path: str = "") -> dict[str, Any]:
             row.update(_parallel(facts, row, c.case.world_size))
         median_s = (row.get("latency_ms_p50") or 0.0) / 1e3
         achieved = facts.flops_per_sample * bs / median_s / 1e12 if median_s > 0 else None
-        peak, source, why = _peak(rec, c)
+        peak, source, why, confidence = _peak(rec, c)
         row["achieved_tflops"] = achieved
         row["peak_tflops"] = peak
         row["peak_source"] = source
         row["mfu"] = achieved / peak if achieved and peak else None
         row["mfu_reason"] = why if peak is None else None
+        flags.extend(mfu_flags(row["mfu"], achieved, peak, source, confidence))  # above_peak, peak_uncertain
         flags.extend(_dense_equivalent(c.case.variant, row))
         # against the measured peaks of the machine profile the segment recorded (hwbench probe)
         seg = rec.segments[c.segment] if c.segment < len(rec.segments) else rec.segments[0]

@@ -136,6 +136,11 @@ def pct(x) -> str:
     return "" if not is_number(x) else f"{float(x) * 100:.3g} %"
 
 
+def _mfu(x) -> str:
+    """MFU as pct(); above 1 marked, never a plain figure (hwbench.analysis.mfu)."""
+    return pct(x) + (" >peak" if is_number(x) and float(x) > 1 else "")
+
+
 def per(unit: str):
     return lambda x: "" if not is_number(x) else f"{_sig(float(x))} {unit}"
 
@@ -311,7 +316,7 @@ def _training(tr, assumptions: list[str], model: str, fmt: str) -> list[str]:
              _mark(r, "cost_usd", usd(r.get("cost_usd"))),
              _mark(r, "co2_kg", grams(None if not is_number(r.get("co2_kg")) else float(r["co2_kg"]) * 1000)),
              "" if not is_number(r.get("achieved_tflops")) else _sig(float(r["achieved_tflops"])),
-             pct(r.get("mfu"))] for r in rows]
+             _mfu(r.get("mfu"))] for r in rows]
     out += _table(fmt, headers, body, shrink=0)
     for r in rows:
         if isinstance(r.get("reason"), str) and r["reason"]:

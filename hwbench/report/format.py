@@ -120,6 +120,13 @@ def percent(fraction: Any, digits: int = 3) -> str:
     return f"{sig(float(fraction) * 100, digits)}%"
 
 
+def mfu(fraction: Any) -> str:
+    """MFU as a percentage; above 1 (above the peak: hwbench.analysis.mfu's ``above_peak``
+    flag) never as a plain figure: 1.23 -> "123% >peak"."""
+    text = percent(fraction)
+    return f"{text} >peak" if text and float(fraction) > 1 else text
+
+
 def pct(value: Any) -> str:
     """A value already in percent (``*_pct_*`` columns)."""
     return "" if missing(value) else f"{sig(float(value))}%"
@@ -284,7 +291,9 @@ def column(name: str) -> Callable[[Any], str]:
         return column(name.rsplit("_", 1)[0])
     if name.startswith("baseline_"):
         return column(name[len("baseline_"):])
-    if name in ("gain_per_doubling",) or name in ("mfu", "latency_cv", "latency_iqr_rel", "flops_counted_vs_analytic", "scaling_efficiency",
+    if name in ("mfu", "mfu_achievable"):
+        return mfu
+    if name in ("gain_per_doubling",) or name in ("latency_cv", "latency_iqr_rel", "flops_counted_vs_analytic", "scaling_efficiency",
                 "comm_fraction"):
         return percent
     if name == "quality_flags":

@@ -103,7 +103,7 @@ def headline_columns(wide: bool = False, flops: str | None = None, status: bool 
         Column("latency_ms_p90", "p90", fm.duration_ms, priority=3),
         Column("latency_iqr_rel", "IQR/p50", fm.percent, priority=4),
         _flops_column(flops),
-        Column("mfu", "MFU", fm.percent, priority=5),
+        Column("mfu", "MFU", fm.mfu, priority=5),
         _energy_column("energy_per_sample_j", "energy/sample", fm.energy_j, priority=2),
         _energy_column("energy_per_token_j", "energy/token", fm.energy_j, priority=4),
         _energy_column("power_w_mean", "power", fm.power_w, priority=6),
