@@ -1,4 +1,4 @@
-"""``hwbench list``: the reference models or the shipped suites."""
+"""``hwbench list``: the reference models, the shipped suites or the peaks."""
 
 from __future__ import annotations
 
@@ -11,10 +11,17 @@ from .output import console, print_lines, width
 
 
 @click.command("list")
-@click.argument("what", type=click.Choice(["models", "suites"]), default="models", metavar="[models|suites]")
+@click.argument("what", type=click.Choice(["models", "suites", "peaks"]), default="models",
+                metavar="[models|suites|peaks]")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
 def list_(what: str, fmt: str) -> None:
-    """List reference models (family:size) or the shipped suites."""
+    """List reference models (family:size), the shipped suites, or the peaks MFU is
+    measured against (accelerator datasheet rows and CPU microarchitectures, with sources)."""
+    if what == "peaks":
+        from .peaks_listing import show
+
+        show(fmt)
+        return
     from ..report import format as fm
     from ..report.fit import Column, fit
 
