@@ -192,3 +192,10 @@ def test_parse_fma_rejects_bad_pipes():
     for bad in ("avx3:2x256", "avx2:2x200", "avx2", ""):
         with pytest.raises(ValueError):
             cpu_uarch.parse_fma(bad)
+
+
+def test_read_identity_from_a_file(tmp_path):
+    f = tmp_path / "cpuinfo"
+    f.write_text(SPR)
+    assert cpu_uarch.read_identity(str(f))["cpu_model_id"] == 143
+    assert cpu_uarch.read_identity(str(tmp_path / "missing")) == {}

@@ -37,8 +37,12 @@ def env(as_json: bool) -> None:
         elif k == "cpu_freq_max_mhz":
             # the clock the CPU peak (and so MFU) is computed from
             src = fp.get("cpu_freq_max_source")
-            v = (f"{fm.mhz(v)} from {src} (the CPU peak for MFU uses it)" if not fm.missing(v) else
-                 "unknown here (e.g. a VM): CPU MFU stays empty")
+            all_core = not fm.missing(fp.get("cpu_freq_all_core_mhz"))
+            if not fm.missing(v):
+                v = f"{fm.mhz(v)} from {src}" + (" (the CPU peak uses the all-core clock)" if all_core else
+                                                  " (the CPU peak for MFU uses it)")
+            else:
+                v = "unknown here (e.g. a VM)" + ("" if all_core else ": CPU MFU stays empty")
         elif k == "cpu_flags":
             v = list(v or [])
             shown = [f for f in _CPU_FLAGS_SHOWN if f in v]
