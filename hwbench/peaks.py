@@ -225,7 +225,7 @@ def _cpu_peak(peak_key: str, cores: int | None, env: Mapping[str, Any]) -> Peak:
         notes.append(f"CPU flags not recorded: {isa} assumed")
     if isa == "avx512" and cpu_uarch.one_fma_unit(u, env.get("cpu_model") or ""):
         per_cycle //= 2
-        what = f"fp32 FLOP/cycle (avx512, one 512-bit FMA unit on this SKU)"
+        what = "fp32 FLOP/cycle (avx512, one 512-bit FMA unit on this SKU)"
     if peak_key == "int8":
         if not (u.amx_int8_ops_per_cycle and "amx_int8" in flags):
             return Peak(None, "", "no int8 peak for CPUs without AMX int8 (vector int8 rates are not tabled)")
@@ -234,7 +234,7 @@ def _cpu_peak(peak_key: str, cores: int | None, env: Mapping[str, Any]) -> Peak:
         if u.amx_bf16_flops_per_cycle and "amx_bf16" in flags:
             per_cycle, what = u.amx_bf16_flops_per_cycle, "bf16 FLOP/cycle (AMX)"
         elif "avx512_bf16" in flags and isa == "avx512":
-            per_cycle, what = per_cycle * 2, what.replace("fp32", "bf16") + " x 2 (avx512_bf16 pairs)"
+            per_cycle, what = per_cycle * 2, what.replace("fp32", "bf16") + " (avx512_bf16: 2x the fp32 rate)"
         else:
             notes.append("no bf16 dot-product or matrix unit counted: bf16 at the fp32 rate")
     source = (f"cpu table: {u.name} ({how}; {u.confidence} confidence): {cores} cores x {clock} x "
