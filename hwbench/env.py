@@ -33,8 +33,9 @@ def fingerprint() -> dict[str, Any]:
     """Facts about this machine and software, JSON types only. It also carries what
     peaks are derived from at load time (hwbench.peaks.peak): the CPU's max clock and
     where it was read, its SIMD flags, its identity (vendor / family / model or Arm
-    implementer / part) and an all-core clock where one was declared, and which torch ordinal each GPU had under this
-    process's CUDA_VISIBLE_DEVICES (``gpus[i]["torch_device"]``)."""
+    implementer / part, hwbench.cpu_uarch), an all-core clock where one was declared,
+    and which torch ordinal each GPU had under this process's CUDA_VISIBLE_DEVICES
+    (``gpus[i]["torch_device"]``)."""
     import torch
 
     max_mhz, max_source = host.cpu_freq_max()
