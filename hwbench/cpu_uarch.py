@@ -203,7 +203,9 @@ def match(env: Mapping[str, Any]) -> tuple[Uarch | None, str]:
             for u in table():
                 if u.arm_implementer and _hex(u.arm_implementer) == impl and (
                         not u.arm_parts or part in {_hex(p) for p in u.arm_parts}):
-                    return u, f"CPU implementer {impl} part {part}"
+                    hybrid = f" (hybrid: parts {','.join(parts)}; every core counted as this one)" \
+                        if len(parts) > 1 else ""
+                    return u, f"CPU implementer {impl} part {part}{hybrid}"
     name = env.get("cpu_model") or ""
     for u in table():
         if u.name_pattern and re.search(u.name_pattern, name):

@@ -200,3 +200,9 @@ def test_read_identity_from_a_file(tmp_path):
     f.write_text(SPR)
     assert cpu_uarch.read_identity(str(f))["cpu_model_id"] == 143
     assert cpu_uarch.read_identity(str(tmp_path / "missing")) == {}
+
+
+def test_hybrid_arm_chip_is_less_sure():
+    hybrid = N1 + "\nprocessor\t: 1\nCPU implementer\t: 0x41\nCPU part\t: 0xd4f\n"
+    p = peaks.peak("cpu", "", "fp32", cores=1, env=env_of(hybrid))
+    assert "Neoverse N1" in p.source and "hybrid" in p.source and p.confidence == "medium"
