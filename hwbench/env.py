@@ -13,7 +13,7 @@ from typing import Any
 
 import psutil
 
-from . import __version__
+from .version import __version__
 from .devices import host, nvidia
 
 

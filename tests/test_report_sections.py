@@ -94,7 +94,7 @@ def test_every_page_section_is_drawn_as_text_with_the_tables_of_its_html():
     for name, draw in zip(sections.PAGE_MODULES, sections.page_sections()):
         page = Page()
         draw(page, rep)
-        tables = sections.section_tables(name, rep)
+        tables = views.section_tables(name, rep)
         # one text table per HTML table the section drew, in the same order and with its columns
         assert len(page.frames) == "".join(page.parts).count("<table>"), name
         assert len(tables) == max(1, len(page.frames)), name
@@ -124,8 +124,8 @@ def test_a_page_sections_table_titles_come_from_its_headings_and_captions():
 
 def test_a_section_without_tables_says_so():
     rep = _example_report()
-    (title, df, cols), = sections.section_tables("parallel", rep)  # the smoke run has no parallel case
+    (title, df, cols), = views.section_tables("parallel", rep)  # the smoke run has no parallel case
     assert title == "parallel: nothing to show in these results" and df.empty
     assert views.render_terminal([(title, df, cols)], 80)[-1] == "  (none)"
     with pytest.raises(UserError):
-        sections.section_tables("headlines", rep)
+        views.section_tables("headlines", rep)

@@ -125,7 +125,7 @@ def _tables(df, records, view: str | None, section: str | None) -> list:
 
     if view:
         return views.view_sections(df, view)
-    return sec.section_tables(section, sec.Report(df, records, [h for h, _ in machines(df)]))
+    return views.section_tables(section, sec.Report(df, records, [h for h, _ in machines(df)]))
 
 
 def _render(df, fmt: str, output, wide: bool, cols: list[str], sections: list | None) -> str | None:

@@ -12,7 +12,8 @@ A section module holds the analysis frames it shows and how they are drawn:
   them in the order of :data:`PAGE_MODULES`. Its tables, drawn through
   :meth:`~hwbench.report.page.Page.frame`, are kept as :data:`Table` too, so the
   terminal and markdown renderers draw any page section (``hwbench report
-  --section NAME``, :func:`section_tables`); figures are the HTML page's alone.
+  --section NAME``, :func:`hwbench.report.views.section_tables`); figures are the
+  HTML page's alone.
 
 Adding a view is one new module here plus its name in :data:`VIEW_MODULES` (the
 ``--view`` choices are those names; each module registers the view of its own name);
@@ -57,23 +58,6 @@ def page_sections() -> list[Callable[..., None]]:
     """The HTML report's section functions, in page order."""
     _load(PAGE_MODULES)
     return [PAGE.get(m) for m in PAGE_MODULES]
-
-
-def section_tables(name: str, rep: Report) -> list[Table]:
-    """The tables page section ``name`` draws from ``rep``, as the terminal and markdown
-    renderers draw them; a section that draws no table gives one empty table titled by
-    its heading (printed as "(none)"). An unknown name is a UserError."""
-    from ..page import Page  # the page module imports pandas: loaded when a section is drawn
-
-    _load(PAGE_MODULES)
-    draw = PAGE.get(name)
-    page = Page()
-    draw(page, rep)
-    if page.frames:
-        return page.frames
-    import pandas as pd
-
-    return [(page.heading() or f"{name}: nothing to show in these results", pd.DataFrame(), [])]
 
 
 @dataclass(frozen=True)
