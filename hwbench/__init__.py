@@ -1,6 +1,6 @@
 """hwbench: hardware-aware benchmarking for deep learning."""
 
-__version__ = "0.1.0"
+from .version import __version__
 
 
 def load_results(paths, warn=None):

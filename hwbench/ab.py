@@ -152,7 +152,8 @@ class _Server:
                 "close": self.close}[req.op](req)
 
     def load(self, req: Load) -> _Msg:
-        from . import __version__, launch, planning
+        from . import launch, planning
+        from .version import __version__
         from .spec import load_suite
 
         if req.protocol != PROTOCOL:
@@ -542,7 +543,7 @@ def _pairs(sides: dict[str, Side], job: ABJob, cid: str, slot: int, timeout_s: f
     not ok ends the case after its pair (each side then has as many repeats); a side
     that dies ends it at once, failing the case on that side."""
     stop_after = None
-    for pair, name in _order(job.pairs):
+    for pair, name in abba(job.pairs):
         if stop_after is not None and pair > stop_after:
             break
         try:
@@ -557,10 +558,13 @@ def _pairs(sides: dict[str, Side], job: ABJob, cid: str, slot: int, timeout_s: f
     return slot
 
 
-def _order(pairs: int) -> list[tuple[int, str]]:
-    from .analysis.paired import abba
-
-    return abba(pairs)
+def abba(pairs: int) -> list[tuple[int, str]]:
+    """The order of one case's repeats: (pair, side) with side "base" (A) or "new" (B),
+    pair k in order AB for even k and BA for odd k: A B B A A B B A ..."""
+    out: list[tuple[int, str]] = []
+    for k in range(pairs):
+        out += [(k, "base"), (k, "new")] if k % 2 == 0 else [(k, "new"), (k, "base")]
+    return out
 
 
 def repeat_medians(path: str | Path) -> dict[str, tuple[str, str, tuple[float, ...]]]:

@@ -13,7 +13,8 @@ from typing import Any
 
 import psutil
 
-from . import __version__, cpu_uarch
+from . import cpu_uarch
+from .version import __version__
 from .devices import host, nvidia
 
 

@@ -195,7 +195,11 @@ class Precision:
 
 # the precision registry (hwbench.registry): get raises a UserError (also a KeyError)
 # naming the allowed precisions and the closest one
-REGISTRY: Registry[Precision] = Registry("precision")
+# Modules that register more precisions (each imports this one), imported on the first
+# read of the registry: a precision in a module of its own (in hwbench/plugins/) is that
+# module plus its name here.
+PRECISION_MODULES: tuple[str, ...] = ()
+REGISTRY: Registry[Precision] = Registry("precision", PRECISION_MODULES)
 register, unregister, names, get = REGISTRY.register, REGISTRY.unregister, REGISTRY.names, REGISTRY.get
 
 

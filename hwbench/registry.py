@@ -8,12 +8,18 @@ it or raises :class:`UnknownName`, a one-line :class:`~hwbench.errors.UserError`
 lists the allowed names and the closest one (difflib). ``requires(name, device, case)``
 asks the entry's own ``requires(device, case)`` why it cannot run, or None.
 
+Entries may live in modules of their own: a registry made with ``modules`` (dotted
+names) imports them on its first read, each registering its entries, so adding one is
+a new module plus its name in that list (``precisions.PRECISION_MODULES``, as
+``report.sections.VIEW_MODULES`` and the strategies' import line do for theirs).
+
 This module is a leaf: it imports only the standard library and ``errors``.
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib
 from typing import Any, Callable, Generic, Iterator, TypeVar, overload
 
 from .errors import UserError
@@ -43,12 +49,21 @@ def did_you_mean(name: Any, choices: Any) -> str:
 class Registry(Generic[T]):
     """Named entries of one kind, in registration order.
 
-    ``kind`` names the axis in messages ("unknown precision 'x'; allowed: ...").
+    ``kind`` names the axis in messages ("unknown precision 'x'; allowed: ...");
+    ``modules``: modules that register further entries, imported on the first read.
     """
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, modules: tuple[str, ...] = ()) -> None:
         self.kind = kind
         self._entries: dict[str, T] = {}
+        self._modules = modules
+
+    def _load(self) -> dict[str, T]:
+        """The entries, after importing the ``modules`` (once)."""
+        modules, self._modules = self._modules, ()
+        for m in modules:
+            importlib.import_module(m)
+        return self._entries
 
     # -- adding
     @overload
@@ -79,12 +94,12 @@ class Registry(Generic[T]):
     # -- reading
     def names(self) -> tuple[str, ...]:
         """The registered names, in registration order."""
-        return tuple(self._entries)
+        return tuple(self._load())
 
     def get(self, name: str) -> T:
         """The entry called ``name``; :class:`UnknownName` (a UserError) if none is."""
         try:
-            return self._entries[name]
+            return self._load()[name]
         except (KeyError, TypeError):
             raise UnknownName(self.unknown(name)) from None
 
@@ -101,19 +116,19 @@ class Registry(Generic[T]):
         return None if check is None else check(device, case)
 
     def values(self) -> tuple[T, ...]:
-        return tuple(self._entries.values())
+        return tuple(self._load().values())
 
     def items(self) -> tuple[tuple[str, T], ...]:
-        return tuple(self._entries.items())
+        return tuple(self._load().items())
 
     def __contains__(self, name: object) -> bool:
-        return name in self._entries
+        return name in self._load()
 
     def __iter__(self) -> Iterator[str]:
-        return iter(tuple(self._entries))
+        return iter(tuple(self._load()))
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._load())
 
     def __repr__(self) -> str:
         return f"Registry({self.kind!r}: {', '.join(self._entries)})"

@@ -96,3 +96,20 @@ def test_a_new_parallel_strategy_is_one_registered_object():
         STRATEGIES.unregister("toy")
     with pytest.raises(UserError, match="parallelism"):
         parse_suite('[suite]\nname="x"\n[[matrix]]\nmodels=["mlp:tiny"]\nmodes=["train"]\nparallelism=["toy"]\n')
+
+
+def test_entries_in_modules_of_their_own_are_loaded_on_the_first_read(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    home = types.ModuleType("toy_registry_home")
+    home.REG = Registry("toy", ("toy_registry_plugin",))
+    monkeypatch.setitem(sys.modules, "toy_registry_home", home)
+    (tmp_path / "toy_registry_plugin.py").write_text(
+        "from toy_registry_home import REG\nREG.register(name='plugged')(42)\n", encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "toy_registry_plugin", raising=False)
+    home.REG.register(name="built_in")(1)
+    assert "toy_registry_plugin" not in sys.modules  # not before a read
+    assert home.REG.names() == ("built_in", "plugged") and home.REG.get("plugged") == 42
+    assert len(home.REG) == 2 and "plugged" in home.REG  # imported once: no duplicate registration

@@ -77,3 +77,55 @@ def test_the_terminal_report_does_not_load_the_html_page():
             "print(any(m in sys.modules for m in ('hwbench.report.html', 'matplotlib')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "False"
+
+
+def _example_report():
+    from hwbench.analysis.derive import load_results_and_records
+    from hwbench.report.table import machines
+
+    df, records = load_results_and_records([ROOT / "results" / "examples" / "smoke-cpu-amd-epyc-2cores.json"])
+    return sections.Report(df, records, [h for h, _ in machines(df)])
+
+
+def test_every_page_section_is_drawn_as_text_with_the_tables_of_its_html():
+    from hwbench.report.page import Page
+
+    rep = _example_report()
+    for name, draw in zip(sections.PAGE_MODULES, sections.page_sections()):
+        page = Page()
+        draw(page, rep)
+        tables = views.section_tables(name, rep)
+        # one text table per HTML table the section drew, in the same order and with its columns
+        assert len(page.frames) == "".join(page.parts).count("<table>"), name
+        assert len(tables) == max(1, len(page.frames)), name
+        for (title, df, cols), (_, df2, cols2) in zip(tables, page.frames):
+            assert title and "<" not in title and cols == cols2 and df.equals(df2), name
+        md = views.render_markdown(tables)
+        term = views.render_terminal(tables, 80)
+        assert md.startswith("### ") and term and all(len(line) <= 80 for line in term), name
+
+
+def test_a_page_sections_table_titles_come_from_its_headings_and_captions():
+    from hwbench.report.page import Page
+
+    page = Page()
+    df = pd.DataFrame({"case_id": ["a"], "throughput_samples_per_s": [1.0]})
+    page.section("Top", key="top")
+    page.section("sub", level=3, key="sub")
+    page.add(page.frame(df, caption="the <b>first</b> &amp; only"))
+    page.pair("<svg/>", "Figure: y = c·N<sup>k</sup>.", page.frame(df))
+    page.add(page.frame(df, title="given"))
+    page.section("Next", key="next")
+    page.add(page.frame(df))
+    assert [t for t, _, _ in page.frames] == ["Top / sub: the first & only", "Top / sub: Figure: y = c·N^k.", "given",
+                                              "Next"]
+    assert page.frames[0][2] == [("case_id", "case_id"), ("throughput_samples_per_s", "throughput_samples_per_s")]
+
+
+def test_a_section_without_tables_says_so():
+    rep = _example_report()
+    (title, df, cols), = views.section_tables("parallel", rep)  # the smoke run has no parallel case
+    assert title == "parallel: nothing to show in these results" and df.empty
+    assert views.render_terminal([(title, df, cols)], 80)[-1] == "  (none)"
+    with pytest.raises(UserError):
+        views.section_tables("headlines", rep)

@@ -183,6 +183,14 @@ def test_report_view_csv_and_option_conflicts(tmp_path):
     assert bad.returncode == 2 and "--html" in bad.stderr
 
 
+def test_report_section_as_text_and_its_option_conflicts():
+    md = hwbench("report", SMOKE, "--section", "models", "--format", "markdown")
+    assert md.returncode == 0, md.stderr
+    assert md.stdout.startswith("### Per model / mlp:tiny: Throughput against batch size")
+    bad = hwbench("report", SMOKE, "--section", "models", "--view", "pareto")
+    assert bad.returncode == 2 and "--view and --section" in bad.stderr
+
+
 # ------------------------------------------------------------------- runs are never pooled
 def two_runs(tmp_path):
     """A folder with two runs of one machine, the second twice as slow: in each run

@@ -3,7 +3,9 @@ rank test, a correction for the number of cases compared, and a verdict per case
 metric. Pure functions over records; the verdicts are data (a DataFrame), and the exit
 code is decided once, at the command line (:mod:`hwbench.commands.regression`).
 
-The statistics, with their defaults (each function's docstring says more):
+The statistics, with their defaults (each function's docstring says more; the test and
+intervals are in :mod:`.significance`, the rules in :mod:`.verdicts`, the machine
+conditions and environment differences in :mod:`.conditions`):
 
 * **Unit of comparison.** Where both sides ran ``repeats >= 3`` with every repeat in
   its own worker process (``measurement.repeat_isolation == "process"``), the unit is
@@ -58,15 +60,15 @@ import numpy as np
 from ..errors import UserError
 from ..records import PROCESS_ISOLATED_REPEATS, CaseResult, RunRecord
 
-VERDICTS = ("regressed", "failed", "improved", "inconclusive", "missing", "new", "unchanged")
-DEFAULT_ALPHA = 0.05
+# The method's parts, each in its own module, are importable from here too.
+from .conditions import (ENV_IGNORED, ENV_KEYS, HARDWARE_KEYS, MACHINE_CPU_POINTS, MACHINE_IDLE_POINTS,  # noqa: F401
+                         MACHINE_STEAL_POINTS, MACHINE_THROTTLE, conditions, environment_diff, machine_changes)
+from .significance import (CI_RULE_CONFIDENCE, DEFAULT_ALPHA, DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES,  # noqa: F401
+                           MAX_BOOTSTRAP_N, MAX_EXACT_PAIRS, POWER, adjust, detectable_change, difference_of_medians,
+                           min_p_value, min_samples, rank_test, ratio_of_medians)
+from .verdicts import RULES, VERDICTS, Decision, decide  # noqa: F401
+
 DEFAULT_THRESHOLD = 0.05
-DEFAULT_CONFIDENCE = 0.95
-DEFAULT_RESAMPLES = 2000
-# Bootstrap at most this many values per side (a seeded random subsample beyond it): the
-# interval of a subsample is wider, never narrower, and 1000 x 2000 resamples stay fast.
-MAX_BOOTSTRAP_N = 1000
-POWER = 0.8  # for the smallest detectable change
 
 
 @dataclass(frozen=True)
@@ -148,255 +150,6 @@ class Options:
     n_resamples: int = DEFAULT_RESAMPLES
     seed: int = 0
     case_glob: str | None = None
-
-
-# ------------------------------------------------------------------------ statistics
-# Exact Mann-Whitney p-values (scipy's exact null distribution) where there are no ties
-# and n x m is at most this: about 0.1 s at 100 x 100; its cost grows with n x m x
-# min(n, m), so 8 vs 100,000 would take minutes. Beyond it, and with ties, the normal
-# approximation with tie and continuity corrections, accurate at such sizes.
-MAX_EXACT_PAIRS = 10_000
-CI_RULE_CONFIDENCE = 0.99  # the fallback rule's interval (asv's 99 %)
-
-
-def min_p_value(n: int, m: int) -> float:
-    """The smallest two-sided p-value an exact Mann-Whitney U test can give for samples
-    of ``n`` and ``m`` values (no ties): 2 / C(n + m, n). A test whose smallest p is
-    above the significance level can never find a difference, however large. Computed
-    in logarithms beyond n + m = 1000 (C(n + m, n) no longer fits a float; the result
-    then underflows to 0.0, which it is, for any level)."""
-    if n < 1 or m < 1:
-        return 1.0
-    if n + m <= 1000:
-        return min(1.0, 2 / math.comb(n + m, n))
-    log_comb = math.lgamma(n + m + 1) - math.lgamma(n + 1) - math.lgamma(m + 1)
-    return min(1.0, math.exp(math.log(2.0) - log_comb))
-
-
-def min_samples(alpha: float = DEFAULT_ALPHA) -> int:
-    """The fewest values per side (equal sizes) with which Mann-Whitney U can reach
-    ``alpha`` two-sided: 4 for 0.05 (3 vs 3 gives p >= 0.1). After a correction over m
-    tests the level one case must reach can be as small as alpha / m (Holm, or BH with a
-    single true change): pass that. With repeats = 10 (p down to 1.1e-5) a sweep of
-    up to ~4000 comparisons can still single out one regression."""
-    n = 1
-    while min_p_value(n, n) > alpha:
-        n += 1
-    return n
-
-
-def rank_test(a: Sequence[float], b: Sequence[float]) -> float | None:
-    """Two-sided Mann-Whitney U p-value for ``a`` vs ``b`` (scipy.stats.mannwhitneyu):
-    exact without ties while len(a) x len(b) <= MAX_EXACT_PAIRS, else the normal
-    approximation with tie and continuity corrections. None with fewer than 2 values on
-    a side; 1.0 when every value on both sides is equal."""
-    from scipy.stats import mannwhitneyu
-
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    if a.size < 2 or b.size < 2:
-        return None
-    both = np.concatenate([a, b])
-    if np.ptp(both) == 0:
-        return 1.0
-    ties = np.unique(both).size < both.size
-    method = "exact" if not ties and a.size * b.size <= MAX_EXACT_PAIRS else "asymptotic"
-    return float(mannwhitneyu(a, b, alternative="two-sided", method=method).pvalue)
-
-
-def _median_ratio(x, y, axis=-1):
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.median(y, axis=axis) / np.median(x, axis=axis)
-
-
-def _median_difference(x, y, axis=-1):
-    return np.median(y, axis=axis) - np.median(x, axis=axis)
-
-
-def _bounds(dist: np.ndarray, confidence: float) -> tuple[float | None, float | None]:
-    """Percentile interval of a bootstrap distribution: the resampled values at the
-    lower and upper percentiles, outward (no interpolation: an infinite resample, from a
-    resampled baseline median of 0, stays an unbounded side instead of NaN)."""
-    d = dist[~np.isnan(dist)]
-    if not d.size:
-        return None, None
-    q = (1 - confidence) / 2
-    lo = np.percentile(d, 100 * q, method="lower")
-    hi = np.percentile(d, 100 * (1 - q), method="higher")
-    return float(lo), float(hi)
-
-
-def _effect(a, b, statistic, point: float, *, confidence: float, n_resamples: int, seed: int,
-            log_se: bool) -> dict[str, float | None]:
-    """The bootstrap behind :func:`ratio_of_medians` and :func:`difference_of_medians`."""
-    from scipy.stats import bootstrap
-
-    out: dict[str, float | None] = {"ci_low": None, "ci_high": None, "ci99_low": None, "ci99_high": None,
-                                    "se": None}
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    if a.size < 2 or b.size < 2:
-        return out
-    rng = np.random.default_rng(seed)
-    a = rng.choice(a, MAX_BOOTSTRAP_N, replace=False) if a.size > MAX_BOOTSTRAP_N else a
-    b = rng.choice(b, MAX_BOOTSTRAP_N, replace=False) if b.size > MAX_BOOTSTRAP_N else b
-    if np.ptp(a) == 0 and np.ptp(b) == 0:
-        return {"ci_low": point, "ci_high": point, "ci99_low": point, "ci99_high": point, "se": 0.0}
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "degenerate" distributions: handled below
-        res = bootstrap((a, b), statistic, vectorized=True, paired=False, n_resamples=n_resamples,
-                        confidence_level=confidence, method="percentile", rng=rng)
-    dist = np.asarray(res.bootstrap_distribution, float)
-    out["ci_low"], out["ci_high"] = _bounds(dist, confidence)
-    out["ci99_low"], out["ci99_high"] = _bounds(dist, CI_RULE_CONFIDENCE)
-    fin = dist[np.isfinite(dist) & (dist > 0)] if log_se else dist[np.isfinite(dist)]
-    if fin.size > 1:
-        out["se"] = float(np.std(np.log(fin) if log_se else fin, ddof=1))
-    return out
-
-
-def ratio_of_medians(a: Sequence[float], b: Sequence[float], *, confidence: float = DEFAULT_CONFIDENCE,
-                     n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> dict[str, float | None]:
-    """median(b) / median(a) with percentile-bootstrap confidence intervals
-    (scipy.stats.bootstrap, two independent samples resampled separately, ``confidence``
-    95 %, ``n_resamples`` 2000, seeded): ``ci_low`` / ``ci_high``, and the 99 % interval
-    of the fallback rule (``ci99_low`` / ``ci99_high``) from the same resamples.
-    Percentile rather than BCa: BCa's acceleration comes from the jackknife, which is not
-    consistent for the median. ``se_log`` is the bootstrap standard error of log(ratio),
-    from which :func:`detectable_change` is computed. A side whose resampled median is
-    0 makes that bound infinite (unbounded), never a point. Samples above
-    MAX_BOOTSTRAP_N values are subsampled (seeded) first. Needs 2 values per side for an
-    interval; fewer give the ratio alone; median(a) <= 0 gives no ratio (None)."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    ma, mb = float(np.median(a)), float(np.median(b))
-    ratio = mb / ma if ma > 0 else None
-    if ratio is None:
-        return {"ratio": None, "ci_low": None, "ci_high": None, "ci99_low": None, "ci99_high": None, "se_log": None}
-    e = _effect(a, b, _median_ratio, ratio, confidence=confidence, n_resamples=n_resamples, seed=seed, log_se=True)
-    return {"ratio": ratio, **{k: v for k, v in e.items() if k != "se"}, "se_log": e["se"]}
-
-
-def difference_of_medians(a: Sequence[float], b: Sequence[float], *, confidence: float = DEFAULT_CONFIDENCE,
-                          n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> dict[str, float | None]:
-    """median(b) - median(a) with the same bootstrap intervals as
-    :func:`ratio_of_medians` (``se``: the standard error of the difference). Used where
-    the baseline's median is 0, so no ratio exists."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    diff = float(np.median(b) - np.median(a))
-    e = _effect(a, b, _median_difference, diff, confidence=confidence, n_resamples=n_resamples, seed=seed,
-                log_se=False)
-    return {"difference": diff, **e}
-
-
-def detectable_change(se_log: float | None, alpha: float = DEFAULT_ALPHA, power: float = POWER) -> float | None:
-    """The smallest relative change (a fraction) a two-sided test at ``alpha`` would find
-    with probability ``power`` (80 %), given the standard error of log(ratio):
-    exp((z[1 - alpha/2] + z[power]) * se) - 1, i.e. about 2.8 standard errors for 5 %
-    and 80 % (the usual sample-size rule, Lehr 1992)."""
-    from scipy.stats import norm
-
-    if se_log is None:
-        return None
-    return float(math.expm1((norm.ppf(1 - alpha / 2) + norm.ppf(power)) * se_log))
-
-
-def adjust(p_values: Sequence[float], method: str = "bh") -> np.ndarray:
-    """p-values adjusted for the number of tests: ``bh`` Benjamini-Hochberg
-    (scipy.stats.false_discovery_control; controls the false-discovery rate, and the
-    family-wise error rate when nothing changed) or ``holm`` (Holm's step-down;
-    controls the family-wise error rate). Compare the result with alpha."""
-    p = np.asarray(p_values, float)
-    if p.size == 0:
-        return p
-    if method == "bh":
-        from scipy.stats import false_discovery_control
-
-        return false_discovery_control(p, method="bh")
-    if method == "holm":
-        order = np.argsort(p)
-        m = p.size
-        stepped = np.maximum.accumulate((m - np.arange(m)) * p[order])
-        out = np.empty_like(p)
-        out[order] = np.minimum(stepped, 1.0)
-        return out
-    raise ValueError(f"unknown correction {method!r} (bh, holm)")
-
-
-# ------------------------------------------------------------------------ the verdict
-RULES = ("test", "ci99", "ci95", "threshold", "none")
-
-
-@dataclass(frozen=True)
-class Decision:
-    """A verdict with what decided it. ``rule``: ``test`` (the adjusted p-value),
-    ``ci99`` (the fallback: the 99 % interval wholly beyond the threshold), ``ci95``
-    (the 95 % interval wholly inside it), ``threshold`` (one value per side of a per-run
-    metric: nothing to test), ``none`` (inconclusive). ``why``: the evidence, or why
-    there is none, in a few words."""
-
-    verdict: str
-    rule: str
-    why: str
-
-
-def decide(change: float | None, ci95: tuple[float | None, float | None],
-           ci99: tuple[float | None, float | None], p_adjusted: float | None, *, threshold: float, alpha: float,
-           n: tuple[int, int], test_can_reach: bool = True, higher_is_better: bool = False,
-           per_run: bool = False) -> Decision:
-    """The verdict of one case and metric. ``change`` and the intervals are on one scale
-    (a fraction, new / baseline - 1; or an absolute difference where the baseline is 0,
-    with ``threshold`` then absolute too); ``p_adjusted`` is the test's p-value after
-    the correction (None: no test); ``n`` the values per side; ``test_can_reach``:
-    whether the test could reach ``alpha`` at all with these n after the correction.
-    The rules, in order:
-
-    1. fewer than 2 values on a side: no test, no interval -> ``inconclusive`` -- except
-       a per-run metric with one value per side, where the threshold decides alone
-       (rule ``threshold``);
-    2. ``p_adjusted < alpha``: ``regressed`` / ``improved`` (by the metric's direction)
-       when ``|change| >= threshold``, else ``unchanged`` (rule ``test``);
-    3. the test cannot reach ``alpha`` (or there is none), and the 99 % interval lies
-       wholly beyond +threshold or -threshold: ``regressed`` / ``improved`` (``ci99``);
-    4. the 95 % interval lies inside (-threshold, +threshold): ``unchanged`` (``ci95``);
-    5. otherwise ``inconclusive``: the change could be within the threshold -- or, where
-       the test could decide, it did not after the correction over every case (the
-       99 % interval alone does not override the correction for many cases)."""
-    nb, nn = n
-
-    def moved(c: float) -> str:
-        return "regressed" if (c < 0 if higher_is_better else c > 0) else "improved"
-
-    if change is None or not math.isfinite(change):
-        return Decision("inconclusive", "none", "no change can be computed")
-    if min(nb, nn) < 2:
-        if per_run and nb == nn == 1:
-            v = moved(change) if abs(change) >= threshold and change != 0 else "unchanged"
-            return Decision(v, "threshold", "one value per side: no test, the threshold alone")
-        return Decision("inconclusive", "none", f"{nb} vs {nn} values: no test or interval (needs >= 2 a side)")
-    if p_adjusted is not None and p_adjusted < alpha:
-        if abs(change) >= threshold and change != 0:
-            return Decision(moved(change), "test", f"p={p_adjusted:.2g} < {alpha:g}")
-        return Decision("unchanged", "test", f"p={p_adjusted:.2g} < {alpha:g} but below the threshold")
-    lo, hi = ci99
-    if (not test_can_reach or p_adjusted is None) and lo is not None and hi is not None:
-        if lo >= threshold and lo > 0:
-            return Decision(moved(lo), "ci99", "99 % CI wholly beyond the threshold; the test cannot reach "
-                            f"p < {alpha:g}")
-        if hi <= -threshold and hi < 0:
-            return Decision(moved(hi), "ci99", "99 % CI wholly beyond the threshold; the test cannot reach "
-                            f"p < {alpha:g}")
-    lo, hi = ci95
-    if lo is not None and hi is not None and -threshold < lo and hi < threshold:
-        return Decision("unchanged", "ci95", "95 % CI inside the threshold")
-    if not test_can_reach:
-        return Decision("inconclusive", "none", f"{nb} vs {nn} cannot reach p < {alpha:g} and the 99 % CI "
-                        "reaches inside the threshold")
-    lo, hi = ci99
-    if lo is not None and hi is not None and ((lo >= threshold and lo > 0) or (hi <= -threshold and hi < 0)):
-        # the test could have decided and did not: the correction over many cases holds
-        return Decision("inconclusive", "none", "99 % CI beyond the threshold, but not significant after the "
-                        "correction over every case")
-    return Decision("inconclusive", "none", "not significant and the CI reaches beyond the threshold")
 
 
 # ------------------------------------------------------------------------ the cases
@@ -606,70 +359,6 @@ def _case_metric(cid: str, metric: Metric, b: _Side, n: _Side, opts: Options, se
     return row
 
 
-# ------------------------------------------------------------ machine conditions
-# "Materially different conditions" (the machine_changed mark): the sides' figures, each
-# the mean over the compared results of a case, differ by at least
-MACHINE_CPU_POINTS = 10.0  # background CPU load, points of the machine's CPU (all cores = 100)
-MACHINE_STEAL_POINTS = 5.0  # CPU steal time (a VM's hypervisor serving others), points
-MACHINE_IDLE_POINTS = 10.0  # system CPU load over the idle baseline, points
-# ... or a GPU was slowed by the machine (heat, a power brake) on one side only. Not
-# sw_power_cap: that is the workload's own power, which the change itself can move.
-MACHINE_THROTTLE = ("hw_slowdown", "sw_thermal", "hw_thermal", "hw_power_brake")
-
-
-def conditions(results: Iterable[tuple[RunRecord, CaseResult]]) -> dict[str, Any]:
-    """What else the machine was doing while ``results`` were measured, as recorded:
-    ``background_cpu_pct`` (system busy CPU time minus the worker's, % of the machine;
-    steal counts as busy), ``steal_pct`` (CPU steal time, % of the machine),
-    ``idle_cpu_pct`` (system load over the segment's idle baseline), ``cpu_mhz`` and
-    ``gpu_sm_mhz`` (mean clocks), ``throttle`` (GPU throttle reasons seen). Means over
-    the results that recorded each; None where none did."""
-    got: dict[str, list[float]] = {k: [] for k in ("background_cpu_pct", "steal_pct", "idle_cpu_pct", "cpu_mhz",
-                                                   "gpu_sm_mhz")}
-    throttle: set[str] = set()
-    for rec, c in results:
-        host = c.collectors.get("host")
-        if host is not None:
-            s, ncpu = host.summary, host.info.get("logical_cpus")
-            if "cpu_util_pct_mean" in s and "proc_cpu_pct_mean" in s and isinstance(ncpu, int) and ncpu > 0:
-                got["background_cpu_pct"].append(max(0.0, s["cpu_util_pct_mean"] - s["proc_cpu_pct_mean"] / ncpu))
-            if "cpu_steal_pct_mean" in s:
-                got["steal_pct"].append(s["cpu_steal_pct_mean"])
-            if "cpu_freq_mhz_mean" in s:
-                got["cpu_mhz"].append(s["cpu_freq_mhz_mean"])
-        for r in c.collectors.values():
-            if r.device is not None and r.device in (c.device_resolved, c.case.device) \
-                    and "gpu_sm_clock_mhz_mean" in r.summary:
-                got["gpu_sm_mhz"].append(r.summary["gpu_sm_clock_mhz_mean"])
-        seg = rec.segments[c.segment] if c.segment < len(rec.segments) else None
-        if seg is not None and seg.idle_baseline is not None and seg.idle_baseline.cpu_util_pct is not None:
-            got["idle_cpu_pct"].append(seg.idle_baseline.cpu_util_pct)
-        for f in c.flags:
-            if f.flag == "throttled":
-                # "nvidia:0: hw_thermal, sw_power_cap" (NvidiaSampler.quality_flags)
-                throttle.update(t.strip() for t in f.detail.split(": ", 1)[-1].split(",") if t.strip())
-    out: dict[str, Any] = {k: (float(np.mean(v)) if v else None) for k, v in got.items()}
-    out["throttle"] = sorted(throttle)
-    return out
-
-
-def machine_changes(base: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """The material differences between two sides' :func:`conditions`, one phrase each
-    with the figures (empty: comparable conditions)."""
-    out = []
-    for key, limit, what in (("background_cpu_pct", MACHINE_CPU_POINTS, "background CPU"),
-                             ("steal_pct", MACHINE_STEAL_POINTS, "CPU steal"),
-                             ("idle_cpu_pct", MACHINE_IDLE_POINTS, "idle-baseline CPU")):
-        b, n = base.get(key), new.get(key)
-        if b is not None and n is not None and abs(n - b) >= limit:
-            out.append(f"{what} {b:.1f} -> {n:.1f} % of the machine")
-    for side, mine, other in (("baseline", base, new), ("new run", new, base)):
-        only = sorted(set(mine.get("throttle") or ()) - set(other.get("throttle") or ()) & set(MACHINE_THROTTLE))
-        if only:
-            out.append(f"GPU throttled ({', '.join(only)}) in the {side} only")
-    return out
-
-
 @dataclass(frozen=True)
 class Comparison:
     """What :func:`compare` found: one row per case and metric (``rows``), the
@@ -821,67 +510,6 @@ def _notes(df, opts: Options, m_tests: int) -> tuple[str, ...]:
                  f"cannot reach that, rule ci99: the 99 % bootstrap CI of the ratio of medians wholly beyond the "
                  f"threshold; unchanged (ci95): the {opts.confidence * 100:g} % CI inside it")
     return tuple(notes)
-
-
-# ------------------------------------------------------------------ environments
-# What is compared between environments (a key missing from both is not shown); any key
-# an environment records beyond these (a newer hwbench's facts) is compared too.
-ENV_KEYS = ("hostname", "cpu_model", "gpus", "driver_version", "cuda_driver_version", "hwbench_version",
-            "hwbench_git_commit", "torch_version", "torch_cuda_version", "python_version", "torch_num_threads",
-            "cpu_affinity", "cpu_cores_logical", "cpu_freq_max_mhz", "memory_total_bytes", "cuda_visible_devices", "os")
-ENV_IGNORED = ("cpu_flags", "cpu_freq_max_source", "platform", "python_implementation", "machine",
-               "cpu_cores_physical")
-HARDWARE_KEYS = ("cpu_model", "gpus")
-
-
-def _env_values(env) -> dict[str, str]:
-    d = env.model_dump()
-    out: dict[str, str] = {}
-    for k, v in d.items():
-        if k in ENV_IGNORED:
-            continue
-        if k == "gpus":
-            v = ", ".join(g.get("name", "?") for g in v) or None
-            clocks = [str(g[c]) for g in d["gpus"] for c in ("power_limit_w",) if g.get(c) is not None]
-            if clocks:
-                out["gpu_power_limit_w"] = ", ".join(clocks)
-        if v is None or v == [] or v == {}:
-            continue
-        out[k] = str(v)[:12] if k == "hwbench_git_commit" else str(v)
-    return out
-
-
-def environment_diff(baseline: Sequence[RunRecord], new: Sequence[RunRecord]):
-    """What differs between the environments (every segment) of the two sides, and the
-    suites' settings: a DataFrame (key, baseline, new, hardware) and the hardware
-    differences (CPU model, GPU names) as one-line strings."""
-    import pandas as pd
-
-    def side(recs):
-        vals: dict[str, list[str]] = {}
-        for rec in recs:
-            for seg in rec.segments:
-                for k, v in _env_values(seg.environment).items():
-                    vals.setdefault(k, [])
-                    if v not in vals[k]:
-                        vals[k].append(v)
-            for k, v in (rec.settings() or {}).items():
-                key = f"settings.{k}"
-                vals.setdefault(key, [])
-                if str(v) not in vals[key]:
-                    vals[key].append(str(v))
-        return {k: ", ".join(v) for k, v in vals.items()}
-
-    b, n = side(baseline), side(new)
-    keys = [k for k in ENV_KEYS if k in b or k in n] + sorted((set(b) | set(n)) - set(ENV_KEYS))
-    rows, hardware = [], []
-    for k in keys:
-        if b.get(k) != n.get(k):
-            hw = k in HARDWARE_KEYS
-            rows.append({"key": k, "baseline": b.get(k), "new": n.get(k), "hardware": hw})
-            if hw:
-                hardware.append(f"{k}: {b.get(k)} -> {n.get(k)}")
-    return pd.DataFrame(rows, columns=["key", "baseline", "new", "hardware"]), hardware
 
 
 def _device_diffs(B: dict[str, _Side], N: dict[str, _Side]) -> list[str]:

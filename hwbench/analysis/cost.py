@@ -415,14 +415,7 @@ def project_training(frame, model: str, tokens: float, devices: int, params: flo
 
     family, n, n_source = target_params(model, params)
     flops = 6.0 * n * tokens
-    if scaling_efficiency is None:
-        eff, eff_note = 1.0, ("ideal linear scaling (1.0) assumed for 1 device" if devices == 1 else
-                              f"scaling efficiency for {devices} devices: measured where the machine ran a parallel "
-                              f"training case of {family} at {devices} ranks (the best strategy's), else ideal linear "
-                              "scaling (1.0) assumed, making time, energy and cost lower bounds "
-                              "(--scaling-efficiency to set it)")
-    else:
-        eff, eff_note = float(scaling_efficiency), f"scaling efficiency {scaling_efficiency:g} for {devices} devices, as given"
+    eff, eff_note = _scaling_assumption(family, devices, scaling_efficiency)
     assumptions = [
         f"N = {n:.4g} parameters ({n_source}); D = {tokens:.4g} tokens; 6·N·D = {flops:.4g} FLOPs (dense transformer)",
         "each device sustains the measured achieved TFLOP/s (= MFU x peak) of the family's training case",
@@ -439,55 +432,81 @@ def project_training(frame, model: str, tokens: float, devices: int, params: flo
         mine = rows[(rows["machine"] == m) & (rows["achieved_tflops"].astype(float) > 0)]
         eff_m, eff_case = eff, None
         if scaling_efficiency is None and devices > 1 and not group.empty:
-            meas = group[(group["machine"] == m) & (group["world_size"].astype(int) == devices)
-                         & (group["scaling_efficiency"].astype(float) > 0)]
-            if not meas.empty:
-                best = meas.loc[meas["scaling_efficiency"].astype(float).idxmax()]
-                eff_m, eff_case = float(best["scaling_efficiency"]), best["case_id"]
+            eff_m, eff_case = _measured_scaling(group, m, devices) or (eff, None)
         base: dict[str, Any] = {"machine": m, "params": n, "tokens": float(tokens), "train_flops": flops,
                                 "devices": int(devices), "scaling_efficiency": eff_m, "scaling_case_id": eff_case}
         if mine.empty:
             base["reason"] = f"no training result of {family} with achieved TFLOP/s on this machine"
             out.append(base)
             continue
-        exact = mine[mine["model"] == model]
-        pick = exact if not exact.empty else mine[mine["params"].astype(float) == mine["params"].astype(float).max()]
-        r = pick.loc[pick["achieved_tflops"].astype(float).idxmax()].to_dict()
-        tflops = float(r["achieved_tflops"])
-        device_hours = flops / (tflops * 1e12 * eff_m) / 3600
-        power = number(r.get("power_w_mean"))
-        energy = power / 1000 * device_hours * number(r.get("pue"))
-        flags = []
-        if r["model"] != model:
-            flags.append("mfu_from_other_size")
-        if math.isnan(number(r.get("mfu"))):
-            flags.append("mfu_unknown")
-        if eff_case is not None:
-            flags.append("scaling_measured")
-        elif devices > 1 or scaling_efficiency is not None:
-            flags.append("scaling_assumed")
-        if r.get("energy_estimated"):
-            flags.append("energy_estimated")
-        if r.get("price_assumption"):
-            flags.append("price_assumption")
-        base.update({
-            "device_name": r.get("device_name"), "hostname": r.get("hostname"),
-            "measured_case_id": r["case_id"], "measured_model": r["model"], "measured_params": number(r.get("params")),
-            "mfu": number(r.get("mfu")), "achieved_tflops": tflops,
-            "device_hours": device_hours, "time_h": device_hours / devices, "time_days": device_hours / devices / 24,
-            "power_w_mean": power, "energy_kwh": energy, "usd_per_hour": number(r.get("usd_per_hour")),
-            "cost_usd": number(r.get("usd_per_hour")) * device_hours,
-            "co2_kg": energy * number(r.get("carbon_g_per_kwh")) / 1000,
-            "pue": number(r.get("pue")), "carbon_g_per_kwh": number(r.get("carbon_g_per_kwh")),
-            "price_basis": r.get("price_basis"), "price_ref": r.get("price_ref"),
-            "price_source": r.get("price_source"), "price_date": r.get("price_date"),
-            "estimated_columns": ",".join(
-                (["energy_kwh", "co2_kg"] + (["cost_usd", "usd_per_hour"] if r.get("price_basis") == "own" else []))
-                if r.get("energy_estimated") else []),
-            "quality_flags": flags, "reason": None,
-        })
+        base.update(_projection(mine, model, flops, devices, eff_m, eff_case, scaling_efficiency))
         out.append(base)
     res = pd.DataFrame(out)
     if "time_h" in res:
         res = res.sort_values("time_h", na_position="last", kind="stable").reset_index(drop=True)
     return res, assumptions
+
+
+def _scaling_assumption(family: str, devices: int, scaling_efficiency: float | None) -> tuple[float, str]:
+    """The scaling efficiency assumed where none is measured, and the sentence saying so."""
+    if scaling_efficiency is None:
+        return 1.0, ("ideal linear scaling (1.0) assumed for 1 device" if devices == 1 else
+                     f"scaling efficiency for {devices} devices: measured where the machine ran a parallel "
+                     f"training case of {family} at {devices} ranks (the best strategy's), else ideal linear "
+                     "scaling (1.0) assumed, making time, energy and cost lower bounds "
+                     "(--scaling-efficiency to set it)")
+    return float(scaling_efficiency), f"scaling efficiency {scaling_efficiency:g} for {devices} devices, as given"
+
+
+def _measured_scaling(group, machine: str, devices: int) -> tuple[float, str] | None:
+    """The best measured scaling efficiency of ``machine``'s parallel training cases at
+    exactly ``devices`` ranks, and its case id; None where there is none."""
+    meas = group[(group["machine"] == machine) & (group["world_size"].astype(int) == devices)
+                 & (group["scaling_efficiency"].astype(float) > 0)]
+    if meas.empty:
+        return None
+    best = meas.loc[meas["scaling_efficiency"].astype(float).idxmax()]
+    return float(best["scaling_efficiency"]), best["case_id"]
+
+
+def _projection(mine, model: str, flops: float, devices: int, eff_m: float, eff_case: str | None,
+                scaling_efficiency: float | None) -> dict[str, Any]:
+    """One machine's projection from its training cases ``mine`` (the exact model, else
+    the largest size measured; its fastest configuration): time, energy, cost, CO2 and
+    the flags saying what was measured and what assumed."""
+    exact = mine[mine["model"] == model]
+    pick = exact if not exact.empty else mine[mine["params"].astype(float) == mine["params"].astype(float).max()]
+    r = pick.loc[pick["achieved_tflops"].astype(float).idxmax()].to_dict()
+    tflops = float(r["achieved_tflops"])
+    device_hours = flops / (tflops * 1e12 * eff_m) / 3600
+    power = number(r.get("power_w_mean"))
+    energy = power / 1000 * device_hours * number(r.get("pue"))
+    flags = []
+    if r["model"] != model:
+        flags.append("mfu_from_other_size")
+    if math.isnan(number(r.get("mfu"))):
+        flags.append("mfu_unknown")
+    if eff_case is not None:
+        flags.append("scaling_measured")
+    elif devices > 1 or scaling_efficiency is not None:
+        flags.append("scaling_assumed")
+    if r.get("energy_estimated"):
+        flags.append("energy_estimated")
+    if r.get("price_assumption"):
+        flags.append("price_assumption")
+    return {
+        "device_name": r.get("device_name"), "hostname": r.get("hostname"),
+        "measured_case_id": r["case_id"], "measured_model": r["model"], "measured_params": number(r.get("params")),
+        "mfu": number(r.get("mfu")), "achieved_tflops": tflops,
+        "device_hours": device_hours, "time_h": device_hours / devices, "time_days": device_hours / devices / 24,
+        "power_w_mean": power, "energy_kwh": energy, "usd_per_hour": number(r.get("usd_per_hour")),
+        "cost_usd": number(r.get("usd_per_hour")) * device_hours,
+        "co2_kg": energy * number(r.get("carbon_g_per_kwh")) / 1000,
+        "pue": number(r.get("pue")), "carbon_g_per_kwh": number(r.get("carbon_g_per_kwh")),
+        "price_basis": r.get("price_basis"), "price_ref": r.get("price_ref"),
+        "price_source": r.get("price_source"), "price_date": r.get("price_date"),
+        "estimated_columns": ",".join(
+            (["energy_kwh", "co2_kg"] + (["cost_usd", "usd_per_hour"] if r.get("price_basis") == "own" else []))
+            if r.get("energy_estimated") else []),
+        "quality_flags": flags, "reason": None,
+    }

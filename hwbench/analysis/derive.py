@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from ..records import CaseResult, RunRecord
+from ..records import CaseResult, Facts, Measurement, RunRecord
 from .mfu import mfu_flags
 from .roofline import roofline_columns, roofline_flags
 from .stats import latency_stats_ms, noise_flag, percentile
@@ -59,6 +59,32 @@ def _peak(rec: RunRecord, c: CaseResult) -> tuple[float | None, str | None, str 
 
 def case_row(rec: RunRecord, c: CaseResult, path: str = "") -> dict[str, Any]:
     """One case as a flat dict of identity, status, derived statistics and facts."""
+    row = _identity(rec, c, path)
+    flags = [(f.flag, f.detail) for f in c.flags]
+    m, facts = c.measurement, c.facts
+    settings = rec.settings()
+    # a parallel case's throughput is the group's: every rank's samples per step
+    bs = (facts.global_batch_size if facts is not None and facts.global_batch_size else c.case.batch_size)
+    if c.case.parallelism != "none":
+        row["scaling"] = settings.get("scaling", "weak")
+        row["global_batch_size"] = bs
+    if m is not None:
+        _timing_columns(row, flags, c, m, bs, settings)
+    if facts is not None:
+        _fact_columns(row, flags, rec, c, facts, bs)
+    row.update(_energy(c, row, flags))
+    # the host's summary and that of the case's own accelerator (others stay in the file)
+    for col in c.collectors.values():
+        if col.device in (None, "cpu", c.device_resolved):
+            row.update(col.summary)
+    # A list of flag names: a column called "flags" would collide with DataFrame.flags.
+    row["quality_flags"] = list(dict.fromkeys(f for f, _ in flags))
+    row["flag_details"] = "; ".join(f"{f}: {d}" for f, d in flags)
+    return row
+
+
+def _identity(rec: RunRecord, c: CaseResult, path: str) -> dict[str, Any]:
+    """A case row's identity columns: the run, its machine, the case and its status."""
     env = rec.environment_of(c)
     ident = c.case.model_dump()
     row: dict[str, Any] = {
@@ -84,82 +110,77 @@ def case_row(rec: RunRecord, c: CaseResult, path: str = "") -> dict[str, Any]:
     }
     if c.case.batch_size == 0:  # batch_sizes = ["auto"] before its search resolved it: no batch size
         row["batch_size"] = None
-    flags = [(f.flag, f.detail) for f in c.flags]
-    m, facts = c.measurement, c.facts
-    settings = rec.settings()
-    # a parallel case's throughput is the group's: every rank's samples per step
-    bs = (facts.global_batch_size if facts is not None and facts.global_batch_size else c.case.batch_size)
-    if c.case.parallelism != "none":
-        row["scaling"] = settings.get("scaling", "weak")
-        row["global_batch_size"] = bs
-    if m is not None:
-        st = latency_stats_ms(m.raw_times_s)
-        row.update(st)
-        row["repeats"] = len(m.raw_times_s)
-        median_s = st.get("latency_ms_p50", 0.0) / 1e3
-        row["throughput_samples_per_s"] = bs / median_s if median_s > 0 else None
-        row["first_iter_ms"] = m.first_iter_s * 1e3
-        row["warmup_s"] = m.warmup_s
-        row["measured_s"] = m.measured_s
-        if c.case.backend != "eager":
-            row["compile_s"] = m.first_iter_s  # the first call traces and compiles
-        detail = noise_flag(st, settings.get("noise_threshold", 0.1))
-        if detail:
-            flags.append(("noisy", detail))
-        if c.case.mode == "generate":
-            row.update(_generation(m, c, median_s, bs))
-        else:
-            row["processed_tokens_per_s"] = _processed_tokens_per_s(c, bs, median_s)
-    if facts is not None:
-        row["params"] = facts.params
-        row["flops_per_sample"] = facts.flops_per_sample
-        row["flops_per_sample_counted"] = facts.flops_per_sample_counted
-        row["flops_counted_vs_analytic"] = (
-            facts.flops_per_sample_counted / facts.flops_per_sample
-            if facts.flops_per_sample_counted and facts.flops_per_sample else None
-        )
-        row["flops_counted_reason"] = facts.flops_counted_reason
-        row["threads_used"] = facts.threads_used
-        row["active_params"] = facts.active_params
-        row["student_model"] = facts.student_model
-        row["student_params"] = facts.student_params
-        if facts.router_tokens_per_expert:
-            row.update(router_balance(facts.router_tokens_per_expert))
-        if facts.accuracy is not None:
-            row.update(facts.accuracy.model_dump())
-        row.update(facts.changes)
-        for k in ("memory_peak_bytes", "memory_reserved_peak_bytes", "host_rss_peak_bytes"):
-            row[k] = getattr(facts, k)
-        if c.case.parallelism != "none":
-            row.update(_parallel(facts, row, c.case.world_size))
-        median_s = (row.get("latency_ms_p50") or 0.0) / 1e3
-        achieved = facts.flops_per_sample * bs / median_s / 1e12 if median_s > 0 else None
-        peak, source, why, confidence = _peak(rec, c)
-        row["achieved_tflops"] = achieved
-        row["peak_tflops"] = peak
-        row["peak_source"] = source
-        row["mfu"] = achieved / peak if achieved and peak else None
-        row["mfu_reason"] = why if peak is None else None
-        flags.extend(mfu_flags(row["mfu"], achieved, peak, source, confidence))  # above_peak, peak_uncertain
-        flags.extend(_dense_equivalent(c.case.variant, row))
-        # against the measured peaks of the machine profile the segment recorded (hwbench probe)
-        seg = rec.segments[c.segment] if c.segment < len(rec.segments) else rec.segments[0]
-        roof = roofline_columns(row, seg.machine_profile, device=c.device_resolved or c.case.device)
-        if c.case.parallelism != "none" and c.case.world_size > 1:
-            # the roofs are one device's, the achieved FLOP/s a group's (which also communicates)
-            roof = {k: None for k in roof} | {"roofline_reason": "a parallel group of "
-                                              f"{c.case.world_size} ranks: the roofline is one device's"}
-        row.update(roof)
-        flags.extend(roofline_flags(roof))
-    row.update(_energy(c, row, flags))
-    # the host's summary and that of the case's own accelerator (others stay in the file)
-    for col in c.collectors.values():
-        if col.device in (None, "cpu", c.device_resolved):
-            row.update(col.summary)
-    # A list of flag names: a column called "flags" would collide with DataFrame.flags.
-    row["quality_flags"] = list(dict.fromkeys(f for f, _ in flags))
-    row["flag_details"] = "; ".join(f"{f}: {d}" for f, d in flags)
     return row
+
+
+def _timing_columns(row: dict[str, Any], flags: list[tuple[str, str]], c: CaseResult, m: Measurement,
+                    bs: int, settings: dict[str, Any]) -> None:
+    """Adds the measured columns to ``row`` (latency statistics, throughput, warmup, compile
+    and generation or token rates; ``bs`` the group's samples per step) and the noise flag."""
+    st = latency_stats_ms(m.raw_times_s)
+    row.update(st)
+    row["repeats"] = len(m.raw_times_s)
+    median_s = st.get("latency_ms_p50", 0.0) / 1e3
+    row["throughput_samples_per_s"] = bs / median_s if median_s > 0 else None
+    row["first_iter_ms"] = m.first_iter_s * 1e3
+    row["warmup_s"] = m.warmup_s
+    row["measured_s"] = m.measured_s
+    if c.case.backend != "eager":
+        row["compile_s"] = m.first_iter_s  # the first call traces and compiles
+    detail = noise_flag(st, settings.get("noise_threshold", 0.1))
+    if detail:
+        flags.append(("noisy", detail))
+    if c.case.mode == "generate":
+        row.update(_generation(m, c, median_s, bs))
+    else:
+        row["processed_tokens_per_s"] = _processed_tokens_per_s(c, bs, median_s)
+
+
+def _fact_columns(row: dict[str, Any], flags: list[tuple[str, str]], rec: RunRecord, c: CaseResult,
+                  facts: Facts, bs: int) -> None:
+    """Adds what the worker recorded of the case (parameters, FLOPs, accuracy, memory,
+    parallel figures) and what follows from it (achieved TFLOP/s, MFU, roofline) to
+    ``row``, and their flags to ``flags``."""
+    row["params"] = facts.params
+    row["flops_per_sample"] = facts.flops_per_sample
+    row["flops_per_sample_counted"] = facts.flops_per_sample_counted
+    row["flops_counted_vs_analytic"] = (
+        facts.flops_per_sample_counted / facts.flops_per_sample
+        if facts.flops_per_sample_counted and facts.flops_per_sample else None
+    )
+    row["flops_counted_reason"] = facts.flops_counted_reason
+    row["threads_used"] = facts.threads_used
+    row["active_params"] = facts.active_params
+    row["student_model"] = facts.student_model
+    row["student_params"] = facts.student_params
+    if facts.router_tokens_per_expert:
+        row.update(router_balance(facts.router_tokens_per_expert))
+    if facts.accuracy is not None:
+        row.update(facts.accuracy.model_dump())
+    row.update(facts.changes)
+    for k in ("memory_peak_bytes", "memory_reserved_peak_bytes", "host_rss_peak_bytes"):
+        row[k] = getattr(facts, k)
+    if c.case.parallelism != "none":
+        row.update(_parallel(facts, row, c.case.world_size))
+    median_s = (row.get("latency_ms_p50") or 0.0) / 1e3
+    achieved = facts.flops_per_sample * bs / median_s / 1e12 if median_s > 0 else None
+    peak, source, why, confidence = _peak(rec, c)
+    row["achieved_tflops"] = achieved
+    row["peak_tflops"] = peak
+    row["peak_source"] = source
+    row["mfu"] = achieved / peak if achieved and peak else None
+    row["mfu_reason"] = why if peak is None else None
+    flags.extend(mfu_flags(row["mfu"], achieved, peak, source, confidence))  # above_peak, peak_uncertain
+    flags.extend(_dense_equivalent(c.case.variant, row))
+    # against the measured peaks of the machine profile the segment recorded (hwbench probe)
+    seg = rec.segments[c.segment] if c.segment < len(rec.segments) else rec.segments[0]
+    roof = roofline_columns(row, seg.machine_profile, device=c.device_resolved or c.case.device)
+    if c.case.parallelism != "none" and c.case.world_size > 1:
+        # the roofs are one device's, the achieved FLOP/s a group's (which also communicates)
+        roof = {k: None for k in roof} | {"roofline_reason": "a parallel group of "
+                                          f"{c.case.world_size} ranks: the roofline is one device's"}
+    row.update(roof)
+    flags.extend(roofline_flags(roof))
 
 
 def _dense_equivalent(variant: str, row: dict[str, Any]) -> list[tuple[str, str]]:

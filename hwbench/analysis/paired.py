@@ -47,6 +47,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..ab import abba  # noqa: F401  (the order the runner keeps, importable here too)
 from .compare import DEFAULT_ALPHA, DEFAULT_THRESHOLD, VERDICTS
 
 CONFIDENCE = 0.99
@@ -216,12 +217,3 @@ def decide(cases: Sequence[CaseInput], *, threshold: float = DEFAULT_THRESHOLD, 
             r["note"] = "; ".join(filter(None, [r["note"], more]))
     order = {v: i for i, v in enumerate(VERDICTS)}
     return sorted(rows, key=lambda r: order[r["verdict"]])
-
-
-def abba(pairs: int) -> list[tuple[int, str]]:
-    """The order of one case's repeats: (pair, side) with side "base" (A) or "new" (B),
-    pair k in order AB for even k and BA for odd k: A B B A A B B A ..."""
-    out: list[tuple[int, str]] = []
-    for k in range(pairs):
-        out += [(k, "base"), (k, "new")] if k % 2 == 0 else [(k, "new"), (k, "base")]
-    return out

@@ -58,41 +58,35 @@ def _bench(op: str, nbytes: int, dev, n: int, rank: int, min_time_s: float = 0.1
     # per-rank element counts so that ``size`` is the larger buffer (see module docstring)
     big = max(n, nbytes // elem // n * n)  # divisible by n
     small = big // n
+    size = big * elem  # the larger buffer, as every op below allocates it
+    reset = lambda: None  # noqa: E731  (an op whose output is overwritten whole needs no reset)
     if op == "allreduce":
         x = torch.full((big,), float(rank + 1), device=dev)
         fn = lambda: dist.all_reduce(x)  # noqa: E731
         reset = lambda: x.fill_(float(rank + 1))  # noqa: E731
         check = lambda: bool((x == n * (n + 1) / 2).all())  # noqa: E731
-        size = big * elem
     elif op == "allgather":
         inp = torch.full((small,), float(rank + 1), device=dev)
         out = torch.empty(big, device=dev)
         fn = lambda: dist.all_gather_into_tensor(out, inp)  # noqa: E731
-        reset = lambda: None  # noqa: E731
         expect = torch.arange(1, n + 1, device=dev, dtype=torch.float32).repeat_interleave(small)
         check = lambda: bool(torch.equal(out, expect))  # noqa: E731
-        size = big * elem
     elif op == "reduce_scatter":
         inp = torch.full((big,), float(rank + 1), device=dev)
         out = torch.empty(small, device=dev)
         fn = lambda: dist.reduce_scatter_tensor(out, inp)  # noqa: E731
-        reset = lambda: None  # noqa: E731
         check = lambda: bool((out == n * (n + 1) / 2).all())  # noqa: E731
-        size = big * elem
     elif op == "broadcast":
         x = torch.empty(big, device=dev)
         reset = lambda: x.fill_(42.0 if rank == 0 else -1.0)  # noqa: E731
         fn = lambda: dist.broadcast(x, src=0)  # noqa: E731
         check = lambda: bool((x == 42.0).all())  # noqa: E731
-        size = big * elem
     else:  # alltoall: rank r's chunk j holds r * n + j; after it, chunk i holds i * n + r
         inp = (rank * n + torch.arange(n, device=dev, dtype=torch.float32)).repeat_interleave(small)
         out = torch.empty(big, device=dev)
         fn = lambda: dist.all_to_all_single(out, inp)  # noqa: E731
-        reset = lambda: None  # noqa: E731
         expect = (torch.arange(n, device=dev, dtype=torch.float32) * n + rank).repeat_interleave(small)
         check = lambda: bool(torch.equal(out, expect))  # noqa: E731
-        size = big * elem
 
     def sync():
         if dev.type == "cuda":

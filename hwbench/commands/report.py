@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..errors import UserError
-from ..report.sections import VIEW_MODULES
+from ..report.sections import PAGE_MODULES, VIEW_MODULES
 from ..report.text import clean
 from .output import console, print_lines, split_columns, width
 
@@ -41,19 +41,22 @@ def _check_results_files(paths: tuple[str, ...]) -> None:
               help="An analysis instead of the per-case table: speed-up vs fp32 eager with the accuracy cost, batch, "
               "model-size and parallel (world-size) scaling, or Pareto fronts (table or markdown; csv/json: its raw "
               "frame).")
+@click.option("--section", type=click.Choice(PAGE_MODULES), default=None,
+              help="The tables of one section of the HTML report instead of the per-case table (table or markdown; "
+              "csv/json: its first table's raw frame).")
 @click.option("--html", "html_out", type=click.Path(dir_okay=False), metavar="FILE",
               help="Write the offline HTML report (figures, tables, embedded CSV) to FILE instead.")
 def report(results: tuple[str, ...], fmt: str, output: str | None, wide: bool, columns: str | None,
-           view: str | None, html_out: str | None) -> None:
+           view: str | None, section: str | None, html_out: str | None) -> None:
     """Print the per-case table from RESULTS files (or folders of them), grouped by
-    machine, with the run each row came from; or an analysis (--view), or the HTML
-    report (--html FILE)."""
-    from ..analysis.derive import load_results
+    machine, with the run each row came from; or an analysis (--view), a section of the
+    HTML report as text (--section), or the HTML report (--html FILE)."""
+    from ..analysis.derive import load_results_and_records
     from ..report.table import check_columns
     from ..writable import output_file, write_error
 
     _check_results_files(results)
-    _check_options(fmt, output, wide, columns, view, html_out)
+    _check_options(fmt, output, wide, columns, view, html_out, section)
     for option, path in (("--html", html_out), ("--output", output)):
         if path:
             output_file(path, option)
@@ -61,13 +64,14 @@ def report(results: tuple[str, ...], fmt: str, output: str | None, wide: bool, c
         _write_html(results, html_out)
         return
     warnings: list[str] = []
-    df = load_results(list(results), warn=warnings.append)
+    df, records = load_results_and_records(list(results), warnings.append)
     for w in warnings:
         click.echo(f"hwbench: warning: {clean(w)}", err=True)
     if df.empty:
         raise UserError(f"{', '.join(results)}: no cases in the results")
     cols = check_columns(df, split_columns(columns))
-    text = _render(df, fmt, output, wide, cols, view)
+    tables = _tables(df, records, view, section) if view or section else None
+    text = _render(df, fmt, output, wide, cols, tables)
     if text is None:  # parquet: written already
         return
     if output:
@@ -82,14 +86,18 @@ def report(results: tuple[str, ...], fmt: str, output: str | None, wide: bool, c
         click.echo(text, nl=False)
 
 
-def _check_options(fmt: str, output, wide: bool, columns, view, html_out) -> None:
+def _check_options(fmt: str, output, wide: bool, columns, view, html_out, section=None) -> None:
     """Options that do not go together: a usage error naming them."""
-    if html_out and (view or output or columns or wide):
-        raise click.UsageError("--html writes the whole report: it does not go with --view, --output, --columns or --wide")
-    if view and (columns or wide):
-        raise click.UsageError("--view shows its own columns: it does not go with --columns or --wide")
-    if view and fmt == "parquet":
-        raise click.UsageError("--view: use --format table, markdown, csv or json")
+    if view and section:
+        raise click.UsageError("--view and --section: give one")
+    if html_out and (view or section or output or columns or wide):
+        raise click.UsageError("--html writes the whole report: it does not go with --view, --output, --columns or --wide"
+                               if not section else "--html writes the whole report: it does not go with --section")
+    which = "--view" if view else "--section"
+    if (view or section) and (columns or wide):
+        raise click.UsageError(f"{which} shows its own columns: it does not go with --columns or --wide")
+    if (view or section) and fmt == "parquet":
+        raise click.UsageError(f"{which}: use --format table, markdown, csv or json")
     if fmt == "parquet" and not output and not html_out:
         raise click.UsageError("--format parquet needs --output FILE")
 
@@ -108,16 +116,28 @@ def _write_html(results: tuple[str, ...], html_out: str) -> None:
     click.echo(f"wrote {clean(html_out)} ({n} cases, {figures} figures)", err=True)
 
 
-def _render(df, fmt: str, output, wide: bool, cols: list[str], view) -> str | None:
-    """The report as text in ``fmt`` (table: fitted to the terminal unless ``output``);
+def _tables(df, records, view: str | None, section: str | None) -> list:
+    """The tables of ``view`` (a frame's analysis) or of page ``section`` (drawn from
+    the records too), as (title, frame, columns)."""
+    from ..report import sections as sec
+    from ..report import views
+    from ..report.table import machines
+
+    if view:
+        return views.view_sections(df, view)
+    return views.section_tables(section, sec.Report(df, records, [h for h, _ in machines(df)]))
+
+
+def _render(df, fmt: str, output, wide: bool, cols: list[str], sections: list | None) -> str | None:
+    """The report as text in ``fmt`` (table: fitted to the terminal unless ``output``):
+    ``sections``' tables where given (a view or page section), else the per-case table;
     parquet is written to ``output`` here and gives None."""
     from ..report.table import render_report, summary_table, to_markdown
     from ..writable import write_error
 
-    if view:
+    if sections is not None:
         from ..report import views
 
-        sections = views.view_sections(df, view)
         if fmt == "table":
             return "\n".join(views.render_terminal(sections, None if output else width())) + "\n"
         if fmt == "markdown":

@@ -202,3 +202,42 @@ class ModelFamily:
         if mode == "train":
             return 3.0 * fwd - self.first_layer_flops(cfg, shape)
         return fwd
+
+
+INPUTS: dict[str, dict[str, Any]] = {
+    "vector": {"shape_kind": None, "default_shape": lambda cfg: Shape()},
+    "image": {"shape_kind": "image_size", "default_shape": lambda cfg: Shape(image_size=cfg["image_size"])},
+    "tokens": {"shape_kind": "seq_len", "default_shape": lambda cfg: Shape(seq_len=cfg["seq_len"]),
+               "float_inputs": False},
+}
+"""What a family's inputs are, as :class:`ModelFamily` fields: ``vector`` (fixed-width
+features, no shape to vary), ``image`` (square RGB images, ``cfg["image_size"]`` by
+default) or ``tokens`` (int64 token ids, ``cfg["seq_len"]`` by default)."""
+
+MODULE_FIELDS = ("flops_forward", "param_count", "first_layer_flops", "flops_generate", "active_param_count")
+"""The :class:`ModelFamily` fields :func:`declare` takes from the family module's own
+functions of the same names."""
+
+
+def declare(namespace: Mapping[str, Any], name: str, description: str, *, inputs: str,
+            output: str | int, max_seq_len: str | None = None, **fields: Any) -> ModelFamily:
+    """The :class:`ModelFamily` a module of :mod:`hwbench.models` defines, stating only
+    what differs between families (call it as ``FAMILY = declare(globals(), ...)``).
+
+    From ``namespace`` (the module's globals): ``SIZES`` and the functions named in
+    :data:`MODULE_FIELDS` that the module defines; a module with ``flops_generate``
+    supports every mode in :data:`MODES`. ``inputs`` is a key of :data:`INPUTS`;
+    ``output`` is the config key of the logits' width (``"classes"``, ``"vocab"``) or
+    a fixed width; ``max_seq_len`` the config key of the position limit (token
+    families); ``nets`` is the family's name. ``fields`` are any other
+    :class:`ModelFamily` fields, given as they are.
+    """
+    found = {k: namespace[k] for k in MODULE_FIELDS if k in namespace}
+    if "flops_generate" in found:
+        fields.setdefault("modes", MODES)
+    return ModelFamily(
+        name=name, description=description, sizes=namespace["SIZES"], nets=name,
+        output_dim=(lambda cfg: output) if isinstance(output, int) else (lambda cfg: cfg[output]),
+        max_seq_len=None if max_seq_len is None else (lambda cfg: cfg[max_seq_len]),
+        **INPUTS[inputs], **found, **fields,
+    )

@@ -9,7 +9,7 @@ convolution as in torchvision): 25,557,032 parameters for 1000 classes.
 
 from __future__ import annotations
 
-from .base import ModelFamily, Shape
+from .base import Shape, declare
 
 SIZES = {
     "tiny": {"blocks": (1, 1, 1, 1), "width": 8, "classes": 10, "image_size": 64},
@@ -71,15 +71,8 @@ def param_count(cfg) -> int:
     return total + cout * cfg["classes"] + cfg["classes"]
 
 
-FAMILY = ModelFamily(
-    name="cnn",
-    description="ResNet-style CNN (bottleneck residual blocks, batch norm); resnet50 = ResNet-50",
-    sizes=SIZES,
-    nets="cnn",
-    flops_forward=flops_forward,
-    first_layer_flops=first_layer_flops,
-    param_count=param_count,
-    default_shape=lambda cfg: Shape(image_size=cfg["image_size"]),
-    shape_kind="image_size",
-    output_dim=lambda cfg: cfg["classes"],
+FAMILY = declare(
+    globals(), "cnn",
+    "ResNet-style CNN (bottleneck residual blocks, batch norm); resnet50 = ResNet-50",
+    inputs="image", output="classes",
 )

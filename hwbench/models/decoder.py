@@ -4,7 +4,7 @@ embedding. ``small`` reproduces GPT-2 small (124,439,808 parameters); ``xl`` GPT
 
 from __future__ import annotations
 
-from .base import Config, ModelFamily, Shape
+from .base import Config, Shape, declare
 from .transformer import layer_flops, layer_params
 
 SIZES = {
@@ -37,18 +37,9 @@ def flops_generate(cfg: Config, prompt_len: int, new_tokens: int) -> float:
     return total
 
 
-FAMILY = ModelFamily(
-    name="decoder",
-    description="GPT-style causal decoder, tied LM head; small = GPT-2 small, xl = GPT-2 XL (1.56 B)",
-    sizes=SIZES,
-    nets="decoder",
-    flops_forward=flops_forward,
-    param_count=param_count,
-    default_shape=lambda cfg: Shape(seq_len=cfg["seq_len"]),
-    shape_kind="seq_len",
-    modes=("infer", "train", "generate"),
-    float_inputs=False,
-    max_seq_len=lambda cfg: cfg["ctx"],  # the learned position table: prompt + generated tokens
-    flops_generate=flops_generate,
-    output_dim=lambda cfg: cfg["vocab"],
+FAMILY = declare(
+    globals(), "decoder",
+    "GPT-style causal decoder, tied LM head; small = GPT-2 small, xl = GPT-2 XL (1.56 B)",
+    inputs="tokens", output="vocab",
+    max_seq_len="ctx",  # the learned position table: prompt + generated tokens
 )

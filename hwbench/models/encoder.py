@@ -4,7 +4,7 @@ and a two-way classification head. ``base`` reproduces BERT-base (12 layers, hid
 
 from __future__ import annotations
 
-from .base import Config, ModelFamily, Shape
+from .base import Config, Shape, declare
 from .transformer import layer_flops, layer_params
 
 SIZES = {
@@ -26,16 +26,9 @@ def flops_forward(cfg: Config, shape: Shape) -> float:
     return cfg["layers"] * layer_flops(d, cfg["ffn"], seq) + 2.0 * d * d + 2.0 * d * LABELS
 
 
-FAMILY = ModelFamily(
-    name="encoder",
-    description="BERT-style encoder with classification head; base = BERT-base",
-    sizes=SIZES,
-    nets="encoder",
-    flops_forward=flops_forward,
-    param_count=param_count,
-    default_shape=lambda cfg: Shape(seq_len=cfg["seq_len"]),
-    shape_kind="seq_len",
-    float_inputs=False,
-    max_seq_len=lambda cfg: cfg["max_pos"],  # the learned position table
-    output_dim=lambda cfg: LABELS,
+FAMILY = declare(
+    globals(), "encoder",
+    "BERT-style encoder with classification head; base = BERT-base",
+    inputs="tokens", output=LABELS,
+    max_seq_len="max_pos",  # the learned position table
 )

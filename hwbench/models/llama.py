@@ -15,7 +15,7 @@ whose layers differ only in the MLP.
 
 from __future__ import annotations
 
-from .base import Config, ModelFamily, Shape
+from .base import Config, Shape, declare
 
 # rope_scaling: (factor, low_freq_factor, high_freq_factor, original context), the
 # "llama3" frequency scaling of Llama 3.1 / 3.2; None: plain RoPE.
@@ -97,18 +97,9 @@ def flops_generate(cfg: Config, prompt_len: int, new_tokens: int) -> float:
     return generate_flops(cfg, prompt_len, new_tokens, mlp_params(cfg))
 
 
-FAMILY = ModelFamily(
-    name="llama",
-    description="Llama-style decoder (RMSNorm, RoPE, SwiGLU, grouped-query attention); 1b = Llama 3.2 1B, 8b = Llama 3 8B",
-    sizes=SIZES,
-    nets="llama",
-    flops_forward=flops_forward,
-    param_count=param_count,
-    default_shape=lambda cfg: Shape(seq_len=cfg["seq_len"]),
-    shape_kind="seq_len",
-    modes=("infer", "train", "generate"),
-    float_inputs=False,
-    max_seq_len=lambda cfg: cfg["max_pos"],  # the published context length (RoPE has no table)
-    flops_generate=flops_generate,
-    output_dim=lambda cfg: cfg["vocab"],
+FAMILY = declare(
+    globals(), "llama",
+    "Llama-style decoder (RMSNorm, RoPE, SwiGLU, grouped-query attention); 1b = Llama 3.2 1B, 8b = Llama 3 8B",
+    inputs="tokens", output="vocab",
+    max_seq_len="max_pos",  # the published context length (RoPE has no table)
 )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import Config, ModelFamily, Shape
+from .base import Config, Shape, declare
 
 SIZES = {
     "tiny": {"in_features": 64, "hidden": 128, "layers": 2, "classes": 10},
@@ -30,15 +30,8 @@ def first_layer_flops(cfg: Config, shape: Shape) -> float:
     return float(2 * a * b)
 
 
-FAMILY = ModelFamily(
-    name="mlp",
-    description="Multi-layer perceptron (Linear + ReLU), classification head",
-    sizes=SIZES,
-    nets="mlp",
-    flops_forward=flops_forward,
-    first_layer_flops=first_layer_flops,
-    param_count=param_count,
-    default_shape=lambda cfg: Shape(),
-    shape_kind=None,
-    output_dim=lambda cfg: cfg["classes"],
+FAMILY = declare(
+    globals(), "mlp",
+    "Multi-layer perceptron (Linear + ReLU), classification head",
+    inputs="vector", output="classes",
 )

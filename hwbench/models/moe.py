@@ -18,7 +18,7 @@ shows how an untrained router spreads load, not how a trained one does.
 from __future__ import annotations
 
 from . import llama
-from .base import Config, ModelFamily, Shape
+from .base import Config, Shape, declare
 
 SIZES = {
     "tiny": {"vocab": 1000, "d": 64, "layers": 2, "heads": 4, "kv_heads": 2, "ffn": 128, "experts": 4, "top_k": 2,
@@ -64,19 +64,8 @@ def flops_generate(cfg: Config, prompt_len: int, new_tokens: int) -> float:
     return llama.generate_flops(cfg, prompt_len, new_tokens, _mlp_per_token(cfg))
 
 
-FAMILY = ModelFamily(
-    name="moe",
-    description="Mixtral-style mixture-of-experts decoder (top-2 of 8 SwiGLU experts, GQA); 8x7b = Mixtral 8x7B shapes",
-    sizes=SIZES,
-    nets="moe",
-    flops_forward=flops_forward,
-    param_count=param_count,
-    active_param_count=active_param_count,
-    default_shape=lambda cfg: Shape(seq_len=cfg["seq_len"]),
-    shape_kind="seq_len",
-    modes=("infer", "train", "generate"),
-    float_inputs=False,
-    max_seq_len=lambda cfg: cfg["max_pos"],
-    flops_generate=flops_generate,
-    output_dim=lambda cfg: cfg["vocab"],
+FAMILY = declare(
+    globals(), "moe",
+    "Mixtral-style mixture-of-experts decoder (top-2 of 8 SwiGLU experts, GQA); 8x7b = Mixtral 8x7B shapes",
+    inputs="tokens", output="vocab", max_seq_len="max_pos",
 )

@@ -11,7 +11,7 @@ pixels beyond a whole patch are dropped by the patch convolution.
 
 from __future__ import annotations
 
-from .base import Config, ModelFamily, Shape
+from .base import Config, Shape, declare
 from .transformer import layer_flops, layer_params
 
 SIZES = {
@@ -45,15 +45,8 @@ def flops_forward(cfg: Config, shape: Shape) -> float:
     return first_layer_flops(cfg, shape) + cfg["layers"] * layer_flops(d, cfg["ffn"], tokens) + 2.0 * d * cfg["classes"]
 
 
-FAMILY = ModelFamily(
-    name="vit",
-    description="Vision Transformer (patch embedding, pre-LN layers, class token); b16 = ViT-B/16, s16 = ViT-S/16 at 224 px",
-    sizes=SIZES,
-    nets="vit",
-    flops_forward=flops_forward,
-    first_layer_flops=first_layer_flops,
-    param_count=param_count,
-    default_shape=lambda cfg: Shape(image_size=cfg["image_size"]),
-    shape_kind="image_size",
-    output_dim=lambda cfg: cfg["classes"],
+FAMILY = declare(
+    globals(), "vit",
+    "Vision Transformer (patch embedding, pre-LN layers, class token); b16 = ViT-B/16, s16 = ViT-S/16 at 224 px",
+    inputs="image", output="classes",
 )

@@ -41,7 +41,7 @@ def render_html(df: pd.DataFrame, records: Sequence[tuple[Path, Any]], *, title:
     ``records`` ((path, RunRecord) pairs, as :func:`hwbench.results.read_many` gives);
     ``series_cases``: case ids whose collector time series to draw (default: per model
     the ok case with the most samples)."""
-    from .. import __version__
+    from ..version import __version__
 
     page = Page()
     rep = Report(df, records, [h for h, _ in machines(df)], series_cases)

@@ -1,11 +1,15 @@
 """The HTML page: its template (head with the Content-Security-Policy, contents line,
 CSS), the :class:`Page` that sections add their headings, notes and figure-and-table
 pairs to, and the HTML table every section draws (cells formatted by
-:func:`~hwbench.report.format.column`, escaped by :mod:`.escape`)."""
+:func:`~hwbench.report.format.column`, escaped by :mod:`.escape`). A page also keeps
+every table drawn through :meth:`Page.frame` as a frame with its title and columns
+(:attr:`Page.frames`): what the terminal and markdown renderers draw of a section."""
 
 from __future__ import annotations
 
 import base64
+import html
+import re
 from typing import Sequence
 
 import pandas as pd
@@ -90,8 +94,13 @@ class Page:
         self.toc: list[tuple[str, str, int]] = []
         self.ids: set[str] = set()
         self.figures = 0
+        # every table drawn, as (title, frame, [(column, header)]): the section as text
+        self.frames: list[tuple[str, pd.DataFrame, list[tuple[str, str]]]] = []
+        self._headings: dict[int, str] = {}
+        self._last: tuple[str, bool] | None = None  # the last frame's HTML, and whether it was titled
 
     def section(self, title: str, level: int = 2, key: str | None = None) -> None:
+        self._headings = {k: v for k, v in self._headings.items() if k < level} | {level: title}
         i = slug(key or title, self.ids)
         self.toc.append((i, title, level))
         self.parts.append(f'<h{level} id="{i}">{esc(title)}</h{level}>')
@@ -105,11 +114,36 @@ class Page:
         as caption and its CSV."""
         self.section(title, key=key)
         for i, (caption, df, cols) in enumerate(tables):
-            self.add(html_table(df, cols, caption=esc(caption), csv_name=f"{slug(key, set())}-{i + 1}.csv"))
+            self.add(self.frame(df, cols, title=caption, caption=esc(caption),
+                                csv_name=f"{slug(key, set())}-{i + 1}.csv"))
+
+    def heading(self) -> str:
+        """The headings the page is under (section, then sub-section)."""
+        return " / ".join(self._headings[k] for k in sorted(self._headings))
+
+    def frame(self, df: pd.DataFrame, columns: Sequence[tuple[str, str]] | None = None, *, title: str = "",
+              **kwargs) -> str:
+        """:func:`html_table` of ``df``, the table also kept in :attr:`frames` for the
+        text renderers. Its title: ``title``, else the headings with the table's caption
+        (or, for a figure's table, the figure's caption: see :meth:`pair`)."""
+        cols = list(columns) if columns is not None else [(c, c) for c in df.columns]
+        self.frames.append((title or ": ".join(x for x in (self.heading(), _text(kwargs.get("caption", ""))) if x),
+                            df, cols))
+        out = html_table(df, cols, **kwargs)
+        self._last = (out, bool(title))
+        return out
 
     def pair(self, svg: str, caption: str, table: str) -> None:
+        if self._last is not None and self._last == (table, False):  # its table's title: the figure's caption
+            t, df, cols = self.frames[-1]
+            self.frames[-1] = (f"{self.heading()}: {_text(caption)}", df, cols)
         self.figures += 1
         self.parts.append(f'<div class="pair"><figure>{svg}<figcaption>{caption}</figcaption></figure>{table}</div>')
+
+
+def _text(markup: str) -> str:
+    """A caption's HTML as plain text."""
+    return html.unescape(re.sub(r"<[^>]+>", "", re.sub(r"<sup>(.*?)</sup>", r"^\1", markup))).strip()
 
 
 def document(title: str, page: Page, files: Sequence[str], version: str) -> str:

@@ -23,7 +23,8 @@ import pandas as pd
 
 from . import format as fm
 from .fit import Column, fit
-from .sections import Table, view
+from .page import Page
+from .sections import PAGE, PAGE_MODULES, Report, Table, page_sections, view
 from .text import clean, md
 
 
@@ -31,6 +32,20 @@ def view_sections(df: pd.DataFrame, name: str) -> list[Table]:
     """The tables of view ``name`` (see the module docstring), as raw frames with the
     columns to show and their headers; an unknown name is a UserError."""
     return view(name)(df)
+
+
+def section_tables(name: str, rep: Report) -> list[Table]:
+    """The tables page section ``name`` draws from ``rep``, as the terminal and markdown
+    renderers draw them; a section that draws no table gives one empty table titled by
+    its heading (printed as "(none)"). An unknown name is a UserError."""
+    draw = dict(zip(PAGE_MODULES, page_sections()))
+    if name not in draw:
+        PAGE.get(name)  # the UserError naming the allowed and the closest
+    page = Page()
+    draw[name](page, rep)
+    if page.frames:
+        return page.frames
+    return [(page.heading() or f"{name}: nothing to show in these results", pd.DataFrame(), [])]
 
 
 def _columns(cols: Sequence[tuple[str, str]], df: pd.DataFrame) -> list[Column]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..base import Config, Shape
+from ..base import Config, KVCache, Shape
 
 
 def classification_loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -32,3 +32,20 @@ def image_batch(cfg: Config, batch: int, shape: Shape, device, dtype):
     x = torch.randn(batch, 3, s, s, device=device, dtype=dtype)
     y = torch.randint(0, cfg["classes"], (batch,), device=device)
     return x, y
+
+
+def lm_layers(x: torch.Tensor, layers: nn.ModuleList, norm: nn.Module, lm_head: nn.Module,
+              cache: KVCache | None, last_only: bool, *layer_args: torch.Tensor):
+    """The tail every causal LM's forward shares: each layer in turn, called as
+    ``layer(x, *layer_args, its cached (k, v) or None)`` and returning ``(x, (k, v))``,
+    then the final norm and the LM head (the last position only with ``last_only``).
+    Returns the logits when ``cache`` is None, else ``(logits, new_cache)``."""
+    new_cache = []
+    for i, layer in enumerate(layers):
+        x, kv = layer(x, *layer_args, None if not cache else cache[i])
+        new_cache.append(kv)
+    x = norm(x)
+    if last_only:
+        x = x[:, -1:]
+    logits = lm_head(x)
+    return logits if cache is None else (logits, new_cache)

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ..base import Config, KVCache
-from .common import lm_batch, lm_loss
+from .common import lm_batch, lm_layers, lm_loss
 from .transformer import Block
 
 
@@ -35,15 +35,7 @@ class Decoder(nn.Module):
         start = 0 if not cache else cache[0][0].shape[2]
         pos = torch.arange(start, start + ids.shape[1], device=ids.device)
         x = self.tok(ids) + self.pos(pos)
-        new_cache = []
-        for i, layer in enumerate(self.layers):
-            x, kv = layer(x, None if not cache else cache[i])
-            new_cache.append(kv)
-        x = self.ln_f(x)
-        if last_only:
-            x = x[:, -1:]
-        logits = self.lm_head(x)
-        return logits if cache is None else (logits, new_cache)
+        return lm_layers(x, self.layers, self.ln_f, self.lm_head, cache, last_only)
 
 
 # the family's entry points (hwbench.models.base.NETS_ENTRIES)

@@ -14,7 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..base import Config, KVCache
-from .common import lm_batch, lm_loss
+from .common import lm_batch, lm_layers, lm_loss
 
 # scaled_dot_product_attention broadcasts grouped KV heads itself from torch 2.5
 # (enable_gqa); before, the KV heads are repeated for each query head.
@@ -180,15 +180,7 @@ class Llama(nn.Module):
         angles = torch.cat((angles, angles), dim=-1)
         x = self.tok(ids)
         cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
-        new_cache = []
-        for i, layer in enumerate(self.layers):
-            x, kv = layer(x, cos, sin, None if not cache else cache[i])
-            new_cache.append(kv)
-        x = self.norm(x)
-        if last_only:
-            x = x[:, -1:]
-        logits = self.lm_head(x)
-        return logits if cache is None else (logits, new_cache)
+        return lm_layers(x, self.layers, self.norm, self.lm_head, cache, last_only, cos, sin)
 
 
 

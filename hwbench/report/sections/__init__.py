@@ -9,10 +9,16 @@ A section module holds the analysis frames it shows and how they are drawn:
 * a **page section** of the HTML report: a function that adds its heading, notes and
   figure-and-table pairs to a :class:`~hwbench.report.page.Page` from a
   :class:`Report`. Registered with ``@PAGE.register(name="NAME")``; the page draws
-  them in the order of :data:`PAGE_MODULES`.
+  them in the order of :data:`PAGE_MODULES`. Its tables, drawn through
+  :meth:`~hwbench.report.page.Page.frame`, are kept as :data:`Table` too, so the
+  terminal and markdown renderers draw any page section (``hwbench report
+  --section NAME``, :func:`hwbench.report.views.section_tables`); figures are the
+  HTML page's alone.
 
 Adding a view is one new module here plus its name in :data:`VIEW_MODULES` (the
-``--view`` choices are those names; each module registers the view of its own name).
+``--view`` choices are those names; each module registers the view of its own name);
+adding a page section, one new module plus its name in :data:`PAGE_MODULES` (the
+``--section`` choices).
 Cells are formatted by :func:`hwbench.report.format.column`, the one formatter per
 column of every output.
 """

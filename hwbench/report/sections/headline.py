@@ -22,6 +22,8 @@ def headline_section(page: Page, rep: Report) -> None:
                        + "</tr>" for r in rows)
         head = '<th class="t">case</th>' + ('<th class="t">run</th>' if runs else "") + "".join(
             f'<th class="{"t" if c.align == "left" else "n"}">{esc(c.header)}</th>' for c in cols)
+        page.frames.append((f"Headline / {host}", g, [("case_id", "case"), *[("run_id", "run")] * runs,
+                                                       *[(c.key, c.header) for c in cols]]))
         page.add(f"<h3>{esc(host)}</h3>")
         page.add(f'<div class="tbl"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>')
     page.add('<p class="note">p50 / p90: per-iteration latency; samples/s = batch (a parallel case: the '

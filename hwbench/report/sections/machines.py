@@ -11,7 +11,7 @@ import pandas as pd
 from ...analysis import tradeoffs as tr
 from .. import format as fm
 from ..escape import esc
-from ..page import Page, html_table
+from ..page import Page
 from ..table import MACHINE_FLAGS, runs_of
 from . import PAGE, Report
 
@@ -20,15 +20,15 @@ from . import PAGE, Report
 def machines_section(page: Page, rep: Report) -> None:
     df = rep.df
     page.section("Machines and environments", key="machines")
-    page.add(html_table(tr.machine_summary(df), csv_name="machines.csv", cls="wrap"))
+    page.add(page.frame(tr.machine_summary(df), csv_name="machines.csv", cls="wrap"))
     env = _env_rows(rep.records)
     if len(env):
-        page.add(html_table(env.T.reset_index().set_axis(["field", *[f"run {str(r)[:8]} seg {s}" for r, s in
+        page.add(page.frame(env.T.reset_index().set_axis(["field", *[f"run {str(r)[:8]} seg {s}" for r, s in
                                                                       zip(env["run_id"], env["segment"])]], axis=1),
                             caption="Environment of each run segment", cls="wrap"))
     runs = pd.DataFrame([{"run": r.short_id, "suite": r.suite, "created": r.created, "status": r.status,
                           "cases ok": f"{r.n_ok}/{r.n_cases}", "results file": r.results_file} for r in runs_of(df)])
-    page.add(html_table(runs, caption="Runs"))
+    page.add(page.frame(runs, caption="Runs"))
     page.add("<h3>Quality flags</h3>" + _flag_html(df))
 
 

@@ -16,7 +16,7 @@ from .. import format as fm
 from ..escape import esc, svg_text
 from ..figures import fig_batch_scaling, fig_latency, fig_pareto, fig_series, series_columns, series_label
 from ..fit import abbreviate_ids
-from ..page import Page, html_table
+from ..page import Page
 from . import PAGE, Report
 
 MAX_SERIES = 12  # time-series figures at most (one chosen case per model)
@@ -69,7 +69,7 @@ def _batch(page: Page, sh: _Shared, model: Any, several_runs: bool) -> None:
         page.pair(fig_batch_scaling(sc, str(model)),
                   "Throughput against batch size per precision / backend (log-log); a ring marks the knee, "
                   "where a larger batch stops gaining 10 % per doubling.",
-                  html_table(sc, [("mode", "mode"), ("config", "precision, backend"), ("batch_size", "batch"),
+                  page.frame(sc, [("mode", "mode"), ("config", "precision, backend"), ("batch_size", "batch"),
                                   ("throughput_samples_per_s", "samples/s"), ("latency_ms_p50", "p50"),
                                   ("gain_per_doubling", "gain/doubling"), ("scaling_efficiency", "efficiency"),
                                   ("knee_batch_size", "knee")], csv_name=f"batch-scaling-{svg_text(model)}.csv"))
@@ -84,7 +84,7 @@ def _latency(page: Page, sh: _Shared, model: Any, m: pd.DataFrame, keys: list, n
     page.pair(fig_latency([names[i] for i, _ in have], [t for _, t in have], str(model)),
               "Per-iteration latency from the raw times in the results file (log scale): box = quartiles, "
               "red line = median, whiskers = 1st-99th percentile; points beyond are not drawn.",
-              html_table(lat, [("case", "case"), ("iterations", "iterations"), ("latency_ms_min", "min"),
+              page.frame(lat, [("case", "case"), ("iterations", "iterations"), ("latency_ms_min", "min"),
                                ("latency_ms_p50", "p50"), ("latency_ms_p90", "p90"), ("latency_ms_p99", "p99"),
                                ("latency_iqr_rel", "IQR/p50"), ("latency_cv", "CV")],
                          csv_name=f"latency-{svg_text(model)}.csv"))
@@ -102,7 +102,7 @@ def _pareto(page: Page, model: Any, pd_: pd.DataFrame, names: dict, several_runs
                   f"Throughput against energy per sample{of_run}; the red line joins the cases no other case "
                   "beats on both. The table adds the 3-metric front with the output deviation from fp32 eager."
                   + (" Energy here is <b>estimated</b>, not measured." if est else ""),
-                  html_table(front.sort_values("throughput_samples_per_s", ascending=False),
+                  page.frame(front.sort_values("throughput_samples_per_s", ascending=False),
                              [("case", "case"), ("throughput_samples_per_s", "samples/s"),
                               ("energy_per_sample_j", "energy/sample"), ("rel_l2_error", "rel L2 error"),
                               ("on_front_2d", "front (2)"), ("on_front_3d", "front (3)")],
@@ -120,7 +120,7 @@ def _mfu(page: Page, model: Any, m: pd.DataFrame, pd_: pd.DataFrame) -> None:
               [str(x) for x in dict.fromkeys(m["roofline_reason"].dropna())]
         note = "".join(f'<p class="note">Not shown: {esc(w)}</p>' for w in why[:2])
         page.add("<details><summary>FLOP/s, MFU and roofline</summary>"
-                 + html_table(pd_, roof, csv_name=f"mfu-{svg_text(model)}.csv") + note + "</details>")
+                 + page.frame(pd_, roof, csv_name=f"mfu-{svg_text(model)}.csv") + note + "</details>")
 
 
 def _series(page: Page, sh: _Shared, model: Any, m: pd.DataFrame, keys: list) -> None:
@@ -144,7 +144,7 @@ def _series(page: Page, sh: _Shared, model: Any, m: pd.DataFrame, keys: list) ->
         page.pair(fig_series(s, None if fm.missing(window) else float(window), str(case_id)),
                   f"Collector samples of <code>{esc(case_id)}</code> (the case of this model with the most "
                   f"samples); the shaded band is the timed window.",
-                  html_table(s[shown].head(MAX_SAMPLE_ROWS), [(c, c) for c in shown],
+                  page.frame(s[shown].head(MAX_SAMPLE_ROWS), [(c, c) for c in shown],
                              caption=(f"first {MAX_SAMPLE_ROWS} of {len(s)} samples" if len(s) > MAX_SAMPLE_ROWS
                                       else ""), csv_name=f"samples-{svg_text(model)}.csv"))
 

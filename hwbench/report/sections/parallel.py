@@ -12,7 +12,7 @@ from ...analysis import tradeoffs as tr
 from ..escape import esc, slug, svg_text
 from ..figures import fig_parallel_scaling, fig_ps_vs_allreduce
 from ..fit import abbreviate_ids
-from ..page import Page, html_table
+from ..page import Page
 from . import PAGE, Report, Table
 
 
@@ -185,14 +185,16 @@ def parallel_section(page: Page, rep: Report) -> None:
         page.pair(fig_parallel_scaling(g, svg_text(name)),
                   "Group throughput against world size per strategy (log-log); dotted: the ideal, N × the "
                   "throughput at world size 1. Right: scaling efficiency.",
-                  html_table(g, table, csv_name=f"parallel-scaling{suffix}.csv"))
+                  page.frame(g, table, title=f"Parallel scaling / {name}",
+                             csv_name=f"parallel-scaling{suffix}.csv"))
         mine = cmp[[k == key for k in cmp_key]]
         if len(mine):
             page.pair(fig_ps_vs_allreduce(mine, svg_text(name)),
                       "Parameter server (ps: rank 0 gathers the gradients and sends the parameters back) against "
                       "allreduce data parallelism (ddp) at each world size: the group's throughput and the "
                       "collective bytes per step of the busiest rank. ps / ddp &gt; 1: the parameter server is faster.",
-                      html_table(mine, [(c, h) for c, h in _CMP_TABLE if mine[c].notna().any()],
+                      page.frame(mine, [(c, h) for c, h in _CMP_TABLE if mine[c].notna().any()],
+                                 title=f"Parallel scaling / {name}: parameter server against allreduce",
                                  csv_name=f"ps-vs-allreduce{suffix}.csv"))
     _comm_table(page, df)
 
@@ -216,4 +218,5 @@ def _comm_table(page: Page, df: pd.DataFrame) -> None:
              "uncompressed (the accuracy cost), the bytes each rank's collectives carried per step, the "
              "compression (none's bytes / these), and communication time per step not overlapped by compute "
              "(exposed) next to all of it (busy, an upper bound).</p>")
-    page.add(html_table(cmp, [(c, h) for c, h in cols if cmp[c].notna().any()], csv_name="comm-vs-none.csv"))
+    page.add(page.frame(cmp, [(c, h) for c, h in cols if cmp[c].notna().any()], csv_name="comm-vs-none.csv",
+                        title="Parallel scaling / Gradient compression (comm) against none"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ...analysis import tradeoffs as tr
 from ..figures import fig_size_scaling
-from ..page import Page, html_table
+from ..page import Page
 from . import PAGE, Report
 
 
@@ -18,7 +18,7 @@ def size_scaling_section(page: Page, rep: Report) -> None:
         return
     page.pair(fig_size_scaling(fits), "Metric against parameter count across the sizes of a family, log-log, "
               "with the fitted power law y = c·N<sup>k</sup> (least squares on the logs; two sizes fit exactly).",
-              html_table(fits, [*rep.run_col, ("metric", "metric"), ("exponent", "exponent k"), ("r2", "R²"),
+              page.frame(fits, [*rep.run_col, ("metric", "metric"), ("exponent", "exponent k"), ("r2", "R²"),
                                 ("family", "family"), ("sizes", "sizes"), ("mode", "mode"), ("batch_size", "batch"),
                                 ("precision", "precision"), ("backend", "backend"), ("variant", "variant"),
                                 ("n_points", "points")], csv_name="size-scaling.csv"))

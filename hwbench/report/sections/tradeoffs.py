@@ -8,7 +8,7 @@ import pandas as pd
 
 from ...analysis import tradeoffs as tr
 from ..figures import fig_speedup
-from ..page import Page, html_table
+from ..page import Page
 from . import PAGE, VIEWS, Report, Table, run_column, runs_said
 
 
@@ -48,16 +48,17 @@ def tradeoffs_section(page: Page, rep: Report) -> None:
     page.pair(fig_speedup(others), "Speed-up of each precision / backend / variant against fp32 eager of the "
               "same run, model, mode, batch and shape (throughput ratio; geometric mean over cases), with the "
               "worst output deviation from fp32 eager beside it in the table.",
-              html_table(others, run_col + [("hostname", "host")] * (len(rep.hosts) > 1) + [
+              page.frame(others, run_col + [("hostname", "host")] * (len(rep.hosts) > 1) + [
                   ("mode", "mode"), ("precision", "precision"),
                   ("backend", "backend"), ("variant", "variant"), ("n_cases", "cases"),
                   ("speedup_geomean", "speed-up"), ("speedup_min", "min"), ("speedup_max", "max"),
                   ("energy_ratio_geomean", "energy/sample ratio"),
                   ("rel_l2_error_max", "worst rel L2 error")], csv_name="speedup-summary.csv"))
-    page.add("<details><summary>Every case against its baseline</summary>" + html_table(
+    page.add("<details><summary>Every case against its baseline</summary>" + page.frame(
         sp[sp["case_id"] != sp["baseline_case_id"]],
         [*run_col, ("case_id", "case"), ("baseline_case_id", "baseline"),
          ("throughput_samples_per_s", "samples/s"),
          ("baseline_throughput_samples_per_s", "baseline samples/s"), ("speedup", "speed-up"),
          ("energy_ratio", "energy/sample ratio"), ("rel_l2_error", "rel L2 error"),
-         ("max_abs_error", "max abs error")], csv_name="speedup.csv") + "</details>")
+         ("max_abs_error", "max abs error")], csv_name="speedup.csv",
+        title="Precision and backend trade-offs / Every case against its baseline") + "</details>")
