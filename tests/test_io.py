@@ -257,3 +257,72 @@ def test_scratch_folder_is_removed_also_on_failure(tmp_path):
             (d / "file").write_bytes(b"x" * 100)
             raise RuntimeError("boom")
     assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------- pipeline and checkpoint pieces
+def test_jpeg_pipeline_decodes_and_augments_to_the_case_shape(tmp_path):
+    import torch
+
+    from hwbench.io import data
+
+    files = data.write_images(tmp_path, 3, 64, 10, seed=0)
+    assert all(Path(p).stat().st_size > 0 and 0 <= y < 10 for p, y in files)
+    ds = data.JpegImages(files, 64, seed=0)
+    x, y = ds[1]
+    assert x.shape == (3, 64, 64) and x.dtype == torch.float32 and y == files[1][1]
+    assert -3 < float(x.min()) and float(x.max()) < 3  # normalised, not 0-255
+
+
+def test_token_shards_read_each_sample_and_its_next_tokens(tmp_path):
+    import numpy as np
+
+    from hwbench.io import data
+
+    n, seq = data.SHARD_SAMPLES + 5, 7
+    paths = data.write_shards(tmp_path, n, seq, 100, seed=0)
+    assert len(paths) == 2
+    ds = data.TokenShards(paths, n, seq)
+    whole = np.concatenate([np.fromfile(p, dtype=np.int32).reshape(-1, seq + 1) for p in paths])
+    for i in (0, data.SHARD_SAMPLES - 1, data.SHARD_SAMPLES, n - 1):
+        ids, nxt = ds[i]
+        assert ids.tolist() == whole[i, :-1].tolist() and nxt.tolist() == whole[i, 1:].tolist()
+    ds.close()
+
+
+def test_device_feed_rolls_over_epochs_and_counts_its_wait():
+    import torch
+
+    from hwbench.io import data
+
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.arange(10.0), torch.arange(10)),
+                                         batch_size=4, drop_last=True)
+    feed = data.DeviceFeed(loader, torch.device("cpu"), torch.bfloat16)
+    got = [feed() for _ in range(5)]  # 2 batches per epoch: three epochs
+    assert all(x.dtype == torch.bfloat16 and x.shape == (4,) for x, _ in got)
+    assert feed.batches == 5 and feed.wait_s > 0 and feed.stream is None
+
+
+@pytest.mark.parametrize("kind", ["torch_save", "dcp", "dcp_async"])
+def test_checkpointers_restore_the_model_and_optimizer_they_saved(tmp_path, kind):
+    import torch
+
+    from hwbench.io import checkpoint
+
+    checkpoint._quiet_dcp()
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.Linear(8, 2))
+    opt = torch.optim.AdamW(model.parameters(), lr=0.1)
+    model(torch.randn(3, 8)).sum().backward()
+    opt.step()
+    want = {k: v.clone() for k, v in model.state_dict().items()}
+    moment = opt.state[model[0].weight]["exp_avg"].clone()
+    (tmp_path / "c").mkdir()
+    blocked = checkpoint.save(kind, checkpoint.state(model, opt), tmp_path / "c")
+    assert (blocked is not None) == (kind == "dcp_async")
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+    opt.state[model[0].weight]["exp_avg"].zero_()
+    checkpoint.load(kind, model, opt, tmp_path / "c", torch.device("cpu"))
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in want.items())
+    assert torch.equal(opt.state[model[0].weight]["exp_avg"], moment)
