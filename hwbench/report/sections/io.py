@@ -25,21 +25,20 @@ def io_tables(df: pd.DataFrame) -> list[Table]:
     said = runs_said(df)
     return [
         ("feeding: " + HEADROOM_NOTE + said, feeding.feeding_table(df),
-         [*run, ("hostname", "host"), ("model", "model"), ("batch_size", "batch"), ("precision", "precision"),
-          ("device", "device"), ("train_samples_per_s", "train samples/s"),
-          ("data_samples_per_s", "data samples/s"), ("input_loader", "loader"), ("input_headroom", "headroom"),
-          ("input_bound", "input bound")]),
+         [*run, ("model", "model"), ("batch_size", "batch"), ("precision", "precision"), ("device", "device"),
+          ("train_samples_per_s", "train/s"), ("data_samples_per_s", "data/s"), ("input_headroom", "headroom"),
+          ("input_bound", "bound"), ("input_loader", "loader"), ("hostname", "host")]),
         ("data pipelines: samples/s delivered to the device (sustained), bytes/s read, loader CPU and the "
          "consumer's wait" + said, feeding.data_cases(df),
          [*run, ("model", "model"), ("batch_size", "batch"), ("loader", "loader"),
           ("throughput_samples_per_s", "samples/s"), ("bytes_per_s", "read"),
           ("loader_cpu_util_pct", "loader CPU"), ("loader_wait_fraction", "waiting"),
-          ("scratch_fs_type", "fs")]),
+          ("scratch_fs_type", "fs"), ("hostname", "host")]),
         ("saving: " + CHECKPOINT_NOTE + said, feeding.checkpoint_cases(df),
-         [*run, ("model", "model"), ("precision", "precision"), ("checkpointer", "checkpointer"),
-          ("checkpoint_bytes", "size"), ("checkpoint_save_gbs", "save"), ("checkpoint_load_gbs", "load"),
-          ("checkpoint_save_s_p50", "save time"), ("checkpoint_load_s_p50", "load time"),
-          ("scratch_fs_type", "fs")]),
+         [*run, ("model", "model"), ("checkpointer", "checkpointer"), ("checkpoint_bytes", "size"),
+          ("checkpoint_save_gbs", "save"), ("checkpoint_load_gbs", "load"), ("checkpoint_save_s_p50", "save time"),
+          ("checkpoint_load_s_p50", "load time"), ("precision", "precision"), ("scratch_fs_type", "fs"),
+          ("hostname", "host")]),
     ]
 
 
