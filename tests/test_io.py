@@ -197,7 +197,8 @@ tmpfs /data/fast/ram tmpfs rw 0 0
 
 @pytest.mark.parametrize("path,want", [
     ("/", ("/", "overlay")), ("/home/u", ("/", "overlay")), ("/data", ("/data", "/dev/sdc1")),
-    ("/data/x", ("/data", "/dev/sdc1")), ("/datax", ("/", "overlay")), ("/data/fast/y", ("/data/fast", "/dev/nvme0n1p2")),
+    ("/data/x", ("/data", "/dev/sdc1")), ("/datax", ("/", "overlay")),
+    ("/data/fast/y", ("/data/fast", "/dev/nvme0n1p2")),
     ("/data/fast/ram/z", ("/data/fast/ram", "tmpfs")), ("/mnt/with space/a", ("/mnt/with space", "/dev/sdb1")),
 ])
 def test_mount_for_is_the_longest_mount_point_last_listed(path, want):

@@ -228,6 +228,15 @@ def loader_cpu_s(num_workers: int) -> float:
     return total
 
 
+def _loader_init(worker_id: int) -> None:
+    """In each loader process: SIGTERM ends it at once (the worker's scratch handler,
+    inherited through fork, is for the worker itself; the DataLoader terminates its
+    processes with SIGTERM when they do not stop in time)."""
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 # ----------------------------------------------------------------------------- the case
 @dataclass
 class DataPipeline:
@@ -265,6 +274,7 @@ def build(case: Case, fam: Any, cfg: Any, settings: Any, device: torch.device, d
         pin_memory=bool(case.pin_memory), prefetch_factor=case.prefetch_factor if w else None,
         persistent_workers=bool(case.persistent_workers) if w else False, generator=g,
         multiprocessing_context="fork" if w and hasattr(os, "fork") else None,
+        worker_init_fn=_loader_init if w else None,
     )
     return DataPipeline(loader, DeviceFeed(loader, device, dtype), len(paths), size, size / n, n, what)
 
