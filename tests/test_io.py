@@ -327,3 +327,32 @@ def test_checkpointers_restore_the_model_and_optimizer_they_saved(tmp_path, kind
     checkpoint.load(kind, model, opt, tmp_path / "c", torch.device("cpu"))
     assert all(torch.equal(model.state_dict()[k], v) for k, v in want.items())
     assert torch.equal(opt.state[model[0].weight]["exp_avg"], moment)
+
+
+# ---------------------------------------------- the scratch folder, before any case
+@pytest.mark.parametrize("where", ["missing", "a file"])
+def test_a_bad_checkpoint_dir_stops_the_run_before_any_case(tmp_path, fake_launcher, where):
+    from conftest import run_suite
+
+    target = tmp_path / "nope"
+    if where == "a file":
+        target.write_text("x")
+    ran = []
+    fake_launcher.before_case = lambda case: ran.append(case)
+    with pytest.raises(ConfigError) as e:
+        run_suite(tmp_path, '[[matrix]]\nmodels = ["mlp:tiny"]\nmodes = ["checkpoint"]\n',
+                  settings=f'checkpoint_dir = "{target}"', launcher=fake_launcher)
+    msg = str(e.value)
+    assert "settings.checkpoint_dir" in msg and "allowed: an existing, writable folder" in msg and "\n" not in msg
+    assert ran == [] and not list((tmp_path / "out").glob("*.json"))
+
+
+def test_the_default_scratch_folder_is_the_results_folder(tmp_path, fake_launcher):
+    from conftest import run_suite
+
+    _, out = run_suite(tmp_path, '[[matrix]]\nmodels = ["mlp:tiny"]\nmodes = ["checkpoint"]\n',
+                       launcher=fake_launcher)
+    resolved = out.record.suite.resolved["settings"]["checkpoint_dir"]
+    assert Path(resolved) == (tmp_path / "out").resolve()
+    roles = {s.role: s for s in out.record.segments[0].environment.storage}
+    assert set(roles) == {"results", "scratch"} and roles["scratch"].path == resolved
