@@ -356,3 +356,62 @@ def test_the_default_scratch_folder_is_the_results_folder(tmp_path, fake_launche
     assert Path(resolved) == (tmp_path / "out").resolve()
     roles = {s.role: s for s in out.record.segments[0].environment.storage}
     assert set(roles) == {"results", "scratch"} and roles["scratch"].path == resolved
+
+
+class FakeStreams:
+    """A device module with streams (torch.cuda's shape), recording what the feed asks
+    of it; the tensors stay on the CPU. Unverified on a real accelerator: this checks
+    the order of the feed's calls, not CUDA's semantics."""
+
+    def __init__(self):
+        self.log = []
+        self.side = None
+        self.inside = False
+
+    def Stream(self, device):  # noqa: N802 - torch.cuda.Stream's name
+        self.side = "side"
+        return self.side
+
+    def stream(self, s):
+        import contextlib
+
+        fake = self
+
+        @contextlib.contextmanager
+        def ctx():
+            fake.inside = True
+            fake.log.append(("enter", s))
+            yield
+            fake.inside = False
+
+        return ctx()
+
+    def current_stream(self, device):
+        fake = self
+
+        class Main:
+            def wait_stream(self, s):
+                fake.log.append(("wait", s))
+
+        return Main()
+
+
+def test_device_feed_copies_the_next_batch_on_a_side_stream_before_handing_over():
+    import torch
+
+    from hwbench.io import data
+
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.arange(8.0), torch.arange(8)),
+                                         batch_size=2)
+    fake = FakeStreams()
+    feed = data.DeviceFeed(loader, torch.device("cpu"), None, mod=fake)
+    recorded = []
+    feed.record = lambda t, s: recorded.append(t)
+    x0, _ = feed()
+    # the first call copies batch 0 and then batch 1 on the side stream; batch 0 is handed
+    # over after the consumer's stream waited for the side stream
+    assert fake.log == [("enter", "side"), ("wait", "side"), ("enter", "side")]
+    assert x0.tolist() == [0.0, 1.0] and len(recorded) == 2
+    x1, _ = feed()
+    assert x1.tolist() == [2.0, 3.0]  # the batch copied ahead
+    assert fake.log[3:] == [("wait", "side"), ("enter", "side")]  # one copy ahead per call, never more

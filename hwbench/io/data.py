@@ -153,12 +153,14 @@ class DeviceFeed:
     (non-blocking) before the current batch is handed over; the consumer's stream waits
     on it. An epoch's end starts the next epoch."""
 
-    def __init__(self, loader, device: torch.device, dtype: torch.dtype | None):
+    def __init__(self, loader, device: torch.device, dtype: torch.dtype | None, mod: Any = None):
         self.loader, self.device, self.dtype = loader, device, dtype
         self.wait_s = 0.0
         self.batches = 0
-        mod = getattr(torch, device.type, None)
-        self.stream = mod.Stream(device) if device.type != "cpu" and hasattr(mod, "Stream") else None
+        # the device's torch module (torch.cuda, torch.xpu): streams where it has them.
+        # ``mod`` replaces it in tests (a fake that records the stream calls)
+        self.mod = mod if mod is not None else (getattr(torch, device.type, None) if device.type != "cpu" else None)
+        self.stream = self.mod.Stream(device) if self.mod is not None and hasattr(self.mod, "Stream") else None
         self._it = None
         self._next = None
 
@@ -179,8 +181,7 @@ class DeviceFeed:
         if self.stream is None:
             x, y = x.to(self.device), y.to(self.device)
             return (x.to(self.dtype) if self.dtype is not None else x), y, None
-        mod = getattr(torch, self.device.type)
-        with mod.stream(self.stream):
+        with self.mod.stream(self.stream):
             x = x.to(self.device, non_blocking=True)
             y = y.to(self.device, non_blocking=True)
             if self.dtype is not None:
@@ -193,13 +194,17 @@ class DeviceFeed:
             self._next = self._to_device(self._fetch())
         x, y, stream = self._next
         if stream is not None:
-            mod = getattr(torch, self.device.type)
-            mod.current_stream(self.device).wait_stream(stream)
-            x.record_stream(mod.current_stream(self.device))
-            y.record_stream(mod.current_stream(self.device))
+            main = self.mod.current_stream(self.device)
+            main.wait_stream(stream)  # the consumer's work on x, y starts after their copy
+            self.record(x, main)  # the allocator must not reuse their memory before main is done
+            self.record(y, main)
         self._next = self._to_device(self._fetch()) if stream is not None else None
         self.batches += 1
         return x, y
+
+    @staticmethod
+    def record(t: torch.Tensor, stream: Any) -> None:
+        t.record_stream(stream)
 
     def close(self) -> None:
         self._it = None  # ends the loader's workers (unless persistent: the loader's own end)
