@@ -53,9 +53,10 @@ def fig_feeding(t: pd.DataFrame) -> str:
     ax.barh(y + 0.2, t["data_samples_per_s"].astype(float), height=0.4, color="#2ca02c", label="input pipeline")
     ax.set_yticks(y, labels, fontsize=7)
     ax.invert_yaxis()
-    _log_axis(ax, "x", lambda v: fm.si(v, "/s"))
+    _log_axis(ax, "x", lambda v: fm.si(v))
+    ax.tick_params(axis="x", labelsize=7)
     ax.set_xlabel("samples per second")
-    ax.legend(fontsize=7, loc="lower right")
+    fig.legend(fontsize=7, loc="outside upper center", ncol=2)
     ax.grid(True, axis="x", alpha=0.3)
     return to_svg(fig, "train step against input pipeline samples per second, per model")
 
