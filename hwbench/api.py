@@ -152,6 +152,10 @@ def run_suite(
     if path is None:
         path = runner.default_out_path(s, out_dir, environment["hostname"], run_id,
                                        node=nodes.node_rank if nodes is not None else None)
+    from .io import storage  # data / checkpoint cases' scratch folder, checked before any worker starts
+
+    s = storage.resolve_scratch(s, Path(path))
+    environment["storage"] = storage.environment_facts(s, Path(path))
     plan = planning.plan_run(s, filters, rec, path, nodes=nodes)
     if resume is None and not any(p.skip_reason is None for p in plan.planned):
         raise UserError(f"{s.path}: nothing can run on this machine: " + skip_summary(plan.planned))

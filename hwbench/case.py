@@ -52,6 +52,14 @@ class Case:
     parallelism: str = "none"
     world_size: int = 1
     comm: str = "none"  # gradient compression (hwbench.parallel.comm); "none" keeps case ids as they were
+    # data cases (hwbench.io.data): the DataLoader's settings; None elsewhere (and
+    # prefetch_factor / persistent_workers without loader processes), keeping case ids
+    num_workers: int | None = None
+    pin_memory: bool | None = None
+    prefetch_factor: int | None = None
+    persistent_workers: bool | None = None
+    # checkpoint cases (hwbench.io.checkpoint): "torch_save", "dcp", "dcp_async"
+    checkpointer: str | None = None
 
     @property
     def auto_batch(self) -> bool:
@@ -74,7 +82,25 @@ class Case:
             parts.append(f"{self.parallelism}{self.world_size}")
         if self.comm != "none":
             parts.append(self.comm)
+        parts.extend(self.io_parts())
         return "/".join(p for p in parts if p)
+
+    def io_parts(self) -> list[str]:
+        """The case-id parts of a data or checkpoint case: ``w2``, ``pin``, ``pf4``,
+        ``persist`` (loader workers, pinned memory, prefetch, persistent workers), or the
+        checkpointer's name; none for other cases."""
+        out = []
+        if self.num_workers is not None:
+            out.append(f"w{self.num_workers}")
+        if self.pin_memory:
+            out.append("pin")
+        if self.prefetch_factor is not None:
+            out.append(f"pf{self.prefetch_factor}")
+        if self.persistent_workers:
+            out.append("persist")
+        if self.checkpointer is not None:
+            out.append(self.checkpointer)
+        return out
 
     @property
     def family(self) -> str:

@@ -106,6 +106,10 @@ def _resolve(suite: LoadedSuite, cases: list[Case], present=None, nodes=None, co
     for case in cases:
         dev = backends.resolve_device(case.device, present)
         why = backends.unsupported_reason(case, dev)
+        if why is None and case.checkpointer is not None:
+            from .io import CHECKPOINTERS
+
+            why = CHECKPOINTERS.requires(case.checkpointer, dev, case)
         if why is None and nodes is not None:
             why = nodes.requires(case)
         if why is None and dev is not None and case.parallelism != "none":

@@ -76,6 +76,20 @@ for every change; golden files of every old version live in ``tests/golden/``):
     ``facts.param_rel_l2_steps`` (:mod:`hwbench.parallel.comm`); null in earlier files.
   * ``ab`` (:class:`ABSide`): the file is one side of an ``hwbench ab`` job: which side,
     its Python and environment variables, and when each repeat ran (the ABBA order).
+  * modes ``data`` and ``checkpoint`` (:mod:`hwbench.io`): ``case.num_workers``,
+    ``case.pin_memory``, ``case.prefetch_factor``, ``case.persistent_workers`` (data
+    cases) and ``case.checkpointer`` (checkpoint cases), null elsewhere and in earlier
+    files. A data case's ``measurement.raw_times_s`` are per batch delivered to the
+    device; a checkpoint case's are per save (flushed to storage).
+  * ``facts.data_files``, ``facts.data_bytes_on_disk``, ``facts.data_bytes_per_sample``,
+    ``facts.data_loader_wait_s``, ``facts.data_loader_cpu_s``, ``facts.data_pipeline``:
+    data cases (bytes per second and loader CPU utilisation are derived at load).
+  * ``facts.checkpoint_bytes``, ``facts.checkpoint_files``, ``facts.checkpoint_load_s``,
+    ``facts.checkpoint_blocked_s``, ``facts.checkpoint_load_from``: checkpoint cases;
+    ``facts.scratch_fs_type``: both.
+  * ``environment.storage`` (:class:`StorageInfo`): filesystem type, device and
+    rotational flag of the results folder and the scratch folder (``checkpoint_dir``);
+    empty in earlier files.
 """
 
 from __future__ import annotations
@@ -154,6 +168,18 @@ class GpuInfo(_Record):
     pci_bus_id: Text | None = None
 
 
+class StorageInfo(_Record):
+    """The storage behind a folder the run writes to (:mod:`hwbench.io.storage`); null
+    where the kernel does not say."""
+
+    role: Literal["results", "scratch"]
+    path: Text
+    mount_point: Text | None = None
+    fs_type: Text | None = None  # from /proc/mounts: ext4, xfs, overlay, tmpfs, nfs4, ...
+    device: Text | None = None  # the mount's source (/dev/nvme0n1p2, overlay, ...)
+    rotational: bool | None = None  # /sys/class/block/<dev>/queue/rotational; null: not a listed block device
+
+
 class Environment(_Record):
     """Where the numbers came from (docs/architecture.md, rule 7). Every field but the host name is
     optional: what could not be asked stays null."""
@@ -185,6 +211,7 @@ class Environment(_Record):
     gpus: list[GpuInfo] = []
     driver_version: Text | None = None
     cuda_driver_version: Text | None = None
+    storage: list[StorageInfo] = []  # the folders a run writes to (results, scratch)
 
 
 # What must match to continue a run in the same file: the machine...
@@ -273,6 +300,11 @@ class CaseIdentity(_Record):
     parallelism: Annotated[str, Field(max_length=50)] = "none"
     world_size: Count = 1
     comm: Annotated[str, Field(max_length=50)] = "none"
+    num_workers: Count | None = None
+    pin_memory: bool | None = None
+    prefetch_factor: Count | None = None
+    persistent_workers: bool | None = None
+    checkpointer: Annotated[str, Field(max_length=50)] | None = None
 
 
 class Measurement(_Record):
@@ -337,6 +369,22 @@ class Facts(_Record):
     comm_exposed_s_per_step: Float | None = None
     param_rel_l2_vs_none: Float | None = None
     param_rel_l2_steps: Count | None = None
+    # data cases (hwbench.io.data): the files, what the loader read per sample, and over
+    # the timed window the consumer's wait on the loader and the loader's CPU time
+    data_files: Count | None = None
+    data_bytes_on_disk: Count | None = None
+    data_bytes_per_sample: Float | None = None
+    data_loader_wait_s: Window | None = None
+    data_loader_cpu_s: Window | None = None
+    data_pipeline: Text | None = None
+    # checkpoint cases (hwbench.io.checkpoint): bytes on disk, load times (the save times
+    # are measurement.raw_times_s), async saves' blocked times, what a load read from
+    checkpoint_bytes: Count | None = None
+    checkpoint_files: Count | None = None
+    checkpoint_load_s: list[Seconds] | None = None
+    checkpoint_blocked_s: list[Window] | None = None
+    checkpoint_load_from: Text | None = None
+    scratch_fs_type: Text | None = None  # the filesystem of the case's scratch folder
 
 
 class Overheads(_Record):

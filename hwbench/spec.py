@@ -31,6 +31,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from . import backends, models, parallel, precisions, variants
+from . import io as iomod
 from .errors import ConfigError
 from .options import MAX_DURATION_S
 from .case import Case, Shape
@@ -142,6 +143,12 @@ class Settings(_Strict):
     comm_accuracy_steps: int = Field(
         5, ge=0, le=1000, description="Parallel cases with a comm setting: steps run uncompressed and then "
         "compressed from the same initial state to measure param_rel_l2_vs_none (0: skip)")
+    checkpoint_dir: str | None = Field(
+        None, min_length=1, max_length=4096,
+        description="data and checkpoint cases: the scratch folder their files are written to and removed from "
+        "(an existing, writable folder); default: a temporary folder next to the results file")
+    data_samples: Positive = Field(
+        512, ge=1, description="data cases: samples written to the scratch folder (at least 4 batches are)")
     memory_limit_gb: float | None = Field(
         None, ge=1, le=65536,
         description="Memory cap per worker, GiB (1 to 65536): the address space of CPU workers (RLIMIT_AS), "
@@ -183,7 +190,9 @@ class MatrixBlock(_Strict):
     """One cartesian product of case dimensions."""
 
     models: list[str] = Field(min_length=1, description="family:size names, see `hwbench list models`")
-    modes: list[Literal["infer", "train", "generate"]] = Field(["infer"], min_length=1)
+    modes: list[Literal["infer", "train", "generate", "data", "checkpoint"]] = Field(
+        ["infer"], min_length=1, description="infer, train, generate (model steps); data (the input pipeline), "
+        "checkpoint (save and load of model + optimizer state): see docs/io.md")
     # Any, checked by _batch_sizes: a union type would report one error per member
     batch_sizes: list[Any] = Field(
         [1], min_length=1, description='Batch sizes; "auto" = powers of two up to the largest that fits'
@@ -207,6 +216,21 @@ class MatrixBlock(_Strict):
     comm: list[str] = Field(
         ["none"], min_length=1, description="Gradient compression of data-parallel cases: none, fp16, bf16, "
         "powersgd:<rank> (hwbench.parallel.comm)")
+    # data cases (hwbench.io.data): the DataLoader's settings, one case per combination
+    num_workers: list[int] | None = Field(
+        None, min_length=1, description="data cases: DataLoader worker processes, 0 (load in the consumer) to "
+        "COUNT_MAX (default [0]); more than the logical CPUs is allowed and flagged")
+    pin_memory: list[bool] | None = Field(
+        None, min_length=1, description="data cases: DataLoader pin_memory, true / false (default [false])")
+    prefetch_factors: list[int] | None = Field(
+        None, min_length=1, description="data cases: batches each loader worker keeps ahead, 1 or more "
+        "(default [2]; cases with num_workers = 0 have none)")
+    persistent_workers: list[bool] | None = Field(
+        None, min_length=1, description="data cases: keep loader workers between epochs, true / false (default "
+        "[false]; cases with num_workers = 0 have none)")
+    checkpointers: list[str] | None = Field(
+        None, min_length=1, description=f"checkpoint cases: {', '.join(iomod.CHECKPOINTERS.names())} "
+        "(default [\"torch_save\"])")
     world_sizes: list[int] | None = Field(
         None, min_length=1, description="Ranks per parallel case, 1 to MAX_WORLD_SIZE (default [1]); 'none' always "
         "runs one process; more ranks than this machine's GPUs (or, on CPU, cores) are skipped")
@@ -220,7 +244,20 @@ class MatrixBlock(_Strict):
                 raise ValueError(f"[{i}] unknown model {shorten(name)}{_suggest(name, known)}; known: {', '.join(known)}")
         return v
 
-    @field_validator("threads", "seq_lens", "image_sizes", "output_lens", "world_sizes")
+    @field_validator("num_workers")
+    @classmethod
+    def _workers(cls, v):
+        for i, n in enumerate(v or ()):
+            if not 0 <= n <= COUNT_MAX:
+                raise ValueError(f"[{i}] {n} is not allowed; allowed: 0 to {COUNT_MAX} loader processes")
+        return v
+
+    @field_validator("checkpointers")
+    @classmethod
+    def _checkpointers(cls, v):
+        return _registered(v, iomod.CHECKPOINTERS.names()) if v is not None else v
+
+    @field_validator("threads", "seq_lens", "image_sizes", "output_lens", "world_sizes", "prefetch_factors")
     @classmethod
     def _positive(cls, v, info):
         top = MAX_WORLD_SIZE if info.field_name == "world_sizes" else COUNT_MAX
@@ -459,10 +496,9 @@ def expand(spec: SuiteSpec, path: str = "<suite>") -> tuple[Case, ...]:
                 if why is not None:
                     raise ConfigError(f"{path}: matrix[{bi}].variants: {why}")
             for mode in block.modes:
-                if mode not in fam.modes:
-                    raise ConfigError(
-                        f"{path}: matrix[{bi}].modes: model {name!r} has no mode {mode!r}; it supports {', '.join(fam.modes)}"
-                    )
+                if mode not in iomod.modes_of(fam):
+                    raise ConfigError(f"{path}: matrix[{bi}].modes: model {name!r} has no mode {mode!r}; it supports "
+                                      f"{', '.join(iomod.modes_of(fam))}")
             shapes = _shapes(fam, cfg, block, f"{path}: matrix[{bi}]", name)
             gens = block.output_lens or [32]
             if "generate" in block.modes and fam.shape_kind == "seq_len":
@@ -484,10 +520,11 @@ def expand(spec: SuiteSpec, path: str = "<suite>") -> tuple[Case, ...]:
                                         for var in block.variants:
                                             for g in gens if mode == "generate" else [None]:
                                                 for par, ws, cm in _parallel_points(block):
-                                                    case = Case(name, mode, 0 if bs == "auto" else bs, prec, backend,
-                                                                dev, th, shape.seq_len, shape.image_size, var, g,
-                                                                par, ws, cm)
-                                                    out[case] = None
+                                                    for io in io_points(block, mode):
+                                                        case = Case(name, mode, 0 if bs == "auto" else bs, prec,
+                                                                    backend, dev, th, shape.seq_len, shape.image_size,
+                                                                    var, g, par, ws, cm, **io)
+                                                        out[case] = None
     return tuple(out)
 
 
@@ -505,8 +542,29 @@ def block_size(block: MatrixBlock) -> int:
         fam, _ = models.get(name)
         shapes = len({"seq_len": block.seq_lens, "image_size": block.image_sizes}.get(fam.shape_kind) or [None])
         for mode in block.modes:
-            n += shapes * (len(block.output_lens or [32]) if mode == "generate" else 1)
+            n += shapes * (len(block.output_lens or [32]) if mode == "generate" else 1) * len(io_points(block, mode))
     return n * per_point
+
+
+def io_points(block: MatrixBlock, mode: str) -> list[dict[str, Any]]:
+    """The :class:`Case` fields of a block's data or checkpoint cases (one dict per
+    case; ``[{}]`` for other modes). A data case without loader processes
+    (num_workers = 0) has no prefetch factor and no persistent workers: DataLoader
+    takes neither then, so those dimensions collapse there."""
+    if mode == "checkpoint":
+        return [{"checkpointer": c} for c in block.checkpointers or ["torch_save"]]
+    if mode != "data":
+        return [{}]
+    out: list[dict[str, Any]] = []
+    for w in block.num_workers or [0]:
+        for pin in block.pin_memory or [False]:
+            for pf in block.prefetch_factors or [2]:
+                for keep in block.persistent_workers or [False]:
+                    point = {"num_workers": w, "pin_memory": pin, "prefetch_factor": pf if w else None,
+                             "persistent_workers": keep if w else None}
+                    if point not in out:
+                        out.append(point)
+    return out
 
 
 def _parallel_points(block: MatrixBlock) -> list[tuple[str, int, str]]:
@@ -547,6 +605,16 @@ def _check_applicable(block: MatrixBlock, where: str) -> None:
     if any(p != "none" for p in block.parallelism) and any(m != "train" for m in block.modes):
         raise ConfigError(f"{where}.parallelism: parallel strategies train; this block has modes "
                           f"{', '.join(block.modes)} (use modes = [\"train\"])")
+    for key, mode in (("num_workers", "data"), ("pin_memory", "data"), ("prefetch_factors", "data"),
+                      ("persistent_workers", "data"), ("checkpointers", "checkpoint")):
+        if getattr(block, key) is not None and mode not in block.modes:
+            raise ConfigError(f"{where}.{key}: applies to modes = [\"{mode}\"] only; this block has "
+                              f"{', '.join(block.modes)}")
+    io = [m for m in block.modes if m in iomod.IO_MODES]
+    if io and (block.backends != ["eager"] or block.variants != ["none"]):
+        key = "backends" if block.backends != ["eager"] else "variants"
+        raise ConfigError(f"{where}.{key}: modes {', '.join(io)} run no model step, so they take backends = "
+                          "[\"eager\"] and variants = [\"none\"] only; put them in a block of their own")
     if block.threads is not None and not any(d == "cpu" or d == "auto" for d in block.devices):
         raise ConfigError(f"{where}.threads: applies to CPU devices only; this block has {', '.join(block.devices)}")
 

@@ -70,6 +70,9 @@ def _watch_lifeline(lifeline) -> None:
         lifeline.recv()  # blocks until the runner's end closes (or the runner dies)
     except (EOFError, OSError):
         pass
+    from .io import scratch  # a data / checkpoint case's files: the worker is going, they go too
+
+    scratch.remove_open()
     os._exit(3)
 
 
@@ -198,6 +201,8 @@ def _run(case: Case, settings: Settings, target: Target, conn, t_launch: float, 
          memory_limit_bytes: int | None = None) -> Outcome:
     """The stages of one case (module docstring); the timed loop is :func:`_measure`."""
     fam, size, cfg, device = _setup(case, target, memory_limit_bytes)
+    if case.mode in ("data", "checkpoint"):  # hwbench.io: the input pipeline, checkpoint save and load
+        return _run_io(case, settings, fam, cfg, device, conn, {"launch": t_launch, "worker_start": t_start})
     torch.manual_seed(settings.seed)
     model = fam.build(cfg)
     inputs, targets = _batch(fam, cfg, case, case.batch_size, device, settings.seed)
@@ -261,6 +266,27 @@ def _run(case: Case, settings: Settings, target: Target, conn, t_launch: float, 
     )
 
 
+def _run_io(case: Case, settings: Settings, fam, cfg, device, conn, stamps: dict[str, float]) -> Outcome:
+    """A data or checkpoint case (:mod:`hwbench.io`): timed there, recorded here."""
+    from .io import cases
+
+    timer, marks = timing.Timer(device), {}
+
+    def measure(step, hook):
+        m, got, _ = _measure(case, settings, step, timer, None, conn, hook)
+        marks.update(got)
+        return m
+
+    m, io_facts, flags = cases.run(case, settings, fam, cfg, device, measure,
+                                   lambda event, t: conn.send(Progress(event, t)))
+    facts = Facts(params=fam.param_count(cfg), flops_per_sample=0.0, host_rss_peak_bytes=rss_peak_bytes(),
+                  threads_used=torch.get_num_threads() if device.type == "cpu" else None, **io_facts)
+    return Outcome("ok", measurement=_measurement(case, m, []), facts=facts,
+                   flags=tuple(Flag(flag=f, detail=d) for f, d in flags),
+                   timestamps={**stamps, "ready": m.window_start - m.warmup_s, "first_timed": m.window_start,
+                               **marks, "window_end": m.window_end})
+
+
 def _reference(fam, cfg, case: Case, settings: Settings, device, inputs):
     """The fp32 eager reference output the case is compared with (None where accuracy
     is not checked, or the case is the reference)."""
@@ -275,7 +301,7 @@ def _reference(fam, cfg, case: Case, settings: Settings, device, inputs):
     return ref
 
 
-def _measure(case: Case, settings: Settings, step, timer, eager, conn):
+def _measure(case: Case, settings: Settings, step, timer, eager, conn, hook=None):
     """The timed loop (:func:`hwbench.timing.measure`) with the window's edges sent to
     the runner and MoE router counts taken over the timed iterations only. Returns
     (timing.Measurement, the ``ready`` / ``first_timed`` marks, router counts or None)."""
@@ -289,6 +315,8 @@ def _measure(case: Case, settings: Settings, step, timer, eager, conn):
     def first_timed():
         if routed:
             eager.reset_router_counts()  # before the window's first iteration: count the timed ones only
+        if hook is not None:
+            hook()
         marks["first_timed"] = time.monotonic()
         conn.send(Progress("window_start", marks["first_timed"]))
 

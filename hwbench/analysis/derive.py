@@ -12,12 +12,14 @@ from typing import Any, Callable
 
 from ..records import CaseResult, Facts, Measurement, RunRecord
 from .mfu import mfu_flags
+from .feeding import input_headroom, io_columns
 from .roofline import roofline_columns, roofline_flags
 from .stats import latency_stats_ms, noise_flag, percentile
 
 # Columns of the case identity, in this order, present in every row.
 IDENTITY = ("model", "family", "size", "mode", "batch_size", "seq_len", "image_size", "gen_tokens", "precision",
-            "backend", "device", "threads", "variant", "parallelism", "world_size", "comm")
+            "backend", "device", "threads", "variant", "parallelism", "world_size", "comm", "num_workers",
+            "pin_memory", "prefetch_factor", "persistent_workers", "checkpointer")
 
 
 def _peak_key(precision: str) -> str | None:
@@ -72,6 +74,7 @@ def case_row(rec: RunRecord, c: CaseResult, path: str = "") -> dict[str, Any]:
         _timing_columns(row, flags, c, m, bs, settings)
     if facts is not None:
         _fact_columns(row, flags, rec, c, facts, bs)
+    row.update(io_columns(c, row))  # data / checkpoint cases (hwbench.analysis.feeding)
     row.update(_energy(c, row, flags))
     # the host's summary and that of the case's own accelerator (others stay in the file)
     for col in c.collectors.values():
@@ -345,6 +348,7 @@ def record_rows(rec: RunRecord, path: str = "") -> list[dict[str, Any]]:
     rows = [case_row(rec, c, path) for c in rec.cases]
     scaling_efficiency(rows)
     compression_ratio(rows)
+    input_headroom(rows)
     return rows
 
 
@@ -437,6 +441,13 @@ SCHEMA: list[tuple[str, str]] = [
     ("comm_busy_ms", _FLOAT), ("comm_exposed_ms", _FLOAT), ("comm_compression_ratio", _FLOAT),
     ("param_rel_l2_vs_none", _FLOAT), ("param_rel_l2_steps", _INT),
     ("rank_memory_peak_bytes_max", _INT), ("rank_host_rss_peak_bytes_max", _INT),
+    # feeding and saving (hwbench.analysis.feeding): data cases' loader, train cases' input headroom, checkpoints
+    ("num_workers", _INT), ("pin_memory", "boolean"), ("prefetch_factor", _INT), ("persistent_workers", "boolean"),
+    ("bytes_per_s", _FLOAT), ("data_bytes_per_sample", _FLOAT), ("loader_wait_fraction", _FLOAT),
+    ("loader_cpu_util_pct", _FLOAT), ("input_headroom", _FLOAT), ("input_bound", "boolean"), ("input_loader", _STR),
+    ("checkpointer", _STR), ("checkpoint_bytes", _INT), ("checkpoint_save_gbs", _FLOAT),
+    ("checkpoint_load_gbs", _FLOAT), ("checkpoint_save_s_p50", _FLOAT), ("checkpoint_load_s_p50", _FLOAT),
+    ("checkpoint_blocked_s_p50", _FLOAT), ("checkpoint_load_from", _STR), ("scratch_fs_type", _STR),
     # measurement quality
     ("quality_flags", "object"), ("flag_details", _STR),
 ]

@@ -59,8 +59,14 @@ def _key(df: pd.DataFrame, cols: Sequence[str]) -> pd.Series:
     return pd.Series(list(zip(*parts)) if parts else [()] * len(df), index=df.index, dtype="object")
 
 
+# data and checkpoint cases measure I/O, not a model step: their own analysis is
+# hwbench.analysis.feeding, and no trade-off, scaling curve or front mixes them in
+IO_MODES = ("data", "checkpoint")
+
+
 def _ok(df: pd.DataFrame) -> pd.DataFrame:
-    return df[df["status"] == "ok"] if "status" in df else df
+    ok = df[df["status"] == "ok"] if "status" in df else df
+    return ok[~ok["mode"].isin(IO_MODES)] if "mode" in ok else ok
 
 
 def is_baseline(df: pd.DataFrame, baseline: Mapping[str, str] | None = None) -> pd.Series:

@@ -251,7 +251,7 @@ def _timestamp(v: Any):
 
 _RATIOS = ("speedup", "speedup_geomean", "speedup_min", "speedup_max", "energy_ratio", "energy_ratio_geomean",
            "throughput_ratio_ps_over_ddp", "comm_bytes_ratio_ps_over_ddp", "step_speedup_vs_none",
-           "comm_compression_ratio")
+           "comm_compression_ratio", "input_headroom")
 _PLAIN_3G = ("rel_l2_error", "max_abs_error", "rel_l2_error_max", "coefficient", "exponent_stderr", "r2", "exponent",
              "arithmetic_intensity", "param_rel_l2_vs_none")
 _COUNTS = ("knee_batch_size", "best_batch_size", "batch_size", "n_cases", "n_points", "runs", "cases", "ok", "skipped",
@@ -295,6 +295,12 @@ def column(name: str) -> Callable[[Any], str]:
         return mfu
     if name in ("gain_per_doubling",) or name in ("latency_cv", "latency_iqr_rel", "flops_counted_vs_analytic", "scaling_efficiency",
                 "comm_fraction"):
+        return percent
+    if name in ("checkpoint_save_gbs", "checkpoint_load_gbs"):
+        return lambda v: "" if missing(v) else f"{sig(float(v))} GB/s"
+    if name.startswith("checkpoint_") and name.endswith("_s_p50"):
+        return duration_s
+    if name == "loader_wait_fraction":
         return percent
     if name == "quality_flags":
         return lambda v: ",".join(v) if isinstance(v, (list, tuple)) else ""
