@@ -402,3 +402,18 @@ def test_a_cpu_group_occupies_one_priced_machine_per_node():
     assert cost.devices_per_case({"parallelism": "ddp", "world_size": 4, "device": "cpu", "nnodes": 2}) == 2
     assert cost.devices_per_case({"parallelism": "ddp", "world_size": 4, "device": "cuda", "nnodes": 2}) == 4
     assert cost.devices_per_case({"parallelism": "none", "world_size": 1, "device": "cuda"}) == 1
+
+
+def test_data_and_checkpoint_cases_are_not_priced():
+    """A data case's samples/s is what its loader delivers and a checkpoint case's a save:
+    neither is a result a buyer pays for, so procure leaves them out (known answer: the
+    frame holds exactly the model-step rows)."""
+    df = load_results(EXAMPLE)
+    io = df.head(2).copy()
+    io["mode"] = ["data", "checkpoint"]
+    io["case_id"] = io["case_id"] + "-io"
+    import pandas as pd
+
+    frame, _ = cost.price_cases(pd.concat([df, io], ignore_index=True), spec(RENT, "rent.toml"))
+    assert len(frame) == len(df)
+    assert not frame["case_id"].str.endswith("-io").any()

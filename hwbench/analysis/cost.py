@@ -41,6 +41,7 @@ import math
 from typing import Any
 
 from ..errors import UserError
+from ..io import IO_MODES
 from ..prices import Mix, Price, PriceSpec
 from .numbers import number
 
@@ -148,7 +149,8 @@ def energy_is_estimated(row: dict[str, Any]) -> bool:
 
 # ------------------------------------------------------------------ per case
 def price_cases(df, prices: PriceSpec, basis: str = "any", skip_unpriced: bool = False):
-    """Every case of ``df`` with its price and the cost / energy / carbon figures of
+    """Every model-step case of ``df`` (data and checkpoint cases, which measure I/O, are
+    left out) with its price and the cost / energy / carbon figures of
     the module docstring; one row per case, columns :data:`CASE_COLUMNS` (figures empty
     for cases that did not run ok). ``basis`` (``any``, ``own``, ``rent``) keeps the
     machine lines of that basis only.
@@ -162,6 +164,8 @@ def price_cases(df, prices: PriceSpec, basis: str = "any", skip_unpriced: bool =
     unpriced: dict[str, list[str]] = {}
     out: list[dict[str, Any]] = []
     for r in rows:
+        if r.get("mode") in IO_MODES:
+            continue  # data / checkpoint cases measure I/O, not a result a buyer pays for
         ok = r.get("status") == "ok"
         dev = r.get("device_name") if isinstance(r.get("device_name"), str) else None
         price = prices.lookup(dev, basis)

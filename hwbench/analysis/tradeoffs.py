@@ -61,7 +61,7 @@ def _key(df: pd.DataFrame, cols: Sequence[str]) -> pd.Series:
 
 # data and checkpoint cases measure I/O, not a model step: their own analysis is
 # hwbench.analysis.feeding, and no trade-off, scaling curve or front mixes them in
-IO_MODES = ("data", "checkpoint")
+from ..io import IO_MODES  # noqa: E402  (the one definition; torch-free)
 
 
 def _ok(df: pd.DataFrame) -> pd.DataFrame:
