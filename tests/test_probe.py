@@ -103,7 +103,7 @@ def test_latest_matching_profile_same_machine_newest(tiny_profile, tmp_path):
     assert find_for_run(tmp_path / "x.json", env).profile_id == "new"
     other = dict(env, cpu_model="another CPU")
     assert find_latest([d], other) is None
-    gpu = dict(env, gpus=[{"index": 0, "name": "NVIDIA H100 80GB HBM3", "uuid": "GPU-1"}])
+    gpu = dict(env, accelerators=[{"index": 0, "name": "NVIDIA H100 80GB HBM3", "uuid": "GPU-1"}])
     assert find_latest([d], gpu) is None  # GPUs are part of the machine
 
 
