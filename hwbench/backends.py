@@ -109,7 +109,9 @@ def _variant_vs_quantisation(case: Case, dev: DeviceInfo) -> str | None:
 
 
 def _threads_on_cpu(case: Case, dev: DeviceInfo) -> str | None:
-    if case.threads is not None and dev.kind != "cpu":
+    from . import devices
+
+    if case.threads is not None and not (dev.kind in devices.KINDS and devices.KINDS.get(dev.kind).host_threads()):
         return "threads applies to CPU cases only"
     return None
 

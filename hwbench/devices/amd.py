@@ -89,7 +89,6 @@ class AmdGPU:
             ("uuid", lambda: n.amdsmi_get_gpu_device_uuid(h)),
             ("pci_bus_id", lambda: n.amdsmi_get_gpu_device_bdf(h)),
             ("memory_total_bytes", lambda: int(n.amdsmi_get_gpu_vram_usage(h)["vram_total"]) * 2**20),
-            ("power_limit_w", lambda: float(n.amdsmi_get_power_info(h)["power_limit"])),
             ("driver_version", lambda: n.amdsmi_get_gpu_driver_info(h)["driver_version"]),
         ):
             v = self._get(key, fn)
