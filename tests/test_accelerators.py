@@ -231,3 +231,68 @@ def test_no_module_outside_the_layer_branches_on_a_device_kind():
     for core in ("hwbench/worker.py", "hwbench/parallel/rank.py", "hwbench/probe/_timing.py", "hwbench/runner.py",
                  "hwbench/commands/collectives.py", "hwbench/spec.py", "hwbench/env.py", "hwbench/timing.py"):
         assert core not in offenders
+
+
+# ------------------------------------------------------------------ Intel hwmon
+def _hwmon_tree(root: Path, watts: float, t0: float) -> Path:
+    hw = root / "class" / "drm" / "card1" / "device" / "hwmon" / "hwmon3"
+    hw.mkdir(parents=True)
+    (root / "class" / "drm" / "card1-DP-1").mkdir(parents=True)  # a connector, not a GPU
+    (hw / "name").write_text("xe\n")
+    (hw / "energy1_input").write_text("0\n")
+    return hw
+
+
+def test_intel_hwmon_energy_counter_gives_xpu_energy(tmp_path):
+    """The counter file is rewritten as a driver would (µJ of a constant 120 W draw)
+    while the collector samples it; the window's energy is power x window."""
+    import threading
+
+    hw = _hwmon_tree(tmp_path, 120.0, time.monotonic())
+    t0 = time.monotonic()
+    stop = threading.Event()
+
+    def driver():
+        while not stop.is_set():
+            (hw / "energy1_input").write_text(f"{int(120.0 * (time.monotonic() - t0) * 1e6)}\n")
+            time.sleep(0.002)
+
+    th = threading.Thread(target=driver, daemon=True)
+    th.start()
+    try:
+        cs = CollectorSet.for_suite(settings(collectors=["intel_hwmon"]), sysfs_root=tmp_path)
+        assert [s.device for s in cs.samplers] == ["xpu:0"]
+        out, _, window = run_window(cs, "xpu:0")
+    finally:
+        stop.set()
+        th.join()
+    assert out.energy.energy_source == "hwmon_counter"
+    assert out.energy.energy_j == pytest.approx(120.0 * window, rel=0.05)
+
+
+def test_no_intel_hwmon_is_a_reason(tmp_path):
+    cs = CollectorSet.for_suite(settings(collectors=["intel_hwmon"]), sysfs_root=tmp_path)
+    assert "no Intel GPU" in cs.unavailable["intel_hwmon"]
+
+
+# ------------------------------------------------------------- list devices
+def test_list_devices_json_lists_every_kind_with_presence_and_reasons():
+    import json
+
+    from click.testing import CliRunner
+
+    from hwbench.cli import cli
+
+    r = CliRunner().invoke(cli, ["list", "devices", "--format", "json"])
+    assert r.exit_code == 0, r.output
+    rows = {x["kind"]: x for x in json.loads(r.stdout)}
+    assert list(rows) == ["cpu", "cuda", "rocm", "xpu", "mps", "xla", "hpu"]
+    assert rows["cpu"]["present"] and rows["cpu"]["devices"] == ["cpu"] and rows["cpu"]["reason"] is None
+    assert rows["cpu"]["energy_sources"] == ["rapl", "estimated"] and rows["cpu"]["peak_source"]
+    for k, x in rows.items():
+        assert x["present"] or x["reason"], k
+        assert x["dist_backend"] and x["peak_source"], k
+    assert rows["rocm"]["samplers"] == ["amdsmi"] and rows["rocm"]["energy_sources"] == ["amdsmi_counter", "amdsmi_power"]
+    assert rows["mps"]["energy_sources"] == [] and "powermetrics" in rows["mps"]["energy_note"]
+    t = CliRunner().invoke(cli, ["list", "devices"], env={"COLUMNS": "80"})
+    assert t.exit_code == 0 and max(len(line) for line in t.stdout.splitlines()) <= 80

@@ -24,7 +24,7 @@ from typing import Any, Callable, Mapping
 
 import psutil
 
-from ..devices import amd, nvidia
+from ..devices import amd, intel, nvidia
 from ..devices.rapl import Rapl
 from ..errors import DeviceNotSupported
 from ..registry import Registry
@@ -443,6 +443,28 @@ register(SamplerKind(
     "nvml_counter (total energy, ~0.1 s) or nvml_power (instant 0.1 s / averaged 1 s)",
 ))
 register(SamplerKind("rapl", _rapl, "the CPU packages ('cpu')", "rapl package counters, ~0.001 s"))
+
+
+class IntelHwmonSampler(GpuSampler):
+    """One Intel GPU's energy counter through hwmon (:mod:`hwbench.devices.intel`).
+    The counter's update period is not documented: 0.1 s is assumed (unverified)."""
+
+    prefix = "intel_hwmon"
+    counter_source = "hwmon_counter"
+    default_kind = "xpu"
+
+
+def _intel_hwmon(b: Boundary) -> list[Sampler]:
+    gpus = intel.gpus(b.sysfs_root)
+    if not gpus:
+        raise DeviceNotSupported("no Intel GPU with an i915 / xe hwmon energy counter in sysfs")
+    return [IntelHwmonSampler(g) for g in gpus]
+
+
+register(SamplerKind(
+    "intel_hwmon", _intel_hwmon, "each Intel GPU whose i915 / xe driver exposes hwmon energy ('xpu:N')",
+    "hwmon_counter (energy1_input, µJ; update period assumed 0.1 s)",
+))
 
 
 def _amdsmi(b: Boundary) -> list[Sampler]:

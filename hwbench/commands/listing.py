@@ -1,4 +1,4 @@
-"""``hwbench list``: the reference models or the shipped suites."""
+"""``hwbench list``: the reference models, the shipped suites or the device kinds."""
 
 from __future__ import annotations
 
@@ -11,12 +11,19 @@ from .output import console, print_lines, width
 
 
 @click.command("list")
-@click.argument("what", type=click.Choice(["models", "suites"]), default="models", metavar="[models|suites]")
+@click.argument("what", type=click.Choice(["models", "suites", "devices"]), default="models",
+                metavar="[models|suites|devices]")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
 def list_(what: str, fmt: str) -> None:
-    """List reference models (family:size) or the shipped suites."""
+    """List reference models (family:size), the shipped suites or the device kinds."""
     from ..report import format as fm
     from ..report.fit import Column, fit
+
+    if what == "devices":
+        from .devices_list import render
+
+        render(fmt)
+        return
 
     if what == "models":
         from .. import models
