@@ -144,6 +144,7 @@ def _setup(case: Case, target: Target, memory_limit_bytes: int | None = None):
         torch.set_num_threads(case.threads)
     acc = devices.of(target.device)
     device = acc.torch_device(target.device)
+    devices.bind(device, acc)
     acc.set_device(device, memory_limit_bytes)
     return fam, size, cfg, device
 

@@ -2,6 +2,7 @@
 own terms, ROCm and AMD SMI against a faithful fake of the amdsmi library, and the
 rule that nothing outside the layer branches on a device kind."""
 
+import os
 import re
 import time
 from pathlib import Path
@@ -254,7 +255,9 @@ def test_intel_hwmon_energy_counter_gives_xpu_energy(tmp_path):
 
     def driver():
         while not stop.is_set():
-            (hw / "energy1_input").write_text(f"{int(120.0 * (time.monotonic() - t0) * 1e6)}\n")
+            tmp = hw / ".energy1_input"  # replaced whole: a sysfs read never sees half a number
+            tmp.write_text(f"{int(120.0 * (time.monotonic() - t0) * 1e6)}\n")
+            os.replace(tmp, hw / "energy1_input")
             time.sleep(0.002)
 
     th = threading.Thread(target=driver, daemon=True)

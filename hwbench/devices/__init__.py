@@ -30,7 +30,7 @@ class DeviceInfo:
     arch: str | None = None
 
 
-from .accelerator import KINDS, Accelerator, Discovery, absent_reason, discover_all, kind_of, of, of_torch, use_module  # noqa: E402
+from .accelerator import KINDS, Accelerator, Discovery, absent_reason, bind, discover_all, kind_of, of, of_torch, use_module  # noqa: E402
 
 # one module per kind, registered in this order (``hwbench list devices`` shows it)
 from . import cpu, cuda, rocm, xpu, mps, xla, hpu  # noqa: E402,F401
@@ -47,5 +47,5 @@ def present() -> list[DeviceInfo]:
     return [d for k in ordered for d in found[k].devices]
 
 
-__all__ = ["AUTO_ORDER", "KINDS", "Accelerator", "absent_reason", "DeviceInfo", "Discovery", "cuda_devices", "discover_all", "kind_of",
+__all__ = ["AUTO_ORDER", "KINDS", "Accelerator", "absent_reason", "bind", "DeviceInfo", "Discovery", "cuda_devices", "discover_all", "kind_of",
            "of", "of_torch", "present", "use_module"]

@@ -241,8 +241,23 @@ def of(name: str) -> Accelerator:
     return KINDS.get(kind_of(name))
 
 
+# torch device (as str) -> the kind this process resolved it to (bind)
+_BOUND: dict[str, Accelerator] = {}
+
+
+def bind(device: "torch.device", acc: Accelerator) -> None:
+    """Record that ``device`` is kind ``acc``'s in this process (a worker binds the
+    device the runner resolved, so every later question about it goes to that kind
+    without looking at torch again)."""
+    _BOUND[str(device)] = acc
+
+
 def of_torch(device: "torch.device | str") -> Accelerator:
-    """The kind of a torch device in this process (ROCm builds: "cuda" is ROCm's)."""
+    """The kind of a torch device in this process: the kind it was bound to, else the
+    kind that claims its type (ROCm builds: "cuda" is ROCm's)."""
+    bound = _BOUND.get(str(device))
+    if bound is not None:
+        return bound
     t = device if isinstance(device, str) else device.type
     t = kind_of(t)
     for acc in KINDS.values():
