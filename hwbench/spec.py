@@ -199,7 +199,7 @@ class MatrixBlock(_Strict):
     # validation time, so a newly registered precision is valid without editing this file
     precisions: list[str] = Field(["fp32"], min_length=1, description="see `hwbench list precisions`")
     backends: list[str] = Field(["eager"], min_length=1, description="eager, compile, cudagraphs")
-    devices: list[str] = Field(["cpu"], min_length=1, description="auto, cpu, cuda, cuda:N, mps, xpu")
+    devices: list[str] = Field(["cpu"], min_length=1, description=allowed_devices() + " (hwbench list devices)")
     # integers checked by _positive (1 to COUNT_MAX: what a record holds)
     threads: list[int] | None = Field(None, min_length=1, description="CPU intra-op threads; default torch's")
     seq_lens: list[int] | None = Field(None, min_length=1, description="Tokens per sample (transformers)")
