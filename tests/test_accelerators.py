@@ -213,7 +213,6 @@ NOT_YET = {
     "hwbench/selfcheck/__main__.py": "selfcheck --gpu is the CUDA half by design",
     "hwbench/peaks.py": "the CPU peak formula (the peaks work owns this module)",
     "hwbench/analysis/derive.py": "CPU peaks: the CPU's clock and threads (names users type: 'cpu')",
-    "hwbench/analysis/roofline.py": "the probe profile's device names",
     "hwbench/commands/probe.py": "hwbench probe measures cpu and cuda only",
     "hwbench/collectors/__init__.py": "the 'cpu' device's energy note (a name users type)",
 }
