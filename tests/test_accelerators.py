@@ -205,15 +205,11 @@ BRANCH = re.compile(r'(\.type|kind|device_type|device) *(==|!=) *"(cuda|cpu|mps|
 # Modules not migrated yet, each with what keeps it: the test fails when one of them
 # no longer branches (take it off the list) or another module starts to.
 NOT_YET = {
-    "hwbench/probe/__init__.py": "hwbench probe measures cpu and cuda only",
-    "hwbench/probe/gemm.py": "probe GEMMs: CUDA capability and TF32 switches of their own",
-    "hwbench/probe/memory.py": "probe bandwidth: CUDA cache emptying",
     "hwbench/selfcheck/paths.py": "selfcheck --gpu is the CUDA half by design",
     "hwbench/selfcheck/verdicts.py": "selfcheck --gpu is the CUDA half by design",
     "hwbench/selfcheck/__main__.py": "selfcheck --gpu is the CUDA half by design",
     "hwbench/peaks.py": "the CPU peak formula (the peaks work owns this module)",
     "hwbench/analysis/derive.py": "CPU peaks: the CPU's clock and threads (names users type: 'cpu')",
-    "hwbench/commands/probe.py": "hwbench probe measures cpu and cuda only",
     "hwbench/collectors/__init__.py": "the 'cpu' device's energy note (a name users type)",
 }
 

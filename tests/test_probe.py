@@ -148,9 +148,18 @@ def test_shape_predicted_too_slow_is_skipped_with_reason():
                                                ((6, 1), "fp16", ">= 7.0"), ((9, 0), "fp8", None),
                                                ((9, 0), "tf32", None), ((7, 5), "int8", ">= 8.0")])
 def test_gpu_dtype_support_by_compute_capability(monkeypatch, cc, dtype, needle):
-    monkeypatch.setattr(gemm, "_cc", lambda d: cc)
-    monkeypatch.setattr(torch.cuda, "get_device_name", lambda d=None: "Fake GPU")
-    why = gemm.unsupported(torch.device("cuda:0"), dtype)
+    from types import SimpleNamespace
+
+    from hwbench import devices
+
+    # torch.cuda as the CUDA kind asks it, on a GPU of compute capability ``cc``
+    fake = SimpleNamespace(get_device_capability=lambda d=None: cc, get_device_name=lambda d=None: "Fake GPU")
+    monkeypatch.setattr(torch.version, "hip", None, raising=False)
+    prev = devices.use_module("cuda", fake)
+    try:
+        why = gemm.unsupported(torch.device("cuda:0"), dtype)
+    finally:
+        devices.use_module("cuda", prev)
     if needle is None:
         assert why is None
     else:

@@ -93,6 +93,7 @@ class Accelerator:
     comm_kernel: str | None = None
     profiler_activity: str | None = None  # torch.profiler.ProfilerActivity name of its kernels
     parallel: bool = True  # hwbench's parallel cases (torchrun ranks) run on this kind
+    probe: bool = False  # hwbench probe's device path (GEMMs, bandwidths, copies) runs on it
     bf16_compress: bool = False  # DDP's bf16_compress_hook works with its backend
     samplers: tuple[str, ...] = ()
     energy_sources: tuple[str, ...] = ()
@@ -192,6 +193,15 @@ class Accelerator:
     def rng_devices(self, device: "torch.device") -> list[Any]:
         """Devices whose RNG ``torch.random.fork_rng`` must save (none for the CPU)."""
         return []
+
+    def gemm_reason(self, dtype: str, device: "torch.device", cpu_flags=frozenset()) -> str | None:
+        """Why the probe cannot time ``dtype`` GEMMs (fp32, tf32, fp16, bf16, fp8,
+        int8) on ``device`` of this kind, or None."""
+        return None if dtype in ("fp32", "fp16", "bf16") else f"{dtype} GEMMs are not probed on {self.label} devices"
+
+    def device_name(self, device: "torch.device") -> str:
+        """The model name of ``device`` (the probe's and peaks' device name)."""
+        return self.module().get_device_name(device)
 
     def cache_bytes(self, device: "torch.device") -> int | None:
         """The last cache level a flush must evict, bytes; None: the CPU's LLC."""

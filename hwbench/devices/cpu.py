@@ -20,6 +20,24 @@ class Cpu(Accelerator):
     # torchao's int8 matmul is aten._int_mm (CPU kernels); bf16 runs (slowly without AMX)
     capabilities = {"tf32": "TF32 is a GPU tensor-core format", "sparse24": "no sparse tensor cores"}
 
+    def gemm_reason(self, dtype: str, device, cpu_flags=frozenset()) -> str | None:
+        import torch
+
+        if dtype == "tf32":
+            return "TF32 is a mode of NVIDIA tensor cores; CPUs compute fp32 matmuls in fp32"
+        if dtype == "fp8":
+            return "torch has no fp8 matmul kernel for CPUs (torch._scaled_mm is CUDA / ROCm only)"
+        if dtype == "fp16":
+            return "not probed on CPUs: no CPU case precision runs fp16 matmuls natively"
+        if dtype == "int8" and not hasattr(torch, "_int_mm"):
+            return f"torch {torch.__version__} has no torch._int_mm"
+        return None
+
+    def device_name(self, device) -> str:
+        from .host import cpu_model
+
+        return cpu_model()
+
     def environment(self) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         return [], {}  # the CPU's facts are the fingerprint's own cpu_* fields
 

@@ -32,8 +32,20 @@ def is_rocm_build() -> bool:
     return getattr(torch.version, "hip", None) is not None
 
 
+# (lowest compute capability, what it is) per GEMM dtype the probe times
+GEMM_NEEDS = {
+    "fp32": ((0, 0), ""),
+    "tf32": ((8, 0), "TF32 tensor cores (Ampere and later)"),
+    "fp16": ((7, 0), "fp16 tensor cores (Volta and later)"),
+    "bf16": ((8, 0), "bf16 tensor cores (Ampere and later)"),
+    "fp8": ((8, 9), "fp8 tensor cores (Ada and Hopper and later)"),
+    "int8": ((8, 0), "torch._int_mm's int8 tensor-core kernels (Ampere and later)"),
+}
+
+
 class Cuda(TorchGpu):
     name = "cuda"
+    probe = True
     torch_type = "cuda"
     label = "CUDA"
     vendor = "nvidia"
@@ -71,6 +83,21 @@ class Cuda(TorchGpu):
         cc = dev.capability
         if cc is None or tuple(cc) < need:
             return f"this GPU has {'unknown' if cc is None else f'{cc[0]}.{cc[1]}'}"
+        return None
+
+    def gemm_reason(self, dtype: str, device, cpu_flags=frozenset()) -> str | None:
+        import torch
+
+        m = self.module()
+        need, what = GEMM_NEEDS[dtype]
+        have = tuple(m.get_device_capability(device))
+        if have < need:
+            return (f"{what} need compute capability >= {need[0]}.{need[1]}; {m.get_device_name(device)} "
+                    f"has {have[0]}.{have[1]}")
+        if dtype == "fp8" and not (hasattr(torch, "float8_e4m3fn") and hasattr(torch, "_scaled_mm")):
+            return f"torch {torch.__version__} has no float8_e4m3fn / torch._scaled_mm"
+        if dtype == "int8" and not hasattr(torch, "_int_mm"):
+            return f"torch {torch.__version__} has no torch._int_mm"
         return None
 
     def environment(self) -> tuple[list[dict[str, Any]], dict[str, Any]]:

@@ -41,6 +41,7 @@ def base_arch(arch: str | None) -> str | None:
 
 class Rocm(TorchGpu):
     name = "rocm"
+    probe = True  # torch.cuda's API on HIP: the CUDA probe path (unverified on hardware)
     torch_type = "cuda"
     label = "ROCm"
     vendor = "amd"
@@ -83,6 +84,17 @@ class Rocm(TorchGpu):
             return None
         arch = base_arch(dev.arch)
         return None if arch in archs else f"this GPU is {arch or 'of unknown arch'}"
+
+    def gemm_reason(self, dtype: str, device, cpu_flags=frozenset()) -> str | None:
+        if dtype == "tf32":
+            return "TF32 is an NVIDIA tensor-core mode; not probed on ROCm"
+        if dtype == "fp8":
+            return "the probe's fp8 GEMM is OCP e4m3fn (MI300 computes e4m3fnuz): not probed on ROCm yet"
+        cap = {"bf16": "bf16", "int8": "int8_mm"}.get(dtype)
+        arch = base_arch(getattr(self.module().get_device_properties(device), "gcnArchName", None))
+        if cap is not None and arch not in ARCHS[cap]:
+            return f"{dtype} GEMMs need {REQUIREMENT[cap]}; this GPU is {arch or 'of unknown arch'}"
+        return None
 
     def precision_dtype(self, name: str, dev: Any = None) -> str | None:
         if name != "fp8" or dev is None:
