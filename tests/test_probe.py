@@ -150,16 +150,16 @@ def test_shape_predicted_too_slow_is_skipped_with_reason():
 def test_gpu_dtype_support_by_compute_capability(monkeypatch, cc, dtype, needle):
     from types import SimpleNamespace
 
-    from hwbench import devices
+    from hwbench.devices.accelerator import use_module
 
     # torch.cuda as the CUDA kind asks it, on a GPU of compute capability ``cc``
     fake = SimpleNamespace(get_device_capability=lambda d=None: cc, get_device_name=lambda d=None: "Fake GPU")
     monkeypatch.setattr(torch.version, "hip", None, raising=False)
-    prev = devices.use_module("cuda", fake)
+    prev = use_module("cuda", fake)
     try:
         why = gemm.unsupported(torch.device("cuda:0"), dtype)
     finally:
-        devices.use_module("cuda", prev)
+        use_module("cuda", prev)
     if needle is None:
         assert why is None
     else:
