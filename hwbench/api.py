@@ -70,9 +70,9 @@ def check_resume(rec: RunRecord, path: Path, suite, environment: dict[str, Any] 
                 f"{path}: cannot resume: the file was written on another machine "
                 f"({key} {first.get(key)!r} there, {environment.get(key)!r} here)"
             )
-    gpus = lambda env: [g.get("uuid") or g.get("name") for g in env.get("gpus") or []]  # noqa: E731
-    if gpus(first) != gpus(environment):
-        raise ResultsError(f"{path}: cannot resume: the GPUs differ from those of the run ({gpus(first)} there)")
+    accs = lambda env: [g.get("uuid") or g.get("name") for g in env.get("accelerators") or []]  # noqa: E731
+    if accs(first) != accs(environment):
+        raise ResultsError(f"{path}: cannot resume: the accelerators differ from those of the run ({accs(first)} there)")
     changes = [f"{k}: {first.get(k)} -> {environment.get(k)}" for k in (*SOFTWARE_KEYS, "hwbench_git_commit")
                if first.get(k) != environment.get(k)]
     if changes and not allow_env_change:
@@ -114,6 +114,7 @@ def run_suite(
     fault: str | None = None,
     nvml: Any = None,
     powercap_root: Any = None,
+    libs: dict[str, Any] | None = None,
     on_start=None,
     nodes=None,
     launcher=None,
@@ -125,7 +126,9 @@ def run_suite(
     progress (runner.Reporter); ``allow_env_change`` accepts a resume under other
     software versions (recorded in the segment); ``grace_s`` is how long the running
     case may go on after SIGTERM; ``fault`` is ``HWBENCH_INJECT_FAULT`` (tests);
-    ``nvml`` / ``powercap_root`` replace the hardware boundary in tests; ``on_start``
+    ``libs`` (vendor library name -> module, e.g. ``{"amdsmi": fake}``; ``nvml`` is
+    short for ``libs={"pynvml": nvml}``) and ``powercap_root`` replace the hardware
+    boundary in tests (:class:`hwbench.collectors.Boundary`); ``on_start``
     is called with the results path once the run has claimed it. ``nodes``
     (:class:`hwbench.parallel.nodes.Nodes`): this machine's place in a multi-node run;
     it runs the parallel cases in lockstep with the other nodes and writes its part.
@@ -159,7 +162,8 @@ def run_suite(
     plan = planning.plan_run(s, filters, rec, path, nodes=nodes)
     if resume is None and not any(p.skip_reason is None for p in plan.planned):
         raise UserError(f"{s.path}: nothing can run on this machine: " + skip_summary(plan.planned))
-    ctx = _Context(s, path, filters, environment, run_id, reporter, grace_s, fault_spec, nvml, powercap_root,
+    libs = {**(libs or {}), **({"pynvml": nvml} if nvml is not None else {})}
+    ctx = _Context(s, path, filters, environment, run_id, reporter, grace_s, fault_spec, libs, powercap_root,
                    launcher, allow_env_change)
     return _run_locked(ctx, plan, nodes, on_start)
 
@@ -176,7 +180,7 @@ class _Context:
     reporter: Any
     grace_s: float
     fault: tuple | None
-    nvml: Any
+    libs: dict[str, Any]  # vendor libraries replaced in tests (collectors.Boundary)
     powercap_root: Any
     launcher: Any
     allow_env_change: bool
@@ -270,7 +274,7 @@ def _execute(ctx: _Context, plan, changes: list[str], will_run: bool, coordinato
     settings = s.spec.settings
     index = len(rec.segments) if rec is not None else 0
     start_s = ctx.launcher.start() if will_run else None
-    collectors = CollectorSet.for_suite(settings, nvml=ctx.nvml, powercap_root=ctx.powercap_root)
+    collectors = CollectorSet.for_suite(settings, libs=ctx.libs, powercap_root=ctx.powercap_root)
     r = runner.Runner(s, ctx.path, reporter=ctx.reporter or runner.Reporter(), collectors=collectors,
                       segment=index, fault=ctx.fault, stop=runner.StopRequest(grace_s=ctx.grace_s),
                       coordinator=coordinator, rerun=rerun, launcher=ctx.launcher)

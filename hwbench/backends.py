@@ -74,31 +74,32 @@ register(Backend("eager", "PyTorch eager execution"))
 register(Backend("compile", "torch.compile (inductor) in the suite's compile_mode", wrap=_compile,
                  generate=False, generate_note=_KV_NOTE))
 register(Backend("cudagraphs", "dynamo's CUDA-graphs backend: captures and replays the step's kernels, no inductor",
-                 needs=Needs(kinds=("cuda",)), wrap=_cudagraphs, generate=False, generate_note=_KV_NOTE))
+                 needs=Needs(kinds=("cuda", "rocm")), wrap=_cudagraphs, generate=False, generate_note=_KV_NOTE))
 
 
 # --- the whole case -----------------------------------------------------------------
 
 
 def resolve_device(name: str, devices: list[DeviceInfo]) -> DeviceInfo | None:
-    """Map a suite device name to a present device (``auto`` = best present; ``cuda``
-    = ``cuda:0``). None if absent."""
+    """Map a suite device name to a present device (``auto`` = best present; an
+    indexed kind's bare name = its device 0, ``rocm`` = ``rocm:0``). None if absent."""
+    from . import devices as kinds
+
     by_name = {d.name: d for d in devices}
     if name == "auto":
         return devices[0]
-    if name in ("cuda", "xpu"):
-        name += ":0"
+    if kinds.kind_of(name) in kinds.KINDS:
+        name = kinds.of(name).resolve(name)
     return by_name.get(name)
 
 
 def _absent_reason(name: str) -> str:
-    kind = name.split(":")[0]
-    why = {
-        "cuda": "no CUDA device visible (torch.cuda.is_available() is False or the index is out of range)",
-        "mps": "no MPS device (torch.backends.mps.is_available() is False)",
-        "xpu": "no XPU device (torch.xpu.is_available() is False)",
-    }
-    return f"device {name}: {why.get(kind, 'not present')}"
+    """Why device ``name`` is not here: its kind's discovery says (cached per kind)."""
+    from . import devices as kinds
+
+    kind = kinds.kind_of(name)
+    why = kinds.absent_reason(kind) if kind in kinds.KINDS else None
+    return f"device {name}: {why or 'not present (the index is out of range)'}"
 
 
 def _variant_vs_quantisation(case: Case, dev: DeviceInfo) -> str | None:
@@ -108,7 +109,9 @@ def _variant_vs_quantisation(case: Case, dev: DeviceInfo) -> str | None:
 
 
 def _threads_on_cpu(case: Case, dev: DeviceInfo) -> str | None:
-    if case.threads is not None and dev.kind != "cpu":
+    from . import devices
+
+    if case.threads is not None and not (dev.kind in devices.KINDS and devices.KINDS.get(dev.kind).host_threads()):
         return "threads applies to CPU cases only"
     return None
 

@@ -13,9 +13,10 @@ from typing import Any
 
 import psutil
 
-from . import cpu_uarch
+from . import cpu_uarch, devices
+from .devices import host
+from .errors import DeviceNotSupported
 from .version import __version__
-from .devices import host, nvidia
 
 
 def git_commit() -> str | None:
@@ -35,8 +36,10 @@ def fingerprint() -> dict[str, Any]:
     peaks are derived from at load time (hwbench.peaks.peak): the CPU's max clock and
     where it was read, its SIMD flags, its identity (vendor / family / model or Arm
     implementer / part, hwbench.cpu_uarch), an all-core clock where one was declared,
-    and which torch ordinal each GPU had under this process's CUDA_VISIBLE_DEVICES
-    (``gpus[i]["torch_device"]``)."""
+    and which device name each accelerator had under this process's
+    CUDA_VISIBLE_DEVICES / HIP_VISIBLE_DEVICES (``accelerators[i]["torch_device"]``).
+    Accelerators and their software versions come from every kind of the accelerator
+    layer (``Accelerator.environment``)."""
     import torch
 
     max_mhz, max_source = host.cpu_freq_max()
@@ -66,12 +69,30 @@ def fingerprint() -> dict[str, Any]:
         "hwbench_version": __version__,
         "hwbench_git_commit": git_commit(),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-        "gpus": nvidia.describe_all(),
-        **nvidia.driver_info(),
     }
+    env.update(accelerator_facts())
     return env
 
 
+def accelerator_facts() -> dict[str, Any]:
+    """``accelerators`` (every device every installed kind describes) and the kinds'
+    software facts (driver, CUDA driver, HIP versions), JSON types only."""
+    accs: list[dict[str, Any]] = []
+    soft: dict[str, Any] = {}
+    for acc in devices.KINDS.values():
+        if acc.available() is not None:
+            continue
+        try:
+            found, facts = acc.environment()
+        except (DeviceNotSupported, ImportError, RuntimeError, OSError):
+            continue  # a kind whose library fails to answer describes nothing
+        accs += found
+        soft.update({k: v for k, v in facts.items() if v is not None})
+    return {"accelerators": accs, **soft}
+
+
 def machine_id(env: dict[str, Any]) -> tuple:
-    """What must match to resume a run: host, CPU and GPUs."""
-    return (env.get("hostname"), env.get("cpu_model"), tuple(g.get("uuid", g.get("name")) for g in env.get("gpus") or []))
+    """What must match to resume a run: host, CPU and accelerators (``gpus`` in files
+    and profiles written before schema 4)."""
+    accs = env.get("accelerators", env.get("gpus")) or []
+    return (env.get("hostname"), env.get("cpu_model"), tuple(g.get("uuid", g.get("name")) for g in accs))

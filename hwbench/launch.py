@@ -403,7 +403,10 @@ def _group_result(jd: Path, nproc: int, before: dict[str, int], memory_limit_byt
             if rank not in reports and f.get("exitcode") != -signal.SIGTERM}
     if died:
         rank, f = min(died.items(), key=lambda kv: (kv[1].get("timestamp") or 0, kv[0]))
-        capped = memory_limit_bytes / 2**30 if memory_limit_bytes and device_kind != "cuda" else None
+        from . import devices
+
+        capped = (memory_limit_bytes / 2**30
+                  if memory_limit_bytes and devices.KINDS.get(device_kind).caps_address_space else None)
         status, reason = classify_death(f.get("exitcode"), before, oom_counters(os.getpid()), capped)
         return CaseRun(status, f"rank {rank}: {reason.replace('worker', 'rank process', 1)}")
     bad = [r for r in reports.values() if r.status != "ok"]

@@ -116,7 +116,7 @@ def _resolve(suite: LoadedSuite, cases: list[Case], present=None, nodes=None, co
             n = sum(d.kind == dev.kind for d in present)
             nnodes = nodes.nnodes if nodes else 1
             why = parallel.requires(case, dev.kind, n, settings, nnodes=nnodes)
-            if why is None and dev.kind == "cpu":
+            if why is None and devices.KINDS.get(dev.kind).host_threads():
                 why = _cpu_ranks_reason(case, nnodes, usable_cores() if cores is None else cores)
         out.append(Planned(case, why, dev.model if dev else None, dev.name if dev else None))
     return out

@@ -42,8 +42,10 @@ class Needs:
     """Declared capabilities of a precision, backend or variant. Checked in this order,
     the first one missing giving the reason:
 
-    * ``kinds``: device kinds it runs on (``cpu``, ``cuda``, ``mps``, ``xpu``); None: any.
-    * ``min_cc``: lowest CUDA compute capability (major, minor), checked on CUDA devices.
+    * ``kinds``: device kinds it runs on (``cpu``, ``cuda``, ``rocm``, ...); None: any.
+    * ``cap``: a capability it needs (``"bf16"``, ``"fp8"``, ...), which the device's kind
+      answers in its own terms (:meth:`hwbench.devices.Accelerator.capability_reason`:
+      CUDA compute capability, ROCm gfx arch, ...).
     * ``note``: why, appended to device messages, e.g. " (Ada or Hopper)".
     * ``train``: False where it is inference-only (``train_note`` says why).
     * ``no_train_on``: device kinds where training is not supported.
@@ -55,7 +57,7 @@ class Needs:
     """
 
     kinds: tuple[str, ...] | None = None
-    min_cc: tuple[int, int] | None = None
+    cap: str | None = None
     note: str = ""
     train: bool = True
     train_note: str = ""
@@ -70,14 +72,17 @@ class Needs:
         or None."""
         if self.kinds is not None and dev.kind not in self.kinds:
             return f"{what} needs {self._where()}{self.note} (this device is {dev.kind})"
-        if self.min_cc is not None and dev.kind == "cuda":
-            cc = dev.capability
-            if cc is None or tuple(cc) < self.min_cc:
-                have = "unknown" if cc is None else f"{cc[0]}.{cc[1]}"
-                need = f"compute capability >= {self.min_cc[0]}.{self.min_cc[1]}"
-                if self.kinds == ("cuda",):
-                    return f"{what} needs {self._where()}{self.note} (this GPU has {have})"
-                return f"{what} needs {need} on CUDA GPUs{self.note} (this GPU has {have})"
+        from .devices import KINDS
+
+        if self.cap is not None and dev.kind in KINDS:
+            acc = KINDS.get(dev.kind)
+            have = acc.capability_reason(self.cap, dev)
+            if have is not None:
+                if self.kinds == (dev.kind,):
+                    return f"{what} needs {self._where()}{self.note} ({have})"
+                req = acc.requirement(self.cap)
+                need = f"{req} on {acc.label} GPUs" if req else f"{self.cap} support on {acc.label}"
+                return f"{what} needs {need}{self.note} ({have})"
         if case.mode == "train" and not self.train:
             return f"{what} is inference-only{self.train_note}"
         if case.mode == "train" and dev.kind in self.no_train_on:
@@ -93,14 +98,17 @@ class Needs:
         return None
 
     def _where(self) -> str:
+        from .devices import KINDS
+
         kinds = self.kinds or ()
-        cc = None if self.min_cc is None else f"compute capability >= {self.min_cc[0]}.{self.min_cc[1]}"
-        if kinds == ("cuda",) and cc:
-            return f"a CUDA GPU with {cc}"
-        names = {"cpu": "CPU", "cuda": "CUDA", "mps": "MPS", "xpu": "XPU"}
-        where = " or ".join(names.get(k, k) for k in kinds) + " device"
-        if cc and "cuda" in kinds:
-            where += f" (CUDA: {cc})"
+        accs = [KINDS.get(k) for k in kinds if k in KINDS]
+        reqs = [(a.label, a.requirement(self.cap)) for a in accs] if self.cap else []
+        reqs = [(label, r) for label, r in reqs if r]
+        if len(kinds) == 1 and reqs:
+            return f"a {reqs[0][0]} GPU with {reqs[0][1]}"
+        where = " or ".join(KINDS.get(k).label if k in KINDS else k for k in kinds) + " device"
+        if reqs:
+            where += f" ({'; '.join(f'{label}: {r}' for label, r in reqs)})"
         return ("an " if where[:1] in "AEIMOUX" else "a ") + where
 
 
@@ -170,10 +178,10 @@ class Precision:
         """TF32 only where asked: fp32 cases measure true fp32 matmuls and convolutions."""
         import torch
 
+        from .devices import of_torch
+
         torch.set_float32_matmul_precision("high" if self.tf32 else "highest")
-        if device.type == "cuda":
-            torch.backends.cuda.matmul.allow_tf32 = self.tf32
-            torch.backends.cudnn.allow_tf32 = self.tf32
+        of_torch(device).set_tf32(self.tf32)
 
     def autocast(self, device: torch.device) -> Callable[[], Any]:
         """A zero-argument context-manager factory for the step (nullcontext without autocast)."""
@@ -310,7 +318,20 @@ def _fp8(model: Any, case: Case) -> tuple[Any, dict[str, int]]:
     from torchao.quantization import Float8DynamicActivationFloat8WeightConfig
 
     model.eval()
-    return model, _quantize_linears(model, Float8DynamicActivationFloat8WeightConfig(), "fp8_layers", "bf16_layers_left", 16)
+    config = Float8DynamicActivationFloat8WeightConfig(**_fp8_dtypes(model))
+    return model, _quantize_linears(model, config, "fp8_layers", "bf16_layers_left", 16)
+
+
+def _fp8_dtypes(model: Any) -> dict[str, Any]:
+    """The e4m3 format of the model's device where its kind differs from the OCP one
+    (MI300's e4m3fnuz), as torchao's config arguments; {} for the standard format."""
+    import torch
+
+    from .devices import of_torch
+
+    dev = next(model.parameters()).device
+    name = of_torch(dev).precision_dtype("fp8", dev)
+    return {} if name is None else {"activation_dtype": getattr(torch, name), "weight_dtype": getattr(torch, name)}
 
 
 def _fp8_rowwise(model: Any, case: Case) -> tuple[Any, dict[str, int]]:
@@ -337,32 +358,34 @@ _TORCH_25 = ("torch", "2.5", "")
 register(Precision("fp32", "float32 weights and math, TF32 off (true fp32)", "fp32"))
 register(Precision(
     "tf32", "float32 weights, matmuls and convolutions on TF32 tensor cores", "tf32",
-    needs=Needs(kinds=("cuda",), min_cc=(8, 0), note=" (Ampere or later)"), tf32=True,
+    needs=Needs(kinds=("cuda",), cap="tf32", note=" (Ampere or later)"), tf32=True,
 ))
 register(Precision(
     "fp16", "float16 weights and inputs", "fp16", "float16",
     needs=Needs(no_train_on=("cpu",), train_note=" (use bf16 or amp_bf16)"),
 ))
-register(Precision("bf16", "bfloat16 weights and inputs", "bf16", "bfloat16", needs=Needs(min_cc=(8, 0))))
+register(Precision("bf16", "bfloat16 weights and inputs", "bf16", "bfloat16", needs=Needs(cap="bf16")))
 register(Precision(
     "amp_fp16", "float32 weights, float16 autocast (grad scaler in training)", "fp16",
     needs=Needs(no_train_on=("cpu",), train_note=" (use bf16 or amp_bf16)"), autocast_dtype="float16", grad_scaler=True,
 ))
 register(Precision(
-    "amp_bf16", "float32 weights, bfloat16 autocast", "bf16", autocast_dtype="bfloat16", needs=Needs(min_cc=(8, 0)),
+    "amp_bf16", "float32 weights, bfloat16 autocast", "bf16", autocast_dtype="bfloat16", needs=Needs(cap="bf16"),
 ))
 register(Precision(
     "int8", "torchao int8 dynamic activations x int8 weights on Linear layers (inference)", "int8",
     # torchao's int8 matmul is aten._int_mm: CPU (verified here) and CUDA kernels; none for MPS / XPU.
-    needs=Needs(kinds=("cpu", "cuda"), min_cc=(8, 0), note=" (torchao int8 matmuls are aten._int_mm: CPU, and CUDA from Ampere)",
+    needs=Needs(kinds=("cpu", "cuda", "rocm"), cap="int8_mm",
+                note=" (torchao int8 matmuls are aten._int_mm: CPU, CUDA from Ampere, ROCm on CDNA 2+)",
                 train=False, train_note=_QUANT_TRAIN, module="torchao", module_note=_TORCHAO_NOTE,
                 min_versions=(_TORCHAO,)),
     convert=_int8, rewrites_linear=True,
 ))
 register(Precision(
     "fp8", "torchao float8 e4m3 dynamic activations x weights on Linear layers, bf16 elsewhere (inference)", "fp8", "bfloat16",
-    # torchao's Float8DynamicActivationFloat8WeightConfig asserts cc >= 8.9 (or MI300 / XPU).
-    needs=Needs(kinds=("cuda",), min_cc=(8, 9), note=" (Ada or Hopper: torchao float8 through torch._scaled_mm)",
+    # torchao's Float8DynamicActivationFloat8WeightConfig asserts cc >= 8.9 (or MI300 / XPU);
+    # on gfx942 (MI300) the format is e4m3fnuz (the ROCm kind's precision_dtype says so).
+    needs=Needs(kinds=("cuda", "rocm"), cap="fp8", note=" (Ada or Hopper, MI300 or later: torchao float8 through torch._scaled_mm)",
                 train=False, train_note=_QUANT_TRAIN, module="torchao", module_note=_TORCHAO_NOTE,
                 min_versions=(_TORCHAO,)),
     convert=_fp8, rewrites_linear=True,
@@ -372,14 +395,14 @@ register(Precision(
     "bfloat16",
     # Int8Tensor dequantises in plain torch ops: CPU (verified here) and CUDA; bf16 on
     # CUDA from Ampere, as for the bf16 precision.
-    needs=Needs(kinds=("cpu", "cuda"), min_cc=(8, 0), note=" (bf16 activations)", train=False,
+    needs=Needs(kinds=("cpu", "cuda", "rocm"), cap="bf16", note=" (bf16 activations)", train=False,
                 train_note=_QUANT_TRAIN, module="torchao", module_note=_TORCHAO_NOTE, min_versions=(_TORCHAO,)),
     convert=_int8wo, rewrites_linear=True,
 ))
 register(Precision(
     "int4wo", f"torchao int4 weight-only Linear weights (groups of {INT4_GROUP}, tinygemm kernel), bf16 activations (inference)",
     "bf16", "bfloat16",
-    needs=Needs(kinds=("cuda",), min_cc=(8, 0),
+    needs=Needs(kinds=("cuda",), cap="int4_mm",
                 note=" (torchao's int4 weight-only kernel is tinygemm's aten._weight_int4pack_mm; "
                      "torchao 0.18 has no CPU layout for Int4WeightOnlyConfig)",
                 train=False, train_note=_QUANT_TRAIN, module="torchao", module_note=_TORCHAO_NOTE,
@@ -389,7 +412,7 @@ register(Precision(
 register(Precision(
     "fp8_rowwise", "torchao float8 e4m3 dynamic activations x weights, one scale per row, bf16 elsewhere (inference)",
     "fp8", "bfloat16",
-    needs=Needs(kinds=("cuda",), min_cc=(8, 9), note=" (Ada or Hopper: torchao float8 through torch._scaled_mm)",
+    needs=Needs(kinds=("cuda",), cap="fp8", note=" (Ada or Hopper: torchao float8 through torch._scaled_mm)",
                 train=False, train_note=_QUANT_TRAIN, module="torchao", module_note=_TORCHAO_NOTE,
                 min_versions=(_TORCHAO, _TORCH_25)),
     convert=_fp8_rowwise, rewrites_linear=True,

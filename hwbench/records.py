@@ -76,6 +76,19 @@ for every change; golden files of every old version live in ``tests/golden/``):
     ``facts.param_rel_l2_steps`` (:mod:`hwbench.parallel.comm`); null in earlier files.
   * ``ab`` (:class:`ABSide`): the file is one side of an ``hwbench ab`` job: which side,
     its Python and environment variables, and when each repeat ran (the ABBA order).
+* 4 -- any accelerator (hwbench.devices). ``environment.gpus`` (NVML's view of NVIDIA
+  GPUs) becomes ``environment.accelerators`` (:class:`AcceleratorInfo`: every device
+  of every kind the accelerator layer found, each with its ``kind`` -- cuda, rocm, xpu,
+  xla, hpu --, ``vendor``, ``arch`` in the kind's own terms -- "sm_90", "gfx942" --,
+  memory, driver version, UUID or PCI bus id); ``energy_source`` is any source name a
+  kind declares (``amdsmi_counter``, ``amdsmi_power``, ``hwmon_counter`` join
+  ``nvml_counter``, ``nvml_power``, ``rapl``, ``estimated``), no longer a fixed list;
+  devices are named as results name them (``rocm:0`` for what a ROCm build of torch
+  calls cuda:0). Version-3 files are upgraded on load: each GPU of ``gpus`` becomes an
+  accelerator of kind ``cuda``, vendor ``nvidia``, arch ``sm_<major><minor>``.
+
+  Later additions that keep version 4 (optional fields with defaults):
+
   * modes ``data`` and ``checkpoint`` (:mod:`hwbench.io`): ``case.num_workers``,
     ``case.pin_memory``, ``case.prefetch_factor``, ``case.persistent_workers`` (data
     cases) and ``case.checkpointer`` (checkpoint cases), null elsewhere and in earlier
@@ -90,6 +103,11 @@ for every change; golden files of every old version live in ``tests/golden/``):
   * ``environment.storage`` (:class:`StorageInfo`): filesystem type, device and
     rotational flag of the results folder and the scratch folder (``checkpoint_dir``);
     empty in earlier files.
+  * ``environment.cpu_vendor_id``, ``cpu_family``, ``cpu_model_id``, ``cpu_stepping``
+    (x86) / ``cpu_implementer``, ``cpu_part`` (Arm): the CPU's identity the
+    microarchitecture table is keyed by (:mod:`hwbench.cpu_uarch`);
+    ``cpu_freq_all_core_mhz`` / ``cpu_freq_all_core_source``: an all-core clock where
+    one was declared (``HWBENCH_CPU_ALL_CORE_MHZ``); null elsewhere.
 """
 
 from __future__ import annotations
@@ -99,7 +117,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, with_config
 from typing_extensions import TypedDict  # pydantic reads typing's TypedDict only from Python 3.12
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 FORMAT = "hwbench-results"
 
 # JSON numbers are unbounded; a results file is data from outside. Bounded integers keep
@@ -134,9 +152,23 @@ RunStatus = Literal["running", "complete", "partial", "interrupted"]
 PROCESS_ISOLATED_REPEATS = 3
 
 # Best first: when several sources measure one device, a case's energy comes from the
-# first of these that has a value for its window (hwbench.collectors).
-ENERGY_SOURCE_ORDER = ("nvml_counter", "nvml_power", "rapl", "estimated")
-EnergySource = Literal[ENERGY_SOURCE_ORDER]  # type: ignore[valid-type]  # the same names, as a type
+# first of these that has a value for its window (hwbench.collectors); each device kind
+# declares its own (hwbench.devices: Accelerator.energy_sources). Counters before
+# integrated power, measurements before the estimate. A source not listed ranks last
+# but one (only "estimated" is weaker).
+ENERGY_SOURCE_ORDER = ("nvml_counter", "amdsmi_counter", "hwmon_counter", "nvml_power", "amdsmi_power", "rapl",
+                       "estimated")
+# a source name: lower-case words joined by "_" (schema 4: open, not a fixed list)
+EnergySource = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
+
+
+def energy_source_rank(source: str) -> int:
+    """Position of ``source`` in ENERGY_SOURCE_ORDER (lower is better); an unlisted source
+    ranks just above "estimated"."""
+    if source in ENERGY_SOURCE_ORDER:
+        i = ENERGY_SOURCE_ORDER.index(source)
+        return i if source != "estimated" else len(ENERGY_SOURCE_ORDER)
+    return len(ENERGY_SOURCE_ORDER) - 1
 
 
 class _Record(BaseModel):
@@ -153,19 +185,27 @@ class Flag(_Record):
 
 
 # ---------------------------------------------------------------- the environment
-class GpuInfo(_Record):
-    """One GPU as NVML (or torch, without NVML) described it."""
+class AcceleratorInfo(_Record):
+    """One accelerator as its kind's vendor library (NVML, AMD SMI, ...) or torch
+    described it (schema 4; schema 3's ``GpuInfo`` upgraded with kind "cuda")."""
 
     model_config = ConfigDict(extra="allow")  # vendor facts vary by driver; kept as given
 
     index: Count
     name: Text
+    kind: Text = "cuda"  # the device kind (hwbench.devices): cuda, rocm, xpu, xla, hpu
+    vendor: Text | None = None  # nvidia, amd, intel, google, intel-habana
+    arch: Text | None = None  # in the kind's own terms: "sm_90", "gfx942"
     uuid: Text | None = None
-    torch_device: Text | None = None  # "cuda:N" as torch numbers it in this process, None if not visible
+    torch_device: Text | None = None  # "<kind>:N" as results name it in this process, None if not visible
     memory_total_bytes: Count | None = None
-    compute_capability: list[Count] | None = None
+    compute_capability: list[Count] | None = None  # CUDA only
     power_limit_w: Float | None = None
     pci_bus_id: Text | None = None
+    driver_version: Text | None = None
+
+
+GpuInfo = AcceleratorInfo  # the schema-3 name
 
 
 class StorageInfo(_Record):
@@ -199,6 +239,15 @@ class Environment(_Record):
     cpu_boost: bool | None = None  # turbo / boost enabled
     cpu_flags: list[Text] = []
     cpu_affinity: Count | None = None
+    # the CPU identity the microarchitecture table is keyed by (hwbench.cpu_uarch)
+    cpu_vendor_id: Text | None = None  # x86 vendor_id, e.g. "GenuineIntel"
+    cpu_family: Count | None = None
+    cpu_model_id: Count | None = None
+    cpu_stepping: Count | None = None
+    cpu_implementer: Text | None = None  # Arm, lower-case hex, e.g. "0x41"
+    cpu_part: Text | None = None  # Arm, lower-case hex parts, comma-joined on hybrid chips
+    cpu_freq_all_core_mhz: Float | None = None  # declared (HWBENCH_CPU_ALL_CORE_MHZ)
+    cpu_freq_all_core_source: Text | None = None
     memory_total_bytes: Count | None = None
     python_version: Text | None = None
     python_implementation: Text | None = None
@@ -208,7 +257,7 @@ class Environment(_Record):
     hwbench_version: Text | None = None
     hwbench_git_commit: Text | None = None
     cuda_visible_devices: Text | None = None
-    gpus: list[GpuInfo] = []
+    accelerators: list[AcceleratorInfo] = []
     driver_version: Text | None = None
     cuda_driver_version: Text | None = None
     storage: list[StorageInfo] = []  # the folders a run writes to (results, scratch)
@@ -274,7 +323,7 @@ class Energy(_Record):
         basis = "; ".join(f"{label}: {e.estimate_basis}" for label, e in parts if e.estimate_basis)
         return cls(
             energy_j=sum(e.energy_j for e in es),
-            energy_source=max((e.energy_source for e in es), key=ENERGY_SOURCE_ORDER.index),
+            energy_source=max((e.energy_source for e in es), key=energy_source_rank),
             energy_window_s=max(e.energy_window_s for e in es),
             idle_power_w=sum(idle) if all(x is not None for x in idle) else None,
             energy_j_power_integrated=sum(cross) if all(x is not None for x in cross) else None,
@@ -551,7 +600,7 @@ class RunRecord(_Record):
     """One run of a suite on one machine: one results file."""
 
     format: Literal["hwbench-results"] = FORMAT
-    schema_version: Literal[3] = SCHEMA_VERSION
+    schema_version: Literal[4] = SCHEMA_VERSION
     run_id: Annotated[str, Field(min_length=1, max_length=100)]
     created: Text
     updated: Text | None = None

@@ -212,8 +212,33 @@ def _v2_to_v3(rec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _v3_environment(env: Any) -> Any:
+    """Schema 3's ``gpus`` (NVIDIA GPUs through NVML) -> schema 4's ``accelerators``."""
+    if not isinstance(env, dict):
+        return env
+    env = dict(env)
+    accs = []
+    for g in env.pop("gpus", None) or []:
+        if isinstance(g, dict):
+            cc = g.get("compute_capability")
+            arch = f"sm_{cc[0]}{cc[1]}" if isinstance(cc, list) and len(cc) == 2 else None
+            g = {"kind": "cuda", "vendor": "nvidia", "arch": arch, **g}
+        accs.append(g)
+    env["accelerators"] = accs
+    return env
+
+
+def _v3_to_v4(rec: dict[str, Any]) -> dict[str, Any]:
+    parts = [p for p in rec.get("nodes") or [] if isinstance(p, dict)]  # a merged multi-node record's parts
+    for seg in [s for x in [rec, *parts] for s in x.get("segments") or []]:
+        if isinstance(seg, dict) and "environment" in seg:
+            seg["environment"] = _v3_environment(seg["environment"])
+    rec["schema_version"] = 4
+    return rec
+
+
 # version -> function that upgrades a record of that version to the next one.
-UPGRADERS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2, 2: _v2_to_v3}
+UPGRADERS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}
 
 
 # ---------------------------------------------------------------------- reading

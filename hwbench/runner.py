@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import launch
+from . import devices, launch
 from .errors import ResultsError
 from .merge import assemble, merge_ranks, merge_repeats
 from .planning import FINISHED, Planned, auto_expansion, pending, usable_cores
@@ -279,7 +279,7 @@ class Runner:
             launch.WorkerJob(p.case, settings, p.device, p.device_name or "", limit, self.fault_for(p.case), probe),
             name=f"hwbench-worker {p.case.case_id}",
             timeout_s=settings.timeout_s,
-            memory_capped_gb=settings.memory_limit_gb if limit and not (p.device or "").startswith("cuda") else None,
+            memory_capped_gb=settings.memory_limit_gb if limit and devices.of(p.device or "cpu").caps_address_space else None,
             on_start=(cs.case_begin if cs is not None else (lambda pid: None)),
             on_progress=on_progress,
             should_abandon=self.should_abandon,
@@ -295,10 +295,11 @@ class Runner:
         CPU ranks share the host's cores: each gets ``threads`` or an equal share. The
         ranks' reports are joined into one outcome (merge.merge_ranks)."""
         cs = self.collectors
-        kind = (p.device or "cpu").split(":")[0]
+        kind = devices.kind_of(p.device or "cpu")
+        acc = devices.KINDS.get(kind)
         threads = p.case.threads
         here = p.case.world_size // (self.coordinator.nodes.nnodes if self.coordinator is not None else 1)
-        if threads is None and kind == "cpu":
+        if threads is None and acc.host_threads():
             threads = max(1, usable_cores() // here)
         limit = int(settings.memory_limit_gb * 2**30) if settings.memory_limit_gb else None
         run = self.launcher.run_group(
@@ -310,8 +311,8 @@ class Runner:
         run = merge_ranks(run)
         collection = None
         if cs is not None:
-            # on CUDA every local rank has its own GPU (cuda:<local rank>): energy is their sum
-            used = tuple(f"cuda:{i}" for i in range(here)) if kind == "cuda" else None
+            # on indexed kinds every local rank has its own device (<kind>:<local rank>): energy is their sum
+            used = tuple(f"{kind}:{i}" for i in range(here)) if acc.indexed else None
             collection = cs.case_end(run.window if run.status == "ok" else None, p.device, devices=used)
         return run, collection
 

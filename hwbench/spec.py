@@ -36,15 +36,17 @@ from .errors import ConfigError
 from .options import MAX_DURATION_S
 from .case import Case, Shape
 from .records import CaseIdentity, Count, SuiteRef
+from .devices import KINDS
 from .registry import closest
 
 import tomllib
 
-DEVICE_KINDS = ("auto", "cpu", "cuda", "mps", "xpu")
+# the device kinds a suite may name: "auto" and every kind of the accelerator layer
+DEVICE_KINDS = ("auto", *KINDS.names())
 # Names people write for a device kind; spelling similarity would suggest the wrong one
 # ('gpu' is closer to 'xpu' than to 'cuda').
-DEVICE_ALIASES = {"gpu": "cuda", "nvidia": "cuda", "rocm": "cuda", "hip": "cuda", "metal": "mps", "apple": "mps",
-                  "intel": "xpu", "host": "cpu"}
+DEVICE_ALIASES = {"gpu": "cuda", "nvidia": "cuda", "hip": "rocm", "amd": "rocm", "metal": "mps", "apple": "mps",
+                  "intel": "xpu", "tpu": "xla", "gaudi": "hpu", "habana": "hpu", "host": "cpu"}
 
 
 MAX_CASES = 100_000
@@ -67,14 +69,19 @@ MAX_WORLD_SIZE = 1_048_576
 # A bounded count: what a record holds, from 1 (or ``ge``).
 Positive = Annotated[Count, Field(ge=1)]
 MAX_CPU_TDP_W = 10_000.0  # beyond any CPU package; keeps estimated joules finite
-_DEVICE_RE = re.compile(r"(auto|cpu|cuda|mps|xpu)(?::([0-9]+))?")
+_DEVICE_RE = re.compile(rf"({'|'.join(DEVICE_KINDS)})(?::([0-9]+))?")
+
+
+def allowed_devices() -> str:
+    """The device names a suite may write, for messages: "auto, cpu, cuda, cuda:N, ..."."""
+    return ", ".join(["auto"] + [f"{k}, {k}:N" if KINDS.get(k).indexed else k for k in KINDS.names()])
 
 
 def parse_device(name: str) -> tuple[str, int | None] | None:
-    """A device name (``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``, ``xpu``,
-    ``xpu:N``; N in ASCII digits) -> (kind, index or None); None if it is not one."""
+    """A device name (``auto``, a kind of the accelerator layer, ``<kind>:N`` for
+    indexed kinds; N in ASCII digits) -> (kind, index or None); None if it is not one."""
     m = _DEVICE_RE.fullmatch(name) if len(name) <= DEVICE_NAME_MAX else None
-    if m is None or (m.group(2) is not None and m.group(1) not in ("cuda", "xpu")):
+    if m is None or (m.group(2) is not None and (m.group(1) == "auto" or not KINDS.get(m.group(1)).indexed)):
         return None
     return m.group(1), None if m.group(2) is None else int(m.group(2))
 
@@ -201,7 +208,7 @@ class MatrixBlock(_Strict):
     # validation time, so a newly registered precision is valid without editing this file
     precisions: list[str] = Field(["fp32"], min_length=1, description="see `hwbench list precisions`")
     backends: list[str] = Field(["eager"], min_length=1, description="eager, compile, cudagraphs")
-    devices: list[str] = Field(["cpu"], min_length=1, description="auto, cpu, cuda, cuda:N, mps, xpu")
+    devices: list[str] = Field(["cpu"], min_length=1, description=allowed_devices() + " (hwbench list devices)")
     # integers checked by _positive (1 to COUNT_MAX: what a record holds)
     threads: list[int] | None = Field(None, min_length=1, description="CPU intra-op threads; default torch's")
     seq_lens: list[int] | None = Field(None, min_length=1, description="Tokens per sample (transformers)")
@@ -308,8 +315,7 @@ class MatrixBlock(_Strict):
             kind = d.partition(":")[0]
             if parse_device(d) is None:
                 hint = f" (did you mean {DEVICE_ALIASES[kind]!r}?)" if kind in DEVICE_ALIASES else _suggest(kind, DEVICE_KINDS)
-                raise ValueError(f"[{i}] {shorten(d)} is not a device{hint}; allowed: auto, cpu, cuda, cuda:N, mps, xpu, "
-                                 "xpu:N (N in digits 0-9)")
+                raise ValueError(f"[{i}] {shorten(d)} is not a device{hint}; allowed: {allowed_devices()} (N in digits 0-9)")
         return v
 
 

@@ -17,29 +17,28 @@ import torch
 
 
 class Timer:
-    """Times one call of ``step`` on a device. CPU: ``perf_counter`` around the call.
-    CUDA/XPU: device events recorded around the call, read after one synchronisation per
-    block, so timing adds no host-device round trip per iteration. MPS: synchronise then
-    ``perf_counter``."""
+    """Times one call of ``step`` on a device, as the device's kind says
+    (:mod:`hwbench.devices`): with device events recorded around the call, read after
+    one synchronisation per block, so timing adds no host-device round trip per
+    iteration (CUDA, ROCm, XPU, HPU); else ``perf_counter`` around the call and a
+    synchronisation (CPU: none; MPS, XLA: the kind's own)."""
 
-    def __init__(self, device: torch.device):
+    def __init__(self, device: torch.device, acc=None):
+        from . import devices
+
         self.device = device
-        self._events = device.type in ("cuda", "xpu") and hasattr(getattr(torch, device.type), "Event")
+        self.acc = acc if acc is not None else devices.of_torch(device)
+        self._event = self.acc.event()
+        self._events = self._event is not None
 
     def sync(self) -> None:
-        t = self.device.type
-        if t == "cuda":
-            torch.cuda.synchronize(self.device)
-        elif t == "mps":
-            torch.mps.synchronize()
-        elif t == "xpu":
-            torch.xpu.synchronize(self.device)
+        self.acc.synchronize(self.device)
 
     def run_block(self, step: Callable[[], object], n: int) -> list[float]:
         """Run ``step`` ``n`` times; return each iteration's time in seconds."""
         if self._events:
-            mod = getattr(torch, self.device.type)
-            pairs = [(mod.Event(enable_timing=True), mod.Event(enable_timing=True)) for _ in range(n)]
+            ev = self._event
+            pairs = [(ev(enable_timing=True), ev(enable_timing=True)) for _ in range(n)]
             for start, end in pairs:
                 start.record()
                 step()

@@ -244,7 +244,7 @@ register(Variant(
 register(Variant(
     "sparse24", "2:4 semi-structured sparse Linear weights on sparse tensor cores", "sparse24",
     lambda model, arg: sparsify_2_4(model),
-    needs=Needs(kinds=("cuda",), min_cc=(8, 0), note=" (2:4 semi-structured sparse tensor cores)",
+    needs=Needs(kinds=("cuda",), cap="sparse24", note=" (2:4 semi-structured sparse tensor cores)",
                 train=False, train_note=" (the sparse weights are not trained)"),
     weight_dtypes=("float16", "bfloat16"),
 ))

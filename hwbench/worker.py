@@ -26,7 +26,7 @@ from typing import Any
 import torch  # noqa: F401  (preloaded in the forkserver: the point of it)
 import torch._dynamo  # noqa: F401  (optimizers import it on first construction: ~2 s per case otherwise)
 
-from . import backends, models, precisions, timing, variants, workloads
+from . import backends, devices, models, precisions, timing, variants, workloads
 from . import flops as flops_mod
 from .case import Case
 from .records import Accuracy, BatchLimit, Facts, Flag, Measurement
@@ -95,11 +95,12 @@ def classify(exc: BaseException) -> str:
 
 
 def cap_memory(limit_bytes: int | None, device: str) -> None:
-    """CPU workers: cap the address space (RLIMIT_AS). Never for CUDA workers: the CUDA
-    runtime reserves far more address space than memory and fails to initialise under
-    the cap; their device memory is capped through the allocator instead (in _setup)."""
+    """Cap the worker's address space (RLIMIT_AS) where the device's kind allows it
+    (the CPU). Never for GPU workers: their runtimes reserve far more address space
+    than memory and fail to initialise under the cap; their device memory is capped
+    through the allocator instead (in _setup, ``Accelerator.set_device``)."""
     global _memory_capped
-    if limit_bytes and not device.startswith("cuda"):
+    if limit_bytes and devices.of(device).caps_address_space:
         resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
         _memory_capped = True
 
@@ -138,18 +139,16 @@ def run_case(case: Case, settings: Settings, target: Target, memory_limit_bytes:
 
 
 def _setup(case: Case, target: Target, memory_limit_bytes: int | None = None):
-    """Model family, config, torch device; intra-op threads set; CUDA memory capped.
+    """Model family, config, torch device; intra-op threads set; device memory capped.
     The device was resolved once by the runner: workers do not probe the hardware again."""
     fam, size = models.get(case.model)
     cfg = fam.sizes[size]
     if case.threads is not None:
         torch.set_num_threads(case.threads)
-    device = torch.device(target.device)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-        if memory_limit_bytes:
-            total = torch.cuda.get_device_properties(device).total_memory
-            torch.cuda.set_per_process_memory_fraction(min(1.0, memory_limit_bytes / total), device)
+    acc = devices.of(target.device)
+    device = acc.torch_device(target.device)
+    devices.bind(device, acc)
+    acc.set_device(device, memory_limit_bytes)
     return fam, size, cfg, device
 
 
@@ -216,9 +215,8 @@ def _run(case: Case, settings: Settings, target: Target, conn, t_launch: float, 
         # forward (so a compile backend's own numerics are not part of this figure)
         accuracy, flags = deviation(_forward(prep.model, inputs, prep.autocast, case.mode).cpu(), ref, "eager")
         ref = None
-    if device.type == "cuda":
-        # the peak from here on: the case itself, not the fp32 reference built above
-        torch.cuda.reset_peak_memory_stats(device)
+    # the peak from here on: the case itself, not the fp32 reference built above
+    devices.of_torch(device).reset_peak_memory(device)
     eager = prep.model
     prep.model = backends.compile_model(prep.model, case, settings.compile_mode)
     student = _student(case, settings, device, fam.float_inputs)  # distill:<size> variants only
@@ -280,7 +278,8 @@ def _run_io(case: Case, settings: Settings, fam, cfg, device, conn, stamps: dict
     m, io_facts, flags = cases.run(case, settings, fam, cfg, device, measure,
                                    lambda event, t: conn.send(Progress(event, t)))
     facts = Facts(params=fam.param_count(cfg), flops_per_sample=0.0, host_rss_peak_bytes=rss_peak_bytes(),
-                  threads_used=torch.get_num_threads() if device.type == "cpu" else None, **io_facts)
+                  threads_used=torch.get_num_threads() if devices.of_torch(device).host_threads() else None,
+                  **io_facts)
     return Outcome("ok", measurement=_measurement(case, m, []), facts=facts,
                    flags=tuple(Flag(flag=f, detail=d) for f, d in flags),
                    timestamps={**stamps, "ready": m.window_start - m.warmup_s, "first_timed": m.window_start,
@@ -370,14 +369,12 @@ def _facts(fam, size, cfg, case: Case, device, student, prep, accuracy, router_c
     facts.update({
         "params": fam.param_count(cfg),
         "flops_per_sample": flops,
-        "threads_used": torch.get_num_threads() if device.type == "cpu" else None,
+        "threads_used": torch.get_num_threads() if devices.of_torch(device).host_threads() else None,
         "accuracy": accuracy,
         "changes": prep.changes or {},
         "host_rss_peak_bytes": rss_peak_bytes(),
     })
-    if device.type == "cuda":
-        facts["memory_peak_bytes"] = torch.cuda.max_memory_allocated(device)
-        facts["memory_reserved_peak_bytes"] = torch.cuda.max_memory_reserved(device)
+    facts.update(devices.of_torch(device).memory_peaks(device))
     return facts
 
 
@@ -395,8 +392,7 @@ def _student(case: Case, settings: Settings, device, float_inputs: bool):
 
 def _free(device) -> None:
     gc.collect()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
+    devices.of_torch(device).empty_cache()
 
 
 def probe_batch(case: Case, settings: Settings, target: Target, memory_limit_bytes: int | None, fault: str | None,

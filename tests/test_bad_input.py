@@ -82,8 +82,8 @@ def test_run_output_folder_under_proc(tmp_path):
 
 # ------------------------------------------------------------------ devices
 @pytest.mark.parametrize("args,needle", [
-    (["--device", "cuda:²"], "--device 'cuda:²': not one of cpu, cuda, cuda:N (N in digits 0-9)"),
-    (["--device", "gpu"], "--device 'gpu': not one of cpu, cuda, cuda:N"),
+    (["--device", "cuda:²"], "--device 'cuda:²': not one of cpu, cuda, cuda:N, rocm, rocm:N (N in digits 0-9)"),
+    (["--device", "gpu"], "--device 'gpu': not one of cpu, cuda, cuda:N, rocm, rocm:N"),
     (["--collectives", "--device", "cuda:²"], "--device 'cuda:²': not one of"),
     (["--collectives", "--device", "cuda:99"], "--device cuda:99: no such CUDA device here"),
     (["--collectives", "--world-size", str(os.cpu_count() + 1)], "runs one rank per core; this machine has"),

@@ -118,15 +118,16 @@ def test_fingerprint_records_peak_inputs_as_json(monkeypatch):
     assert json.loads(json.dumps(fp)) == fp  # JSON types only
     for key in ("hostname", "os", "platform", "machine", "cpu_model", "cpu_cores_physical", "cpu_cores_logical",
                 "cpu_affinity", "memory_total_bytes", "python_version", "python_implementation", "torch_version",
-                "torch_cuda_version", "torch_num_threads", "hwbench_version", "hwbench_git_commit", "gpus",
+                "torch_cuda_version", "torch_num_threads", "hwbench_version", "hwbench_git_commit", "accelerators",
                 "driver_version", "cuda_driver_version", "cpu_freq_max_mhz", "cpu_freq_max_source", "cpu_flags",
                 "cuda_visible_devices"):
         assert key in fp, key
     assert fp["cuda_visible_devices"] == "1"
-    assert [g["torch_device"] for g in fp["gpus"]] == [None, "cuda:0", None]
+    assert [g["torch_device"] for g in fp["accelerators"]] == [None, "cuda:0", None]
+    assert {(g["kind"], g["vendor"]) for g in fp["accelerators"]} == {("cuda", "nvidia")}
     assert set(fp["cpu_flags"]) <= set(host.PEAK_CPU_FLAGS) and fp["cpu_flags"] == sorted(fp["cpu_flags"])
     assert (fp["cpu_freq_max_mhz"] is None) == (fp["cpu_freq_max_source"] is None)
-    assert envmod.machine_id(fp)[2] == tuple(g["uuid"] for g in fp["gpus"])
+    assert envmod.machine_id(fp)[2] == tuple(g["uuid"] for g in fp["accelerators"])
 
 
 def test_cpu_freq_max_reads_sysfs_then_psutil(tmp_path, monkeypatch):

@@ -103,7 +103,7 @@ def test_precision_suite_dry_run_lists_every_case_to_run_and_groups_skips():
     assert len(listed) == n_run
     if not torch.cuda.is_available():
         # one line per reason, with a count and an example, not one line per case
-        assert r.stdout.count("fp8 needs a CUDA GPU with compute capability >= 8.9") == 1
+        assert r.stdout.count("fp8 needs a CUDA or ROCm device (CUDA: compute capability >= 8.9") == 1
 
 
 @pytest.mark.parametrize(
@@ -114,7 +114,7 @@ def test_precision_suite_dry_run_lists_every_case_to_run_and_groups_skips():
         (Case("mlp:tiny", "infer", 1, "bf16", "eager", "cuda"), DeviceInfo("cuda:0", "cuda", "V100", (7, 0)), "bf16 needs compute capability >= 8.0"),
         (Case("mlp:tiny", "infer", 1, "bf16", "eager", "cpu", variant="sparse24"), DeviceInfo("cpu", "cpu", "x"), "sparse24"),
         (Case("decoder:tiny", "generate", 1, "fp32", "compile", "cpu", seq_len=8, gen_tokens=4), DeviceInfo("cpu", "cpu", "x"), "KV cache"),
-        (Case("mlp:tiny", "infer", 1, "fp32", "cudagraphs", "cpu"), DeviceInfo("cpu", "cpu", "x"), "cudagraphs backend needs a CUDA device"),
+        (Case("mlp:tiny", "infer", 1, "fp32", "cudagraphs", "cpu"), DeviceInfo("cpu", "cpu", "x"), "cudagraphs backend needs a CUDA or ROCm device"),
         (Case("mlp:tiny", "infer", 1, "fp32", "eager", "cuda", threads=2), DeviceInfo("cuda:0", "cuda", "H100", (9, 0)), "threads applies to CPU"),
     ],
 )

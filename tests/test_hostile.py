@@ -201,7 +201,7 @@ def test_probe_resolves_devices_with_the_spec_parser():
 
     assert resolve_devices(["cpu", "cpu"]) == ["cpu"]
     for bad in ("cuda:²", "cuda:٣", "cuda:-1", "cuda:", "CPU", "gpu", "cuda:" + "9" * 400):
-        with pytest.raises(UserError, match=r"^--device .*: not one of cpu, cuda, cuda:N$"):
+        with pytest.raises(UserError, match=r"^--device .*: not one of cpu, cuda, cuda:N, rocm, rocm:N$"):
             resolve_devices([bad])
     with pytest.raises(UserError, match=r"^--device cuda:9999: no such CUDA device here \(\d+ visible\)$"):
         resolve_devices(["cuda:9999"])

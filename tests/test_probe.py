@@ -103,7 +103,7 @@ def test_latest_matching_profile_same_machine_newest(tiny_profile, tmp_path):
     assert find_for_run(tmp_path / "x.json", env).profile_id == "new"
     other = dict(env, cpu_model="another CPU")
     assert find_latest([d], other) is None
-    gpu = dict(env, gpus=[{"index": 0, "name": "NVIDIA H100 80GB HBM3", "uuid": "GPU-1"}])
+    gpu = dict(env, accelerators=[{"index": 0, "name": "NVIDIA H100 80GB HBM3", "uuid": "GPU-1"}])
     assert find_latest([d], gpu) is None  # GPUs are part of the machine
 
 
@@ -148,9 +148,18 @@ def test_shape_predicted_too_slow_is_skipped_with_reason():
                                                ((6, 1), "fp16", ">= 7.0"), ((9, 0), "fp8", None),
                                                ((9, 0), "tf32", None), ((7, 5), "int8", ">= 8.0")])
 def test_gpu_dtype_support_by_compute_capability(monkeypatch, cc, dtype, needle):
-    monkeypatch.setattr(gemm, "_cc", lambda d: cc)
-    monkeypatch.setattr(torch.cuda, "get_device_name", lambda d=None: "Fake GPU")
-    why = gemm.unsupported(torch.device("cuda:0"), dtype)
+    from types import SimpleNamespace
+
+    from hwbench.devices.accelerator import use_module
+
+    # torch.cuda as the CUDA kind asks it, on a GPU of compute capability ``cc``
+    fake = SimpleNamespace(get_device_capability=lambda d=None: cc, get_device_name=lambda d=None: "Fake GPU")
+    monkeypatch.setattr(torch.version, "hip", None, raising=False)
+    prev = use_module("cuda", fake)
+    try:
+        why = gemm.unsupported(torch.device("cuda:0"), dtype)
+    finally:
+        use_module("cuda", prev)
     if needle is None:
         assert why is None
     else:

@@ -154,6 +154,42 @@ def test_golden_v2_file_is_upgraded_and_rederived():
         assert row["threads_used"] == c["metrics"]["threads"] and pd.isna(row["threads"])
 
 
+def test_golden_v3_file_is_upgraded_to_accelerators():
+    """Schema 3 (``environment.gpus``, NVML's NVIDIA GPUs) -> schema 4's
+    ``environment.accelerators`` of kind cuda, vendor nvidia, arch sm_<cc>; the rest of
+    the file reads as it did."""
+    raw = json.loads((GOLDEN / "results_v3.json").read_text())
+    assert raw["schema_version"] == 3
+    rec = read_record(GOLDEN / "results_v3.json")
+    assert rec.schema_version == SCHEMA_VERSION == 4
+    gpu = raw["segments"][0]["environment"]["gpus"][0]
+    (acc,) = rec.segments[0].environment.accelerators
+    assert (acc.kind, acc.vendor, acc.arch) == ("cuda", "nvidia", "sm_90")
+    assert (acc.name, acc.uuid, acc.torch_device, acc.memory_total_bytes) == (
+        gpu["name"], gpu["uuid"], gpu["torch_device"], gpu["memory_total_bytes"])
+    assert "gpus" not in rec.segments[0].environment.model_dump()
+    df = load_results(GOLDEN / "results_v3.json").set_index("case_id")
+    for c in raw["cases"]:
+        assert df.loc[c["case_id"], "status"] == c["status"]
+        if c.get("energy"):
+            assert df.loc[c["case_id"], "energy_source"] == c["energy"]["energy_source"]
+
+
+def test_energy_source_is_open_and_ranked():
+    """Schema 4: any kind's source name validates; sources rank counters first, an
+    unlisted one just above the estimate."""
+    from hwbench.records import Energy, energy_source_rank
+
+    e = Energy(energy_j=1.0, energy_source="amdsmi_counter", energy_window_s=1.0)
+    assert e.energy_source == "amdsmi_counter"
+    with pytest.raises(ValueError):
+        Energy(energy_j=1.0, energy_source="Bad Source!", energy_window_s=1.0)
+    ranks = [energy_source_rank(s) for s in ("nvml_counter", "amdsmi_power", "rapl", "new_kind_power", "estimated")]
+    assert ranks == sorted(ranks) and len(set(ranks)) == len(ranks)
+    parts = [("a", e), ("b", Energy(energy_j=2.0, energy_source="estimated", energy_window_s=1.0))]
+    assert Energy.total(parts).energy_source == "estimated"
+
+
 def test_json_schema_export():
     s = json_schema()
     assert s["properties"]["schema_version"]["const"] == SCHEMA_VERSION

@@ -76,12 +76,12 @@ def machine_changes(base: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 # What is compared between environments (a key missing from both is not shown); any key
 # an environment records beyond these (a newer hwbench's facts) is compared too.
-ENV_KEYS = ("hostname", "cpu_model", "gpus", "driver_version", "cuda_driver_version", "hwbench_version",
+ENV_KEYS = ("hostname", "cpu_model", "accelerators", "driver_version", "cuda_driver_version", "hwbench_version",
             "hwbench_git_commit", "torch_version", "torch_cuda_version", "python_version", "torch_num_threads",
             "cpu_affinity", "cpu_cores_logical", "cpu_freq_max_mhz", "memory_total_bytes", "cuda_visible_devices", "os")
 ENV_IGNORED = ("cpu_flags", "cpu_freq_max_source", "platform", "python_implementation", "machine",
                "cpu_cores_physical")
-HARDWARE_KEYS = ("cpu_model", "gpus")
+HARDWARE_KEYS = ("cpu_model", "accelerators")
 
 
 def _env_values(env) -> dict[str, str]:
@@ -90,9 +90,9 @@ def _env_values(env) -> dict[str, str]:
     for k, v in d.items():
         if k in ENV_IGNORED:
             continue
-        if k == "gpus":
+        if k == "accelerators":
             v = ", ".join(g.get("name", "?") for g in v) or None
-            clocks = [str(g[c]) for g in d["gpus"] for c in ("power_limit_w",) if g.get(c) is not None]
+            clocks = [str(g[c]) for g in d["accelerators"] for c in ("power_limit_w",) if g.get(c) is not None]
             if clocks:
                 out["gpu_power_limit_w"] = ", ".join(clocks)
         if v is None or v == [] or v == {}:

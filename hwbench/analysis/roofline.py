@@ -57,11 +57,13 @@ def _profile(profile: Any):
 
 
 def _device_key(device: str | None) -> str | None:
+    """A case's device as the profile names it: an indexed kind's bare name is its
+    device 0 ("cuda" -> "cuda:0", the accelerator layer's resolution)."""
     if not device:
         return None
-    if device == "cuda":
-        return "cuda:0"
-    return device
+    from .. import devices
+
+    return devices.of(device).resolve(device) if devices.kind_of(device) in devices.KINDS else device
 
 
 def _peak_key(precision: str) -> str | None:

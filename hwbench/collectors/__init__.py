@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DeviceNotSupported
-from ..records import ENERGY_SOURCE_ORDER, CollectorsInfo, Energy, Flag, IdleBaseline, SamplerResult
+from ..records import CollectorsInfo, Energy, Flag, IdleBaseline, SamplerResult, energy_source_rank
 from . import energy as en
 from .samplers import (
     ASSUMED_W_PER_CORE,
@@ -40,8 +40,8 @@ from .samplers import (
     IDLE_FRACTION,
     KINDS,
     Boundary,
+    GpuSampler,
     HostSampler,
-    NvidiaSampler,
     Sampler,
     SamplerKind,
     cpu_tdp,
@@ -99,12 +99,17 @@ class CollectorSet:
         self._idle: IdleBaseline | None = None
 
     @classmethod
-    def for_suite(cls, settings, nvml: Any = None, powercap_root: Path | str | None = None) -> "CollectorSet | None":
+    def for_suite(cls, settings, nvml: Any = None, powercap_root: Path | str | None = None,
+                  libs: dict[str, Any] | None = None, sysfs_root: Path | str | None = None) -> "CollectorSet | None":
         """The samplers the suite asks for that this machine has (None when it asks for
-        none). ``nvml`` and ``powercap_root`` replace the real device boundary in tests."""
+        none). ``libs`` (vendor library name -> module: ``pynvml``, ``amdsmi``; ``nvml``
+        is short for ``libs={"pynvml": nvml}``), ``powercap_root`` and ``sysfs_root``
+        replace the real device boundary in tests."""
         if not settings.collectors:
             return None
-        b = Boundary(settings, nvml, Path(powercap_root) if powercap_root is not None else None)
+        libs = {**(libs or {}), **({"pynvml": nvml} if nvml is not None else {})}
+        b = Boundary(settings, libs, Path(powercap_root) if powercap_root is not None else None,
+                     Path(sysfs_root) if sysfs_root is not None else None)
         samplers: list[Sampler] = []
         unavailable: dict[str, str] = {}
         for name in settings.collectors:
@@ -152,7 +157,7 @@ class CollectorSet:
             else:
                 notes.append(f"CPU cases get no energy figure: no RAPL ({why}) and no host collector to estimate it")
         for s in self.samplers:
-            if isinstance(s, NvidiaSampler) and s.device is None:
+            if isinstance(s, GpuSampler) and s.device is None:
                 notes.append(f"{s.name} is not visible to torch: sampled, but no case's energy is taken from it")
         notes += [f"collector {k} unavailable: {v}" for k, v in self.unavailable.items() if k != "rapl"]
         return notes
@@ -358,8 +363,7 @@ class CollectorSet:
 def _ranked(sources: dict[str, list[Any]]) -> list[tuple[str, Any]]:
     """(sampler name, source) pairs, best source first (records.ENERGY_SOURCE_ORDER, then the
     sampler's own order)."""
-    rank = {s: i for i, s in enumerate(ENERGY_SOURCE_ORDER)}
-    pairs = [(rank.get(x.source, len(rank)), i, name, x) for name, xs in sources.items() for i, x in enumerate(xs)]
+    pairs = [(energy_source_rank(x.source), i, name, x) for name, xs in sources.items() for i, x in enumerate(xs)]
     pairs.sort(key=lambda p: p[:2])
     return [(name, x) for _, _, name, x in pairs]
 

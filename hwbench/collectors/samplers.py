@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import psutil
 
-from ..devices import nvidia
+from ..devices import amd, intel, nvidia
 from ..devices.rapl import Rapl
 from ..errors import DeviceNotSupported
 from ..registry import Registry
@@ -275,17 +275,29 @@ class HostSampler(Sampler):
         return out
 
 
-# ---------------------------------------------------------------------------- NVIDIA
-class NvidiaSampler(Sampler):
-    """One NVIDIA GPU through :class:`hwbench.devices.nvidia.NvidiaGPU`. ``device`` is the
-    GPU's name in torch ("cuda:N"); None when torch does not see it (it is still sampled,
-    but no case's energy comes from it)."""
+# ------------------------------------------------------------------------------ GPUs
+class GpuSampler(Sampler):
+    """One GPU through its vendor's device object (:mod:`hwbench.devices`: ``sample()``,
+    ``errors``, ``unsupported``, ``power_source``, ``index``, ``torch_device``).
+    ``device`` is the GPU's name in results ("cuda:N", "rocm:N"); None when torch does
+    not see it (it is still sampled, but no case's energy comes from it). A vendor
+    declares its sampler name prefix, its two energy source names (counter, power),
+    the counter's update period and how throttle bits read."""
 
-    def __init__(self, gpu: nvidia.NvidiaGPU):
+    prefix = "gpu"
+    counter_source = ""
+    power_source_name = ""
+    counter_period_s = 0.1
+    default_kind = "cuda"
+
+    def __init__(self, gpu):
         self.gpu = gpu
-        self.name = f"nvidia:{gpu.index}"
-        self.device = getattr(gpu, "torch_device", f"cuda:{gpu.index}")
+        self.name = f"{self.prefix}:{gpu.index}"
+        self.device = getattr(gpu, "torch_device", f"{self.default_kind}:{gpu.index}")
         self._keys: set[str] = set()  # what the last reading offered
+
+    def throttle_names(self, bits: int) -> list[str]:
+        return []
 
     @property
     def errors(self) -> int:
@@ -303,11 +315,11 @@ class NvidiaSampler(Sampler):
             return []
         out: list[Any] = []
         if "gpu_energy_counter_j" in self._keys:
-            out.append(en.CounterEnergy("nvml_counter", self.device, "gpu_energy_counter_j", 0.1))
+            out.append(en.CounterEnergy(self.counter_source, self.device, "gpu_energy_counter_j", self.counter_period_s))
         if "gpu_power_w" in self._keys:
             # averaged readings cover about one second on most GPUs
             period = 0.1 if self.gpu.power_source == "instant" else 1.0
-            out.append(en.PowerEnergy("nvml_power", self.device, "gpu_power_w", period))
+            out.append(en.PowerEnergy(self.power_source_name, self.device, "gpu_power_w", period))
         return out
 
     def info(self) -> dict[str, Any]:
@@ -315,8 +327,33 @@ class NvidiaSampler(Sampler):
 
     def quality_flags(self, samples: en.Samples, t0: float, t1: float) -> list[Flag]:
         bits = {int(r["gpu_throttle_reasons"]) for _, r in _inside(samples, t0, t1) if "gpu_throttle_reasons" in r}
-        reasons = sorted({n for b in bits for bit, n in nvidia.THROTTLE_BITS.items() if b & bit})
+        reasons = sorted({n for b in bits for n in self.throttle_names(b)})
         return [Flag(flag="throttled", detail=f"{self.name}: {', '.join(reasons)}")] if reasons else []
+
+
+class NvidiaSampler(GpuSampler):
+    """One NVIDIA GPU through :class:`hwbench.devices.nvidia.NvidiaGPU` (NVML)."""
+
+    prefix = "nvidia"
+    counter_source = "nvml_counter"
+    power_source_name = "nvml_power"
+
+    def throttle_names(self, bits: int) -> list[str]:
+        return [n for bit, n in nvidia.THROTTLE_BITS.items() if bits & bit]
+
+
+class AmdSampler(GpuSampler):
+    """One AMD GPU through :class:`hwbench.devices.amd.AmdGPU` (AMD SMI). The energy
+    accumulator's update period is taken as 1 ms-scale firmware updates bounded by
+    the sampling itself: 0.1 s, as NVML's (unverified on hardware)."""
+
+    prefix = "amdsmi"
+    counter_source = "amdsmi_counter"
+    power_source_name = "amdsmi_power"
+    default_kind = "rocm"
+
+    def throttle_names(self, bits: int) -> list[str]:
+        return amd.throttle_names(bits)
 
 
 # ------------------------------------------------------------------------------ RAPL
@@ -349,12 +386,18 @@ class RaplSampler(Sampler):
 @dataclass(frozen=True)
 class Boundary:
     """What a sampler kind is made from: the suite's settings and the device boundary
-    (``nvml``: a pynvml module or fake; ``powercap_root``: a powercap tree; None: the
-    real hardware)."""
+    (``libs``: vendor library name -> module or fake, e.g. ``"pynvml"``, ``"amdsmi"``;
+    ``powercap_root``: a powercap tree; ``sysfs_root``: a /sys tree; missing or None:
+    the real hardware)."""
 
     settings: Any
-    nvml: Any = None
+    libs: Mapping[str, Any] = field(default_factory=dict)
     powercap_root: Path | None = None
+    sysfs_root: Path | None = None
+
+    def lib(self, name: str) -> Any:
+        """The replacement for vendor library ``name``, or None (the real one)."""
+        return self.libs.get(name)
 
 
 @dataclass(frozen=True)
@@ -381,7 +424,7 @@ def _host(b: Boundary) -> list[Sampler]:
 
 
 def _nvidia(b: Boundary) -> list[Sampler]:
-    gpus = nvidia.gpus(b.nvml)
+    gpus = nvidia.gpus(b.lib("pynvml"))
     if not gpus:
         raise DeviceNotSupported("no NVIDIA GPU visible to NVML")
     return [NvidiaSampler(g) for g in gpus]
@@ -400,3 +443,38 @@ register(SamplerKind(
     "nvml_counter (total energy, ~0.1 s) or nvml_power (instant 0.1 s / averaged 1 s)",
 ))
 register(SamplerKind("rapl", _rapl, "the CPU packages ('cpu')", "rapl package counters, ~0.001 s"))
+
+
+class IntelHwmonSampler(GpuSampler):
+    """One Intel GPU's energy counter through hwmon (:mod:`hwbench.devices.intel`).
+    The counter's update period is not documented: 0.1 s is assumed (unverified)."""
+
+    prefix = "intel_hwmon"
+    counter_source = "hwmon_counter"
+    default_kind = "xpu"
+
+
+def _intel_hwmon(b: Boundary) -> list[Sampler]:
+    gpus = intel.gpus(b.sysfs_root)
+    if not gpus:
+        raise DeviceNotSupported("no Intel GPU with an i915 / xe hwmon energy counter in sysfs")
+    return [IntelHwmonSampler(g) for g in gpus]
+
+
+register(SamplerKind(
+    "intel_hwmon", _intel_hwmon, "each Intel GPU whose i915 / xe driver exposes hwmon energy ('xpu:N')",
+    "hwmon_counter (energy1_input, µJ; update period assumed 0.1 s)",
+))
+
+
+def _amdsmi(b: Boundary) -> list[Sampler]:
+    gpus = amd.gpus(b.lib("amdsmi"))
+    if not gpus:
+        raise DeviceNotSupported("no AMD GPU visible to AMD SMI (amdsmi missing, or no amdgpu driver)")
+    return [AmdSampler(g) for g in gpus]
+
+
+register(SamplerKind(
+    "amdsmi", _amdsmi, "each AMD GPU AMD SMI sees, as HIP numbers it ('rocm:N')",
+    "amdsmi_counter (energy accumulator, ~0.1 s) or amdsmi_power (current 0.1 s / averaged 1 s)",
+))

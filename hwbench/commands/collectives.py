@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from .. import devices
+
 OPS = ("allreduce", "allgather", "reduce_scatter", "broadcast", "alltoall")
 DEFAULT_SIZES = tuple(4 ** k * 1024 for k in range(0, 8))  # 1 KiB .. 16 MiB
 
@@ -88,9 +90,10 @@ def _bench(op: str, nbytes: int, dev, n: int, rank: int, min_time_s: float = 0.1
         expect = (torch.arange(n, device=dev, dtype=torch.float32) * n + rank).repeat_interleave(small)
         check = lambda: bool(torch.equal(out, expect))  # noqa: E731
 
+    acc = devices.of_torch(dev)
+
     def sync():
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
+        acc.synchronize(dev)
 
     try:
         reset()
@@ -126,12 +129,12 @@ def main(out_path: str, device: str, sizes: list[int]) -> None:
     import torch
     import torch.distributed as dist
 
-    kind = device.split(":")[0]
+    kind = devices.kind_of(device)
+    acc = devices.KINDS.get(kind)
     local = int(os.environ.get("LOCAL_RANK", "0"))
-    dev = torch.device(f"cuda:{local}" if kind == "cuda" else "cpu")
-    if kind == "cuda":
-        torch.cuda.set_device(dev)
-    dist.init_process_group("nccl" if kind == "cuda" else "gloo")
+    dev = acc.torch_device(f"{kind}:{local}" if acc.indexed else kind)
+    acc.set_device(dev)
+    acc.init_process_group(dev)
     n, rank = dist.get_world_size(), dist.get_rank()
     results = []
     for op in OPS:

@@ -30,7 +30,7 @@ def env(as_json: bool) -> None:
         return
     rows: list[tuple[str, str]] = []
     for k, v in fp.items():
-        if k in ("gpus", "cpu_freq_max_source"):
+        if k in ("accelerators", "cpu_freq_max_source"):
             continue
         if k == "memory_total_bytes":
             v = fm.nbytes(v)
@@ -50,10 +50,10 @@ def env(as_json: bool) -> None:
         else:
             v = fm.plain(v) if not fm.missing(v) else "-"
         rows.append((k, str(v)))
-    for g in fp["gpus"]:
-        mem = f", {fm.nbytes(g['memory_total_bytes'])}" if "memory_total_bytes" in g else ""
-        cc = f", compute capability {'.'.join(map(str, g['compute_capability']))}" if "compute_capability" in g else ""
-        rows.append((f"gpu {g['index']}", f"{g['name']}{mem}{cc}"))
+    for g in fp["accelerators"]:
+        mem = f", {fm.nbytes(g['memory_total_bytes'])}" if g.get("memory_total_bytes") else ""
+        arch = f", {g['arch']}" if g.get("arch") else ""
+        rows.append((f"{g.get('kind', 'gpu')} {g['index']}", f"{g['name']}{mem}{arch}"))
     rows.append(("devices", ", ".join(d.name for d in present())))
     w = width()
     kw = max(len(k) for k, _ in rows)

@@ -1,4 +1,5 @@
-"""``hwbench list``: the reference models, the shipped suites or the peaks."""
+"""``hwbench list``: the reference models, the shipped suites, the device kinds or the
+peaks."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ from .output import console, print_lines, width
 
 
 @click.command("list")
-@click.argument("what", type=click.Choice(["models", "suites", "peaks"]), default="models",
-                metavar="[models|suites|peaks]")
+@click.argument("what", type=click.Choice(["models", "suites", "devices", "peaks"]), default="models",
+                metavar="[models|suites|devices|peaks]")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
 def list_(what: str, fmt: str) -> None:
-    """List reference models (family:size), the shipped suites, or the peaks MFU is
-    measured against (accelerator datasheet rows and CPU microarchitectures, with sources)."""
+    """List reference models (family:size), the shipped suites, the device kinds
+    (present or why not, samplers, energy sources, backend, peak source), or the peaks
+    MFU is measured against (accelerator datasheet rows and CPU microarchitectures,
+    with sources)."""
     if what == "peaks":
         from .peaks_listing import show
 
@@ -24,6 +27,12 @@ def list_(what: str, fmt: str) -> None:
         return
     from ..report import format as fm
     from ..report.fit import Column, fit
+
+    if what == "devices":
+        from .devices_list import render
+
+        render(fmt)
+        return
 
     if what == "models":
         from .. import models

@@ -87,18 +87,22 @@ def _check_devices(devices: tuple[str, ...], collectives: bool, world_size: int)
     """--device names (cpu, cuda, cuda:N; N in ASCII digits) and, for --collectives, a
     group this machine can hold, checked before anything starts (no torchrun group is
     launched to find out). UserError otherwise."""
+    from .. import devices as kinds
     from ..errors import UserError
     from ..spec import parse_device, shorten
 
+    probed = [k for k, a in kinds.KINDS.items() if a.probe]
+    allowed = ", ".join(["cpu"] + [f"{k}, {k}:N" for k in probed])
     for d in devices:
         parsed = parse_device(d)
-        if parsed is None or parsed[0] not in ("cpu", "cuda"):
-            why = "; --collectives runs on cpu (gloo) or cuda (nccl)" if collectives else ""
-            raise UserError(f"--device {shorten(d)}: not one of cpu, cuda, cuda:N (N in digits 0-9){why}")
+        if parsed is None or parsed[0] not in ["cpu", *probed]:
+            why = "; --collectives runs on cpu (gloo) or cuda / rocm (nccl)" if collectives else ""
+            raise UserError(f"--device {shorten(d)}: not one of {allowed} (N in digits 0-9){why}")
     if not collectives:
         return  # run_probe checks that the devices are present
     kind, index = parse_device((devices or ("cpu",))[0])
-    if kind == "cpu":
+    acc = kinds.KINDS.get(kind)
+    if acc.host_threads():
         from ..planning import usable_cores
 
         cores = usable_cores()
@@ -106,17 +110,15 @@ def _check_devices(devices: tuple[str, ...], collectives: bool, world_size: int)
             raise UserError(f"--world-size {world_size}: --collectives on cpu runs one rank per core; "
                             f"this machine has {cores} usable")
         return
-    from ..devices import cuda_devices
-
-    n = len(cuda_devices())
+    n = len(kinds.discover_all(kinds=(kind,))[kind].devices)
     if index is not None and index >= n:
-        raise UserError(f"--device {devices[0]}: no such CUDA device here ({n} visible)")
+        raise UserError(f"--device {devices[0]}: no such {acc.label} device here ({n} visible)")
     if index not in (None, 0):
-        raise UserError(f"--device {devices[0]}: --collectives puts rank i on cuda:i; give --device cuda "
-                        "(CUDA_VISIBLE_DEVICES chooses the GPUs)")
+        raise UserError(f"--device {devices[0]}: --collectives puts rank i on {kind}:i; give --device {kind} "
+                        "(CUDA_VISIBLE_DEVICES / HIP_VISIBLE_DEVICES chooses the GPUs)")
     if world_size > n:
-        raise UserError(f"--world-size {world_size}: --collectives on cuda runs one rank per GPU; "
-                        f"{n} CUDA GPU{'s' * (n != 1)} visible here")
+        raise UserError(f"--world-size {world_size}: --collectives on {kind} runs one rank per GPU; "
+                        f"{n} {acc.label} GPU{'s' * (n != 1)} visible here")
 
 
 # ------------------------------------------------------------------ rendering

@@ -31,6 +31,7 @@ from typing import Any, Callable
 
 import torch
 
+from .. import devices
 from ..case import Case
 
 JPEG_QUALITY = 90
@@ -159,7 +160,8 @@ class DeviceFeed:
         self.batches = 0
         # the device's torch module (torch.cuda, torch.xpu): streams where it has them.
         # ``mod`` replaces it in tests (a fake that records the stream calls)
-        self.mod = mod if mod is not None else (getattr(torch, device.type, None) if device.type != "cpu" else None)
+        acc = devices.of_torch(device)
+        self.mod = mod if mod is not None else (None if acc.host_threads() else acc.module())
         self.stream = self.mod.Stream(device) if self.mod is not None and hasattr(self.mod, "Stream") else None
         self._it = None
         self._next = None
@@ -321,7 +323,7 @@ def _flags(case: Case, device: torch.device) -> list[tuple[str, str]]:
     if (case.num_workers or 0) > cpus:
         out.append(("loader_oversubscribed", f"num_workers = {case.num_workers} loader processes on {cpus} logical "
                     "CPUs: they share cores, so this measures contention as much as the pipeline"))
-    if case.pin_memory and device.type == "cpu":
+    if case.pin_memory and devices.of_torch(device).host_threads():
         out.append(("pin_memory_unused", "pin_memory = true on the CPU device: pinned memory speeds copies to an "
                     "accelerator; here nothing is copied, so the case measures pinning's cost only"))
     return out

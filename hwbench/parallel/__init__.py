@@ -50,7 +50,7 @@ VARIANT_REASON = (": a variant's rewrite (pruning, 2:4 sparse weights, a distill
 
 def requires(case: Case, device_kind: str, devices_of_kind: int, settings=None, nnodes: int = 1) -> str | None:
     """Why parallel ``case`` cannot run here, or None. ``device_kind`` is the resolved
-    device's kind ("cpu", "cuda"); ``devices_of_kind`` how many such devices exist (a
+    device's kind ("cpu", "cuda", "rocm"); ``devices_of_kind`` how many such devices exist (a
     CPU counts as enough for any number of ranks: they share its cores); ``nnodes`` the
     machines the group spans (each runs ``world_size / nnodes`` ranks)."""
     if case.parallelism == "none":
@@ -70,12 +70,16 @@ def requires(case: Case, device_kind: str, devices_of_kind: int, settings=None, 
     why = comm.requires(case.comm, name, device_kind)
     if why is not None:
         return f"{name}: {why}"
-    if device_kind not in ("cpu", "cuda"):
-        return f"{name}: torch.distributed runs here on cpu (gloo) or cuda (nccl), not {device_kind}"
+    from .. import devices
+
+    acc = devices.KINDS.get(device_kind) if device_kind in devices.KINDS else None
+    if acc is None or not acc.parallel:
+        runs = " or ".join(f"{a.name} ({a.dist_backend})" for a in devices.KINDS.values() if a.parallel)
+        return f"{name}: torch.distributed runs here on {runs}, not {device_kind}"
     here = case.world_size // nnodes
-    if device_kind == "cuda" and here > devices_of_kind:
+    if acc.indexed and here > devices_of_kind:
         per = f" ({nnodes} nodes: {here} per node)" if nnodes > 1 else ""
-        return f"{name}: world size {case.world_size}{per} needs {here} CUDA GPUs; this machine has {devices_of_kind}"
+        return f"{name}: world size {case.world_size}{per} needs {here} {acc.label} GPUs; this machine has {devices_of_kind}"
     if settings is not None and strategy.data_parallel:
         try:
             batches(name, case.batch_size, case.world_size, settings.scaling)

@@ -55,9 +55,12 @@ def requires(comm: str, strategy: str, device_kind: str) -> str | None:
         return f"comm {comm!r}: gradient compression applies to {takes}, not {strategy}"
     if powersgd_rank(comm) is not None and strategy != "ddp":
         return f"comm {comm!r}: PowerSGD is a DDP communication hook; {strategy} does not take it"
-    if comm == "bf16" and strategy == "ddp" and device_kind != "cuda":
+    from .. import devices
+
+    if comm == "bf16" and strategy == "ddp" and not (device_kind in devices.KINDS
+                                                     and devices.KINDS.get(device_kind).bf16_compress):
         return ("comm 'bf16': DDP accepts bf16_compress_hook only with CUDA 11+ and NCCL 2.10+ (or XPU and "
-                "XCCL), not gloo on cpu")
+                "XCCL), not on {device_kind}")
     return None
 
 

@@ -31,7 +31,10 @@ def make_step(prep, fam, inputs, targets, mesh, compile_fn, comm="none", bucket_
     from .. import workloads
     from . import comm as comms
 
-    ids = [mesh.local_rank] if mesh.device_type == "cuda" else None
+    from .. import devices
+
+    # DDP takes the one device of a single-device module on indexed kinds (CUDA, ROCm)
+    ids = [mesh.local_rank] if devices.of_torch(mesh.device_type).indexed else None
     bucket_cap_mb = one_bucket_on_gloo(prep.model, comm, mesh, bucket_cap_mb)
     kw = {} if bucket_cap_mb is None else {"bucket_cap_mb": bucket_cap_mb}
     prep.model = DistributedDataParallel(compile_fn(prep.model), device_ids=ids, **kw)
@@ -49,9 +52,10 @@ def one_bucket_on_gloo(model, comm: str, mesh, bucket_cap_mb: float | None) -> f
     2.13). A ``bucket_cap_mb`` set by the user that is already large enough stands.
     (DDP's small first bucket is used only when no bucket size is given, so an explicit
     size makes every bucket that size.)"""
+    from .. import devices
     from .comm import powersgd_rank
 
-    if powersgd_rank(comm) is None or mesh.device_type == "cuda":
+    if powersgd_rank(comm) is None or devices.of_torch(mesh.device_type).dist_backend != "gloo":
         return bucket_cap_mb
     need = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad) / 2**20
     return max(bucket_cap_mb or 0.0, need + 1.0)

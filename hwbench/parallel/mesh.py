@@ -65,12 +65,17 @@ class Mesh:
     def from_env(cls, strategy: str, device_kind: str, batch_size: int, scaling: str, microbatches: int = 1,
                  pp_schedule: str = "gpipe", env=os.environ) -> "Mesh":
         """The mesh of this process as torchrun described it (RANK, WORLD_SIZE, LOCAL_RANK,
-        LOCAL_WORLD_SIZE). On CUDA each rank takes the GPU of its local rank."""
+        LOCAL_WORLD_SIZE). On an indexed kind (CUDA, ROCm) each rank takes the device of
+        its local rank; ``device`` is the torch device ("cuda:1" for ROCm's "rocm:1"),
+        ``backend`` the kind's torch.distributed backend."""
+        from .. import devices
+
+        acc = devices.KINDS.get(device_kind)
         ws, rank = int(env["WORLD_SIZE"]), int(env["RANK"])
         local, local_ws = int(env.get("LOCAL_RANK", rank)), int(env.get("LOCAL_WORLD_SIZE", ws))
-        device = f"cuda:{local}" if device_kind == "cuda" else "cpu"
+        device = str(acc.torch_device(f"{device_kind}:{local}" if acc.indexed else device_kind))
         rank_batch, group_batch = batches(strategy, batch_size, ws, scaling)
-        return cls(strategy, ws, rank, local, local_ws, device, "nccl" if device_kind == "cuda" else "gloo",
+        return cls(strategy, ws, rank, local, local_ws, device, acc.dist_backend,
                    rank_batch, group_batch, microbatches, pp_schedule)
 
     def device_mesh(self):

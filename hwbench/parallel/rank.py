@@ -90,33 +90,41 @@ def main(job_dir: str) -> int:
     os._exit(code)
 
 
-def _run(case, settings, job: dict, rank: int, t_start: float) -> dict:
+def _join(case, settings, job: dict):
+    """This rank's mesh, torch device and device kind; the process group joined with
+    the kind's backend (nccl / rccl, gloo, xccl, hccl, xla)."""
     import torch
-    import torch.distributed as dist
 
-    from .. import backends, models, timing
-    from ..worker import inject_fault, rss_peak_bytes
+    from .. import devices
     from .mesh import Mesh
-    from .strategy import STRATEGIES
 
     if job.get("threads"):
         torch.set_num_threads(int(job["threads"]))
     mesh = Mesh.from_env(case.parallelism, job["device_kind"], case.batch_size, settings.scaling,
                          settings.microbatches, settings.pp_schedule)
+    acc = devices.KINDS.get(job["device_kind"])
     device = torch.device(mesh.device)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-        dist.init_process_group(mesh.backend, device_id=device)
-    else:
-        dist.init_process_group(mesh.backend)
+    acc.set_device(device)
+    acc.init_process_group(device)
+    return mesh, device, acc
+
+
+def _build(case, settings, mesh, rank: int):
+    """The model, inputs and the strategy's step of this rank (the backend applied where
+    the strategy says); the comm setting's accuracy cost measured first where asked."""
+    import torch
+
+    from .. import backends, models
+    from .strategy import STRATEGIES
+
     fam, size = models.get(case.model)
     cfg = fam.sizes[size]
     torch.manual_seed(settings.seed)  # the same weights on every rank
     model = fam.build(cfg)
     # data-parallel ranks draw their own batch; tp / pp ranks must see the same one
     strategy = STRATEGIES.get(mesh.strategy)
-    data_seed = settings.seed + 1 + (rank if strategy.data_parallel else 0)
-    torch.manual_seed(data_seed)
+    torch.manual_seed(settings.seed + 1 + (rank if strategy.data_parallel else 0))
+    device = torch.device(mesh.device)
     inputs, targets = fam.make_batch(cfg, mesh.rank_batch, case.shape, device, torch.float32)
     prep = backends.prepare(model, case, device, fam.float_inputs)
     if fam.float_inputs:
@@ -126,7 +134,6 @@ def _run(case, settings, job: dict, rank: int, t_start: float) -> dict:
     # each trace their own, with the send / recv outside them. Compilation is lazy: it
     # happens in the first step.
     compile_fn = functools.partial(backends.compile_model, case=case, mode=settings.compile_mode)
-    compiles = backends.compile_counter()
     extra = {}  # the comm setting: ddp and ps take it (hwbench.parallel.comm)
     deviation = None
     if strategy.comm:
@@ -134,37 +141,51 @@ def _run(case, settings, job: dict, rank: int, t_start: float) -> dict:
         if settings.comm_accuracy_steps:
             deviation = _param_deviation(prep, fam, inputs, targets, mesh, case.comm, settings)
     step = strategy.make_step(prep, fam, inputs, targets, mesh, compile_fn, **extra)
-    psgd = getattr(step, "powersgd", None)  # PowerSGD's state: warm up until it compresses
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+    return fam, size, cfg, step, deviation
 
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+
+def _lockstep(step, device, acc, rank: int):
+    """(timed, align, any_rank): one step timed on this rank after an untimed barrier
+    (device synchronised), and the two untimed 1-element allreduces (MAX) that keep
+    the ranks' decisions one."""
+    import torch
+    import torch.distributed as dist
 
     flag = torch.zeros(1, device=device)
 
-    def align(stop: bool = False) -> bool:
-        """Untimed: every rank waits for every other (allreduce), and learns whether
-        rank 0 says stop."""
-        flag.fill_(1.0 if (stop and rank == 0) else 0.0)
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        return bool(flag.item())
-
     def any_rank(want: bool) -> bool:
-        """Untimed: True on every rank where ``want`` is True on any rank (allreduce MAX)."""
+        """Untimed: True on every rank where ``want`` is True on any rank."""
         flag.fill_(1.0 if want else 0.0)
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         return bool(flag.item())
+
+    def align(stop: bool = False) -> bool:
+        """Untimed: every rank waits for every other, and learns whether rank 0 says stop."""
+        return any_rank(stop and rank == 0)
 
     def timed() -> float:
         align()
         t0 = time.perf_counter()
         step()
-        sync()
+        acc.synchronize(device)
         return time.perf_counter() - t0
 
-    sync()
+    return timed, align, any_rank
+
+
+def _run(case, settings, job: dict, rank: int, t_start: float) -> dict:
+    import torch
+
+    from .. import backends, timing
+    from ..worker import inject_fault, rss_peak_bytes
+
+    mesh, device, acc = _join(case, settings, job)
+    compiles = backends.compile_counter()
+    fam, size, cfg, step, deviation = _build(case, settings, mesh, rank)
+    psgd = getattr(step, "powersgd", None)  # PowerSGD's state: warm up until it compresses
+    acc.reset_peak_memory(device)
+    timed, align, any_rank = _lockstep(step, device, acc, rank)
+    acc.synchronize(device)
     t_ready = time.monotonic()
     first, warm = timing.warm_up(timed, warmup_iters=settings.warmup_iters, warmup_s=settings.warmup_s,
                                  compiles=compiles, max_recompile_steps=backends.MAX_RECOMPILE_STEPS,
@@ -182,16 +203,15 @@ def _run(case, settings, job: dict, rank: int, t_start: float) -> dict:
     compiled_in_window = compiles() - compiled_before
     comm_s = comm_bytes = how = exposed_s = None
     if settings.comm_profile_steps:
-        comm_s, comm_bytes, how, exposed_s = _profile_comm(timed, settings.comm_profile_steps, device)
-    mem = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+        comm_s, comm_bytes, how, exposed_s = _profile_comm(timed, settings.comm_profile_steps, device, acc)
     return {
         "status": "ok", "raw_times_s": rounds, "first_iter_s": first, "warmup_s": warm,
         "t_start": t_start, "t_ready": t_ready, "t_first_timed": t_first, "t_window_end": t_end,
         "comm_s_per_step": comm_s, "comm_bytes_per_step": comm_bytes, "comm_measured_by": how,
         "comm_exposed_s_per_step": exposed_s, "param_rel_l2_vs_none": deviation,
         "param_rel_l2_steps": settings.comm_accuracy_steps if deviation is not None else None,
-        "memory_peak_bytes": mem, "host_rss_peak_bytes": rss_peak_bytes(),
-        "threads_used": torch.get_num_threads() if device.type == "cpu" else None,
+        "memory_peak_bytes": acc.memory_peaks(device).get("memory_peak_bytes"), "host_rss_peak_bytes": rss_peak_bytes(),
+        "threads_used": torch.get_num_threads() if acc.host_threads() else None,
         "params": fam.param_count(cfg), "flops_per_sample": fam.flops_per_sample(size, "train", case.shape),
         "group_batch": mesh.group_batch, "compiles_in_window": compiled_in_window,
     }
@@ -212,8 +232,10 @@ def _param_deviation(prep, fam, inputs, targets, mesh, comm: str, settings) -> f
     from .strategy import STRATEGIES
     from .comm import rel_l2
 
+    from .. import devices as kinds
+
     finals = []
-    devices = [mesh.device] if mesh.device_type == "cuda" else []
+    devices = kinds.of_torch(mesh.device_type).rng_devices(mesh.device)
     for cm in ("none", comm):
         p = dataclasses.replace(prep, model=copy.deepcopy(prep.model), scaler=copy.deepcopy(prep.scaler))
         with torch.random.fork_rng(devices=devices):
@@ -226,10 +248,11 @@ def _param_deviation(prep, fam, inputs, targets, mesh, comm: str, settings) -> f
     return rel_l2(finals[1], finals[0])
 
 
-def _profile_comm(timed, steps: int, device) -> tuple[float, float, str, float]:
+def _profile_comm(timed, steps: int, device, acc) -> tuple[float, float, str, float]:
     """(seconds, bytes, how, exposed seconds) per step in the communication backend's
     operations, from ``steps`` steps under torch.profiler: on CPU the gloo operations'
-    events (their own threads' busy time), on CUDA the NCCL kernels' device time. Bytes:
+    events (their own threads' busy time), on kinds whose collectives are device kernels
+    (``acc.comm_kernel``: NCCL / RCCL) those kernels' device time. Bytes:
     the operations' input tensors (shape x element size). Exposed: the union of those
     operations' intervals less the union of compute's (CPU: ``aten::`` operators of
     any thread, except those inside a gloo operation; CUDA: the other kernels), see
@@ -240,7 +263,9 @@ def _profile_comm(timed, steps: int, device) -> tuple[float, float, str, float]:
     from .comm import exposed
     from .report import COMM_MEASURED_BY
 
-    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    kernels = acc.comm_kernel  # e.g. "nccl": device kernels whose names hold it are the collectives
+    acts = [ProfilerActivity.CPU] + ([getattr(ProfilerActivity, acc.profiler_activity)] if kernels else [])
+    prefixes = tuple(dict.fromkeys(("gloo:", "nccl:", f"{acc.dist_backend}:")))
     try:  # every thread: PowerSGD issues its later allreduces from gloo's callback threads
         cfg = {"experimental_config": torch._C._profiler._ExperimentalConfig(profile_all_threads=True)}
     except (AttributeError, TypeError):  # an older torch: the calling thread (and gloo's work) only
@@ -254,7 +279,7 @@ def _profile_comm(timed, steps: int, device) -> tuple[float, float, str, float]:
     comm_iv, compute_iv = [], []
     for e in events:
         name = e.name
-        if name.startswith(("gloo:", "nccl:")):
+        if name.startswith(prefixes):
             msg = 0
             for shape, dt in zip(e.input_shapes or [], getattr(e, "input_dtypes", None) or []):
                 if shape and isinstance(shape[0], int):
@@ -266,30 +291,30 @@ def _profile_comm(timed, steps: int, device) -> tuple[float, float, str, float]:
             if msg <= 8:
                 continue  # the 1-element allreduce that aligns the steps: hwbench's, not the strategy's
             nbytes += msg
-            if device.type != "cuda":
+            if not kernels:
                 busy_us += e.cpu_time_total
                 comm_iv.append((e.time_range.start, e.time_range.end))
-        elif device.type == "cuda" and "nccl" in name.lower() and getattr(e, "device_time_total", 0):
+        elif kernels and kernels in name.lower() and getattr(e, "device_time_total", 0):
             busy_us += e.device_time_total
             comm_iv.append((e.time_range.start, e.time_range.end))
     for e in events:
-        if device.type == "cuda":
-            if str(getattr(e, "device_type", "")).endswith("CUDA") and "nccl" not in e.name.lower():
+        if kernels:
+            if str(getattr(e, "device_type", "")).endswith(acc.profiler_activity) and kernels not in e.name.lower():
                 compute_iv.append((e.time_range.start, e.time_range.end))
-        elif e.name.startswith("aten::") and not _inside_comm(e):
+        elif e.name.startswith("aten::") and not _inside_comm(e, prefixes):
             compute_iv.append((e.time_range.start, e.time_range.end))
     exposed_us = min(exposed(comm_iv, compute_iv), busy_us)  # union <= sum; min guards rounding
-    kinds = "NCCL kernel" if device.type == "cuda" else "gloo:*"
+    kinds = f"{kernels.upper()} kernel" if kernels else f"{acc.dist_backend}:*"
     return busy_us / 1e6 / steps, nbytes / steps, COMM_MEASURED_BY.format(n=steps, kinds=kinds), \
         exposed_us / 1e6 / steps
 
 
-def _inside_comm(e) -> bool:
+def _inside_comm(e, prefixes: tuple[str, ...] = ("gloo:", "nccl:")) -> bool:
     """Whether profiler event ``e`` runs inside a communication operation (the
     backend's own work, not compute)."""
     p = e.cpu_parent
     while p is not None:
-        if p.name.startswith(("gloo:", "nccl:")):
+        if p.name.startswith(prefixes):
             return True
         p = p.cpu_parent
     return False

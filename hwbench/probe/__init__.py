@@ -32,28 +32,29 @@ def _now() -> datetime:
 
 
 def resolve_devices(requested: list[str] | None) -> list[str]:
-    """torch device names to probe: those requested (``cpu``, ``cuda``, ``cuda:N``), or
-    the CPU and every CUDA GPU. Raises UserError for one that is not present."""
-    import torch
-
+    """Device names to probe: those requested (``cpu``, or a device of a kind the probe
+    runs on -- ``cuda``, ``cuda:N``, ``rocm``, ``rocm:N``), or the CPU and every present
+    device of those kinds. Raises UserError for one that is not present."""
+    from .. import devices
     from ..errors import UserError
     from ..spec import parse_device  # the one device-name parser
 
-    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    kinds = [k for k, a in devices.KINDS.items() if a.probe]
+    found = devices.discover_all(kinds=tuple(kinds))
+    here = {k: [d.name for d in found[k].devices] for k in kinds}
     if not requested:
-        return ["cpu", *(f"cuda:{i}" for i in range(n))]
+        return ["cpu", *(n for k in kinds for n in here[k])]
     out: list[str] = []
     for d in requested:
-        kind, index = parse_device(d) or (None, None)
-        if kind == "cpu":
-            name = "cpu"
-        elif kind == "cuda":
-            i = index or 0
-            if i >= n:
-                raise UserError(f"--device {d}: no such CUDA device here ({n} visible)")
-            name = f"cuda:{i}"
+        kind, _ = parse_device(d) or (None, None)
+        if kind in ["cpu", *kinds]:
+            acc = devices.KINDS.get(kind)
+            name = acc.resolve(d)
+            if acc.probe and name not in here[kind]:
+                raise UserError(f"--device {d}: no such {acc.label} device here ({len(here[kind])} visible)")
         else:
-            raise UserError(f"--device {d}: not one of cpu, cuda, cuda:N")
+            allowed = ", ".join(["cpu"] + [f"{k}, {k}:N" for k in kinds])
+            raise UserError(f"--device {d}: not one of {allowed}")
         if name not in out:
             out.append(name)
     return out
@@ -122,17 +123,21 @@ def probe_cpu(s: ProbeSettings, env: dict[str, Any], progress: Progress) -> Devi
         duration_s=time.perf_counter() - t_start)
 
 
-def probe_cuda(name: str, s: ProbeSettings, env: dict[str, Any], progress: Progress, nvml: Any = None) -> DeviceProbe:
-    """Probe one CUDA GPU. Not run on the machine hwbench was developed on (no GPU):
-    see docs/development.md, "GPU acceptance"."""
+def probe_gpu(name: str, s: ProbeSettings, env: dict[str, Any], progress: Progress, nvml: Any = None) -> DeviceProbe:
+    """Probe one GPU of a kind the probe runs on (``Accelerator.probe``: CUDA; ROCm
+    through the same torch.cuda API, unverified). Not run on the machine hwbench was
+    developed on (no GPU): see docs/development.md, "GPU acceptance"."""
     import torch
 
+    from .. import devices
     from . import _timing, gemm, memory, telemetry
 
-    dev = torch.device(name)
-    torch.cuda.set_device(dev)
+    acc = devices.of(name)
+    dev = acc.torch_device(name)
+    devices.bind(dev, acc)
+    acc.set_device(dev)
     t_start = time.perf_counter()
-    dname = torch.cuda.get_device_name(dev)
+    dname = acc.device_name(dev)
     l2 = _timing.cache_bytes(dev)
     flush = _timing.Flusher(dev, s.flush_bytes)
     read, tel_note = telemetry.gpu_reader(name, nvml)
@@ -143,7 +148,7 @@ def probe_cuda(name: str, s: ProbeSettings, env: dict[str, Any], progress: Progr
         progress(f"warming up {name} ({dname}, {wdt} {m}x{n}x{k}) until its clocks are steady ...")
         with mon.phase("warmup"):
             warm = gemm.warm_up(dev, gemm.make_gemm(dev, wdt, m, n, k), 2.0 * m * n * k, s)
-        torch.cuda.empty_cache()
+        acc.empty_cache()
         for dtype in ALL_DTYPES:
             why = gemm.unsupported(dev, dtype) if dtype in s.gpu_dtypes else "not requested"
             if why:
@@ -152,9 +157,9 @@ def probe_cuda(name: str, s: ProbeSettings, env: dict[str, Any], progress: Progr
             with mon.phase(f"gemm {dtype}"):
                 r = gemm.search(dev, dtype, s.gpu_shapes, s, flush, progress)
             results.append(gemm.with_datasheet(r, dev, dname, env))
-            torch.cuda.empty_cache()
+            acc.empty_cache()
         del flush
-        torch.cuda.empty_cache()
+        acc.empty_cache()
         with mon.phase("memory"):
             mem = memory.bandwidth(dev, s.gpu_mem_sizes, s, l2, progress)
         with mon.phase("host memory"):
@@ -178,6 +183,7 @@ BF16_AT_FP32 = ("no native bf16 on this CPU: bf16 kernels that convert to fp32 (
 
 def roofs_of(d: DeviceProbe) -> DeviceRoofs:
     """The summary of one device's probe that a run stores on its segment."""
+    from .. import devices
     from . import memory
 
     ok = [r for r in d.gemm if r.ok and r.tflops_median]
@@ -188,13 +194,13 @@ def roofs_of(d: DeviceProbe) -> DeviceRoofs:
     top = max((r.threads for r in ok if r.threads is not None), default=None)
     gemm_tflops = {r.dtype: r.tflops_median for r in ok if r.threads == top}
     notes: dict[str, str] = {}
-    if d.device == "cpu" and any(r.dtype == "bf16" and "no native bf16" in r.reason for r in ok):
+    on_host = devices.KINDS.get(devices.kind_of(d.device)).host_threads()  # the CPU's own probe
+    if on_host and any(r.dtype == "bf16" and "no native bf16" in r.reason for r in ok):
         for figures in (*by_threads.values(), gemm_tflops):
             if "bf16" in figures and figures.get("fp32", 0) > figures["bf16"]:
                 figures["bf16"] = figures["fp32"]
                 notes["bf16"] = BF16_AT_FP32
-    host = memory.headline(d.host_memory) if d.host_memory else (memory.headline(d.memory) if d.device == "cpu"
-                                                                else None)
+    host = memory.headline(d.host_memory) if d.host_memory else (memory.headline(d.memory) if on_host else None)
     return DeviceRoofs(device_name=d.device_name, gemm_tflops=gemm_tflops, gemm_notes=notes,
                        gemm_tflops_by_threads=by_threads, memory_bandwidth_gbs=memory.headline(d.memory),
                        bandwidth_curve=memory.curve(d.memory), host_memory_bandwidth_gbs=host,
@@ -204,8 +210,10 @@ def roofs_of(d: DeviceProbe) -> DeviceRoofs:
 def run_probe(devices: list[str] | None = None, settings: ProbeSettings | None = None,
               out_dir: str | Path | None = "results/profiles", progress: Progress = lambda m: None,
               environment: dict[str, Any] | None = None, nvml: Any = None) -> tuple[ProfileFile, Path | None]:
-    """Probe ``devices`` (default: the CPU and every CUDA GPU) and write the profile into
-    ``out_dir`` (None: do not write). Returns the profile and its path."""
+    """Probe ``devices`` (default: the CPU and every present device of a kind the probe
+    runs on) and write the profile into ``out_dir`` (None: do not write). Returns the
+    profile and its path."""
+    from .. import devices as kinds
     from .. import env as envmod
 
     s = settings or ProbeSettings.quick()
@@ -216,7 +224,7 @@ def run_probe(devices: list[str] | None = None, settings: ProbeSettings | None =
     probed: dict[str, DeviceProbe] = {}
     for name in names:
         progress(f"probing {name} ...")
-        probed[name] = probe_cpu(s, env, progress) if name == "cpu" else probe_cuda(name, s, env, progress, nvml)
+        probed[name] = probe_gpu(name, s, env, progress, nvml) if kinds.of(name).probe else probe_cpu(s, env, progress)
     roofs = MachineProfile(profile_id=pid, created=created.isoformat(timespec="seconds"), thorough=s.thorough,
                            devices={k: roofs_of(v) for k, v in probed.items()})
     prof = ProfileFile(profile_id=pid, created=roofs.created, finished=_now().isoformat(timespec="seconds"),
@@ -242,3 +250,6 @@ def _cpu_flags() -> set[str]:
     from ..devices import host
 
     return host.cpu_flags()
+
+
+probe_cuda = probe_gpu  # the name before the accelerator layer

@@ -1,8 +1,10 @@
 """Timing primitives of the probe: each timed call alone, caches flushed in between.
 
-CPU: ``perf_counter`` around the call (CPU kernels are synchronous). CUDA: device events
-recorded around the call only, read after one synchronisation per batch, so neither the
-flush nor a host round trip is in the timed interval (docs/architecture.md, rule 1).
+As the device's kind says (:mod:`hwbench.devices`): ``perf_counter`` around the call and
+the kind's synchronisation (CPU kernels are synchronous); or, for kinds with device
+events (CUDA, ROCm, XPU, HPU), events recorded around the call only, read after one
+synchronisation per batch, so neither the flush nor a host round trip is in the timed
+interval (docs/architecture.md, rule 1).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+
+from .. import devices
 
 LLC_SYSFS = "/sys/devices/system/cpu/cpu0/cache"
 DEFAULT_LLC_BYTES = 32 * 2**20
@@ -35,16 +39,14 @@ def llc_bytes(root: str = LLC_SYSFS) -> int:
 
 
 def cache_bytes(device: torch.device) -> int:
-    """The last cache level a flush must evict: the L2 of a CUDA GPU, else the CPU's LLC."""
-    if device.type == "cuda":
-        size = getattr(torch.cuda.get_device_properties(device), "L2_cache_size", 0)
-        return int(size) or 50 * 2**20
-    return llc_bytes()
+    """The last cache level a flush must evict: the device's (a GPU's L2), else the CPU's LLC."""
+    size = devices.of_torch(device).cache_bytes(device)
+    return llc_bytes() if size is None else size
 
 
 class Flusher:
     """Evicts caches between timed calls by writing a buffer of twice the last cache level
-    (a CPU write of every line; a CUDA memset)."""
+    (a CPU write of every line; a device memset)."""
 
     def __init__(self, device: torch.device, nbytes: int | None = None):
         self.nbytes = int(nbytes or 2 * cache_bytes(device))
@@ -57,8 +59,7 @@ class Flusher:
 
 
 def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    devices.of_torch(device).synchronize(device)
 
 
 @dataclass(frozen=True)
@@ -78,8 +79,9 @@ class Times:
 
 def time_calls(device: torch.device, fn: Callable[[], object], n: int, flush: Callable[[], None] | None) -> Times:
     """Time ``n`` calls of ``fn``, each alone, ``flush`` before each (untimed)."""
-    if device.type == "cuda":
-        pairs = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(n)]
+    event = devices.of_torch(device).event()
+    if event is not None:
+        pairs = [(event(enable_timing=True), event(enable_timing=True)) for _ in range(n)]
         for start, end in pairs:
             if flush is not None:
                 flush()
@@ -94,6 +96,7 @@ def time_calls(device: torch.device, fn: Callable[[], object], n: int, flush: Ca
             flush()
         t0 = time.perf_counter()
         fn()
+        sync(device)
         out.append(time.perf_counter() - t0)
     return Times(tuple(out))
 
@@ -103,9 +106,10 @@ def time_block(device: torch.device, fn: Callable[[], object], calls: int, round
     bandwidth kernels, whose single calls on small buffers are shorter than a timer's
     resolution. No flush: a block streams through memory already."""
     out = []
+    event = devices.of_torch(device).event()
     for _ in range(rounds):
-        if device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        if event is not None:
+            start, end = event(enable_timing=True), event(enable_timing=True)
             start.record()
             for _ in range(calls):
                 fn()
@@ -116,6 +120,7 @@ def time_block(device: torch.device, fn: Callable[[], object], calls: int, round
             t0 = time.perf_counter()
             for _ in range(calls):
                 fn()
+            sync(device)
             out.append((time.perf_counter() - t0) / calls)
     return Times(tuple(out))
 

@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 import torch
 
+from .. import devices
 from . import _timing
 from .profile import GemmResult, GemmTrial, Warmup
 from .settings import ProbeSettings
@@ -29,45 +30,10 @@ from .settings import ProbeSettings
 Progress = Callable[[str], None]
 
 
-def _cc(device: torch.device) -> tuple[int, int]:
-    return tuple(torch.cuda.get_device_capability(device))  # type: ignore[return-value]
-
-
-# (lowest compute capability, what it is) per dtype on CUDA GPUs
-_CUDA_NEEDS = {
-    "fp32": ((0, 0), ""),
-    "tf32": ((8, 0), "TF32 tensor cores (Ampere and later)"),
-    "fp16": ((7, 0), "fp16 tensor cores (Volta and later)"),
-    "bf16": ((8, 0), "bf16 tensor cores (Ampere and later)"),
-    "fp8": ((8, 9), "fp8 tensor cores (Ada and Hopper and later)"),
-    "int8": ((8, 0), "torch._int_mm's int8 tensor-core kernels (Ampere and later)"),
-}
-
-
 def unsupported(device: torch.device, dtype: str, cpu_flags: set[str] | frozenset = frozenset()) -> str | None:
-    """Why ``dtype`` GEMMs cannot be measured on ``device``, or None."""
-    if device.type == "cpu":
-        if dtype == "tf32":
-            return "TF32 is a mode of NVIDIA tensor cores; CPUs compute fp32 matmuls in fp32"
-        if dtype == "fp8":
-            return "torch has no fp8 matmul kernel for CPUs (torch._scaled_mm is CUDA / ROCm only)"
-        if dtype == "fp16":
-            return "not probed on CPUs: no CPU case precision runs fp16 matmuls natively"
-        if dtype == "int8" and not hasattr(torch, "_int_mm"):
-            return f"torch {torch.__version__} has no torch._int_mm"
-        return None
-    if device.type != "cuda":
-        return None if dtype in ("fp32", "fp16", "bf16") else f"{dtype} GEMMs are probed on CPUs and CUDA GPUs only"
-    (need, what) = _CUDA_NEEDS[dtype]
-    have = _cc(device)
-    if have < need:
-        return (f"{what} need compute capability >= {need[0]}.{need[1]}; {torch.cuda.get_device_name(device)} "
-                f"has {have[0]}.{have[1]}")
-    if dtype == "fp8" and not (hasattr(torch, "float8_e4m3fn") and hasattr(torch, "_scaled_mm")):
-        return f"torch {torch.__version__} has no float8_e4m3fn / torch._scaled_mm"
-    if dtype == "int8" and not hasattr(torch, "_int_mm"):
-        return f"torch {torch.__version__} has no torch._int_mm"
-    return None
+    """Why ``dtype`` GEMMs cannot be measured on ``device``, or None (the device's kind
+    answers: :meth:`hwbench.devices.Accelerator.gemm_reason`)."""
+    return devices.of_torch(device).gemm_reason(dtype, device, cpu_flags)
 
 
 def slow_on_cpu(dtype: str, cpu_flags: set[str] | frozenset) -> str | None:
@@ -132,13 +98,14 @@ def warm_up(device: torch.device, fn: Callable[[], object], flops: float, s: Pro
     t0 = time.perf_counter()
     rates: list[float] = []
     steady = False
+    queued = devices.of_torch(device).timer == "events"
     while True:
         w0 = time.perf_counter()
         calls = 0
         while time.perf_counter() - w0 < s.warmup_window_s or calls == 0:
             fn()
             calls += 1
-            if device.type == "cuda" and calls % 8 == 0:
+            if queued and calls % 8 == 0:  # bound the queue of asynchronous device work
                 _timing.sync(device)
         _timing.sync(device)
         rates.append(flops * calls / (time.perf_counter() - w0) / 1e12)
@@ -166,7 +133,7 @@ def search(device: torch.device, dtype: str, shapes, s: ProbeSettings, flush: Ca
             skipped.append(f"{label}: about {flops / rate:.2g} s per call, over the {s.max_call_s:g} s cap")
             continue
         try:
-            with tf32_mode(dtype == "tf32") if device.type == "cuda" else _nullctx():
+            with tf32_mode(dtype == "tf32") if devices.of_torch(device).probe else _nullctx():
                 fn = make_gemm(device, dtype, m, n, k)
                 t1 = _timing.one_call_s(device, fn)
                 reps = int(min(max(math.ceil(s.shape_time_s / max(t1, 1e-9)), s.min_reps), s.max_reps))
@@ -201,10 +168,11 @@ def with_datasheet(r: GemmResult, device: torch.device, device_name: str, env: d
     from .. import peaks
 
     cores = None
-    if device.type == "cpu":
+    acc = devices.of_torch(device)
+    if acc.host_threads():
         physical = env.get("cpu_cores_physical") or env.get("cpu_cores_logical")
         cores = min(r.threads, physical) if r.threads and physical else physical
-    p = peaks.peak(device.type, device_name, r.dtype, cores=cores, env=env)
+    p = peaks.peak(acc.name, device_name, r.dtype, cores=cores, env=env)
     if p.tflops is None:
         return r.model_copy(update={"datasheet_source": p.reason or ""})
     frac = r.tflops_median / p.tflops if r.tflops_median else None
@@ -213,8 +181,7 @@ def with_datasheet(r: GemmResult, device: torch.device, device_name: str, env: d
 
 
 def _free(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
+    devices.of_torch(device).empty_cache()
 
 
 class _nullctx:

@@ -31,6 +31,7 @@ from typing import Callable
 
 import torch
 
+from .. import devices
 from . import _timing
 from .profile import BandwidthResult, TransferResult
 from .settings import ProbeSettings
@@ -82,8 +83,7 @@ def bandwidth(device: torch.device, sizes, s: ProbeSettings, cache: int, progres
             out.append(r)
             progress(f"{label} {device} {name} {n * 4 / 2**20:g} MiB: {r.gbs_median:.4g} GB/s")
         del bufs
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
+        devices.of_torch(device).empty_cache()
     return out
 
 
@@ -129,7 +129,7 @@ def host_device(device: torch.device, sizes, s: ProbeSettings, progress: Progres
                 progress(f"copy {direction} {memory} {n * 4 / 2**20:g} MiB: {r.gbs_median:.4g} GB/s")
             del host
         del dev
-        torch.cuda.empty_cache()
+        devices.of_torch(device).empty_cache()
     return out
 
 

@@ -129,9 +129,11 @@ def applies(case, present) -> str | None:
     dev = next((d for d in present if d.name == case.device or d.kind == case.device), None)
     if dev is None or (needs.kinds and dev.kind not in needs.kinds):
         return None
-    if needs.min_cc and dev.kind == "cuda" and (dev.capability is None or tuple(dev.capability) < needs.min_cc):
+    from ..devices import KINDS
+
+    if needs.cap and dev.kind in KINDS and KINDS.get(dev.kind).capability_reason(needs.cap, dev) is not None:
         return None
-    if needs.min_cc and dev.kind == "cpu" and case.precision in ("bf16", "amp_bf16"):
+    if needs.cap and not KINDS.get(dev.kind).requirement(needs.cap) and case.precision in ("bf16", "amp_bf16"):
         return None  # a CPU's bf16 support is the planner's call (AVX-512 / AMX)
     return f"{dev.kind} supports {case.precision}"
 

@@ -51,7 +51,7 @@ def _env_rows(records: Sequence[tuple[Path, Any]]) -> pd.DataFrame:
                 "cpu_governor": " / ".join(x for x in (e.cpu_governor, {True: "boost on", False: "boost off"}
                                                          .get(e.cpu_boost)) if x) or "not exposed",
                 "memory_total": fm.nbytes(e.memory_total_bytes),
-                "gpus": "; ".join(f"{g.name} ({fm.nbytes(g.memory_total_bytes)})" for g in e.gpus),
+                "gpus": "; ".join(f"{g.name} ({fm.nbytes(g.memory_total_bytes)})" for g in e.accelerators),
                 "driver": " / ".join(v for v in (e.driver_version, e.cuda_driver_version) if v),
                 "os": e.os, "python_version": e.python_version, "torch_version": e.torch_version,
                 "hwbench_version": e.hwbench_version, "git_commit": (e.hwbench_git_commit or "")[:12],
