@@ -52,6 +52,12 @@ class Case:
     parallelism: str = "none"
     world_size: int = 1
     comm: str = "none"  # gradient compression (hwbench.parallel.comm); "none" keeps case ids as they were
+    # serving under load (hwbench.serving): a LoadGen scenario of an infer case, or the
+    # arrival process of a generate case at ``load`` requests/s; ``load`` is a Server
+    # case's offered queries/s (None: its capacity search). Defaults keep case ids.
+    scenario: str = "none"
+    load: float | None = None
+    arrival: str = "none"
 
     @property
     def auto_batch(self) -> bool:
@@ -74,6 +80,10 @@ class Case:
             parts.append(f"{self.parallelism}{self.world_size}")
         if self.comm != "none":
             parts.append(self.comm)
+        if self.scenario != "none":
+            parts.append(self.scenario + (f"@{self.load:g}qps" if self.load is not None else ""))
+        if self.arrival != "none":
+            parts.append(f"{self.arrival}@{self.load:g}rps")
         return "/".join(p for p in parts if p)
 
     @property
