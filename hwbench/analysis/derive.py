@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 from ..records import CaseResult, RunRecord
 from .roofline import roofline_columns, roofline_flags
+from .serving import serving_columns, sibling_capacity
 from .stats import latency_stats_ms, noise_flag, percentile
 
 # Columns of the case identity, in this order, present in every row.
@@ -101,7 +102,8 @@ def case_row(rec: RunRecord, c: CaseResult, path: str = "") -> dict[str, Any]:
         row["measured_s"] = m.measured_s
         if c.case.backend != "eager":
             row["compile_s"] = m.first_iter_s  # the first call traces and compiles
-        detail = noise_flag(st, settings.get("noise_threshold", 0.1))
+        # a serving case's raw times are its SUT's forward passes of varying batch: no noise verdict
+        detail = noise_flag(st, settings.get("noise_threshold", 0.1)) if m.serving is None else None
         if detail:
             flags.append(("noisy", detail))
         if c.case.mode == "generate":
@@ -149,6 +151,7 @@ def case_row(rec: RunRecord, c: CaseResult, path: str = "") -> dict[str, Any]:
         row.update(roof)
         flags.extend(roofline_flags(roof))
     row.update(_energy(c, row, flags))
+    row.update(serving_columns(c, settings))  # LoadGen scenarios, generation under load
     # the host's summary and that of the case's own accelerator (others stay in the file)
     for col in c.collectors.values():
         if col.device in (None, "cpu", c.device_resolved):
@@ -319,6 +322,7 @@ def _energy(c: CaseResult, row: dict[str, Any], flags: list) -> dict[str, Any]:
 
 def record_rows(rec: RunRecord, path: str = "") -> list[dict[str, Any]]:
     rows = [case_row(rec, c, path) for c in rec.cases]
+    sibling_capacity(rows)
     scaling_efficiency(rows)
     compression_ratio(rows)
     return rows
@@ -413,6 +417,12 @@ SCHEMA: list[tuple[str, str]] = [
     ("comm_busy_ms", _FLOAT), ("comm_exposed_ms", _FLOAT), ("comm_compression_ratio", _FLOAT),
     ("param_rel_l2_vs_none", _FLOAT), ("param_rel_l2_steps", _INT),
     ("rank_memory_peak_bytes_max", _INT), ("rank_host_rss_peak_bytes_max", _INT),
+    # serving under load (hwbench.serving): the row's load point, SLO, capacity, LoadGen's logs
+    ("scenario", _STR), ("arrival", _STR), ("offered_qps", _FLOAT), ("achieved_qps", _FLOAT),
+    ("slo_met", "boolean"), ("goodput_rps", _FLOAT), ("capacity_qps_at_slo", _FLOAT), ("capacity_rule", _STR),
+    ("fixed_batch_samples_per_s", _FLOAT), ("ttft_ms_p99", _FLOAT), ("tpot_ms_p99", _FLOAT),
+    ("itl_ms_max_p99", _FLOAT), ("loadgen_latency_ms_p99", _FLOAT), ("loadgen_log", _STR), ("queries", _INT),
+    ("requests", _INT), ("load_points", _INT), ("energy_per_request_j", _FLOAT),
     # measurement quality
     ("quality_flags", "object"), ("flag_details", _STR),
 ]

@@ -42,8 +42,6 @@ def find_capacity(meets: Callable[[float], bool], upper: float, *, start_fractio
         probes.append((rate, ok))
         return ok
 
-    if probe(upper):
-        return Search(upper, probes, True, "the upper bound itself meets the SLO")
     lo = upper * start_fraction
     if not probe(lo):
         return Search(None, probes, False, f"the SLO is missed already at {lo:.4g} /s "

@@ -99,7 +99,7 @@ def _loadgen(case, settings, fam, cfg, prep, timer, device, send, marks):
         lat_ms = [x * 1e3 for x in r.latencies_s]
         samples = sum(r.batches)
         p = LoadPoint(offered_qps=qps, achieved_qps=samples / r.window_s if r.window_s > 0 else 0.0,
-                      duration_s=r.window_s, latencies_s=r.latencies_s, loadgen_log=r.outdir,
+                      duration_s=r.window_s, latencies_s=[round(x, 9) for x in r.latencies_s], loadgen_log=r.outdir,
                       loadgen_summary=r.summary, mean_batch=samples / len(r.batches) if r.batches else None,
                       slo_met=slo.slo_met(lat_ms, st.latency_slo_ms, st.latency_slo_percentile))
         points.append(p)

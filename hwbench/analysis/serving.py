@@ -1,0 +1,124 @@
+"""Serving columns, derived at load from a serving case's load points (raw per-query
+latencies) and the suite's SLO settings (docs/serving.md).
+
+Per case (one row): the headline load point -- the case's only one, or for a Server
+capacity search the probe at capacity (the lowest probe where none passed) -- gives
+``offered_qps``, ``achieved_qps``, ``latency_ms_p50/p90/p99`` (LoadGen's percentile
+rule, :func:`hwbench.serving.slo.percentile_lg`), ``slo_met`` and ``goodput_rps``.
+``capacity_qps_at_slo``: a search's own result; for load points listed in
+``server_qps`` / ``request_rates``, over the case's sibling rows (same case but the
+load): the highest offered rate that met the SLO with every lower one meeting it too.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ..serving.slo import percentile_lg, request_ok, slo_met
+
+LOAD_SUFFIX = re.compile(r"@[0-9.e+-]+(qps|rps)$")
+
+
+def headline(serving) -> Any:
+    """The load point a case's row shows (module docstring)."""
+    pts = serving.points
+    if not pts:
+        return None
+    if serving.capacity_qps_at_slo is not None:
+        return min(pts, key=lambda p: abs((p.offered_qps or 0) - serving.capacity_qps_at_slo))
+    if len(pts) > 1:
+        return min(pts, key=lambda p: p.offered_qps or 0)
+    return pts[0]
+
+
+def _ms(values) -> list[float]:
+    return [v * 1e3 for v in values or ()]
+
+
+def point_columns(p, settings: dict[str, Any], scenario: str = "server") -> dict[str, Any]:
+    """One load point's columns (module docstring), from its raw latencies. The
+    latency SLO applies to every scenario but Offline (one query of every sample: its
+    latencies are queueing, not service) and to generation's end-to-end latency."""
+    pct = float(settings.get("latency_slo_percentile", 99.0))
+    lat_slo, ttft_slo, tpot_slo = (settings.get(k) for k in ("latency_slo_ms", "ttft_slo_ms", "tpot_slo_ms"))
+    if scenario == "offline":
+        lat_slo = None
+    lat, ttft, tpot = _ms(p.latencies_s), _ms(p.ttft_s), _ms(p.tpot_s)
+    generation = p.ttft_s is not None
+    out: dict[str, Any] = {
+        "offered_qps": p.offered_qps, "achieved_qps": p.achieved_qps,
+        "latency_ms_p50": percentile_lg(lat, 50), "latency_ms_p90": percentile_lg(lat, 90),
+        "latency_ms_p99": percentile_lg(lat, 99), "loadgen_log": p.loadgen_log,
+        "queries": len(lat),
+    }
+    lg99 = p.loadgen_summary.get("99.00 percentile latency (ns)")
+    out["loadgen_latency_ms_p99"] = int(lg99) / 1e6 if lg99 and lg99.isdigit() else None
+    if generation:
+        out["ttft_ms_p99"] = percentile_lg(ttft, 99)
+        out["tpot_ms_p99"] = percentile_lg(tpot, 99)
+        out["itl_ms_max_p99"] = percentile_lg(_ms(p.itl_max_s), 99)
+        if p.output_tokens and p.duration_s > 0:
+            out["tokens_per_s"] = sum(p.output_tokens) / p.duration_s
+        verdicts = [slo_met(lat, lat_slo, pct), slo_met(ttft, ttft_slo, pct), slo_met(tpot, tpot_slo, pct)]
+        per_req = [request_ok(e, lat_slo, t, ttft_slo, (p.tpot_s[i] * 1e3 if i < len(p.tpot_s or ()) else None)
+                              if tpot_slo is not None else None, tpot_slo)
+                   for i, (e, t) in enumerate(zip(lat, ttft))]
+    else:
+        verdicts = [slo_met(lat, lat_slo, pct)]
+        per_req = [request_ok(e, lat_slo) for e in lat]
+    known = [v for v in verdicts if v is not None]
+    out["slo_met"] = all(known) if known else None
+    any_slo = any(s is not None for s in ((lat_slo, ttft_slo, tpot_slo) if generation else (lat_slo,)))
+    out["goodput_rps"] = (sum(per_req) / p.duration_s if any_slo and p.duration_s > 0 else None)
+    return out
+
+
+def serving_columns(c, settings: dict[str, Any]) -> dict[str, Any]:
+    """A serving case's row columns; {} for any other case."""
+    m = c.measurement
+    out: dict[str, Any] = {"scenario": c.case.scenario if c.case.scenario != "none" else (
+        "generate" if c.case.arrival != "none" else None), "arrival": None if c.case.arrival == "none" else c.case.arrival}
+    if m is None or m.serving is None:
+        return out if out["scenario"] else {}
+    s = m.serving
+    p = headline(s)
+    if p is None:
+        return out
+    out.update(point_columns(p, settings, s.scenario))
+    out["capacity_qps_at_slo"] = s.capacity_qps_at_slo
+    out["capacity_rule"] = s.capacity_rule or None
+    out["fixed_batch_samples_per_s"] = s.fixed_batch_samples_per_s
+    out["load_points"] = len(s.points)
+    out["throughput_samples_per_s"] = p.achieved_qps
+    requests = sum(len(q.latencies_s) for q in s.points)
+    out["requests"] = requests
+    if c.energy is not None and requests:
+        out["energy_per_request_j"] = c.energy.energy_j / requests
+    return out
+
+
+def sibling_capacity(rows: list[dict[str, Any]]) -> None:
+    """``capacity_qps_at_slo`` of listed load points (in place), over the rows of the
+    same run and case but the load (module docstring)."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for r in rows:
+        cid = r.get("case_id") or ""
+        if r.get("offered_qps") is None or not LOAD_SUFFIX.search(cid) or r.get("status") != "ok":
+            continue
+        groups.setdefault((r.get("run_id"), r.get("hostname"), LOAD_SUFFIX.sub("", cid)), []).append(r)
+    for members in groups.values():
+        cap = capacity_from_points([(r["offered_qps"], r.get("slo_met")) for r in members])
+        for r in members:
+            r["capacity_qps_at_slo"] = cap
+
+
+def capacity_from_points(points: list[tuple[float, bool | None]]) -> float | None:
+    """The highest offered rate that met the SLO with every lower rate meeting it too;
+    None where the lowest missed it or no SLO was judged."""
+    cap = None
+    for rate, ok in sorted(points):
+        if ok is not True:
+            break
+        cap = rate
+    return cap
