@@ -58,6 +58,11 @@ class Case:
     scenario: str = "none"
     load: float | None = None
     arrival: str = "none"
+    # the SLOs a serving case is judged by (the block's, else the suite's settings), ms;
+    # not part of case_id
+    latency_slo_ms: float | None = None
+    ttft_slo_ms: float | None = None
+    tpot_slo_ms: float | None = None
 
     @property
     def auto_batch(self) -> bool:

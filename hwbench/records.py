@@ -74,7 +74,7 @@ for every change; golden files of every old version live in ``tests/golden/``):
   * ``case.comm`` (gradient compression of ddp / ps cases, ``"none"`` in every earlier
     file), ``facts.comm_exposed_s_per_step``, ``facts.param_rel_l2_vs_none`` and
     ``facts.param_rel_l2_steps`` (:mod:`hwbench.parallel.comm`); null in earlier files.
-  * ``case.scenario`` / ``case.load`` / ``case.arrival`` and ``measurement.serving``
+  * ``case.scenario`` / ``case.load`` / ``case.arrival`` / ``case.*_slo_ms`` and ``measurement.serving``
     (:class:`Serving`, :class:`LoadPoint`): serving cases (:mod:`hwbench.serving`): a
     LoadGen scenario or generation at a request rate, every query's latency per load
     point, the folder of LoadGen's logs; ``"none"`` / null in earlier files.
@@ -280,6 +280,9 @@ class CaseIdentity(_Record):
     scenario: Annotated[str, Field(max_length=50)] = "none"
     load: Annotated[float, Field(gt=0, le=1e12, allow_inf_nan=False)] | None = None
     arrival: Annotated[str, Field(max_length=50)] = "none"
+    latency_slo_ms: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    ttft_slo_ms: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    tpot_slo_ms: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
 
 
 class LoadPoint(_Record):

@@ -244,6 +244,12 @@ class MatrixBlock(_Strict):
         None, min_length=1, description="Generate mode under load: request rates, requests/s")
     arrival: Literal["poisson", "constant"] | None = Field(
         None, description="Generation under load: the arrival process of request_rates (default poisson)")
+    latency_slo_ms: float | None = Field(
+        None, gt=0, le=MAX_DURATION_S * 1e3, description="Serving: this block's latency SLO, ms (default: settings')")
+    ttft_slo_ms: float | None = Field(
+        None, gt=0, le=MAX_DURATION_S * 1e3, description="Generation under load: this block's TTFT SLO, ms")
+    tpot_slo_ms: float | None = Field(
+        None, gt=0, le=MAX_DURATION_S * 1e3, description="Generation under load: this block's TPOT SLO, ms")
 
     @field_validator("server_qps", "request_rates")
     @classmethod
@@ -526,11 +532,11 @@ def expand(spec: SuiteSpec, path: str = "<suite>") -> tuple[Case, ...]:
                                     for th in block.threads or [None]:
                                         for var in block.variants:
                                             for g in gens if mode == "generate" else [None]:
-                                                for (par, ws, cm), (sc, ld, arr) in itertools.product(
-                                                        _parallel_points(block), _serving_points(block, mode)):
+                                                for (par, ws, cm), serving in itertools.product(
+                                                        _parallel_points(block), _serving_points(block, mode, spec.settings)):
                                                     case = Case(name, mode, 0 if bs == "auto" else bs, prec, backend,
                                                                 dev, th, shape.seq_len, shape.image_size, var, g,
-                                                                par, ws, cm, sc, ld, arr)
+                                                                par, ws, cm, *serving)
                                                     out[case] = None
     return tuple(out)
 
@@ -605,6 +611,9 @@ def _check_serving(block: MatrixBlock, where: str) -> None:
         raise ConfigError(f"{where}.server_qps: applies to the Server scenario; add scenarios = [\"server\"]")
     if block.request_rates is not None and block.modes != ["generate"]:
         raise ConfigError(f"{where}.request_rates: applies to generation under load; use modes = [\"generate\"]")
+    for k in ("latency_slo_ms", "ttft_slo_ms", "tpot_slo_ms"):
+        if getattr(block, k) is not None and block.scenarios is None and block.request_rates is None:
+            raise ConfigError(f"{where}.{k}: applies to serving blocks (scenarios = [...] or request_rates = [...])")
     if block.arrival is not None and block.request_rates is None:
         raise ConfigError(f"{where}.arrival: applies with request_rates = [...] (generation under load)")
     if (block.scenarios is not None or block.request_rates is not None) and block.parallelism != ["none"]:
@@ -617,7 +626,8 @@ def check_serving_settings(spec: "SuiteSpec", path: str) -> None:
     st = spec.settings
     for bi, block in enumerate(spec.matrix):
         where = f"{path}: matrix[{bi}]"
-        if "server" in (block.scenarios or ()) and block.server_qps is None and st.latency_slo_ms is None:
+        if "server" in (block.scenarios or ()) and block.server_qps is None and (block.latency_slo_ms or
+                                                                                  st.latency_slo_ms) is None:
             raise ConfigError(f"{where}.server_qps: left out, the capacity search needs settings.latency_slo_ms "
                               "(or list the load points: server_qps = [...])")
         for name, rates in (("server_qps", block.server_qps), ("request_rates", block.request_rates)):
@@ -632,16 +642,19 @@ def check_serving_settings(spec: "SuiteSpec", path: str) -> None:
                                       f"{st.scenario_duration_s:g} s issues no request; raise the duration or the rate")
 
 
-def _serving_points(block: MatrixBlock, mode: str) -> list[tuple[str, float | None, str]]:
-    """(scenario, load, arrival) of a block's cases in ``mode``: every scenario (a Server
-    one at each of server_qps, or once for its capacity search), every request rate of
-    generation under load, or one plain case."""
-    if mode == "infer" and block.scenarios:
-        return [(sc, q, "none") for sc in block.scenarios
+def _serving_points(block: MatrixBlock, mode: str, st: Settings | None = None) -> list[tuple]:
+    """(scenario, load, arrival, latency / TTFT / TPOT SLO) of a block's cases in
+    ``mode``: every scenario (a Server one at each of server_qps, or once for its
+    capacity search), every request rate of generation under load, or one plain case.
+    A serving case's SLOs are the block's, else the settings' (``st``)."""
+    slos = tuple(getattr(block, k) if getattr(block, k) is not None else getattr(st, k, None)
+                 for k in ("latency_slo_ms", "ttft_slo_ms", "tpot_slo_ms"))
+    if mode == "infer" and block.scenarios:  # judged by latency
+        return [(sc, q, "none", slos[0], None, None) for sc in block.scenarios
                 for q in ((block.server_qps or [None]) if sc == "server" else [None])]
-    if mode == "generate" and block.request_rates:
-        return [("none", r, block.arrival or "poisson") for r in block.request_rates]
-    return [("none", None, "none")]
+    if mode == "generate" and block.request_rates:  # judged by TTFT and TPOT (MLPerf's LLM rules)
+        return [("none", r, block.arrival or "poisson", None, *slos[1:]) for r in block.request_rates]
+    return [("none", None, "none", None, None, None)]
 
 
 def _shapes(fam, cfg, block: MatrixBlock, where: str, name: str) -> list[Shape]:

@@ -418,7 +418,8 @@ SCHEMA: list[tuple[str, str]] = [
     ("param_rel_l2_vs_none", _FLOAT), ("param_rel_l2_steps", _INT),
     ("rank_memory_peak_bytes_max", _INT), ("rank_host_rss_peak_bytes_max", _INT),
     # serving under load (hwbench.serving): the row's load point, SLO, capacity, LoadGen's logs
-    ("scenario", _STR), ("arrival", _STR), ("offered_qps", _FLOAT), ("achieved_qps", _FLOAT),
+    ("scenario", _STR), ("arrival", _STR), ("latency_slo_ms", _FLOAT), ("ttft_slo_ms", _FLOAT),
+    ("tpot_slo_ms", _FLOAT), ("offered_qps", _FLOAT), ("achieved_qps", _FLOAT),
     ("slo_met", "boolean"), ("goodput_rps", _FLOAT), ("capacity_qps_at_slo", _FLOAT), ("capacity_rule", _STR),
     ("fixed_batch_samples_per_s", _FLOAT), ("ttft_ms_p99", _FLOAT), ("tpot_ms_p99", _FLOAT),
     ("itl_ms_max_p99", _FLOAT), ("loadgen_latency_ms_p99", _FLOAT), ("loadgen_log", _STR), ("queries", _INT),

@@ -39,11 +39,14 @@ def _ms(values) -> list[float]:
 def point_columns(p, settings: dict[str, Any], scenario: str = "server") -> dict[str, Any]:
     """One load point's columns (module docstring), from its raw latencies. The
     latency SLO applies to every scenario but Offline (one query of every sample: its
-    latencies are queueing, not service) and to generation's end-to-end latency."""
+    latencies are queueing, not service); generation is judged by TTFT and TPOT
+    (MLPerf's LLM rules), its end-to-end latency is reported only."""
     pct = float(settings.get("latency_slo_percentile", 99.0))
     lat_slo, ttft_slo, tpot_slo = (settings.get(k) for k in ("latency_slo_ms", "ttft_slo_ms", "tpot_slo_ms"))
-    if scenario == "offline":
+    if scenario == "offline" or p.ttft_s is not None:
         lat_slo = None
+    if p.ttft_s is None:
+        ttft_slo = tpot_slo = None
     lat, ttft, tpot = _ms(p.latencies_s), _ms(p.ttft_s), _ms(p.tpot_s)
     generation = p.ttft_s is not None
     out: dict[str, Any] = {
@@ -61,16 +64,18 @@ def point_columns(p, settings: dict[str, Any], scenario: str = "server") -> dict
         if p.output_tokens and p.duration_s > 0:
             out["tokens_per_s"] = sum(p.output_tokens) / p.duration_s
         verdicts = [slo_met(lat, lat_slo, pct), slo_met(ttft, ttft_slo, pct), slo_met(tpot, tpot_slo, pct)]
-        per_req = [request_ok(e, lat_slo, t, ttft_slo, (p.tpot_s[i] * 1e3 if i < len(p.tpot_s or ()) else None)
-                              if tpot_slo is not None else None, tpot_slo)
-                   for i, (e, t) in enumerate(zip(lat, ttft))]
+        # tpot_s holds the requests with more than one output token, in order
+        tpots = iter(tpot)
+        per_tpot = [next(tpots, None) if n > 1 else None for n in (p.output_tokens or [2] * len(lat))]
+        per_req = [request_ok(e, lat_slo, t, ttft_slo, tp, tpot_slo if tp is not None else None)
+                   for e, t, tp in zip(lat, ttft, per_tpot)]
     else:
         verdicts = [slo_met(lat, lat_slo, pct)]
         per_req = [request_ok(e, lat_slo) for e in lat]
     known = [v for v in verdicts if v is not None]
     out["slo_met"] = all(known) if known else None
-    any_slo = any(s is not None for s in ((lat_slo, ttft_slo, tpot_slo) if generation else (lat_slo,)))
-    out["goodput_rps"] = (sum(per_req) / p.duration_s if any_slo and p.duration_s > 0 else None)
+    any_slo = any(s is not None for s in (lat_slo, ttft_slo, tpot_slo))
+    out["goodput_rps"] = sum(per_req) / p.duration_s if any_slo and p.duration_s > 0 else None
     return out
 
 
@@ -85,7 +90,11 @@ def serving_columns(c, settings: dict[str, Any]) -> dict[str, Any]:
     p = headline(s)
     if p is None:
         return out
-    out.update(point_columns(p, settings, s.scenario))
+    # the SLOs the case ran with (block or settings), else the settings' (older files)
+    slos = {k: getattr(c.case, k) if getattr(c.case, k) is not None else settings.get(k)
+            for k in ("latency_slo_ms", "ttft_slo_ms", "tpot_slo_ms")}
+    out.update(point_columns(p, {**settings, **slos}, s.scenario))
+    out.update(slos)
     out["capacity_qps_at_slo"] = s.capacity_qps_at_slo
     out["capacity_rule"] = s.capacity_rule or None
     out["fixed_batch_samples_per_s"] = s.fixed_batch_samples_per_s

@@ -267,13 +267,14 @@ def _at_slo(ran, fmt: str) -> list[str]:
     out = _heading(fmt, "Serving at the SLO: priced at capacity (cheapest per 1M requests first)")
     rows = g.to_dict("records")
     names = [r["workload"] for r in rows]
+    out += _wrap(fmt, f"machines: {', '.join(dict.fromkeys(str(r['machine']) for r in rows))}")
     if fmt != "markdown":
         names, common = _short_ids(names)
         if common:
             out += _wrap(fmt, f"every case: {', '.join(common)}")
         out.append("")
-    headers = ["case", "machine", "capacity", "USD/1M req", "USD/1M tok", "J/request"]
-    body = [[n, str(r["machine"]), per("/s")(r["capacity_qps_at_slo"]),
+    headers = ["case", "capacity", "USD/1M req", "USD/1M tok", "J/request"]
+    body = [[n, per("/s")(r["capacity_qps_at_slo"]),
              _mark(r, "cost_usd_per_1m_requests_at_slo", usd(r["cost_usd_per_1m_requests_at_slo"])),
              usd(r["cost_usd_per_1m_tokens_at_slo"]) if is_number(r["cost_usd_per_1m_tokens_at_slo"]) else "",
              _sig(float(r["energy_per_request_j"])) if is_number(r["energy_per_request_j"]) else ""]

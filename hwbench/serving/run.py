@@ -93,7 +93,7 @@ def _loadgen(case, settings, fam, cfg, prep, timer, device, send, marks):
     def point(scenario: str, qps: float | None) -> LoadPoint:
         r = run_test(scenario, forward, max_batch=case.batch_size, max_batch_wait_s=st.max_batch_wait_ms / 1e3,
                      outdir=f"{root}/point{len(points)}", duration_s=st.scenario_duration_s,
-                     min_queries=st.min_query_count, target_qps=qps, slo_ms=st.latency_slo_ms,
+                     min_queries=st.min_query_count, target_qps=qps, slo_ms=case.latency_slo_ms,
                      pct=st.latency_slo_percentile, expected_qps=full * 1.5)
         times.extend(r.batch_times_s)
         lat_ms = [x * 1e3 for x in r.latencies_s]
@@ -101,7 +101,7 @@ def _loadgen(case, settings, fam, cfg, prep, timer, device, send, marks):
         p = LoadPoint(offered_qps=qps, achieved_qps=samples / r.window_s if r.window_s > 0 else 0.0,
                       duration_s=r.window_s, latencies_s=[round(x, 9) for x in r.latencies_s], loadgen_log=r.outdir,
                       loadgen_summary=r.summary, mean_batch=samples / len(r.batches) if r.batches else None,
-                      slo_met=slo.slo_met(lat_ms, st.latency_slo_ms, st.latency_slo_percentile))
+                      slo_met=slo.slo_met(lat_ms, case.latency_slo_ms, st.latency_slo_percentile))
         points.append(p)
         return p
 
