@@ -63,28 +63,32 @@ def mm1(mu: float, base_ms: float):
     return lambda q: base_ms / (1 - q / mu) if q < mu else math.inf
 
 
-@given(st.floats(100, 1e5), st.floats(0.5, 5), st.floats(2, 50), st.floats(0.02, 0.3))
+@given(st.floats(100, 1e5), st.floats(0.5, 5), st.floats(2, 50), st.floats(0.02, 0.3), st.floats(0.1, 4))
 @settings(max_examples=200, deadline=None)
-def test_capacity_search_finds_the_known_capacity(mu, base, slo_factor, tol):
+def test_capacity_search_finds_the_known_capacity(mu, base, slo_factor, tol, guess_factor):
     slo_ms = base * slo_factor
     true_cap = mu * (1 - base / slo_ms)  # where base / (1 - q / mu) == slo
     lat = mm1(mu, base)
-    s = capacity.find_capacity(lambda q: lat(q) <= slo_ms, mu, rel_tol=tol, max_probes=40)
-    if true_cap < 0.05 * mu:
+    guess = mu * guess_factor  # the calibration under- or overestimates the service rate
+    s = capacity.find_capacity(lambda q: lat(q) <= slo_ms, guess, rel_tol=tol, max_probes=60)
+    if true_cap < 0.1 * guess:
         assert s.capacity is None
         return
-    assert s.converged
+    assert s.converged, s
     assert s.capacity <= true_cap * (1 + 1e-9)  # never above the boundary
-    fail = min(q for q, ok in s.probes if not ok) if any(not ok for _, ok in s.probes) else mu
+    fail = min(q for q, ok in s.probes if not ok)
+    assert fail > true_cap  # the failing bound is past the boundary
     assert fail - s.capacity <= tol * fail * (1 + 1e-9)  # the stopping rule
     assert s.capacity >= true_cap * (1 - tol) - 1e-9
 
 
 def test_capacity_search_reports_none_and_probe_limit():
     s = capacity.find_capacity(lambda q: False, 1000.0)
-    assert s.capacity is None and s.probes == [(50.0, False)] and "missed already" in s.stopped
+    assert s.capacity is None and s.probes == [(100.0, False)] and "missed already" in s.stopped
     s = capacity.find_capacity(lambda q: q <= 700, 1000.0, rel_tol=1e-6, max_probes=4)
     assert len(s.probes) == 4 and not s.converged and s.capacity <= 700
+    s = capacity.find_capacity(lambda q: q <= 3500, 1000.0, rel_tol=0.05)  # the guess was 3.5x too low
+    assert [q for q, _ in s.probes[:4]] == [100.0, 1000.0, 2000.0, 4000.0] and 3500 * 0.95 <= s.capacity <= 3500
     assert capacity.find_capacity(lambda q: True, 0.0).capacity is None
 
 

@@ -1,15 +1,16 @@
 """The capacity search: the highest offered rate whose load point meets the SLO.
 
-Rule (docs/serving.md): latency is taken to grow with load. The search starts from
-``upper`` (the rate the SUT sustains with full batches and no SLO, measured first: no
-served rate can exceed it) and probes ``lower = upper * start_fraction``. If ``lower``
-misses the SLO, there is no capacity (None, with the reason). Else it bisects
-``[lower, upper]`` -- the passing bound rises to a probe that meets the SLO, the failing
-bound falls to one that misses -- until ``(fail - pass) <= rel_tol * fail`` or
-``max_probes`` load points were run. Capacity is the highest probed rate that met the
-SLO: never above the true boundary when latency grows with load, and within
-``rel_tol`` of it when the search converged. ``upper`` itself is probed first (it may
-meet the SLO: then it is the capacity).
+Rule (docs/serving.md): latency is taken to grow with load. ``guess`` is the rate the
+SUT sustains with full batches back to back and no SLO (measured first, briefly). The
+search probes ``lower = guess * start_fraction``; if that misses the SLO there is no
+capacity (None, with the reason). Then it probes ``guess`` and, while a probe meets the
+SLO, doubles it (a short calibration may have underestimated the SUT), until a probe
+misses. Then it bisects between the highest passing and the lowest failing rate -- the
+passing bound rises to a probe that meets the SLO, the failing bound falls to one that
+misses -- until ``(fail - pass) <= rel_tol * fail`` or ``max_probes`` load points were
+run. Capacity is the highest probed rate that met the SLO: never above the true boundary
+when latency grows with load, and within ``rel_tol`` of it (relative to the failing
+bound) when the search converged.
 """
 
 from __future__ import annotations
@@ -29,12 +30,12 @@ class Search:
     stopped: str = ""
 
 
-def find_capacity(meets: Callable[[float], bool], upper: float, *, start_fraction: float = 0.05,
-                  rel_tol: float = 0.1, max_probes: int = 8) -> Search:
-    """Bisect for the highest rate in ``(0, upper]`` where ``meets(rate)`` is True
-    (module docstring). ``meets`` runs one load point."""
-    if not upper > 0:
-        return Search(None, stopped="no upper bound: the SUT completed no queries")
+def find_capacity(meets: Callable[[float], bool], guess: float, *, start_fraction: float = 0.1,
+                  rel_tol: float = 0.1, max_probes: int = 10) -> Search:
+    """Search for the highest rate where ``meets(rate)`` is True (module docstring).
+    ``meets`` runs one load point."""
+    if not guess > 0:
+        return Search(None, stopped="no starting rate: the SUT completed no queries")
     probes: list[tuple[float, bool]] = []
 
     def probe(rate: float) -> bool:
@@ -42,11 +43,16 @@ def find_capacity(meets: Callable[[float], bool], upper: float, *, start_fractio
         probes.append((rate, ok))
         return ok
 
-    lo = upper * start_fraction
+    lo = guess * start_fraction
     if not probe(lo):
         return Search(None, probes, False, f"the SLO is missed already at {lo:.4g} /s "
-                      f"({start_fraction:.0%} of the {upper:.4g} /s upper bound)")
-    ok, bad = lo, upper
+                      f"({start_fraction:.0%} of the {guess:.4g} /s full-batch rate)")
+    ok, bad = lo, guess
+    while probe(bad):
+        ok, bad = bad, bad * 2
+        if len(probes) >= max_probes:
+            return Search(ok, probes, False, f"stopped after {max_probes} load points, still meeting the SLO "
+                          f"at {ok:.4g} /s")
     while bad - ok > rel_tol * bad:
         if len(probes) >= max_probes:
             return Search(ok, probes, False, f"stopped after {max_probes} load points, "
