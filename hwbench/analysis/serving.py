@@ -93,6 +93,10 @@ def serving_columns(c, settings: dict[str, Any]) -> dict[str, Any]:
     # the SLOs the case ran with (block or settings), else the settings' (older files)
     slos = {k: getattr(c.case, k) if getattr(c.case, k) is not None else settings.get(k)
             for k in ("latency_slo_ms", "ttft_slo_ms", "tpot_slo_ms")}
+    if s.scenario == "offline" or c.case.mode == "generate":  # no latency SLO (point_columns)
+        slos["latency_slo_ms"] = None
+    if c.case.mode != "generate":
+        slos["ttft_slo_ms"] = slos["tpot_slo_ms"] = None
     out.update(point_columns(p, {**settings, **slos}, s.scenario))
     out.update(slos)
     out["capacity_qps_at_slo"] = s.capacity_qps_at_slo
@@ -131,3 +135,50 @@ def capacity_from_points(points: list[tuple[float, bool | None]]) -> float | Non
             break
         cap = rate
     return cap
+
+
+# ------------------------------------------------------------------ report frames
+SCENARIO_SUFFIX = re.compile(r"/(single_stream|multi_stream|server|offline)(@[0-9.e+-]+qps)?$|/(poisson|constant)@[0-9.e+-]+rps$")
+
+
+def workload_of(case_id: str) -> str:
+    """The fixed-batch case a serving case serves: its id without the scenario / load
+    part (``encoder:tiny/infer/bs16/seq32/fp32/eager/cpu/server@100qps`` ->
+    ``encoder:tiny/infer/bs16/seq32/fp32/eager/cpu``)."""
+    return SCENARIO_SUFFIX.sub("", case_id)
+
+
+def load_curve(df):
+    """The serving rows that ran, one per load point shown, with their ``workload``,
+    sorted by workload and offered load (Offline rows have no offered load)."""
+    ok = df[(df["status"] == "ok") & df["scenario"].notna()].copy()
+    ok["workload"] = [workload_of(c) for c in ok["case_id"]]
+    return ok.sort_values(["run_id", "workload", "scenario", "offered_qps"], kind="stable", na_position="first")
+
+
+def capacity_vs_fixed(df):
+    """Per run and workload: the fixed-batch throughput (the plain infer case of the
+    same model, batch, shape, precision, backend and device), the Offline scenario's
+    samples/s, and the capacity at the SLO, with ``capacity_over_fixed`` (capacity /
+    fixed-batch throughput: how much of the closed-loop figure a service at the SLO
+    keeps)."""
+    import pandas as pd
+
+    curve = load_curve(df)
+    fixed = {(r.run_id, r.case_id): r.throughput_samples_per_s for r in df[df["status"] == "ok"].itertuples()}
+    rows = []
+    for (run, wl), g in curve.groupby(["run_id", "workload"], sort=False):
+        if (g["mode"] != "infer").all():
+            continue
+        off = g[g["scenario"] == "offline"]["achieved_qps"]
+        caps = g["capacity_qps_at_slo"].dropna()
+        fx = fixed.get((run, wl))
+        cap = float(caps.max()) if len(caps) else None
+        rows.append({"run_id": run, "workload": wl, "fixed_batch_samples_per_s": fx,
+                     "offline_samples_per_s": float(off.iloc[0]) if len(off) else None,
+                     "capacity_qps_at_slo": cap, "latency_slo_ms": g["latency_slo_ms"].dropna().max(),
+                     "capacity_over_fixed": cap / fx if cap and fx else None,
+                     "offline_over_fixed": float(off.iloc[0]) / fx if len(off) and fx else None})
+    cols = ["run_id", "workload", "fixed_batch_samples_per_s", "offline_samples_per_s", "capacity_qps_at_slo",
+            "latency_slo_ms", "capacity_over_fixed", "offline_over_fixed"]
+    return pd.DataFrame(rows, columns=cols)

@@ -42,8 +42,7 @@ class BatchingSUT:
         self.error: BaseException | None = None
         self.batches: list[int] = []
         self.batch_times_s: list[float] = []
-        self.issue_ns: dict[int, int] = {}
-        self.complete_ns: dict[int, int] = {}
+        self.completed: list[tuple[list[tuple[int, int]], int]] = []  # (batch of (id, issue ns), done ns)
         self.thread = threading.Thread(target=self._loop, name="hwbench-sut", daemon=True)
         self.thread.start()
 
@@ -75,6 +74,7 @@ class BatchingSUT:
 
     def _loop(self) -> None:
         lg = self.lg
+        response = lg.QuerySampleResponse
         while True:
             batch = self._take()
             if not batch:
@@ -87,10 +87,8 @@ class BatchingSUT:
                     self.batches.append(len(batch))
             except BaseException as e:  # noqa: BLE001 - reported by run_test; LoadGen still needs answers
                 self.error = e
-            t = time.monotonic_ns()
-            for qid, t_issue in batch:
-                self.issue_ns[qid], self.complete_ns[qid] = t_issue, t
-            lg.QuerySamplesComplete([lg.QuerySampleResponse(qid, 0, 0) for qid, _ in batch])
+            self.completed.append((batch, time.monotonic_ns()))
+            lg.QuerySamplesComplete([response(qid, 0, 0) for qid, _ in batch])
 
     def stop(self) -> None:
         with self.cv:
@@ -173,10 +171,10 @@ def run_test(scenario: str, forward: Callable[[int], None], *, max_batch: int, m
         lat = trace_latencies_s(tr.read_text(encoding="utf-8", errors="replace"), per_query=scenario == "multi_stream")
         os.unlink(tr)
     else:
-        lat = [(sut.complete_ns[q] - sut.issue_ns[q]) / 1e9 for q in sut.complete_ns]
+        lat = [(done - t) / 1e9 for batch, done in sut.completed for _, t in batch]
     with _suppress():
         os.unlink(outdir / "mlperf_log_trace.json")
-    window = (max(sut.complete_ns.values()) - min(sut.issue_ns.values())) / 1e9 if sut.complete_ns else 0.0
+    window = ((sut.completed[-1][1] - min(t for _, t in sut.completed[0][0])) / 1e9) if sut.completed else 0.0
     return TestRun(lat, summary, str(outdir), elapsed, sut.batches, sut.batch_times_s, window)
 
 

@@ -26,9 +26,9 @@ from typing import Any, Callable, Sequence
 from ...registry import Registry
 
 # --view NAME: the module of this package that registers view NAME, in --help order
-VIEW_MODULES = ("tradeoffs", "scaling", "pareto")
+VIEW_MODULES = ("tradeoffs", "scaling", "pareto", "serving")
 # the HTML report's sections, in page order
-PAGE_MODULES = ("machines", "headline", "tradeoffs", "size_scaling", "parallel", "models", "not_ok")
+PAGE_MODULES = ("machines", "headline", "tradeoffs", "size_scaling", "parallel", "serving", "models", "not_ok")
 
 # A table of a view: (title, frame, [(column, header)])
 Table = tuple[Any, Any, list[tuple[str, str]]]
