@@ -626,6 +626,10 @@ def check_serving_settings(spec: "SuiteSpec", path: str) -> None:
     st = spec.settings
     for bi, block in enumerate(spec.matrix):
         where = f"{path}: matrix[{bi}]"
+        if (block.scenarios is not None or block.request_rates is not None) and st.repeats >= 3:
+            raise ConfigError(f"{path}: settings.repeats: {st.repeats} repeats (each in its own worker) do not apply "
+                              f"to serving cases (matrix[{bi}]); a load point is one LoadGen test: use repeats <= 2 "
+                              "or a separate suite for the serving blocks")
         if "server" in (block.scenarios or ()) and block.server_qps is None and (block.latency_slo_ms or
                                                                                   st.latency_slo_ms) is None:
             raise ConfigError(f"{where}.server_qps: left out, the capacity search needs settings.latency_slo_ms "

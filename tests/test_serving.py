@@ -237,6 +237,8 @@ arrival = "constant"
     ('models = ["mlp:tiny"]\nscenarios = ["server"]', "latency_slo_percentile = 0\n", "settings.latency_slo_percentile"),
     ('models = ["mlp:tiny"]\nscenarios = ["server"]', "latency_slo_percentile = 100.5\n", "settings.latency_slo_percentile"),
     ('models = ["mlp:tiny"]\nscenarios = ["offline"]', "ttft_slo_ms = 0\n", "settings.ttft_slo_ms"),
+    ('models = ["mlp:tiny"]\nscenarios = ["offline"]', "repeats = 3\n", "settings.repeats: 3 repeats"),
+    ('models = ["mlp:tiny"]\nlatency_slo_ms = 5', "", "matrix[0].latency_slo_ms: applies to serving blocks"),
 ])
 def test_bad_serving_input_is_one_line_naming_the_field(extra, settings_extra, needle):
     with pytest.raises(ConfigError) as e:

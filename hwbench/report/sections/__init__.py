@@ -26,7 +26,7 @@ from typing import Any, Callable, Sequence
 from ...registry import Registry
 
 # --view NAME: the module of this package that registers view NAME, in --help order
-VIEW_MODULES = ("tradeoffs", "scaling", "pareto", "serving")
+VIEW_MODULES = ("tradeoffs", "serving", "scaling", "pareto")
 # the HTML report's sections, in page order
 PAGE_MODULES = ("machines", "headline", "tradeoffs", "size_scaling", "parallel", "serving", "models", "not_ok")
 
