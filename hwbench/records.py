@@ -290,7 +290,7 @@ class LoadPoint(_Record):
     served, and every query's latency (s) so percentiles can be recomputed."""
 
     offered_qps: Float | None = None  # Server / generation: the rate asked for; else None
-    achieved_qps: Float  # queries (Offline: samples) completed per second of the test
+    achieved_qps: Float  # samples completed per second (a query is one sample, except MultiStream's 8)
     duration_s: Window  # the LoadGen test (or generation run), s
     latencies_s: list[Window]  # per query (Offline: per sample; MultiStream: per query), scheduled issue to done
     loadgen_log: Text | None = None  # folder of LoadGen's logs, relative to the results file

@@ -388,3 +388,34 @@ def test_sut_failure_is_raised_with_its_reason(tmp_path):
     with pytest.raises(RuntimeError, match="the SUT failed during the LoadGen test: kernel exploded"):
         sut.run_test("single_stream", boom, max_batch=1, max_batch_wait_s=0, outdir=tmp_path / "lg", duration_s=0.1,
                      min_queries=5)
+
+
+# ------------------------------------------------------------------ the report's frames
+def test_workload_of_strips_the_scenario_and_load():
+    from hwbench.analysis.serving import workload_of
+
+    base = "encoder:tiny/infer/bs16/seq32/fp32/eager/cpu"
+    for sfx in ("/offline", "/server", "/server@100qps", "/server@2.5e+03qps", "/single_stream", "/multi_stream"):
+        assert workload_of(base + sfx) == base
+    assert workload_of("llama:tiny/generate/bs8/seq32+gen16/fp32/eager/cpu/poisson@5rps") == \
+        "llama:tiny/generate/bs8/seq32+gen16/fp32/eager/cpu"
+    assert workload_of(base) == base
+
+
+def test_capacity_beside_fixed_batch_throughput(tmp_path):
+    from hwbench.analysis.serving import capacity_vs_fixed
+
+    fixed = CaseResult(
+        case_id="a", case=CaseIdentity(model="mlp:tiny", mode="infer", batch_size=8, precision="fp32",
+                                       backend="eager", device="cpu"), status="ok", device_name="CPU-X",
+        measurement=Measurement(raw_times_s=[[0.008] * 10], first_iter_s=0.008, warmup_s=0.01, measured_s=0.08),
+        facts=Facts(params=10, flops_per_sample=100.0))  # 8 samples / 8 ms = 1000 samples/s
+    f = write_run(tmp_path, [
+        fixed,
+        served_case("a/offline", "offline", [point(None, [1.0] * 1600)]),  # 800 samples/s
+        served_case("a/server", "server", [point(25.0, [1.0] * 50), point(250.0, [1.0] * 500)], cap=250.0),
+    ])
+    g = capacity_vs_fixed(load_results(f)).iloc[0]
+    assert g.workload == "a" and g.fixed_batch_samples_per_s == pytest.approx(1000.0)
+    assert g.offline_samples_per_s == pytest.approx(800.0) and g.capacity_qps_at_slo == 250.0
+    assert g.capacity_over_fixed == pytest.approx(0.25) and g.offline_over_fixed == pytest.approx(0.8)

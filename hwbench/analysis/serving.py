@@ -174,6 +174,8 @@ def capacity_vs_fixed(df):
         caps = g["capacity_qps_at_slo"].dropna()
         fx = fixed.get((run, wl))
         cap = float(caps.max()) if len(caps) else None
+        if cap is None and not len(off):
+            continue  # SingleStream / MultiStream only: nothing to set beside the fixed batch
         rows.append({"run_id": run, "workload": wl, "fixed_batch_samples_per_s": fx,
                      "offline_samples_per_s": float(off.iloc[0]) if len(off) else None,
                      "capacity_qps_at_slo": cap, "latency_slo_ms": g["latency_slo_ms"].dropna().max(),
