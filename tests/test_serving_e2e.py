@@ -102,3 +102,16 @@ def test_procure_prices_the_capacity_at_the_slo(served, tmp_path):
     assert text.returncode == 0 and "Serving at the SLO" in text.stdout
     assert all(len(ln) <= 80 for ln in text.stdout.splitlines())
     assert re.search(r"USD/1M req", text.stdout)
+
+
+def test_serving_report_view_and_html(served, tmp_path):
+    path, df, rec = served
+    r = hwbench("report", path, "--view", "serving", env={"COLUMNS": "80"})
+    assert r.returncode == 0, r.stderr
+    assert "latency vs offered load" in r.stdout and "fixed-batch throughput beside serving capacity" in r.stdout
+    assert all(len(ln) <= 80 for ln in r.stdout.splitlines())
+    html = tmp_path / "r.html"
+    r = hwbench("report", path, "--html", html)
+    assert r.returncode == 0, r.stderr
+    text = html.read_text()
+    assert "Serving under load" in text and 'aria-label="Latency against offered load per workload"' in text
