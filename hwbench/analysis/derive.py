@@ -151,7 +151,7 @@ def case_row(rec: RunRecord, c: CaseResult, path: str = "") -> dict[str, Any]:
         row.update(roof)
         flags.extend(roofline_flags(roof))
     row.update(_energy(c, row, flags))
-    row.update(serving_columns(c, settings))  # LoadGen scenarios, generation under load
+    row.update(serving_columns(c, settings, row))  # LoadGen scenarios, generation under load
     # the host's summary and that of the case's own accelerator (others stay in the file)
     for col in c.collectors.values():
         if col.device in (None, "cpu", c.device_resolved):

@@ -54,6 +54,9 @@ def point_columns(p, settings: dict[str, Any], scenario: str = "server") -> dict
         "latency_ms_p50": percentile_lg(lat, 50), "latency_ms_p90": percentile_lg(lat, 90),
         "latency_ms_p99": percentile_lg(lat, 99), "loadgen_log": p.loadgen_log,
         "queries": len(lat),
+        # the other latency statistics of the row are the queries' too (not the SUT's batches)
+        "latency_ms_mean": sum(lat) / len(lat) if lat else None, "latency_ms_min": min(lat) if lat else None,
+        "latency_ms_std": None, "latency_cv": None, "latency_iqr_rel": None,
     }
     lg99 = p.loadgen_summary.get("99.00 percentile latency (ns)")
     out["loadgen_latency_ms_p99"] = int(lg99) / 1e6 if lg99 and lg99.isdigit() else None
@@ -79,8 +82,12 @@ def point_columns(p, settings: dict[str, Any], scenario: str = "server") -> dict
     return out
 
 
-def serving_columns(c, settings: dict[str, Any]) -> dict[str, Any]:
-    """A serving case's row columns; {} for any other case."""
+def serving_columns(c, settings: dict[str, Any], row: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A serving case's row columns; {} for any other case. Throughput figures of the
+    row (``row``: what derive computed from the SUT's batch times) are replaced by the
+    load point's: samples/s, FLOP/s and MFU at the achieved rate, tokens through the
+    model per second (generation: FLOP/s and MFU are left empty, its requests' lengths
+    vary)."""
     m = c.measurement
     out: dict[str, Any] = {"scenario": c.case.scenario if c.case.scenario != "none" else (
         "generate" if c.case.arrival != "none" else None), "arrival": None if c.case.arrival == "none" else c.case.arrival}
@@ -104,10 +111,22 @@ def serving_columns(c, settings: dict[str, Any]) -> dict[str, Any]:
     out["fixed_batch_samples_per_s"] = s.fixed_batch_samples_per_s
     out["load_points"] = len(s.points)
     out["throughput_samples_per_s"] = p.achieved_qps
+    row = row or {}
+    flops = c.facts.flops_per_sample if c.facts is not None else None
+    gen = c.case.mode == "generate"
+    out["achieved_tflops"] = flops * p.achieved_qps / 1e12 if flops and not gen else None
+    peak = row.get("peak_tflops")
+    out["mfu"] = out["achieved_tflops"] / peak if out["achieved_tflops"] and peak else None
+    out["processed_tokens_per_s"] = p.achieved_qps * c.case.seq_len if c.case.seq_len and not gen else None
+    # the roofline places a full batch's step; a load point's batches vary in size
+    out.update(mfu_achievable=None, roofline_fraction=None, above_roofline=None,
+               roofline_reason="serving case: batches vary with load (see the fixed-batch case)")
     requests = sum(len(q.latencies_s) for q in s.points)
     out["requests"] = requests
     if c.energy is not None and requests:
         out["energy_per_request_j"] = c.energy.energy_j / requests
+        samples = round(sum(q.achieved_qps * q.duration_s for q in s.points))
+        out["energy_per_sample_j"] = c.energy.energy_j / samples if samples else None
     return out
 
 
