@@ -24,9 +24,9 @@ CURVE_COLUMNS = [("workload", "workload"), ("scenario", "scenario"), ("offered_q
 GEN_COLUMNS = [("workload", "workload"), ("offered_qps", "offered"), ("achieved_qps", "achieved"),
                ("ttft_ms_p99", "TTFT p99"), ("tpot_ms_p99", "TPOT p99"), ("slo_met", "met"),
                ("goodput_rps", "goodput"), ("tokens_per_s", "tokens/s")]
-GAP_COLUMNS = [("workload", "workload"), ("fixed_batch_samples_per_s", "fixed batch"),
-               ("offline_samples_per_s", "Offline"), ("capacity_qps_at_slo", "capacity at SLO"),
-               ("latency_slo_ms", "SLO"), ("capacity_over_fixed", "capacity/fixed")]
+GAP_COLUMNS = [("workload", "workload"), ("capacity_qps_at_slo", "capacity"), ("capacity_over_fixed", "cap/fixed"),
+               ("fixed_batch_samples_per_s", "fixed batch"), ("offline_samples_per_s", "Offline"),
+               ("offline_over_fixed", "Offline/fixed"), ("latency_slo_ms", "SLO")]
 
 
 @VIEWS.register(name="serving")
