@@ -225,7 +225,8 @@ def cli_reference() -> str:
 
 # ---------------------------------------------------------------------- result columns
 UNIT_WORDS = {"ms": "ms", "s": "s", "j": "J", "w": "W", "bytes": "bytes", "pct": "%", "tflops": "TFLOP/s",
-              "gbs": "GB/s", "mhz": "MHz", "c": "°C", "usd": "USD", "kwh": "kWh"}
+              "gbs": "GB/s", "mhz": "MHz", "c": "°C", "usd": "USD", "kwh": "kWh",
+              "qps": "queries/s", "rps": "requests/s"}
 STATS = {"mean", "max", "min", "std", "p50", "p90", "p95", "p99"}
 FRACTIONS = ("_cv", "_rel", "_fraction", "efficiency")
 

@@ -60,6 +60,17 @@ class Case:
     persistent_workers: bool | None = None
     # checkpoint cases (hwbench.io.checkpoint): "torch_save", "dcp", "dcp_async"
     checkpointer: str | None = None
+    # serving under load (hwbench.serving): a LoadGen scenario of an infer case, or the
+    # arrival process of a generate case at ``load`` requests/s; ``load`` is a Server
+    # case's offered queries/s (None: its capacity search). Defaults keep case ids.
+    scenario: str = "none"
+    load: float | None = None
+    arrival: str = "none"
+    # the SLOs a serving case is judged by (the block's, else the suite's settings), ms;
+    # not part of case_id
+    latency_slo_ms: float | None = None
+    ttft_slo_ms: float | None = None
+    tpot_slo_ms: float | None = None
 
     @property
     def auto_batch(self) -> bool:
@@ -83,6 +94,10 @@ class Case:
         if self.comm != "none":
             parts.append(self.comm)
         parts.extend(self.io_parts())
+        if self.scenario != "none":
+            parts.append(self.scenario + (f"@{self.load:g}qps" if self.load is not None else ""))
+        if self.arrival != "none":
+            parts.append(f"{self.arrival}@{self.load:g}rps")
         return "/".join(p for p in parts if p)
 
     def io_parts(self) -> list[str]:

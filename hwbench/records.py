@@ -74,6 +74,10 @@ for every change; golden files of every old version live in ``tests/golden/``):
   * ``case.comm`` (gradient compression of ddp / ps cases, ``"none"`` in every earlier
     file), ``facts.comm_exposed_s_per_step``, ``facts.param_rel_l2_vs_none`` and
     ``facts.param_rel_l2_steps`` (:mod:`hwbench.parallel.comm`); null in earlier files.
+  * ``case.scenario`` / ``case.load`` / ``case.arrival`` / ``case.*_slo_ms`` and ``measurement.serving``
+    (:class:`Serving`, :class:`LoadPoint`): serving cases (:mod:`hwbench.serving`): a
+    LoadGen scenario or generation at a request rate, every query's latency per load
+    point, the folder of LoadGen's logs; ``"none"`` / null in earlier files.
   * ``ab`` (:class:`ABSide`): the file is one side of an ``hwbench ab`` job: which side,
     its Python and environment variables, and when each repeat ran (the ABBA order).
 * 4 -- any accelerator (hwbench.devices). ``environment.gpus`` (NVML's view of NVIDIA
@@ -354,6 +358,42 @@ class CaseIdentity(_Record):
     prefetch_factor: Count | None = None
     persistent_workers: bool | None = None
     checkpointer: Annotated[str, Field(max_length=50)] | None = None
+    scenario: Annotated[str, Field(max_length=50)] = "none"
+    load: Annotated[float, Field(gt=0, le=1e12, allow_inf_nan=False)] | None = None
+    arrival: Annotated[str, Field(max_length=50)] = "none"
+    latency_slo_ms: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    ttft_slo_ms: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    tpot_slo_ms: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+
+
+class LoadPoint(_Record):
+    """One load point of a serving case (hwbench.serving): what was offered, what was
+    served, and every query's latency (s) so percentiles can be recomputed."""
+
+    offered_qps: Float | None = None  # Server / generation: the rate asked for; else None
+    achieved_qps: Float  # samples completed per second (a query is one sample, except MultiStream's 8)
+    duration_s: Window  # the LoadGen test (or generation run), s
+    latencies_s: list[Window]  # per query (Offline: per sample; MultiStream: per query), scheduled issue to done
+    loadgen_log: Text | None = None  # folder of LoadGen's logs, relative to the results file
+    loadgen_summary: dict[str, Text] = {}  # mlperf_log_summary.txt's "key : value" lines
+    mean_batch: Float | None = None  # samples per forward pass the SUT ran
+    slo_met: bool | None = None  # as the worker judged it (the capacity search's probes)
+    # generation: per request, time to first token, time per output token after the
+    # first, the largest gap between two tokens, and tokens generated
+    ttft_s: list[Window] | None = None
+    tpot_s: list[Window] | None = None
+    itl_max_s: list[Window] | None = None
+    output_tokens: list[Count] | None = None
+
+
+class Serving(_Record):
+    """A serving case's load points; a Server capacity search's probes in the order run."""
+
+    scenario: Annotated[str, Field(max_length=50)]
+    points: list[LoadPoint] = []
+    capacity_qps_at_slo: Float | None = None  # capacity search only
+    capacity_rule: Text = ""  # how the search stopped
+    fixed_batch_samples_per_s: Float | None = None  # full batches back to back, no load (the search's upper bound)
 
 
 class Measurement(_Record):
@@ -375,6 +415,8 @@ class Measurement(_Record):
     # process, so the repeats differ by process-level noise too (allocation, page and cache
     # placement, thread pinning); "iteration": all repeats ran in one worker (the default).
     repeat_isolation: Literal["process", "iteration"] = "iteration"
+    # serving cases: the load points (raw_times_s then holds the SUT's forward passes)
+    serving: Serving | None = None
 
 
 class Accuracy(_Record):

@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import devices, launch
+from . import devices, launch, serving
 from .errors import ResultsError
 from .merge import assemble, merge_ranks, merge_repeats
 from .planning import FINISHED, Planned, auto_expansion, pending, usable_cores
@@ -197,7 +197,7 @@ class Runner:
                     run, collection = self._run_one(p)
                     if run.status == "abandoned":
                         break
-                    result = assemble(p, run, collection, self.segment)
+                    result = serving.keep_logs(assemble(p, run, collection, self.segment), self.out_path)
                     record = self._flush(with_case(record, result))
                     self.reporter.case_done(result)
                     continue

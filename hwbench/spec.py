@@ -22,6 +22,7 @@ is wrong, what is allowed.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import re
 from dataclasses import dataclass, field
@@ -156,6 +157,29 @@ class Settings(_Strict):
         "(an existing, writable folder); default: a temporary folder next to the results file")
     data_samples: Positive = Field(
         512, ge=1, description="data cases: samples written to the scratch folder (at least 4 batches are)")
+    # serving under load (hwbench.serving, docs/serving.md)
+    latency_slo_ms: float | None = Field(
+        None, gt=0, le=MAX_DURATION_S * 1e3, description="Serving: per-query latency SLO, ms, at "
+        "latency_slo_percentile (a Server case without server_qps needs it for its capacity search)")
+    latency_slo_percentile: float = Field(
+        99.0, gt=0, le=100, description="Serving: the latency percentile the SLO applies to, in (0, 100]")
+    ttft_slo_ms: float | None = Field(
+        None, gt=0, le=MAX_DURATION_S * 1e3, description="Generation under load: time-to-first-token SLO, ms")
+    tpot_slo_ms: float | None = Field(
+        None, gt=0, le=MAX_DURATION_S * 1e3, description="Generation under load: time-per-output-token SLO, ms")
+    scenario_duration_s: float = Field(
+        5.0, gt=0, le=MAX_DURATION_S, description="Serving: length of each load point (LoadGen's min_duration), s")
+    max_batch_wait_ms: float = Field(
+        2.0, ge=0, le=MAX_DURATION_S * 1e3, description="Serving, Server scenario: the longest the SUT waits "
+        "after the oldest queued query for more to fill a batch (a case's batch size is its max batch), ms")
+    min_query_count: Positive = Field(
+        100, ge=1, description="Serving: queries each LoadGen test runs at least (LoadGen's min_query_count)")
+    length_distribution: Literal["fixed", "uniform"] = Field(
+        "uniform", description="Generation under load: prompt and output lengths per request; uniform = "
+        "integers uniform in [ceil(L/2), L] for L = the case's seq_len / output_len; fixed = L")
+    capacity_rel_tol: float = Field(
+        0.1, gt=0, lt=1, description="Serving: the capacity search stops when its passing and failing rates "
+        "are within this fraction of the failing one")
     memory_limit_gb: float | None = Field(
         None, ge=1, le=65536,
         description="Memory cap per worker, GiB (1 to 65536): the address space of CPU workers (RLIMIT_AS), "
@@ -241,6 +265,30 @@ class MatrixBlock(_Strict):
     world_sizes: list[int] | None = Field(
         None, min_length=1, description="Ranks per parallel case, 1 to MAX_WORLD_SIZE (default [1]); 'none' always "
         "runs one process; more ranks than this machine's GPUs (or, on CPU, cores) are skipped")
+
+    scenarios: list[Literal["single_stream", "multi_stream", "server", "offline"]] | None = Field(
+        None, min_length=1, description="Serving: MLPerf LoadGen scenarios of infer cases (docs/serving.md)")
+    server_qps: list[float] | None = Field(
+        None, min_length=1, description="Server scenario: offered load points, queries/s (left out: the "
+        "capacity search alone)")
+    request_rates: list[float] | None = Field(
+        None, min_length=1, description="Generate mode under load: request rates, requests/s")
+    arrival: Literal["poisson", "constant"] | None = Field(
+        None, description="Generation under load: the arrival process of request_rates (default poisson)")
+    latency_slo_ms: float | None = Field(
+        None, gt=0, le=MAX_DURATION_S * 1e3, description="Serving: this block's latency SLO, ms (default: settings')")
+    ttft_slo_ms: float | None = Field(
+        None, gt=0, le=MAX_DURATION_S * 1e3, description="Generation under load: this block's TTFT SLO, ms")
+    tpot_slo_ms: float | None = Field(
+        None, gt=0, le=MAX_DURATION_S * 1e3, description="Generation under load: this block's TPOT SLO, ms")
+
+    @field_validator("server_qps", "request_rates")
+    @classmethod
+    def _rates(cls, v):
+        for i, x in enumerate(v or ()):
+            if type(x) not in (int, float) or not 0 < x <= 1e9:
+                raise ValueError(f"[{i}] must be a rate above 0 and at most 1e9 per second, got {shorten(x)}")
+        return [float(x) for x in v] if v is not None else v
 
     @field_validator("models")
     @classmethod
@@ -448,6 +496,7 @@ def parse_suite(text: str, path: str = "<suite>") -> LoadedSuite:
     except RecursionError:
         raise ConfigError(f"{path}: not a suite file (nested too deeply)") from None
     cases = expand(spec, path)
+    check_serving_settings(spec, path)
     return LoadedSuite(path=path, spec=spec, cases=cases, raw=data)
 
 
@@ -525,11 +574,13 @@ def expand(spec: SuiteSpec, path: str = "<suite>") -> tuple[Case, ...]:
                                     for th in block.threads or [None]:
                                         for var in block.variants:
                                             for g in gens if mode == "generate" else [None]:
-                                                for par, ws, cm in _parallel_points(block):
+                                                for (par, ws, cm), serving in itertools.product(
+                                                        _parallel_points(block), _serving_points(block, mode, spec.settings)):
                                                     for io in io_points(block, mode):
                                                         case = Case(name, mode, 0 if bs == "auto" else bs, prec,
                                                                     backend, dev, th, shape.seq_len, shape.image_size,
-                                                                    var, g, par, ws, cm, **io)
+                                                                    var, g, par, ws, cm, **io,
+                                                                    **dict(zip(SERVING_FIELDS, serving)))
                                                         out[case] = None
     return tuple(out)
 
@@ -548,7 +599,8 @@ def block_size(block: MatrixBlock) -> int:
         fam, _ = models.get(name)
         shapes = len({"seq_len": block.seq_lens, "image_size": block.image_sizes}.get(fam.shape_kind) or [None])
         for mode in block.modes:
-            n += shapes * (len(block.output_lens or [32]) if mode == "generate" else 1) * len(io_points(block, mode))
+            n += (shapes * (len(block.output_lens or [32]) if mode == "generate" else 1) * len(io_points(block, mode))
+                  * len(_serving_points(block, mode)))
     return n * per_point
 
 
@@ -621,8 +673,72 @@ def _check_applicable(block: MatrixBlock, where: str) -> None:
         key = "backends" if block.backends != ["eager"] else "variants"
         raise ConfigError(f"{where}.{key}: modes {', '.join(io)} run no model step, so they take backends = "
                           "[\"eager\"] and variants = [\"none\"] only; put them in a block of their own")
+    _check_serving(block, where)
     if block.threads is not None and not any(d == "cpu" or d == "auto" for d in block.devices):
         raise ConfigError(f"{where}.threads: applies to CPU devices only; this block has {', '.join(block.devices)}")
+
+
+def _check_serving(block: MatrixBlock, where: str) -> None:
+    """Serving dimensions (hwbench.serving) only where they apply."""
+    if block.scenarios is not None and block.modes != ["infer"]:
+        raise ConfigError(f"{where}.scenarios: LoadGen scenarios serve inference; this block has modes "
+                          f"{', '.join(block.modes)} (use modes = [\"infer\"])")
+    if block.server_qps is not None and "server" not in (block.scenarios or ()):
+        raise ConfigError(f"{where}.server_qps: applies to the Server scenario; add scenarios = [\"server\"]")
+    if block.request_rates is not None and block.modes != ["generate"]:
+        raise ConfigError(f"{where}.request_rates: applies to generation under load; use modes = [\"generate\"]")
+    for k in ("latency_slo_ms", "ttft_slo_ms", "tpot_slo_ms"):
+        if getattr(block, k) is not None and block.scenarios is None and block.request_rates is None:
+            raise ConfigError(f"{where}.{k}: applies to serving blocks (scenarios = [...] or request_rates = [...])")
+    if block.arrival is not None and block.request_rates is None:
+        raise ConfigError(f"{where}.arrival: applies with request_rates = [...] (generation under load)")
+    if (block.scenarios is not None or block.request_rates is not None) and block.parallelism != ["none"]:
+        raise ConfigError(f"{where}.parallelism: serving cases run in one process; use parallelism = [\"none\"]")
+
+
+def check_serving_settings(spec: "SuiteSpec", path: str) -> None:
+    """Settings a serving block needs: an SLO for a capacity search, a duration long
+    enough for LoadGen's minimum query count at every offered rate."""
+    st = spec.settings
+    for bi, block in enumerate(spec.matrix):
+        where = f"{path}: matrix[{bi}]"
+        if (block.scenarios is not None or block.request_rates is not None) and st.repeats >= 3:
+            raise ConfigError(f"{path}: settings.repeats: {st.repeats} repeats (each in its own worker) do not apply "
+                              f"to serving cases (matrix[{bi}]); a load point is one LoadGen test: use repeats <= 2 "
+                              "or a separate suite for the serving blocks")
+        if "server" in (block.scenarios or ()) and block.server_qps is None and (block.latency_slo_ms or
+                                                                                  st.latency_slo_ms) is None:
+            raise ConfigError(f"{where}.server_qps: left out, the capacity search needs settings.latency_slo_ms "
+                              "(or list the load points: server_qps = [...])")
+        for name, rates in (("server_qps", block.server_qps), ("request_rates", block.request_rates)):
+            for i, r in enumerate(rates or ()):
+                if name == "server_qps" and r * st.scenario_duration_s < st.min_query_count:
+                    raise ConfigError(
+                        f"{where}.{name}[{i}]: {r:g} queries/s for scenario_duration_s = {st.scenario_duration_s:g} s "
+                        f"issues {r * st.scenario_duration_s:g} queries, fewer than min_query_count = "
+                        f"{st.min_query_count} (LoadGen would run longer); raise the duration or the rate")
+                if name == "request_rates" and r * st.scenario_duration_s < 1:
+                    raise ConfigError(f"{where}.{name}[{i}]: {r:g} requests/s for scenario_duration_s = "
+                                      f"{st.scenario_duration_s:g} s issues no request; raise the duration or the rate")
+
+
+# the Case fields a serving point gives, in the order of _serving_points' tuples
+SERVING_FIELDS = ("scenario", "load", "arrival", "latency_slo_ms", "ttft_slo_ms", "tpot_slo_ms")
+
+
+def _serving_points(block: MatrixBlock, mode: str, st: Settings | None = None) -> list[tuple]:
+    """(scenario, load, arrival, latency / TTFT / TPOT SLO) of a block's cases in
+    ``mode``: every scenario (a Server one at each of server_qps, or once for its
+    capacity search), every request rate of generation under load, or one plain case.
+    A serving case's SLOs are the block's, else the settings' (``st``)."""
+    slos = tuple(getattr(block, k) if getattr(block, k) is not None else getattr(st, k, None)
+                 for k in ("latency_slo_ms", "ttft_slo_ms", "tpot_slo_ms"))
+    if mode == "infer" and block.scenarios:  # judged by latency
+        return [(sc, q, "none", slos[0], None, None) for sc in block.scenarios
+                for q in ((block.server_qps or [None]) if sc == "server" else [None])]
+    if mode == "generate" and block.request_rates:  # judged by TTFT and TPOT (MLPerf's LLM rules)
+        return [("none", r, block.arrival or "poisson", None, *slos[1:]) for r in block.request_rates]
+    return [("none", None, "none", None, None, None)]
 
 
 def _shapes(fam, cfg, block: MatrixBlock, where: str, name: str) -> list[Shape]:

@@ -26,7 +26,7 @@ from typing import Any
 import torch  # noqa: F401  (preloaded in the forkserver: the point of it)
 import torch._dynamo  # noqa: F401  (optimizers import it on first construction: ~2 s per case otherwise)
 
-from . import backends, devices, models, precisions, timing, variants, workloads
+from . import backends, devices, models, precisions, serving, timing, variants, workloads
 from . import flops as flops_mod
 from .case import Case
 from .records import Accuracy, BatchLimit, Facts, Flag, Measurement
@@ -202,6 +202,12 @@ def _run(case: Case, settings: Settings, target: Target, conn, t_launch: float, 
     fam, size, cfg, device = _setup(case, target, memory_limit_bytes)
     if case.mode in ("data", "checkpoint"):  # hwbench.io: the input pipeline, checkpoint save and load
         return _run_io(case, settings, fam, cfg, device, conn, {"launch": t_launch, "worker_start": t_start})
+    if serving.is_serving(case):  # LoadGen scenarios, generation under load (hwbench.serving)
+        from .serving import run as serve
+
+        s = serve.run(case, settings, fam, size, cfg, device, lambda ev, t: conn.send(Progress(ev, t)))
+        return Outcome("ok", measurement=s.measurement, facts=Facts(**s.facts, host_rss_peak_bytes=rss_peak_bytes()),
+                       timestamps={"launch": t_launch, "worker_start": t_start, **s.marks})
     torch.manual_seed(settings.seed)
     model = fam.build(cfg)
     inputs, targets = _batch(fam, cfg, case, case.batch_size, device, settings.seed)

@@ -27,6 +27,13 @@ the group's throughput, summed power and energy:
   the rental price does not even cover the energy (renting is always cheaper), above 1
   where owning never pays within the lifetime.
 
+Serving cases (docs/serving.md) are also priced **at the SLO**: the row at a case's
+capacity (``offered_qps == capacity_qps_at_slo``) gets ``priced_at_slo`` and
+``cost_usd_per_1m_requests_at_slo = usd_per_hour * 1e6 / (capacity_qps_at_slo * 3600)``
+(the hourly cost with the power measured at that load), for generation
+``cost_usd_per_1m_tokens_at_slo`` from the tokens per request served there
+(``tokens_per_s / achieved_qps``), and ``energy_per_request_j`` at that load.
+
 An estimated energy (``energy_source == "estimated"``) makes every figure derived from
 it carry the ``energy_estimated`` flag: the energy and carbon figures and
 ``samples_per_j`` always, and the cost figures of an owned machine (whose hourly price
@@ -66,6 +73,8 @@ CASE_COLUMNS = (
     "electricity_usd_per_kwh", "pue", "carbon_g_per_kwh", "lifetime_years", "utilization",
     "price_match", "price_name", "price_source", "price_date", "price_ref", "rental_source", "assumed_site",
     "price_assumption", "energy_estimated", "estimated_columns", "quality_flags", "results_file",
+    "scenario", "offered_qps", "achieved_qps", "capacity_qps_at_slo", "energy_per_request_j", "priced_at_slo",
+    "cost_usd_per_1m_requests_at_slo", "cost_usd_per_1m_tokens_at_slo",
 )
 
 
@@ -229,6 +238,7 @@ def _figures(row: dict[str, Any], r: dict[str, Any], price: Price, prices: Price
     row["usd_per_hour"] = usd_h
     row["cost_usd_per_1m_samples"] = _div(usd_h * 1e6, thr * 3600)
     row["cost_usd_per_1m_tokens"] = _div(usd_h * 1e6, tok * 3600) if r.get("mode") == "generate" else math.nan
+    row.update(at_slo(r, usd_h))
     row["samples_per_usd"] = _div(thr * 3600, usd_h)
     row["tco_usd"] = usd_h * useful_h
     e_kwh = eps * 1e6 / J_PER_KWH * s.pue
@@ -243,6 +253,22 @@ def _figures(row: dict[str, Any], r: dict[str, Any], price: Price, prices: Price
                                devices=n)
         if rental is not None else math.nan)
     return list(ENERGY_COLUMNS) + (list(COST_COLUMNS) if m.basis == "own" else [])
+
+
+def at_slo(r: dict[str, Any], usd_per_hour: float) -> dict[str, Any]:
+    """A serving row at its capacity priced at the SLO (module docstring); other rows
+    get ``priced_at_slo`` False and empty figures."""
+    cap, offered = number(r.get("capacity_qps_at_slo")), number(r.get("offered_qps"))
+    out: dict[str, Any] = {"priced_at_slo": False, "cost_usd_per_1m_requests_at_slo": math.nan,
+                           "cost_usd_per_1m_tokens_at_slo": math.nan}
+    if math.isnan(cap) or math.isnan(offered) or not math.isclose(cap, offered, rel_tol=1e-9):
+        return out
+    out["priced_at_slo"] = True
+    out["cost_usd_per_1m_requests_at_slo"] = _div(usd_per_hour * 1e6, cap * 3600)
+    if r.get("mode") == "generate":
+        per_req = _div(number(r.get("tokens_per_s")), number(r.get("achieved_qps")))
+        out["cost_usd_per_1m_tokens_at_slo"] = _div(usd_per_hour * 1e6, cap * per_req * 3600)
+    return out
 
 
 def ran(frame):

@@ -14,6 +14,7 @@ from ..records import CaseResult, Facts, Measurement, RunRecord
 from .mfu import mfu_flags
 from .feeding import input_headroom, io_columns
 from .roofline import roofline_columns, roofline_flags
+from .serving import serving_columns, sibling_capacity
 from .stats import latency_stats_ms, noise_flag, percentile
 
 # Columns of the case identity, in this order, present in every row.
@@ -76,6 +77,7 @@ def case_row(rec: RunRecord, c: CaseResult, path: str = "") -> dict[str, Any]:
         _fact_columns(row, flags, rec, c, facts, bs)
     row.update(io_columns(c, row))  # data / checkpoint cases (hwbench.analysis.feeding)
     row.update(_energy(c, row, flags))
+    row.update(serving_columns(c, settings, row))  # LoadGen scenarios, generation under load
     # the host's summary and that of the case's own accelerator (others stay in the file)
     for col in c.collectors.values():
         if col.device in (None, "cpu", c.device_resolved):
@@ -130,7 +132,8 @@ def _timing_columns(row: dict[str, Any], flags: list[tuple[str, str]], c: CaseRe
     row["measured_s"] = m.measured_s
     if c.case.backend != "eager":
         row["compile_s"] = m.first_iter_s  # the first call traces and compiles
-    detail = noise_flag(st, settings.get("noise_threshold", 0.1))
+    # a serving case's raw times are its SUT's forward passes of varying batch: no noise verdict
+    detail = noise_flag(st, settings.get("noise_threshold", 0.1)) if m.serving is None else None
     if detail:
         flags.append(("noisy", detail))
     if c.case.mode == "generate":
@@ -346,6 +349,7 @@ def _energy(c: CaseResult, row: dict[str, Any], flags: list) -> dict[str, Any]:
 
 def record_rows(rec: RunRecord, path: str = "") -> list[dict[str, Any]]:
     rows = [case_row(rec, c, path) for c in rec.cases]
+    sibling_capacity(rows)
     scaling_efficiency(rows)
     compression_ratio(rows)
     input_headroom(rows)
@@ -448,6 +452,13 @@ SCHEMA: list[tuple[str, str]] = [
     ("checkpointer", _STR), ("checkpoint_bytes", _INT), ("checkpoint_save_gbs", _FLOAT),
     ("checkpoint_load_gbs", _FLOAT), ("checkpoint_save_s_p50", _FLOAT), ("checkpoint_load_s_p50", _FLOAT),
     ("checkpoint_blocked_s_p50", _FLOAT), ("checkpoint_load_from", _STR), ("scratch_fs_type", _STR),
+    # serving under load (hwbench.serving): the row's load point, SLO, capacity, LoadGen's logs
+    ("scenario", _STR), ("arrival", _STR), ("latency_slo_ms", _FLOAT), ("ttft_slo_ms", _FLOAT),
+    ("tpot_slo_ms", _FLOAT), ("offered_qps", _FLOAT), ("achieved_qps", _FLOAT),
+    ("slo_met", "boolean"), ("goodput_rps", _FLOAT), ("capacity_qps_at_slo", _FLOAT), ("capacity_rule", _STR),
+    ("fixed_batch_samples_per_s", _FLOAT), ("ttft_ms_p99", _FLOAT), ("tpot_ms_p99", _FLOAT),
+    ("itl_ms_max_p99", _FLOAT), ("loadgen_latency_ms_p99", _FLOAT), ("loadgen_log", _STR), ("queries", _INT),
+    ("requests", _INT), ("load_points", _INT), ("energy_per_request_j", _FLOAT),
     # measurement quality
     ("quality_flags", "object"), ("flag_details", _STR),
 ]

@@ -111,6 +111,7 @@ def procure(results: tuple[str, ...], prices_path: str, basis: str, mix_path: st
         out += _training(training, assumptions, train_model, fmt)
     else:
         out += _cases(cost.ran(frame), fmt)
+        out += _at_slo(cost.ran(frame), fmt)
         if ranking is not None:
             out += _ranking(ranking, mix, rank_by, fmt)
     out += _footer(prices, frame, fmt)
@@ -259,6 +260,35 @@ def _cases(ran, fmt: str) -> list[str]:
         for ln in lines:
             out += _wrap(fmt, ln)
         out.append("")
+    return out
+
+
+def _at_slo(ran, fmt: str) -> list[str]:
+    """Serving cases priced at their capacity under the SLO, cheapest per 1M requests
+    first (docs/serving.md); nothing where no case was priced this way."""
+    if "priced_at_slo" not in ran or not ran["priced_at_slo"].fillna(False).astype(bool).any():
+        return []
+    g = ran[ran["priced_at_slo"].fillna(False).astype(bool)].sort_values("cost_usd_per_1m_requests_at_slo")
+    out = _heading(fmt, "Serving at the SLO: priced at capacity (cheapest per 1M requests first)")
+    rows = g.to_dict("records")
+    names = [r["workload"] for r in rows]
+    out += _wrap(fmt, f"machines: {', '.join(dict.fromkeys(str(r['machine']) for r in rows))}")
+    if fmt != "markdown":
+        names, common = _short_ids(names)
+        if common:
+            out += _wrap(fmt, f"every case: {', '.join(common)}")
+        out.append("")
+    headers = ["case", "capacity", "USD/1M req", "USD/1M tok", "J/request"]
+    body = [[n, per("/s")(r["capacity_qps_at_slo"]),
+             _mark(r, "cost_usd_per_1m_requests_at_slo", usd(r["cost_usd_per_1m_requests_at_slo"])),
+             usd(r["cost_usd_per_1m_tokens_at_slo"]) if is_number(r["cost_usd_per_1m_tokens_at_slo"]) else "",
+             _sig(float(r["energy_per_request_j"])) if is_number(r["energy_per_request_j"]) else ""]
+            for n, r in zip(names, rows)]
+    out += _table(fmt, headers, body)
+    if fmt != "markdown":
+        out += _wrap(fmt, "capacity: the highest request rate whose load point met the SLO (requests/s); "
+                     "USD/1M req and tok at that rate; J/request: energy over the case's load points per request")
+    out.append("")
     return out
 
 

@@ -285,6 +285,8 @@ def column(name: str) -> Callable[[Any], str]:
         return lambda v: "" if missing(v) else (str(int(v)) if _is_number(v) else str(v))
     if name in ("run_id", "scaling_baseline_run_id"):  # a run by its short id, as the run lists name it
         return lambda v: "" if missing(v) else str(v)[:8]
+    if name.endswith(("_qps", "_rps", "_qps_at_slo")):  # serving: queries / requests per second
+        return lambda v: "" if missing(v) else f"{sig(float(v))} /s"
     if name in ("at_knee", "on_front_2d", "on_front_3d"):
         return lambda v: "yes" if v is True or v == 1 else ""
     if name.endswith(("_first", "_last", "_best")):
@@ -293,6 +295,10 @@ def column(name: str) -> Callable[[Any], str]:
         return column(name[len("baseline_"):])
     if name in ("mfu", "mfu_achievable"):
         return mfu
+    if name in ("capacity_over_fixed", "offline_over_fixed"):
+        return lambda v: "" if missing(v) else f"{sig(float(v))}×"
+    if name == "slo_met":
+        return lambda v: "" if missing(v) else ("yes" if bool(v) else "no")
     if name in ("gain_per_doubling",) or name in ("latency_cv", "latency_iqr_rel", "flops_counted_vs_analytic", "scaling_efficiency",
                 "comm_fraction"):
         return percent

@@ -32,9 +32,10 @@ from typing import Any, Callable, Sequence
 from ...registry import Registry
 
 # --view NAME: the module of this package that registers view NAME, in --help order
-VIEW_MODULES = ("tradeoffs", "scaling", "pareto", "io")
+VIEW_MODULES = ("tradeoffs", "serving", "scaling", "pareto", "io")
 # the HTML report's sections, in page order
-PAGE_MODULES = ("machines", "headline", "tradeoffs", "size_scaling", "parallel", "feeding", "models", "not_ok")
+PAGE_MODULES = ("machines", "headline", "tradeoffs", "size_scaling", "parallel", "serving", "feeding", "models",
+                "not_ok")
 
 # A table of a view: (title, frame, [(column, header)])
 Table = tuple[Any, Any, list[tuple[str, str]]]
