@@ -275,10 +275,12 @@ def parse_record(text: str, path: str | Path = "<results>") -> RunRecord:
         raise ResultsError(f"{path}: not a results file (nested too deeply)") from None
 
 
-def read_record(path: str | Path) -> RunRecord:
+def read_record(path: str | Path, warn: Callable[[str], None] | None = None) -> RunRecord:
     """Read, upgrade and validate one results file. ResultsError (one line) if it is
     missing, unreadable, truncated, not JSON, not a results file, invalid, or from a
-    newer hwbench."""
+    newer hwbench. The cases of an uncompacted journal beside it (a run going on, or
+    one killed) are merged in, read-only (:mod:`hwbench.journal`); ``warn`` receives
+    what was dropped from it (default: a :class:`~hwbench.journal.JournalWarning`)."""
     p = Path(path)
     if not p.is_file():
         raise ResultsError(f"{path}: no such results file")
@@ -288,7 +290,9 @@ def read_record(path: str | Path) -> RunRecord:
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise ResultsError(f"{path}: cannot read results file: {e}") from None
-    return parse_record(text, path)
+    from . import journal
+
+    return journal.merged(parse_record(text, path), p, warn or journal.warn)
 
 
 def expand_paths(paths) -> tuple[list[Path], list[Path]]:
@@ -317,10 +321,10 @@ def read_many(paths, warn: Callable[[str], None] | None = None) -> list[tuple[Pa
     The parts of a multi-node run come back joined, as one record
     (:func:`hwbench.merge.join_parts`)."""
     named, found = expand_paths(paths)
-    out = [(p, read_record(p)) for p in named]
+    out = [(p, read_record(p, warn)) for p in named]
     for p in found:
         try:
-            out.append((p, read_record(p)))
+            out.append((p, read_record(p, warn)))
         except ResultsError as e:
             if warn is None:
                 raise
