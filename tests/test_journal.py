@@ -205,3 +205,18 @@ def test_hostile_case_ids_survive_the_journal(tmp_path):
         f.write(append_case(evil))
     rec = read_record(snap)
     assert ids(rec) == [out.record.cases[0].case_id, evil.case_id]
+
+
+# ------------------------------------------------------------------------------ bytes
+def test_the_bytes_a_run_writes_grow_linearly_with_its_cases(tmp_path):
+    # the bar, at a third of its size to stay quick (tests/perf/bench_write_bytes.py
+    # prints 100 and 300 cases): 3x the cases may write at most 4x the bytes; whole-file
+    # rewrites after every case wrote about 8x here. Bytes are counted, not timed.
+    from perf.bench_write_bytes import measure
+
+    small, large = measure(30, tmp_path / "small"), measure(90, tmp_path / "large")
+    assert large["seam_bytes"] <= 4 * small["seam_bytes"], (small, large)
+    assert large["seam_bytes"] <= 3 * large["file_bytes"]  # each case in the journal once, then in the file
+    if not small["write_bytes"]:
+        pytest.skip("write_bytes of /proc/self/io is not readable or not counted on this filesystem")
+    assert large["write_bytes"] <= 4 * small["write_bytes"], (small, large)
