@@ -42,8 +42,9 @@ def test_kill_9_at_random_instants_then_resume_loses_and_duplicates_nothing(tmp_
     out = tmp_path / "out"
     saved: dict[str, object] = {}  # case_id -> the case as first read after a kill
     uncompacted = 0
-    proc = start(["run", p, "--out", out])
+    f = None
     for cycle in range(3):
+        proc = start(["run", p, "--out", out] if f is None else ["run", p, "--resume", f])
         kill_after_cases(proc, out, at_least=2 * cycle + 1, extra_s=rng.uniform(0, 0.4))
         (f,) = out.glob("*.json")
         uncompacted += journal.journal_path(f).exists()
@@ -54,7 +55,6 @@ def test_kill_9_at_random_instants_then_resume_loses_and_duplicates_nothing(tmp_
             assert saved.setdefault(c.case_id, c) == c  # what was saved stays as it was
         if rec.status != "running":
             break  # finished before the kill
-        proc = start(["run", p, "--resume", f])
     assert uncompacted >= 1  # a resume of an uncompacted run was exercised
     r = hwbench("run", p, "--resume", f)
     assert r.returncode == 0, r.stderr
