@@ -281,18 +281,40 @@ def read_record(path: str | Path, warn: Callable[[str], None] | None = None) -> 
     newer hwbench. The cases of an uncompacted journal beside it (a run going on, or
     one killed) are merged in, read-only (:mod:`hwbench.journal`); ``warn`` receives
     what was dropped from it (default: a :class:`~hwbench.journal.JournalWarning`)."""
+    from . import journal
+
     p = Path(path)
+    for _ in range(3):
+        version = _version(p, path)
+        rec = parse_record(_read_text(p, path), path)
+        if rec.status != "running":
+            return rec
+        rec = journal.merged(rec, p, warn or journal.warn)
+        # the run compacted (or a resume restarted) the file meanwhile: the journal read
+        # may belong to the file as it is now, not as it was read; read both again
+        if _version(p, path) == version:
+            break
+    return rec
+
+
+def _version(p: Path, path) -> tuple[int, int, int]:
+    """What changes when results file ``p`` is written (every write is a new file)."""
+    try:
+        st = p.stat()
+    except OSError:
+        raise ResultsError(f"{path}: no such results file") from None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+def _read_text(p: Path, path) -> str:
     if not p.is_file():
         raise ResultsError(f"{path}: no such results file")
     try:
         if p.stat().st_size > MAX_FILE_BYTES:
             raise ResultsError(f"{path}: not a results file (larger than {MAX_FILE_BYTES // 2**30} GiB)")
-        text = p.read_text(encoding="utf-8")
+        return p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise ResultsError(f"{path}: cannot read results file: {e}") from None
-    from . import journal
-
-    return journal.merged(parse_record(text, path), p, warn or journal.warn)
 
 
 def expand_paths(paths) -> tuple[list[Path], list[Path]]:

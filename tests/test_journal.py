@@ -220,3 +220,20 @@ def test_the_bytes_a_run_writes_grow_linearly_with_its_cases(tmp_path):
     if not small["write_bytes"]:
         pytest.skip("write_bytes of /proc/self/io is not readable or not counted on this filesystem")
     assert large["write_bytes"] <= 4 * small["write_bytes"], (small, large)
+
+
+def test_a_reader_racing_the_end_of_the_run_reads_the_file_again(tmp_path, monkeypatch):
+    fl, snaps = snapshotting(tmp_path)
+    _, out = run_suite(tmp_path, BODY, launcher=fl)
+    snap = snaps[4]  # running, 4 cases in the journal
+    real = journal.merged
+
+    def compacted_meanwhile(rec, path, warn):
+        # the run ends between the reader's read of the file and of the journal
+        monkeypatch.setattr(journal, "merged", real)
+        journal.compact(snap, real(rec, path, warn), "complete")
+        return real(rec, path, warn)  # the journal is gone: the file as first read, alone
+
+    monkeypatch.setattr(journal, "merged", compacted_meanwhile)
+    rec = read_record(snap)
+    assert rec.status == "complete" and ids(rec) == ids(out.record)[:4]
