@@ -237,3 +237,14 @@ def test_a_reader_racing_the_end_of_the_run_reads_the_file_again(tmp_path, monke
     monkeypatch.setattr(journal, "merged", compacted_meanwhile)
     rec = read_record(snap)
     assert rec.status == "complete" and ids(rec) == ids(out.record)[:4]
+
+
+def test_compact_of_a_missing_or_foreign_file_is_one_line_exit_2(capsys, tmp_path):
+    from hwbench.cli import main
+
+    (tmp_path / "x.json").write_text('{"not": "results"}')
+    for name in ("missing.json", "x.json"):
+        with pytest.raises(SystemExit) as e:
+            main(["compact", str(tmp_path / name)])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and err.count("\n") == 1 and name in err and "Traceback" not in err

@@ -6,8 +6,9 @@ case ids (``.../rK``) and thread counts until there are N of them, written as a 
 
     python tests/perf/bench_large_run.py [--cases 100000] [--keep FILE] [--what report load]
 
-Prints the file's size, then for each step its wall time (s) and the peak resident
-memory of the process that ran it (``ru_maxrss`` of the child, MiB): ``report`` is
+Prints the file's size, then for each step its wall time and CPU time (s; on a shared
+machine the CPU time says more) and the peak resident memory of the process that ran
+it (``ru_maxrss`` of the child, MiB): ``report`` is
 ``hwbench report FILE`` in a subprocess (output to /dev/null), ``load`` is
 ``hwbench.load_results(FILE)`` in a subprocess.
 """
@@ -46,18 +47,19 @@ def generate(path: Path, n: int, example: Path = EXAMPLE) -> int:
     return path.stat().st_size
 
 
-def child(args: list[str]) -> tuple[float, float, int]:
-    """(wall s, peak RSS MiB, exit code) of ``python args`` in a subprocess."""
+def child(args: list[str]) -> tuple[float, float, float, int]:
+    """(wall s, CPU s, peak RSS MiB, exit code) of ``python args`` in a subprocess."""
     t = time.perf_counter()
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     r = subprocess.run([sys.executable, *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                        text=True)
     wall = time.perf_counter() - t
-    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     if r.returncode != 0:
         print(r.stderr[-2000:], file=sys.stderr)
     # ru_maxrss of the children is the largest one so far: run the biggest step last
-    return wall, max(rss, before) / 1024, r.returncode
+    return wall, cpu, after.ru_maxrss / 1024, r.returncode
 
 
 STEPS = {
@@ -81,8 +83,9 @@ def main() -> None:
         else:
             print(f"using {path}: {path.stat().st_size / 2**20:,.0f} MiB")
         for step in a.what:
-            wall, rss, rc = child([*STEPS[step], str(path)])
-            print(f"{step:>7}: {wall:7.1f} s, peak RSS {rss:7,.0f} MiB (so far){'' if rc == 0 else f', exit {rc}'}")
+            wall, cpu, rss, rc = child([*STEPS[step], str(path)])
+            print(f"{step:>7}: {wall:7.1f} s wall, {cpu:7.1f} s CPU, peak RSS {rss:7,.0f} MiB (so far)"
+                  f"{'' if rc == 0 else f', exit {rc}'}")
 
 
 if __name__ == "__main__":
