@@ -199,7 +199,7 @@ def read_entries(path: Path, record: RunRecord, warn: Callable[[str], None]) -> 
         warn(f"{path}: cannot read the journal ({e.strerror or e}); showing the results file without it")
         return []
     lines = data.split(b"\n")  # only "\n": JSON escapes it in strings, unlike U+2028
-    if lines[-1]:
+    if lines[-1] and not _writer_alive(path):  # else: an append going on as we read
         warn(f"{path}: dropped a torn last line ({len(lines[-1])} bytes, no newline): the write "
              "it came from did not finish")
     entries = []
@@ -221,6 +221,21 @@ def read_entries(path: Path, record: RunRecord, warn: Callable[[str], None]) -> 
     if record.status != "running" or head.get("segments") != len(record.segments):
         return []  # already compacted into the results file
     return entries[1:]
+
+
+def _writer_alive(journal: Path) -> bool:
+    """Whether the process that last locked the results file (its pid is in the lock
+    file, :func:`hwbench.results.locked`) still lives: then a line without its newline
+    is an append in progress, not a torn write."""
+    results = journal.with_name(journal.name[: -len(SUFFIX)])
+    try:
+        pid = int((results.parent / f".{results.name}.lock").read_text(encoding="ascii").strip())
+        os.kill(pid, 0)
+    except PermissionError:
+        return True  # another user's process
+    except (OSError, ValueError):
+        return False  # no lock file, no pid, or no such process
+    return True
 
 
 def apply(record: RunRecord, entries: list[dict[str, Any]], path: Path,

@@ -94,6 +94,15 @@ def test_a_kill_at_any_instant_loses_at_most_the_running_case_and_resume_complet
     with pytest.warns(journal.JournalWarning, match="torn last line"):
         rec = read_record(snap)
     assert rec.status == "running" and ids(rec) == ids(out.record)[:2]
+    # while the run's writer lives, a line without its newline is an append going on
+    lock = snap.parent / f".{snap.name}.lock"
+    lock.write_text(str(os.getpid()))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert read_record(snap) == rec
+    lock.write_text("999999999")  # a pid no process has: the writer died
+    with pytest.warns(journal.JournalWarning, match="torn last line"):
+        read_record(snap)
     assert all(c == final[c.case_id] for c in rec.cases)  # the saved cases, exactly
     again = FakeLauncher()
     with pytest.warns(journal.JournalWarning):
