@@ -227,7 +227,11 @@ def _nothing_to_resume(rec: RunRecord, path: Path, scope) -> RunOutcome:
     from .journal import compact
     from .planning import pending
 
-    if compact(path, rec, "complete" if not pending(scope, rec) else "interrupted"):
+    try:
+        compacted = compact(path, rec, "complete" if not pending(scope, rec) else "interrupted")
+    except OSError as e:  # disk full: the file and its journal stay as they were
+        raise ResultsError(f"{path}: cannot write the results file: {e.strerror or e}") from None
+    if compacted:
         from .results import read_record
 
         rec = read_record(path)
