@@ -244,7 +244,7 @@ class _Server:
         else:
             merged, collection = launch.CaseRun("skipped", p.skip_reason or req.reason or "not run"), None
         result = merge.assemble(p, merged, collection, 0)
-        self.record = self.runner._flush(runner.with_case(self.record, result))
+        self.record = self.runner._save(self.record, result)  # appended to the journal
         return Saved(case_id=req.case_id, status=result.status, reason=result.reason[:2000])
 
     def close(self, req: Close) -> _Msg:

@@ -230,8 +230,19 @@ def _run_locked(ctx: _Context, plan, nodes, on_start) -> RunOutcome:
 
 
 def _nothing_to_resume(rec: RunRecord, path: Path, scope) -> RunOutcome:
+    """Nothing left to run; an uncompacted journal (a run killed after its last case)
+    is compacted, under the lock the caller holds."""
+    from .journal import compact
     from .planning import pending
 
+    try:
+        compacted = compact(path, rec, "complete" if not pending(scope, rec) else "interrupted")
+    except OSError as e:  # disk full: the file and its journal stay as they were
+        raise ResultsError(f"{path}: cannot write the results file: {e.strerror or e}") from None
+    if compacted:
+        from .results import read_record
+
+        rec = read_record(path)
     # finished = ok or skipped; failed / oom / timeout cases would run again
     what = "the run is complete" if rec.status == "complete" and not pending(scope, rec) else \
         "every selected case is finished"

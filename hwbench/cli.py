@@ -56,9 +56,27 @@ def _drop_bad_terminal_size() -> None:
             del os.environ[name]
 
 
+def _journal_warnings_on_one_line() -> None:
+    """What a reader dropped from a results journal (hwbench.journal.JournalWarning)
+    prints as ``hwbench: warning: ...``, as the commands' own warnings do."""
+    import warnings
+
+    plain = warnings.formatwarning
+
+    def fmt(message, category, filename, lineno, line=None):
+        from .journal import JournalWarning  # imported by then: it raised the warning
+
+        if issubclass(category, JournalWarning):
+            return f"hwbench: warning: {clean(str(message))}\n"
+        return plain(message, category, filename, lineno, line)
+
+    warnings.formatwarning = fmt
+
+
 def main(argv: list[str] | None = None) -> None:
     """The console script: usage errors are one line and exit code 2, like UserError."""
     _drop_bad_terminal_size()
+    _journal_warnings_on_one_line()
     try:
         rc = cli.main(args=argv, prog_name="hwbench", standalone_mode=False)
     except click.UsageError as e:

@@ -24,47 +24,8 @@ from .errors import ResultsError
 from .records import FORMAT, SCHEMA_VERSION, RunRecord
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def write_atomic(path: str | Path, record: BaseModel) -> None:
-    """Write ``record`` (a results record, or any pydantic record such as a machine
-    profile) as JSON so that ``path`` always holds either the old or the new complete
-    file: temporary file in the same folder, fsync, rename, fsync the folder. An OSError
-    (disk full, permission) leaves the previous file as it was."""
-    write_text_atomic(path, record.model_dump_json(indent=1))
-
-
-def write_text_atomic(path: str | Path, data: str) -> None:
-    """Write text ``data`` to ``path`` as :func:`write_atomic` does (the HTML report
-    too): ``path`` holds either the old or the new complete file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        # mkstemp makes the file private (0600); results are shared like any file the
-        # user writes, so apply the umask as open() would.
-        os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    try:
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:  # not every filesystem lets a folder be fsynced
-        pass
+# the one atomic writer lives in hwbench.writable (a leaf: the journal uses it too)
+from .writable import _umask, write_atomic, write_text_atomic  # noqa: E402,F401
 
 
 # ---------------------------------------------------------------------- locking
@@ -300,20 +261,46 @@ def parse_record(text: str, path: str | Path = "<results>") -> RunRecord:
         raise ResultsError(f"{path}: not a results file (nested too deeply)") from None
 
 
-def read_record(path: str | Path) -> RunRecord:
+def read_record(path: str | Path, warn: Callable[[str], None] | None = None) -> RunRecord:
     """Read, upgrade and validate one results file. ResultsError (one line) if it is
     missing, unreadable, truncated, not JSON, not a results file, invalid, or from a
-    newer hwbench."""
+    newer hwbench. The cases of an uncompacted journal beside it (a run going on, or
+    one killed) are merged in, read-only (:mod:`hwbench.journal`); ``warn`` receives
+    what was dropped from it (default: a :class:`~hwbench.journal.JournalWarning`)."""
+    from . import journal
+
     p = Path(path)
+    for _ in range(3):
+        version = _version(p, path)
+        rec = parse_record(_read_text(p, path), path)
+        if rec.status != "running":
+            return rec
+        rec = journal.merged(rec, p, warn or journal.warn)
+        # the run compacted (or a resume restarted) the file meanwhile: the journal read
+        # may belong to the file as it is now, not as it was read; read both again
+        if _version(p, path) == version:
+            break
+    return rec
+
+
+def _version(p: Path, path) -> tuple[int, int, int]:
+    """What changes when results file ``p`` is written (every write is a new file)."""
+    try:
+        st = p.stat()
+    except OSError:
+        raise ResultsError(f"{path}: no such results file") from None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+def _read_text(p: Path, path) -> str:
     if not p.is_file():
         raise ResultsError(f"{path}: no such results file")
     try:
         if p.stat().st_size > MAX_FILE_BYTES:
             raise ResultsError(f"{path}: not a results file (larger than {MAX_FILE_BYTES // 2**30} GiB)")
-        text = p.read_text(encoding="utf-8")
+        return p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise ResultsError(f"{path}: cannot read results file: {e}") from None
-    return parse_record(text, path)
 
 
 def expand_paths(paths) -> tuple[list[Path], list[Path]]:
@@ -342,10 +329,10 @@ def read_many(paths, warn: Callable[[str], None] | None = None) -> list[tuple[Pa
     The parts of a multi-node run come back joined, as one record
     (:func:`hwbench.merge.join_parts`)."""
     named, found = expand_paths(paths)
-    out = [(p, read_record(p)) for p in named]
+    out = [(p, read_record(p, warn)) for p in named]
     for p in found:
         try:
-            out.append((p, read_record(p)))
+            out.append((p, read_record(p, warn)))
         except ResultsError as e:
             if warn is None:
                 raise

@@ -1,11 +1,13 @@
 """Scheduling a run: run the planned cases (:mod:`hwbench.planning`) one by one through
 the launcher (:mod:`hwbench.launch`), have each result assembled (:mod:`hwbench.merge`),
-and save the record after every case. Signals (Ctrl-C, SIGTERM) stop the run between
+and save every case as it finishes. Signals (Ctrl-C, SIGTERM) stop the run between
 cases or, past a grace period, abandon the running one.
 
 The run record is immutable: after each case the runner builds a new
-:class:`~hwbench.records.RunRecord` and writes it atomically, so the file is complete
-and valid at every instant.
+:class:`~hwbench.records.RunRecord` in memory and appends the case, once, to the run's
+journal (:mod:`hwbench.journal`): the results file is written whole only as a segment
+starts and as the run ends (compaction), so the bytes a run writes grow linearly with
+its cases, and the file with its journal is complete and valid at every instant.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 
 from . import devices, launch, serving
 from .errors import ResultsError
+from .journal import JournalWriter
 from .merge import assemble, merge_ranks, merge_repeats
 from .planning import FINISHED, Planned, auto_expansion, pending, usable_cores
 from .records import PROCESS_ISOLATED_REPEATS, CaseResult, RunRecord
@@ -118,6 +121,7 @@ class Runner:
     coordinator: Any = None  # a multi-node run: hwbench.parallel.nodes.Coordinator
     rerun: frozenset = frozenset()  # finished cases to run again (multi-node: another node lacks them)
     launcher: launch.Launcher = field(default_factory=launch.ProcessLauncher)  # tests: an in-process fake
+    journal: JournalWriter | None = None  # while run() goes on
 
     def should_abandon(self) -> str | None:
         """Why the running case must stop now: past the grace period after a signal, or
@@ -145,12 +149,29 @@ class Runner:
         return None
 
     def _flush(self, record: RunRecord) -> RunRecord:
+        """Write ``record`` whole (a segment's start, compaction); then open a fresh
+        journal (a running record) or remove the journal (a finished one)."""
         record = record.model_copy(update={"updated": now_iso()})
         try:
+            if self.journal is not None and record.status != "running":
+                self.journal.status(record.status)  # kept even if the whole write fails
             write_atomic(self.out_path, record)
+            if self.journal is not None:
+                self.journal.remove()
+                self.journal = None
+            if record.status == "running":
+                self.journal = JournalWriter(self.out_path, record)
         except OSError as e:
             raise ResultsError(f"{self.out_path}: cannot write the results file: {e.strerror or e}") from None
         return record
+
+    def _save(self, record: RunRecord, result: CaseResult) -> RunRecord:
+        """``record`` with ``result``; the result appended to the journal."""
+        try:
+            self.journal.case(result)
+        except OSError as e:
+            raise ResultsError(f"{self.out_path}: cannot write the results file: {e.strerror or e}") from None
+        return with_case(record, result).model_copy(update={"updated": now_iso()})
 
     def _handler(self, signum, frame) -> None:
         self.reporter.message(self.stop.on_signal(signum))
@@ -198,11 +219,11 @@ class Runner:
                     if run.status == "abandoned":
                         break
                     result = serving.keep_logs(assemble(p, run, collection, self.segment), self.out_path)
-                    record = self._flush(with_case(record, result))
+                    record = self._save(record, result)
                     self.reporter.case_done(result)
                     continue
                 result = assemble(p, run, None, self.segment)
-                record = self._flush(with_case(record, result))
+                record = self._save(record, result)
                 self.reporter.case_done(result)
             if self.coordinator is not None and self.stop.requested and not self.stop.peer:
                 self.coordinator.say_stop(self.stop.signal_name or "stopped")
@@ -220,6 +241,9 @@ class Runner:
             self.reporter.stop()
             for s, h in old.items():
                 signal.signal(s, h)
+            if self.journal is not None:  # not compacted (a write error): readers merge it
+                self.journal.close()
+                self.journal = None
         return record
 
     @staticmethod
@@ -241,7 +265,11 @@ class Runner:
                 run.reason = f"batch limit search: {run.reason}"
                 return run
             info = run.outcome.batch_limit
-            record = self._flush(record.model_copy(update={"batch_limits": {**record.batch_limits, p.case.case_id: info}}))
+            try:
+                self.journal.batch_limit(p.case.case_id, info)
+            except OSError as e:
+                raise ResultsError(f"{self.out_path}: cannot write the results file: {e.strerror or e}") from None
+            record = record.model_copy(update={"batch_limits": {**record.batch_limits, p.case.case_id: info}})
         return record, auto_expansion(p, info.batch_limit)
 
     def _run_one(self, p: Planned, probe: bool = False):

@@ -9,9 +9,12 @@ meanwhile).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
+
+from pydantic import BaseModel
 
 from .errors import UserError
 
@@ -78,3 +81,47 @@ def output_file(path, option: str, *, new: bool = False) -> Path:
     except OSError as e:  # read-only, no permission, a name too long for the filesystem, ...
         raise write_error(option, path, e) from None
     return p
+
+
+# ---------------------------------------------------------------------- atomic writes
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_atomic(path: str | Path, record: BaseModel) -> None:
+    """Write ``record`` (a results record, or any pydantic record such as a machine
+    profile) as JSON so that ``path`` always holds either the old or the new complete
+    file: temporary file in the same folder, fsync, rename, fsync the folder. An OSError
+    (disk full, permission) leaves the previous file as it was."""
+    write_text_atomic(path, record.model_dump_json(indent=1))
+
+
+def write_text_atomic(path: str | Path, data: str) -> None:
+    """Write text ``data`` to ``path`` as :func:`write_atomic` does (the HTML report
+    too): ``path`` holds either the old or the new complete file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        # mkstemp makes the file private (0600); results are shared like any file the
+        # user writes, so apply the umask as open() would.
+        os.fchmod(fd, 0o666 & ~_umask())
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    try:
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:  # not every filesystem lets a folder be fsynced
+        pass

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from ..report.text import literal
+from ..report.text import clean, literal
 
 
 def width(stderr: bool = False) -> int:
@@ -24,6 +24,11 @@ def console(stderr: bool = False):
 
 def print_lines(con, lines, style: str | None = None) -> None:
     """Lines already fitted to the width: printed as they are (no markup, no wrapping)."""
+    if style is None and not con.is_terminal:
+        # a pipe or a file: the same text without rich's work per line (a report of
+        # 100,000 cases is 100,000 lines)
+        con.file.write("".join(clean(line) + "\n" for line in lines))
+        return
     for line in lines:
         con.print(literal(line), style=style, overflow="ignore", crop=False, no_wrap=True)
 
