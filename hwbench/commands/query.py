@@ -110,17 +110,23 @@ def table(df, width: int = 80, max_cell: int = 32) -> list[str]:
     """``df`` as text lines no wider than ``width``: each column formatted by
     :func:`hwbench.report.format.column` (units from the name), cells cut at
     ``max_cell`` characters, columns that do not fit left out with a note."""
-    from ..report.format import column
+    from ..report.format import column, plain
     from ..report.text import clean
 
     def cut(s: str) -> str:
         s = clean(s)
         return s if len(s) <= max_cell else s[: max_cell - 1] + "…"
 
+    def fmt(f, v) -> str:
+        try:
+            return f(v)
+        except (TypeError, ValueError):  # a column whose name suggests a unit it does not hold
+            return plain(v)
+
     cols, used, left = [], 0, []
     for name in df.columns:
-        f = column(str(name))
-        cells = [cut(f(v)) for v in df[name].tolist()]
+        f = column(str(name)) if _numeric(df[name]) or str(name) in ("created", "quality_flags") else plain
+        cells = [cut(fmt(f, v)) for v in df[name].tolist()]
         w = max([len(cut(str(name))), *map(len, cells)])
         if used + w + (2 if cols else 0) > width and cols:
             left.append(str(name))

@@ -61,7 +61,12 @@ def report(results: tuple[str, ...], fmt: str, output: str | None, wide: bool, c
         _write_html(results, html_out)
         return
     warnings: list[str] = []
-    df = load_results(list(results), warn=warnings.append)
+    if any(Path(p).is_dir() for p in results):  # folders grow night by night: read through the cache
+        from ..store import load_cases
+
+        df = load_cases(list(results), warn=warnings.append)
+    else:
+        df = load_results(list(results), warn=warnings.append)
     for w in warnings:
         click.echo(f"hwbench: warning: {clean(w)}", err=True)
     if df.empty:

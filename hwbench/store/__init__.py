@@ -227,4 +227,15 @@ def _sql_path(p: Path | str) -> str:
 
 from .read import cases_frame, connect  # noqa: E402  (the readers of the entries above)
 
-__all__ = ["Entry", "Store", "TABLES", "cases_frame", "connect", "default_cache_dir"]
+
+def load_cases(paths, warn: Callable[[str], None] | None = None, cache: str | Path | None = None):
+    """:func:`hwbench.analysis.derive.load_results` through the cache: the same frame
+    (rows, order, columns, dtypes and warnings), parsing only new or changed files."""
+    store = Store(cache, warn=warn)
+    try:
+        return cases_frame(store, store.entries(paths))
+    finally:
+        store.close()
+
+
+__all__ = ["Entry", "Store", "TABLES", "cases_frame", "connect", "default_cache_dir", "load_cases"]
