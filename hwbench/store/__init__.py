@@ -72,21 +72,31 @@ class Entry:
     """One results file as the store sees it: ``given`` (the path as the user's
     arguments name it, as ``load_results`` writes it in ``results_file``), ``path``
     (absolute), ``kind`` (``run``; ``part``: one node's part of a multi-node run, read
-    and joined each time; ``invalid``: not a results file, ``message`` says why), and
-    ``folder``, the cache entry holding its tables (``run`` only)."""
+    and joined each time; ``invalid``: not a results file, ``message`` says why),
+    ``key`` (path, size, mtime and code fingerprint hashed: the ``_entry`` of its rows)
+    and ``chunk``, the cache folder whose Parquet files hold its rows (``run`` only)."""
 
     given: str
     path: str
     kind: str
-    folder: Path | None
+    key: str
+    chunk: str = ""
     message: str = ""
     merged_parts: tuple[str, ...] = ()
     run_id: str = ""
 
 
+# Files parsed together are written as one chunk (five Parquet files holding the rows
+# of up to this many results files): one write per table per chunk, not per file.
+CHUNK_FILES = 200
+
+
 class Store:
-    """The Parquet cache in ``cache_dir`` (default :func:`default_cache_dir`).
-    ``parses`` counts the results files parsed (JSON read) by this object."""
+    """The Parquet cache in ``cache_dir`` (default :func:`default_cache_dir`):
+    ``files/<path hash>/<key>/meta.json`` says where each file's rows are, and
+    ``chunks/<id>/<table>.parquet`` holds them (an ``_entry`` column names the file
+    version each row came from). ``parses`` counts the results files parsed (JSON
+    read) by this object."""
 
     def __init__(self, cache_dir: str | Path | None = None, warn: Callable[[str], None] | None = None):
         self.warn = warn or (lambda msg: None)
@@ -94,6 +104,7 @@ class Store:
         self._fingerprint = code_fingerprint()
         self.root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self._tmp: tempfile.TemporaryDirectory | None = None
+        self._con = None
         try:
             (self.root / "files").mkdir(parents=True, exist_ok=True)
             fd, probe = tempfile.mkstemp(prefix=".write-check.", dir=self.root)
@@ -109,24 +120,31 @@ class Store:
     # ------------------------------------------------------------------ entries
     def entries(self, paths) -> list[Entry]:
         """The entries of ``paths`` (files or folders, as :func:`hwbench.results.expand_paths`
-        finds them), each brought up to date. A file named explicitly that is not a
-        results file raises ResultsError; one found in a folder is warned about."""
+        finds them), each brought up to date: new or changed files are parsed, in chunks
+        of :data:`CHUNK_FILES`. A file named explicitly that is not a results file raises
+        ResultsError; one found in a folder is warned about."""
         from ..results import expand_paths
 
         named, found = expand_paths(paths)
-        out = [self._entry(p, explicit=True) for p in named]
-        for p in found:
-            e = self._entry(p, explicit=False)
+        items = [(p, True) for p in named] + [(p, False) for p in found]
+        out: list[Entry | None] = [self._cached(p, explicit) for p, explicit in items]
+        todo = [i for i, e in enumerate(out) if e is None]
+        for k in range(0, len(todo), CHUNK_FILES):
+            batch = todo[k:k + CHUNK_FILES]
+            for i, e in zip(batch, self._build([items[i] for i in batch])):
+                out[i] = e
+        done = [e for e in out if e is not None]
+        for e in done[len(named):]:
             if e.kind == "invalid":
                 self.warn(f"skipped {e.message}")
-            out.append(e)
-        if not any(e.kind != "invalid" for e in out):
+        if not any(e.kind != "invalid" for e in done):
             raise ResultsError(f"{', '.join(map(str, named + found))}: none of these is an hwbench results file")
         self._prune(found)
-        return out
+        return done
 
-    def _entry(self, p: Path, explicit: bool) -> Entry:
-        given, path = str(p), os.path.abspath(p)
+    def _key(self, p: Path) -> tuple[str, str, Path]:
+        """(absolute path, entry key, entry folder) of file ``p`` as it is now."""
+        path = os.path.abspath(p)
         try:
             st = os.stat(path)
         except OSError:
@@ -134,66 +152,91 @@ class Store:
 
             read_record(p)  # its own one-line error: missing, unreadable
             raise
-        key = _hash(f"{self._fingerprint}:{st.st_size}:{st.st_mtime_ns}")
-        home = self.root / "files" / _hash(path)
-        folder = home / key
-        meta = folder / "meta.json"
-        if meta.is_file():
-            m = json.loads(meta.read_text(encoding="utf-8"))
-            if m["kind"] == "invalid" and explicit:
-                raise ResultsError(m["message"].replace(m["path"], given, 1))
-            return Entry(given, path, m["kind"], folder if m["kind"] == "run" else None,
-                         m["message"].replace(m["path"], given, 1), tuple(m.get("merged_parts", ())),
-                         m.get("run_id", ""))
-        return self._build(p, given, path, home, folder, explicit)
+        key = _hash(f"{self._fingerprint}:{path}:{st.st_size}:{st.st_mtime_ns}")
+        return path, key, self.root / "files" / _hash(path) / key
 
-    def _build(self, p: Path, given: str, path: str, home: Path, folder: Path, explicit: bool) -> Entry:
+    def _cached(self, p: Path, explicit: bool) -> Entry | None:
+        """The entry of ``p`` if the cache holds its current version, else None."""
+        path, key, folder = self._key(p)
+        try:
+            m = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if m["kind"] == "run" and not (self.root / "chunks" / m["chunk"]).is_dir():
+            return None
+        given = str(p)
+        message = m["message"].replace(m["path"], given, 1)
+        if m["kind"] == "invalid" and explicit:
+            raise ResultsError(message)
+        return Entry(given, path, m["kind"], key, m.get("chunk", ""), message, tuple(m.get("merged_parts", ())),
+                     m.get("run_id", ""))
+
+    def _build(self, items: list[tuple[Path, bool]]) -> list[Entry]:
+        """Parse ``items`` and write their rows as one chunk, then each file's meta."""
+        import uuid
+
+        import pandas as pd
+
         from ..results import read_record
 
-        self.parses += 1
-        kind, message, tables, rec = "run", "", None, None
-        try:
-            rec = read_record(p)
-        except ResultsError as e:
-            kind, message = "invalid", str(e)
-        if rec is not None and rec.node is not None:
-            kind = "part"
-        elif rec is not None:
-            tables = record_tables(rec, path)
-        meta = {"path": given, "abspath": path, "kind": kind, "message": message,
-                "run_id": rec.run_id if rec is not None else "",
-                "merged_parts": [n.run_id for n in rec.nodes] if rec is not None else []}
-        self._write_entry(home, folder, tables, meta)
-        if kind == "invalid" and explicit:
-            raise ResultsError(message)
-        return Entry(given, path, kind, folder if kind == "run" else None, message,
-                     tuple(meta["merged_parts"]), meta["run_id"])
+        chunk = uuid.uuid4().hex[:16]
+        tables: dict[str, list] = {t: [] for t in TABLES}
+        metas = []
+        for p, explicit in items:
+            path, key, folder = self._key(p)
+            self.parses += 1
+            kind, message, rec = "run", "", None
+            try:
+                rec = read_record(p)
+            except ResultsError as e:
+                if explicit:
+                    raise
+                kind, message = "invalid", str(e)
+            if rec is not None and rec.node is not None:
+                kind = "part"
+            elif rec is not None:
+                for name, df in record_tables(rec, path).items():
+                    tables[name].append(df.assign(_entry=key))
+            metas.append((folder, Entry(str(p), path, kind, key, chunk if kind == "run" else "", message,
+                                        tuple(n.run_id for n in rec.nodes) if rec is not None else (),
+                                        rec.run_id if rec is not None else "")))
+        if tables["runs"]:
+            self._write_chunk(chunk, {t: pd.concat(frames, ignore_index=True) for t, frames in tables.items()})
+        for folder, e in metas:
+            self._write_meta(folder, {"path": e.given, "abspath": e.path, "kind": e.kind, "message": e.message,
+                                      "chunk": e.chunk, "run_id": e.run_id, "merged_parts": list(e.merged_parts)})
+        return [e for _, e in metas]
 
-    def _write_entry(self, home: Path, folder: Path, tables, meta: dict) -> None:
-        """The entry written into a temporary folder and renamed into place (a reader
-        sees a whole entry or none); older entries of the same file are removed."""
+    def _write_chunk(self, chunk: str, tables) -> None:
+        """The chunk's Parquet files, written into a temporary folder and renamed into
+        place (a reader sees a whole chunk or none)."""
         import duckdb
 
+        home = self.root / "chunks"
         home.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".new.", dir=home))
         try:
-            if tables is not None:
-                con = duckdb.connect()
-                for name, df in tables.items():
-                    con.register("t", df)
-                    con.execute(f"COPY t TO '{_sql_path(tmp / (name + '.parquet'))}' (FORMAT parquet)")
-                    con.unregister("t")
-                con.close()
-            (tmp / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
-            for old in home.iterdir():
-                if old != tmp and not old.name.startswith(".new."):
-                    shutil.rmtree(old, ignore_errors=True)
-            os.rename(tmp, folder)
-        except OSError:
-            if not folder.is_dir():
-                raise
+            if self._con is None:
+                self._con = duckdb.connect()
+            for name, df in tables.items():
+                self._con.register("t", df)
+                self._con.execute(f"COPY t TO '{_sql_path(tmp / (name + '.parquet'))}' (FORMAT parquet)")
+                self._con.unregister("t")
+            os.rename(tmp, home / chunk)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+    def _write_meta(self, folder: Path, meta: dict) -> None:
+        """One file's meta, renamed into place; older versions of the same file dropped."""
+        home = folder.parent
+        home.mkdir(parents=True, exist_ok=True)
+        for old in home.iterdir():
+            if old != folder:
+                shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(missing_ok=True)
+        tmp = home / f".{folder.name}.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps(meta), encoding="utf-8")
+        folder.mkdir(exist_ok=True)
+        os.replace(tmp, folder / "meta.json")
 
     def _prune(self, found: list[Path]) -> None:
         """Drop the entries of files that were in a folder's last listing and are gone
@@ -216,6 +259,9 @@ class Store:
                 os.replace(tmp, index)
 
     def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
         if self._tmp is not None:
             self._tmp.cleanup()
 

@@ -36,22 +36,28 @@ def _parts(entries: list[Entry], warn: Callable[[str], None]) -> list[tuple[int,
 
 def connect(store: Store, entries: list[Entry], warn: Callable[[str], None] | None = None):
     """An in-memory DuckDB connection with one view per table (:data:`TABLES`) over
-    the entries' Parquet files (multi-node parts joined in memory)."""
+    the entries' chunks (only the rows of these files' current versions; multi-node
+    parts joined in memory)."""
     import duckdb
+    import pandas as pd
 
     warn = warn or store.warn
     con = duckdb.connect()
     parts = _parts(entries, warn)
-    files = [e.folder for e in entries if e.kind == "run"]
+    runs = [e for e in entries if e.kind == "run"]
+    chunks = list(dict.fromkeys(e.chunk for e in runs))
+    if runs:
+        con.register("_live", pd.DataFrame({"_entry": [e.key for e in runs]}))
     for t in TABLES:
         sources = []
-        if files:
-            lst = ", ".join(f"'{_sql_path(f / (t + '.parquet'))}'" for f in files)
-            sources.append(f"SELECT * FROM read_parquet([{lst}], union_by_name = true)")
+        if chunks:
+            lst = ", ".join(f"'{_sql_path(store.root / 'chunks' / c / (t + '.parquet'))}'" for c in chunks)
+            sources.append(f"SELECT * EXCLUDE (_entry) FROM read_parquet([{lst}], union_by_name = true) "
+                           "WHERE _entry IN (SELECT _entry FROM _live)")
         for k, (_, tables) in enumerate(parts):
             con.register(f"_part{k}_{t}", tables[t])
             sources.append(f"SELECT * FROM _part{k}_{t}")
-        if not sources:  # only invalid files: empty tables of the right shape are not needed
+        if not sources:  # nothing but files that are not results files
             continue
         con.execute(f"CREATE VIEW {t} AS " + " UNION ALL BY NAME ".join(sources))
     return con
