@@ -159,3 +159,28 @@ def test_query_command_formats_and_errors(folder, tmp_path):
     assert rc == 2 and "nope" in err.strip().splitlines()[-1]
     rc, _, err = cli("query", "select 1", folder, "--format", "parquet")
     assert rc == 2 and "--out" in err
+
+
+def test_history_through_the_store_is_the_history_of_the_records(tmp_path):
+    from hwbench.analysis import history as hist
+    from hwbench.commands.regression import _read
+    from hwbench.results import write_atomic
+    from hwbench.store import history as store_history
+    from test_history import runs
+
+    d = tmp_path / "nightly"
+    d.mkdir()
+    for name, rec in runs():
+        write_atomic(d / name, rec)
+    shutil.copy(d / "run3.json", d / "run3-copy.json")  # a run given twice counts once, warned
+    for metric, glob in (("latency_ms_p50", None), ("throughput_samples_per_s", "encoder:*"), ("nope", None)):
+        ref = hist.history(_read((str(d),), "RESULTS"), case_glob=glob, metric=metric, threshold=0.05)
+        store = Store(tmp_path / "cache")
+        warnings = []
+        got = store_history.history(store, store.entries([d]), case_glob=glob, metric=metric, threshold=0.05,
+                                    warn=warnings.append)
+        for k in ("runs", "series", "trends", "changes", "outliers"):
+            pd.testing.assert_frame_equal(getattr(got, k), getattr(ref, k))
+        assert got.method == ref.method and len(warnings) == 1 and "run3" in warnings[0]
+    assert len(ref.changes) == 0 and len(got.changes) == 0  # "nope" is no column: nothing
+    assert store.parses == 0
