@@ -31,10 +31,16 @@ from .tables import TABLES, record_tables
 
 # Bump when the tables' shape changes: every entry is then rebuilt.
 STORE_FORMAT = 1
-# The code whose output the cache keeps: a change to any of these files (a better
-# formula in derive, a new peak row) re-derives every entry.
-_DERIVING = ("analysis", "data", "flops.py", "peaks.py", "records.py", "results.py", "merge.py",
-             "store/tables.py", "models")
+# The code whose output the cache keeps (derive and what it imports): a change to any
+# of these files (a better formula, a new peak row) re-derives every entry. Other
+# modules (history, compare, reports) read the tables and do not invalidate them.
+_DERIVING = ("analysis/derive.py", "analysis/roofline.py", "analysis/bytes_model.py", "analysis/stats.py",
+             "data", "models", "flops.py", "peaks.py", "precisions.py", "records.py", "results.py", "merge.py",
+             "store/tables.py")
+# Files parsed together are written as one chunk (five Parquet files holding the rows
+# of up to this many results files): one write per table per chunk, not per file;
+# small enough that a chunk's frames stay well under a GiB.
+CHUNK_FILES = 50
 
 
 def default_cache_dir() -> Path:
@@ -85,10 +91,6 @@ class Entry:
     merged_parts: tuple[str, ...] = ()
     run_id: str = ""
 
-
-# Files parsed together are written as one chunk (five Parquet files holding the rows
-# of up to this many results files): one write per table per chunk, not per file.
-CHUNK_FILES = 200
 
 
 class Store:
