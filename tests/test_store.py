@@ -5,7 +5,6 @@ noticed, read-only folders and caches work, and the command's formats and errors
 import json
 import os
 import shutil
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -184,3 +183,32 @@ def test_history_through_the_store_is_the_history_of_the_records(tmp_path):
         assert got.method == ref.method and len(warnings) == 1 and "run3" in warnings[0]
     assert len(ref.changes) == 0 and len(got.changes) == 0  # "nope" is no column: nothing
     assert store.parses == 0
+
+
+def test_a_synthetic_fleet_counts_right_and_the_second_query_reads_no_json(tmp_path, monkeypatch):
+    """The scale check's pass/fail part (tests/perf/bench_store.py times it): copies of
+    the examples with new run ids; the second query parses nothing."""
+    import sys
+
+    import hwbench.store as store_module
+
+    sys.path.insert(0, str(ROOT / "tests" / "perf"))
+    from make_fleet import make
+
+    files = make(tmp_path / "fleet", 12)
+    want = sum(len(json.loads(p.read_text())["cases"]) for p in files)
+    parses = []
+    real = store_module.Store
+
+    class Counting(real):
+        def close(self):
+            parses.append(self.parses)
+            super().close()
+
+    monkeypatch.setattr(store_module, "Store", Counting)
+    for _ in range(2):
+        rc, out, err = cli("query", "select count(*) as n, count(distinct run_id) as runs from cases",
+                           tmp_path / "fleet", "--format", "csv", "--cache", tmp_path / "cache")
+        assert rc == 0, err
+        assert out.splitlines()[1] == f"{want},12"
+    assert parses == [12, 0]

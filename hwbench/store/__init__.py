@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..errors import ResultsError, UserError
+from ..errors import ResultsError
 from .tables import TABLES, record_tables
 
 # Bump when the tables' shape changes: every entry is then rebuilt.

@@ -8,7 +8,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Callable
 
-from . import Entry, Store, _sql_path  # noqa: F401
+from . import Entry, Store
 from .read import _plain, connect
 
 # columns load_results computes across a run's cases (record_rows), which history's
