@@ -151,3 +151,21 @@ def test_a_tracker_that_is_not_installed_names_its_extra(to, module):
         pytest.skip(f"{module} is installed")
     rc, _, err = cli("export", EXAMPLES, "--to", to)
     assert rc == 2 and len(err.strip().splitlines()) == 1 and f'pip install "hwbench[{to}]"' in err
+
+
+def test_mlflow_runs_read_back_when_mlflow_is_installed(tmp_path, monkeypatch):
+    """With hwbench[mlflow] installed: a run per file with the file as its artifact and a
+    nested run per ok case (checked by hand with mlflow-skinny 3.18; CI has no mlflow)."""
+    mlflow = pytest.importorskip("mlflow")
+    monkeypatch.chdir(tmp_path)
+    smoke = EXAMPLES / "smoke-cpu-amd-epyc-2cores.json"
+    rc, _, err = cli("export", smoke, "--to", "mlflow")
+    assert rc == 0, err
+    mlflow.set_tracking_uri((tmp_path / "mlruns").as_uri())
+    runs = mlflow.search_runs(experiment_names=["hwbench"])
+    parents = runs[runs["tags.mlflow.parentRunId"].isna()]
+    ok = load_results([smoke]).query("status == 'ok'")
+    assert len(parents) == 1 and len(runs) == 1 + len(ok)
+    from mlflow.tracking import MlflowClient
+
+    assert [a.path for a in MlflowClient().list_artifacts(parents.iloc[0]["run_id"])] == [smoke.name]

@@ -66,8 +66,13 @@ def payloads(df) -> list[dict[str, Any]]:
 def _mlflow(df, dest: str | None, options: dict[str, Any]) -> str:
     from pathlib import Path
 
+    import os
+
     mlflow = need("mlflow", "mlflow")
-    uri = options.get("tracking_uri") or Path("mlruns").absolute().as_uri()
+    uri = options.get("tracking_uri")
+    if not uri:  # the default: a local file store, which MLflow 3 keeps only on request
+        uri = Path("mlruns").absolute().as_uri()
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     try:
         mlflow.set_tracking_uri(uri)
         mlflow.set_experiment(options.get("experiment") or "hwbench")
