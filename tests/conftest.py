@@ -31,12 +31,17 @@ import inspect
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
+
+# the store's Parquet cache (hwbench/store): a fresh folder for this test session (and the
+# processes it starts), never the user's own cache
+os.environ["HWBENCH_CACHE"] = tempfile.mkdtemp(prefix="hwbench-test-cache.")
 
 # whole modules of the full tier: everything in them starts processes or takes long
 FULL_MODULES = {

@@ -30,7 +30,7 @@ import fnmatch
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -181,25 +181,41 @@ def history(runs: Sequence[tuple[Path | str, RunRecord]], *, case_glob: str | No
             metric: str = "latency_ms_p50", threshold: float = DEFAULT_THRESHOLD) -> History:
     """Each case's ``metric`` per run (ok cases; a run's median latency by default),
     trend and change points, for the runs given in any order."""
-    import pandas as pd
-
-    from .compare import KNOWN_METRICS, environment_diff, unique_runs
+    from .compare import unique_runs
     from .derive import case_row
 
     runs, notes = unique_runs(list(runs), record=lambda pr: pr[1], label=lambda pr: str(pr[0]))
     ordered = order_runs(runs)
+    values = []
+    for p, rec in ordered:
+        values.append([(c.case_id, case_row(rec, c).get(metric)) for c in rec.cases
+                       if c.status == "ok" and not (case_glob and not fnmatch.fnmatchcase(c.case_id, case_glob))])
+    return history_of(ordered, values, metric=metric, threshold=threshold, notes=notes)
+
+
+def history_of(ordered: Sequence[tuple[Path | str, Any]], values: Sequence[Sequence[tuple[str, Any]]], *,
+               metric: str, threshold: float, notes: Sequence[str] = (),
+               record: Callable[[int], RunRecord] | None = None) -> History:
+    """:func:`history` from runs already de-duplicated and ordered: ``ordered[i]`` is
+    (path, run) where the run has ``run_id``, ``created``, ``suite.name`` and
+    ``environment`` (``hostname``, ``hwbench_git_commit``); ``values[i]`` the
+    (case_id, value) of its ok cases, in the run's order; ``record(i)`` the full
+    RunRecord of run ``i`` (default: ``ordered[i][1]``), read only at change points for
+    the environment differences (the store passes light runs and reads those two)."""
+    import pandas as pd
+
+    from .compare import KNOWN_METRICS, environment_diff
+
+    record = record or (lambda k: ordered[k][1])
     unit = KNOWN_METRICS.get(metric, ("",))[0]
     run_rows, series = [], []
     for i, (p, rec) in enumerate(ordered):
         env = rec.environment
         run_rows.append({"index": i, "run_id": rec.run_id, "created": rec.created, "commit": env.hwbench_git_commit,
                          "hostname": env.hostname, "suite": rec.suite.name, "path": str(p)})
-        for c in rec.cases:
-            if c.status != "ok" or (case_glob and not fnmatch.fnmatchcase(c.case_id, case_glob)):
-                continue
-            v = case_row(rec, c).get(metric)
+        for case_id, v in values[i]:
             if isinstance(v, (int, float)) and math.isfinite(v):
-                series.append({"case_id": c.case_id, "run_index": i, "run_id": rec.run_id, "created": rec.created,
+                series.append({"case_id": case_id, "run_index": i, "run_id": rec.run_id, "created": rec.created,
                                "commit": env.hwbench_git_commit, "value": float(v), "unit": unit,
                                "change_point": False, "outlier": False})
     sdf = pd.DataFrame(series, columns=["case_id", "run_index", "run_id", "created", "commit", "value", "unit",
@@ -224,7 +240,7 @@ def history(runs: Sequence[tuple[Path | str, RunRecord]], *, case_glob: str | No
         for cp in change_points(vals, threshold):
             k = int(idx[cp["index"]])
             prev = int(idx[cp["index"] - 1])
-            diff, _ = environment_diff([ordered[prev][1]], [ordered[k][1]])
+            diff, _ = environment_diff([record(prev)], [record(k)])
             what = ", ".join(f"{r.key} {r.baseline} -> {r.new}" for r in diff.itertuples(index=False)
                              if r.key not in ("settings.seed",))
             sdf.loc[(sdf["case_id"] == cid) & (sdf["run_index"] == k), "change_point"] = True

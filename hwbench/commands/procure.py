@@ -42,6 +42,22 @@ without a price (--skip-unpriced leaves those cases out).
 """
 
 
+def _list_regions(ctx, param, value) -> None:
+    """--list-regions: every region code of codecarbon's data, then exit."""
+    if not value or ctx.resilient_parsing:
+        return
+    from ..carbon import list_regions
+    from ..errors import UserError
+
+    try:
+        lines = list_regions()
+    except UserError as e:
+        click.echo(f"hwbench: error: {e}", err=True)
+        ctx.exit(2)
+    click.echo("\n".join(lines))
+    ctx.exit(0)
+
+
 @click.command(epilog=EPILOG)
 @click.argument("results", nargs=-1, required=True, type=click.Path())
 @click.option("--prices", "prices_path", required=True, metavar="FILE|catalog",
@@ -62,10 +78,15 @@ without a price (--skip-unpriced leaves those cases out).
 @click.option("--scaling-efficiency", type=FiniteFloat(min=0.01, max=1), metavar="E",
               help="Fraction of linear speed-up kept on --devices devices, 0.01 to 1 (default 1.0, an assumption).")
 @click.option("--skip-unpriced", is_flag=True, help="Leave out cases on devices without a price instead of failing.")
+@click.option("--region", metavar="CODE",
+              help="Grid carbon intensity of this region (FRA, USA, USA-CA, ...) from codecarbon's data "
+                   "(hwbench[carbon]); the price file's carbon_g_per_kwh wins where it gives one.")
+@click.option("--list-regions", is_flag=True, is_eager=True, expose_value=False, callback=_list_regions,
+              help="List the --region codes with their intensity and year, and exit.")
 @click.option("--format", "fmt", type=click.Choice(["table", "markdown", "csv"]), default="table", show_default=True)
 def procure(results: tuple[str, ...], prices_path: str, basis: str, mix_path: str | None, rank_by: str,
             train_model: str | None, tokens: float | None, devices: int, params: float | None,
-            scaling_efficiency: float | None, skip_unpriced: bool, fmt: str) -> None:
+            scaling_efficiency: float | None, skip_unpriced: bool, region: str | None, fmt: str) -> None:
     """Cost, energy and carbon per result from RESULTS files (or folders), a ranking of
     machines, and what training a model would take. Formulas: docs/procurement.md."""
     from ..analysis import cost
@@ -79,6 +100,12 @@ def procure(results: tuple[str, ...], prices_path: str, basis: str, mix_path: st
     if train_model is not None and tokens is None:
         raise UserError("--train needs --tokens D (training tokens, e.g. 300e9)")
     prices = load_prices(prices_path)
+    grid = kept = None
+    if region is not None:
+        from .. import carbon
+
+        grid = carbon.lookup(region)
+        prices, kept = carbon.apply(prices, grid)
     mix = load_mix(mix_path) if mix_path else None
     warnings: list[str] = []
     df = load_results(list(results), warn=warnings.append)
@@ -115,6 +142,9 @@ def procure(results: tuple[str, ...], prices_path: str, basis: str, mix_path: st
         if ranking is not None:
             out += _ranking(ranking, mix, rank_by, fmt)
     out += _footer(prices, frame, fmt)
+    if grid is not None:
+        out += _wrap(fmt, f"Carbon intensity: {grid.describe()}"
+                     + (f"; the price file's own carbon_g_per_kwh kept for {', '.join(kept)}" if kept else ""))
     click.echo(clean("\n".join(out), newlines=True))
 
 

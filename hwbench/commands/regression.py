@@ -383,8 +383,10 @@ def history(results: tuple[str, ...], case_glob: str | None, metric: str, thresh
     from ..analysis import history as hist
     from ..errors import UserError
 
-    runs = _read(results, "RESULTS")
-    h = hist.history(runs, case_glob=case_glob, metric=metric, threshold=threshold / 100)
+    h = _history_from_store(results, case_glob, metric, threshold / 100)
+    if h is None:
+        runs = _read(results, "RESULTS")
+        h = hist.history(runs, case_glob=case_glob, metric=metric, threshold=threshold / 100)
     if not len(h.series):
         raise UserError(f"{', '.join(results)}: no ok cases" + (f" matching {case_glob!r}" if case_glob else ""))
     if fmt == "csv":
@@ -399,6 +401,37 @@ def history(results: tuple[str, ...], case_glob: str | None, metric: str, thresh
         click.echo(_history_markdown(h))
     else:
         click.echo(_history_table(h))
+
+
+def _history_from_store(results: tuple[str, ...], case_glob, metric: str, threshold: float):
+    """The History through the store's cache when a folder is given (the thousandth
+    nightly costs what the first did), else None (files only, multi-node parts, or a
+    metric computed across a run's cases: the records are read)."""
+    from pathlib import Path
+
+    if not any(Path(p).is_dir() for p in results):
+        return None
+    from ..errors import UserError
+    from ..report.text import clean
+    from ..store import Store
+    from ..store import history as store_history
+
+    warnings: list[str] = []
+    store = Store(warn=warnings.append)
+    try:
+        try:
+            entries = store.entries(list(results))
+        except UserError as e:
+            raise UserError(f"RESULTS: {e}") from None
+        if not store_history.usable(entries, metric):
+            return None
+        h = store_history.history(store, entries, case_glob=case_glob, metric=metric, threshold=threshold,
+                                  warn=lambda d: warnings.append(f"RESULTS: {d}"))
+    finally:
+        store.close()
+    for w in warnings:
+        click.echo(f"hwbench: warning: {clean(w)}", err=True)
+    return h
 
 
 def _history_table(h) -> str:

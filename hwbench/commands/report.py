@@ -64,7 +64,14 @@ def report(results: tuple[str, ...], fmt: str, output: str | None, wide: bool, c
         _write_html(results, html_out)
         return
     warnings: list[str] = []
-    df, records = load_results_and_records(list(results), warnings.append)
+    if any(Path(p).is_dir() for p in results) and not section:
+        # folders grow night by night: read through the store's cache (a page section
+        # also draws from the records, so it reads the files)
+        from ..store import load_cases
+
+        df, records = load_cases(list(results), warn=warnings.append), []
+    else:
+        df, records = load_results_and_records(list(results), warnings.append)
     for w in warnings:
         click.echo(f"hwbench: warning: {clean(w)}", err=True)
     if df.empty:

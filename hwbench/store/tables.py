@@ -1,0 +1,127 @@
+"""One results file as the store's five tables (pandas frames, one row per item):
+
+- ``runs``: one row per run (file): id, suite, dates, status, host, case counts;
+- ``segments``: one row per start or resume, with the facts of its environment;
+- ``cases``: the columns of :func:`hwbench.analysis.derive.load_results` (the same
+  function makes them, :func:`~hwbench.analysis.derive.record_rows`);
+- ``samples``: the raw timed values, one row per case, repeat and value (s);
+- ``series``: collector readings in long form, one row per case, sampler, reading
+  and metric (the metric names carry their units, as in the results file).
+
+Every table starts with ``results_file`` (the absolute path of the file) and
+``run_id``, the keys to join them on (with ``case_id`` and ``segment``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..records import RunRecord
+
+TABLES = ("runs", "segments", "cases", "samples", "series")
+
+# column -> pandas dtype of the fixed-shape tables (cases follows derive.SCHEMA)
+RUNS = {"results_file": "string", "run_id": "string", "suite": "string", "suite_hash": "string",
+        "created": "string", "updated": "string", "status": "string", "schema_version": "Int64",
+        "hostname": "string", "hwbench_git_commit": "string", "nnodes": "Int64",
+        "n_segments": "Int64", "n_cases": "Int64", "n_ok": "Int64"}
+SEGMENTS = {"results_file": "string", "run_id": "string", "segment": "Int64", "started": "string",
+            "hostname": "string", "os": "string", "machine": "string", "cpu_model": "string",
+            "cpu_cores_logical": "Int64", "memory_total_bytes": "Int64", "python_version": "string",
+            "torch_version": "string", "hwbench_version": "string", "hwbench_git_commit": "string",
+            "accelerator_names": "string", "driver_version": "string", "idle_power_w": "float64",
+            "filters": "string", "env_changes": "string"}
+SAMPLES = {"results_file": "string", "run_id": "string", "case_id": "string", "repeat": "Int64",
+           "iteration": "Int64", "time_s": "float64"}
+SERIES = {"results_file": "string", "run_id": "string", "case_id": "string", "sampler": "string",
+          "device": "string", "reading": "Int64", "t_s": "float64", "metric": "string", "value": "float64"}
+
+
+def _frame(rows: list[dict[str, Any]] | dict[str, list], columns: dict[str, str]):
+    import pandas as pd
+
+    if isinstance(rows, dict):
+        data = rows
+    else:
+        data = {c: [r.get(c) for r in rows] for c in columns}
+    return pd.DataFrame({c: pd.Series(pd.array(data[c], dtype=t)) if t != "float64"
+                         else pd.Series([float("nan") if v is None else v for v in data[c]], dtype="float64")
+                         for c, t in columns.items()})
+
+
+def runs_frame(rec: RunRecord, path: str):
+    env = rec.environment
+    ok = sum(c.status == "ok" for c in rec.cases)
+    return _frame([{"results_file": path, "run_id": rec.run_id, "suite": rec.suite.name, "suite_hash": rec.suite.hash,
+                    "created": rec.created, "updated": rec.updated, "status": rec.status,
+                    "schema_version": rec.schema_version, "hostname": env.hostname,
+                    "hwbench_git_commit": env.hwbench_git_commit, "nnodes": rec.nnodes,
+                    "n_segments": len(rec.segments), "n_cases": len(rec.cases), "n_ok": ok}], RUNS)
+
+
+def segments_frame(rec: RunRecord, path: str):
+    rows = []
+    for s in rec.segments:
+        e, idle = s.environment, s.idle_baseline
+        rows.append({"results_file": path, "run_id": rec.run_id, "segment": s.index, "started": s.started,
+                     "hostname": e.hostname, "os": e.os, "machine": e.machine, "cpu_model": e.cpu_model,
+                     "cpu_cores_logical": e.cpu_cores_logical, "memory_total_bytes": e.memory_total_bytes,
+                     "python_version": e.python_version, "torch_version": e.torch_version,
+                     "hwbench_version": e.hwbench_version, "hwbench_git_commit": e.hwbench_git_commit,
+                     "accelerator_names": ",".join(g.name for g in e.accelerators) or None, "driver_version": e.driver_version,
+                     # the whole machine's idle draw: the sum over its devices (W)
+                     "idle_power_w": sum(idle.power_w.values()) if idle is not None and idle.power_w else None,
+                     "filters": ",".join(s.filters) or None, "env_changes": "; ".join(s.env_changes) or None})
+    return _frame(rows, SEGMENTS)
+
+
+def samples_frame(rec: RunRecord, path: str):
+    cols: dict[str, list] = {c: [] for c in SAMPLES}
+    for c in rec.cases:
+        m = c.measurement
+        if m is None:
+            continue
+        for r, times in enumerate(m.raw_times_s):
+            n = len(times)
+            cols["case_id"] += [c.case_id] * n
+            cols["repeat"] += [r] * n
+            cols["iteration"] += list(range(n))
+            cols["time_s"] += list(times)
+    n = len(cols["case_id"])
+    cols["results_file"], cols["run_id"] = [path] * n, [rec.run_id] * n
+    return _frame(cols, SAMPLES)
+
+
+def series_frame(rec: RunRecord, path: str):
+    cols: dict[str, list] = {c: [] for c in SERIES}
+    for c in rec.cases:
+        for name, col in c.collectors.items():
+            samples = col.samples or {}
+            t = samples.get("t_s") or []
+            for metric, values in samples.items():
+                if metric == "t_s":
+                    continue
+                n = len(values)
+                cols["case_id"] += [c.case_id] * n
+                cols["sampler"] += [name] * n
+                cols["device"] += [col.device] * n
+                cols["reading"] += list(range(n))
+                cols["t_s"] += [t[i] if i < len(t) else None for i in range(n)]
+                cols["metric"] += [metric] * n
+                cols["value"] += list(values)
+    n = len(cols["case_id"])
+    cols["results_file"], cols["run_id"] = [path] * n, [rec.run_id] * n
+    return _frame(cols, SERIES)
+
+
+def cases_frame(rec: RunRecord, path: str):
+    """The ``load_results`` rows of one run (scaling efficiency within the run; the
+    store recomputes it across runs, as ``load_results`` does)."""
+    from ..analysis.derive import record_rows, to_frame
+
+    return to_frame(record_rows(rec, path))
+
+
+def record_tables(rec: RunRecord, path: str) -> dict[str, Any]:
+    """The five tables of one run read from ``path``."""
+    return {"runs": runs_frame(rec, path), "segments": segments_frame(rec, path), "cases": cases_frame(rec, path),
+            "samples": samples_frame(rec, path), "series": series_frame(rec, path)}
