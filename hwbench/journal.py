@@ -41,7 +41,7 @@ from typing import Any, Callable, get_args
 
 from pydantic import ValidationError
 
-from .writable import write_atomic
+from .writable import fsync_dir as _fsync_dir, write_atomic
 from .records import BatchLimit, CaseResult, RunRecord, RunStatus
 
 SUFFIX = ".journal"
@@ -95,17 +95,6 @@ def decode(line: bytes) -> dict[str, Any] | None:
     except (ValueError, RecursionError):
         return None
     return entry if isinstance(entry, dict) else None
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        dfd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:  # not every filesystem lets a folder be fsynced
-        pass
 
 
 # ------------------------------------------------------------------------------ writing
