@@ -155,7 +155,7 @@ def suite_reference() -> str:
     from hwbench import spec
 
     tables = {f.annotation: (f.alias or n) for n, f in spec.SuiteSpec.model_fields.items()}
-    lines = [HEADER.format(src="the pydantic models of hwbench/spec.py"), "# Suite file reference", "",
+    lines = [HEADER.format(src="the pydantic models of hwbench/suite_format.py"), "# Suite file reference", "",
              "Every table and key a suite file may hold. Unknown keys, wrong types and values out",
              "of range are errors (one line naming the file and the field, exit code 2). The",
              "narrative, with an example file, is in [Suite files](../suites.md).", "",

@@ -1,7 +1,7 @@
 """Results files: atomic writing, locking, reading with validation and upgrades.
 
 A results file is a :class:`hwbench.records.RunRecord` as JSON (the schema history is in
-:mod:`hwbench.records`). Reading never trusts the file: it is parsed, upgraded from older
+docs/schema-history.md). Reading never trusts the file: it is parsed, upgraded from older
 schema versions and validated into typed records; anything that does not fit is a
 one-line :class:`ResultsError` naming the file and the field, and a file that failed
 validation is never written to.
