@@ -101,3 +101,10 @@ def test_the_hpu_kind_declares_the_hlml_collector_and_its_sources():
     hpu = devices.KINDS.get("hpu")
     assert hpu.samplers == ("hlml",) and hpu.energy_sources == ("hlml_counter", "hlml_power")
     assert not getattr(hpu, "power_note", None)
+
+
+def test_hlml_facts_fit_the_results_schema():
+    from hwbench.records import AcceleratorInfo
+
+    for d in habana.describe_all(FakePyhlml([FakeGaudi(), FakeGaudi(module_id=1)]), {"HABANA_VISIBLE_MODULES": "1"}):
+        AcceleratorInfo(**d)  # raises on an unknown key or a wrong type

@@ -59,6 +59,11 @@ class Hpu(TorchGpu):
         m = self.module()
         if not m.is_available():
             return [], {}
+        from . import habana
+
+        accs = habana.describe_all()  # HLML's facts (UUID, bus id, memory) where pyhlml is there
+        if accs:
+            return accs, {}
         return [{"index": 0, "kind": "hpu", "vendor": "intel-habana", "name": m.get_device_name(),
                  "torch_device": "hpu"}], {}
 
