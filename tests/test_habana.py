@@ -44,7 +44,8 @@ def test_hlml_readings_are_converted_once_to_hwbench_units(api):
     assert r["gpu_util_pct"] == 93 and r["memory_used_bytes"] == 2 * 2**30
     assert r["sm_clock_mhz"] == 1600 and r["temperature_c"] == 55 and r["throttle_reasons"] == 0
     info = d.describe()
-    assert (info["name"], info["kind"], info["vendor"], info["torch_device"]) == ("HL-325L", "hpu", "intel-habana", "hpu")
+    facts = (info["name"], info["kind"], info["vendor"], info["torch_device"])
+    assert facts == ("HL-325L", "hpu", "intel-habana", "hpu")
     assert info["memory_total_bytes"] == 128 * 2**30 and info["pci_bus_id"] == "0000:19:00.0"
     assert info["uuid"] == "01P0-HL3080A0-15-TNQ012-04-07-11"
 
