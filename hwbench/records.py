@@ -58,8 +58,8 @@ PROCESS_ISOLATED_REPEATS = 3
 # declares its own (hwbench.devices: Accelerator.energy_sources). Counters before
 # integrated power, measurements before the estimate. A source not listed ranks last
 # but one (only "estimated" is weaker).
-ENERGY_SOURCE_ORDER = ("nvml_counter", "amdsmi_counter", "hwmon_counter", "nvml_power", "amdsmi_power", "rapl",
-                       "estimated")
+ENERGY_SOURCE_ORDER = ("nvml_counter", "amdsmi_counter", "hwmon_counter", "hlml_counter", "nvml_power", "amdsmi_power",
+                       "hlml_power", "rapl", "estimated")
 # a source name: lower-case words joined by "_" (schema 4: open, not a fixed list)
 EnergySource = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
 

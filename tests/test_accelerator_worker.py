@@ -4,7 +4,7 @@ case function runs with the kind's torch-side module replaced by a faithful fake
 (tests/fakes/fake_accelerators.py) and the kind's device names mapped to the CPU, so
 the model really runs while every timing, synchronisation and memory question goes to
 the fake; the collectors read the kind's energy boundary (a fake amdsmi, a hwmon tree
-written as the xe driver would) around the worker's window marks, as the runner does.
+written as the xe driver would, a fake pyhlml) around the worker's window marks, as the runner does.
 What this verifies: that the worker asks the layer, and the layer the kind's module,
 for each of timing, memory and energy, and records what they answer with its source.
 What it cannot: the real modules' behaviour on real devices (docs/accelerators.md)."""
@@ -24,6 +24,7 @@ from hwbench.devices import accelerator
 from hwbench.spec import Settings, load_suite
 from fakes.fake_accelerators import FakeMps, FakeTorchGpu, FakeTorchXla
 from fakes.fake_amdsmi import FakeAmdGPU, FakeAmdSmi
+from fakes.fake_pyhlml import FakeGaudi, FakePyhlml
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = load_suite(ROOT / "suites" / "smoke.toml")
@@ -144,13 +145,18 @@ def test_xpu_cases_time_with_events_record_memory_and_hwmon_energy(monkeypatch, 
         assert coll.energy.energy_j == pytest.approx(200.0 * (t1 - t0), rel=0.05)
 
 
-def test_hpu_cases_time_with_hpu_events_and_record_memory(monkeypatch):
+@pytest.mark.parametrize("counter", [True, False])
+def test_hpu_cases_time_with_hpu_events_record_memory_and_hlml_energy(monkeypatch, counter):
     fake = FakeTorchGpu("GAUDI3")
     cpu_backed(monkeypatch, "hpu", fake)
-    outs = run_cases("hpu", "hpu")
+    hlml = FakePyhlml([FakeGaudi(power_w=600.0, has_energy_counter=counter)])
+    cs = CollectorSet.for_suite(Settings(collectors=["hlml"], sample_interval_s=0.02), libs={"pyhlml": hlml})
+    outs = run_cases("hpu", "hpu", cs)
     check_timing(outs, fake, events=True)
-    assert all(o.facts.memory_peak_bytes == fake.peak_bytes for _, o, *_ in outs)
-    assert devices.KINDS.get("hpu").energy_sources == ()  # no energy source: none is claimed
+    for _, out, coll, (t0, t1) in outs:
+        assert out.facts.memory_peak_bytes == fake.peak_bytes
+        assert coll.energy.energy_source == ("hlml_counter" if counter else "hlml_power")
+        assert coll.energy.energy_j == pytest.approx(600.0 * (t1 - t0), rel=0.05)
 
 
 def test_mps_cases_synchronise_then_wall_clock_and_record_no_peak(monkeypatch):

@@ -291,6 +291,7 @@ def test_list_devices_json_lists_every_kind_with_presence_and_reasons():
         assert x["present"] or x["reason"], k
         assert x["dist_backend"] and x["peak_source"], k
     assert rows["rocm"]["samplers"] == ["amdsmi"] and rows["rocm"]["energy_sources"] == ["amdsmi_counter", "amdsmi_power"]
+    assert rows["hpu"]["samplers"] == ["hlml"] and rows["hpu"]["energy_sources"] == ["hlml_counter", "hlml_power"]
     assert rows["mps"]["energy_sources"] == [] and "powermetrics" in rows["mps"]["energy_note"]
     t = CliRunner().invoke(cli, ["list", "devices"], env={"COLUMNS": "80"})
     assert t.exit_code == 0 and max(len(line) for line in t.stdout.splitlines()) <= 80

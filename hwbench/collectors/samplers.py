@@ -8,7 +8,7 @@ summarised and which quality flags its readings raise. Samplers are not thread-s
 one sampling thread (:mod:`hwbench.collectors.thread`) makes every ``read()`` and
 ``watch()`` call.
 
-A *sampler kind* (``host``, ``nvidia``, ``rapl``) is one :class:`SamplerKind` object in
+A *sampler kind* (``host``, ``nvidia``, ``rapl``, ``hlml``, ...) is one :class:`SamplerKind` object in
 :data:`KINDS`: its name (what a suite's ``collectors`` lists) and how its samplers are
 made from the settings and the device boundary. Adding a collector is registering one
 more kind.
@@ -24,7 +24,7 @@ from typing import Any, Callable, Mapping
 
 import psutil
 
-from ..devices import amd, intel, nvidia
+from ..devices import amd, habana, intel, nvidia
 from ..devices.rapl import Rapl
 from ..errors import DeviceNotSupported
 from ..registry import Registry
@@ -386,7 +386,8 @@ class RaplSampler(Sampler):
 @dataclass(frozen=True)
 class Boundary:
     """What a sampler kind is made from: the suite's settings and the device boundary
-    (``libs``: vendor library name -> module or fake, e.g. ``"pynvml"``, ``"amdsmi"``;
+    (``libs``: vendor library name -> module or fake, e.g. ``"pynvml"``, ``"amdsmi"``,
+    ``"pyhlml"``;
     ``powercap_root``: a powercap tree; ``sysfs_root``: a /sys tree; missing or None:
     the real hardware)."""
 
@@ -477,4 +478,31 @@ def _amdsmi(b: Boundary) -> list[Sampler]:
 register(SamplerKind(
     "amdsmi", _amdsmi, "each AMD GPU AMD SMI sees, as HIP numbers it ('rocm:N')",
     "amdsmi_counter (energy accumulator, ~0.1 s) or amdsmi_power (current 0.1 s / averaged 1 s)",
+))
+
+
+class HlmlSampler(GpuSampler):
+    """One Gaudi through :class:`hwbench.devices.habana.HabanaDevice` (HLML). Neither
+    the energy counter's nor the power reading's update period is documented: 0.1 s
+    and 1 s are assumed (unverified on hardware)."""
+
+    prefix = "hlml"
+    counter_source = "hlml_counter"
+    power_source_name = "hlml_power"
+    default_kind = "hpu"
+
+    def throttle_names(self, bits: int) -> list[str]:
+        return habana.throttle_names(bits)
+
+
+def _hlml(b: Boundary) -> list[Sampler]:
+    devs = habana.devices(b.lib("pyhlml"))
+    if not devs:
+        raise DeviceNotSupported("no Gaudi visible to HLML (pyhlml missing, or no habanalabs driver)")
+    return [HlmlSampler(d) for d in devs]
+
+
+register(SamplerKind(
+    "hlml", _hlml, "each Gaudi HLML sees; the one this process uses as 'hpu'",
+    "hlml_counter (total energy, mJ; ~0.1 s assumed) or hlml_power (power usage, mW; 1 s assumed)",
 ))

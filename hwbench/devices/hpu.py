@@ -2,9 +2,9 @@
 device "hpu"; ``hpu.synchronize()`` and HPU events; the allocator's memory
 statistics; the "hccl" torch.distributed backend.
 
-Energy: Gaudi exposes power and energy through HLML (``pyhlml``, hl-smi's library);
-hwbench does not read it yet, so HPU cases get no energy figure. Verified against fakes
-only (no Gaudi was available to this project)."""
+Energy: power and the total energy counter come from HLML (``pyhlml``, hl-smi's
+library; :mod:`hwbench.devices.habana`) through the ``hlml`` collector. Verified against
+fakes only (no Gaudi was available to this project)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,8 @@ class Hpu(TorchGpu):
     capabilities = {"tf32": "TF32 is an NVIDIA tensor-core format", "int8_mm": "no aten._int_mm kernel for HPU",
                     "int4_mm": "no tinygemm kernel for HPU", "sparse24": "no 2:4 sparse kernels for HPU",
                     "fp8": "hwbench's fp8 path is torchao's, not Gaudi's own fp8 (habana_quantization_toolkit)"}
-    power_note = "HLML (pyhlml) power and energy are not read yet"
+    samplers = ("hlml",)
+    energy_sources = ("hlml_counter", "hlml_power")
 
     def module(self) -> Any:
         if self._module is not None:
@@ -58,6 +59,11 @@ class Hpu(TorchGpu):
         m = self.module()
         if not m.is_available():
             return [], {}
+        from . import habana
+
+        accs = habana.describe_all()  # HLML's facts (UUID, bus id, memory) where pyhlml is there
+        if accs:
+            return accs, {}
         return [{"index": 0, "kind": "hpu", "vendor": "intel-habana", "name": m.get_device_name(),
                  "torch_device": "hpu"}], {}
 
