@@ -20,9 +20,11 @@ DTensors of its own shards. One timed round, every rank together:
   barrier; the clock stops.
 
 Bytes on disk: every file of the checkpoint folder (all ranks' shards and the
-metadata), counted by rank 0 after the save. The folder lives in the case's scratch
-folder in ``checkpoint_dir``, made and removed by rank 0 (one host: the ranks share
-it; a multi-node group would need a shared filesystem, which hwbench does not check).
+metadata), counted by rank 0 after the save; ``checkpoint_shard_bytes`` lists the
+shard data files' (``*.distcp``, one per rank with dcp's FileSystemWriter). The
+folder lives in the case's scratch folder in ``checkpoint_dir``, made and removed by
+rank 0 (one host: the ranks share it; a multi-node group would need a shared
+filesystem, which hwbench does not check).
 """
 
 from __future__ import annotations
@@ -145,6 +147,7 @@ def _rounds(case, settings, rank: int, model, opt, sd, folder: Path, device) -> 
         if rank == 0:
             info["bytes"] = sum(p.stat().st_size for p in files)
             info["files"] = len(files)
+            info["shards"] = [p.stat().st_size for p in files if p.suffix == ".distcp"]
         info["dropped"] = drop_cache(files[rank::world])
         dist.barrier()
         t1 = time.perf_counter()
@@ -182,7 +185,8 @@ def _rounds(case, settings, rank: int, model, opt, sd, folder: Path, device) -> 
     return {"raw_times_s": [saves], "first_iter_s": first, "warmup_s": first, "t_ready": t_ready,
             "t_first_timed": start, "t_window_end": end, "checkpoint_load_s": loads,
             "checkpoint_blocked_s": blocked or None, "checkpoint_bytes": info.get("bytes"),
-            "checkpoint_files": info.get("files"), "checkpoint_load_from": load_from(info["dropped"])}
+            "checkpoint_files": info.get("files"),
+            "checkpoint_shard_bytes": info.get("shards"), "checkpoint_load_from": load_from(info["dropped"])}
 
 
 def save_sharded(kind: str, sd: dict[str, Any], folder: Path, rank: int, world: int) -> float | None:

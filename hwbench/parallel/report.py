@@ -52,6 +52,7 @@ class RankReport(BaseModel):
     checkpoint_blocked_s: list[float] | None = None  # dcp_async: per round, this rank's
     checkpoint_bytes: int | None = None  # every file of the checkpoint (rank 0)
     checkpoint_files: int | None = None
+    checkpoint_shard_bytes: list[int] | None = None  # each shard data file (rank 0)
     checkpoint_load_from: str | None = None
     scratch_fs_type: str | None = None
 
@@ -135,6 +136,7 @@ def _checkpoint(rs: list[RankReport]) -> dict:
     return {"checkpoint_load_s": [max(t) for t in zip(*(r.checkpoint_load_s or [] for r in rs))],
             "checkpoint_blocked_s": [max(t) for t in zip(*blocked)] if blocked else None,
             "checkpoint_bytes": r0.checkpoint_bytes, "checkpoint_files": r0.checkpoint_files,
+            "checkpoint_shard_bytes": r0.checkpoint_shard_bytes,
             "checkpoint_load_from": r0.checkpoint_load_from, "scratch_fs_type": r0.scratch_fs_type}
 
 
