@@ -97,3 +97,14 @@ def test_merge_of_train_ranks_has_no_checkpoint_facts():
                    t_ready=1.0, t_first_timed=2.0, t_window_end=3.0)
     _, f, _ = merge({0: r})
     assert f.checkpoint_load_s is None and f.checkpoint_bytes is None
+
+
+def test_the_saving_table_names_a_sharded_cases_group():
+    import pandas as pd
+
+    from hwbench.analysis import feeding
+
+    df = pd.DataFrame({"status": ["ok", "ok", "failed"], "mode": ["checkpoint"] * 3, "run_id": ["r"] * 3,
+                       "model": ["mlp:tiny"] * 3, "checkpointer": ["dcp", "dcp", "dcp"],
+                       "parallelism": ["none", "fsdp", "tp"], "world_size": [1, 2, 2]})
+    assert list(feeding.checkpoint_cases(df)["checkpointer"]) == ["dcp", "dcp fsdp2"]
