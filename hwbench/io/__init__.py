@@ -8,6 +8,8 @@
 * ``mode = "checkpoint"`` (:mod:`.checkpoint`): save and load of the model and its
   optimizer state with one of :data:`CHECKPOINTERS`, every file flushed (fsync)
   before the clock stops.
+* :mod:`.sharded`: checkpoint cases with ``parallelism`` fsdp or tp, saved and loaded
+  by every rank of the case's torchrun group (:data:`SHARDED_STRATEGIES`).
 * :mod:`.storage`: the filesystem and block device behind a folder.
 
 This module is torch-free (the suite loader imports it to validate modes and

@@ -101,13 +101,13 @@ def run_rank(case, settings, rank: int, t_start: float, mesh, device, acc) -> di
     if rank == 0:
         with scratch.scratch(settings.checkpoint_dir) as folder:
             dist.broadcast_object_list([str(folder)], src=0)
-            out = _rounds(case, settings, rank, model, opt, sd, folder, device)
+            out = _rounds(case, settings, rank, model, opt, sd, folder, device, acc)
             out["scratch_fs_type"] = describe(folder, "scratch")["fs_type"]
             dist.barrier()  # the others are done with the folder before it goes
     else:
         got = [None]
         dist.broadcast_object_list(got, src=0)
-        out = _rounds(case, settings, rank, model, opt, sd, Path(got[0]), device)
+        out = _rounds(case, settings, rank, model, opt, sd, Path(got[0]), device, acc)
         dist.barrier()
     return {"status": "ok", "t_start": t_start, "params": fam.param_count(cfg), "flops_per_sample": 0.0,
             "group_batch": mesh.group_batch, "host_rss_peak_bytes": _rss(), **out}
@@ -119,7 +119,7 @@ def _rss() -> int:
     return rss_peak_bytes()
 
 
-def _rounds(case, settings, rank: int, model, opt, sd, folder: Path, device) -> dict[str, Any]:
+def _rounds(case, settings, rank: int, model, opt, sd, folder: Path, device, acc) -> dict[str, Any]:
     """Save and load rounds until ``min_time_s`` and ``min_iters`` (at most
     ``max_iters``), rank 0 deciding for all, after one first round."""
     import torch
@@ -133,7 +133,7 @@ def _rounds(case, settings, rank: int, model, opt, sd, folder: Path, device) -> 
     loads: list[float] = []
     blocked: list[float] = []
     info: dict[str, Any] = {}
-    flag = torch.zeros(1)
+    flag = torch.zeros(1, device=device)  # on the collective backend's device (nccl: the GPU)
 
     def one_round(n: int) -> None:
         d = folder / f"ckpt-{n}"
@@ -152,6 +152,7 @@ def _rounds(case, settings, rank: int, model, opt, sd, folder: Path, device) -> 
         dist.barrier()
         t1 = time.perf_counter()
         load(kind, model, opt, d, device)
+        acc.synchronize(device)  # the copies to an accelerator are done
         dist.barrier()
         t_load = time.perf_counter() - t1
         if rank == 0:
