@@ -77,6 +77,18 @@ CHECKPOINTERS.register(Checkpointer(
     needs="torch.distributed.checkpoint.async_save"))
 
 
+def sharded_requires(case: Any) -> str | None:
+    """Why parallel checkpoint ``case`` cannot run (the planner's check), or None."""
+    if case.parallelism not in SHARDED_STRATEGIES:
+        return (f"{case.parallelism}: checkpoint cases run sharded, with parallelism "
+                f"{' or '.join(SHARDED_STRATEGIES)} (got {case.parallelism!r})")
+    kind = case.checkpointer or "torch_save"
+    if kind not in SHARDED_CHECKPOINTERS:
+        return (f"{case.parallelism}: checkpointer {kind!r} is not a sharded format; "
+                f"parallel checkpoint cases take {' or '.join(SHARDED_CHECKPOINTERS)}")
+    return None
+
+
 def check_sharded(parallelism: list[str], checkpointers: list[str] | None, where: str) -> None:
     """A checkpoint block's parallel cases save sharded: every strategy other than
     ``none`` is one of :data:`SHARDED_STRATEGIES` and then every checkpointer (default

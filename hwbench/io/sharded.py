@@ -35,20 +35,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import SHARDED_CHECKPOINTERS as CHECKPOINTERS
-from . import SHARDED_STRATEGIES as STRATEGIES
-
-
-def requires(case: Any) -> str | None:
-    """Why parallel checkpoint ``case`` cannot run (torch-free), or None."""
-    if case.parallelism not in STRATEGIES:
-        return (f"{case.parallelism}: checkpoint cases run sharded, with parallelism "
-                f"{' or '.join(STRATEGIES)} (got {case.parallelism!r})")
-    if (case.checkpointer or "torch_save") not in CHECKPOINTERS:
-        return (f"{case.parallelism}: checkpointer {case.checkpointer or 'torch_save'!r} is not a sharded format; "
-                f"parallel checkpoint cases take {' or '.join(CHECKPOINTERS)}")
-    return None
-
 
 def _fsync(paths: list[Path]) -> None:
     for p in paths:

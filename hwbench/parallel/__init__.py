@@ -61,9 +61,9 @@ def requires(case: Case, device_kind: str, devices_of_kind: int, settings=None, 
     name = case.parallelism
     strategy = STRATEGIES.get(name)
     if case.mode == "checkpoint":  # sharded save and load (hwbench.io.sharded)
-        from ..io import sharded
+        from ..io import sharded_requires
 
-        why = sharded.requires(case)
+        why = sharded_requires(case)
         if why is not None:
             return why
     elif case.mode != "train":
