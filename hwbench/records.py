@@ -373,6 +373,7 @@ class Facts(_Record):
     checkpoint_load_s: list[Seconds] | None = None
     checkpoint_blocked_s: list[Window] | None = None
     checkpoint_load_from: Text | None = None
+    checkpoint_shard_bytes: list[Count] | None = None  # sharded cases: each rank's shard file, bytes
     scratch_fs_type: Text | None = None  # the filesystem of the case's scratch folder
 
 

@@ -315,9 +315,11 @@ def _check_applicable(block: MatrixBlock, where: str) -> None:
     if block.comm != ["none"] and block.parallelism == ["none"]:
         takes = " or ".join(f'["{n}"]' for n, x in parallel.STRATEGIES.items() if x.comm)
         raise ConfigError(f"{where}.comm: applies to parallel cases only; add parallelism = {takes}")
-    if any(p != "none" for p in block.parallelism) and any(m != "train" for m in block.modes):
-        raise ConfigError(f"{where}.parallelism: parallel strategies train; this block has modes "
-                          f"{', '.join(block.modes)} (use modes = [\"train\"])")
+    if any(p != "none" for p in block.parallelism) and any(m not in ("train", "checkpoint") for m in block.modes):
+        raise ConfigError(f"{where}.parallelism: parallel strategies train or save sharded checkpoints; this block "
+                          f"has modes {', '.join(block.modes)} (use modes = [\"train\"] or [\"checkpoint\"])")
+    if "checkpoint" in block.modes:
+        iomod.check_sharded(block.parallelism, block.checkpointers, where)
     for key, mode in (("num_workers", "data"), ("pin_memory", "data"), ("prefetch_factors", "data"),
                       ("persistent_workers", "data"), ("checkpointers", "checkpoint")):
         if getattr(block, key) is not None and mode not in block.modes:

@@ -175,6 +175,12 @@ def data_cases(df):
 
 
 def checkpoint_cases(df):
-    """Every ok checkpoint case: bytes, save and load GB/s and seconds, the filesystem."""
-    ok = df[(df["status"] == "ok") & (df["mode"] == "checkpoint")]
+    """Every ok checkpoint case: bytes, save and load GB/s and seconds, the filesystem.
+    A sharded case's checkpointer reads with its group as its case id writes it
+    (``dcp fsdp2``: fsdp over 2 ranks)."""
+    ok = df[(df["status"] == "ok") & (df["mode"] == "checkpoint")].copy()
+    if "parallelism" in ok and "world_size" in ok:
+        par = ok["parallelism"].fillna("none") != "none"
+        ok.loc[par, "checkpointer"] = (ok.loc[par, "checkpointer"] + " " + ok.loc[par, "parallelism"]
+                                       + ok.loc[par, "world_size"].astype("Int64").astype(str))
     return ok.sort_values(["run_id", "model", "checkpointer"], kind="stable")

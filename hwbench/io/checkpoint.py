@@ -83,6 +83,12 @@ def drop_cache(files: list[Path]) -> bool:
     return True
 
 
+def load_from(dropped: bool) -> str:
+    """What a load read, as the record says it (``dropped``: :func:`drop_cache` ran)."""
+    return ("storage: each file's pages dropped from the page cache (posix_fadvise DONTNEED) after the save's "
+            "fsync" if dropped else "page cache: the files the save just wrote (no posix_fadvise here)")
+
+
 # ------------------------------------------------------------------ the checkpointers
 def save(kind: str, sd: dict[str, Any], folder: Path) -> float | None:
     """Save ``sd`` into ``folder`` with checkpointer ``kind`` and flush it to storage.
@@ -200,8 +206,6 @@ def run(case: Case, prep, fam, cfg, settings, device: torch.device, folder: Path
         "checkpoint_files": info["files"],
         "checkpoint_load_s": loads,
         "checkpoint_blocked_s": blocked or None,
-        "checkpoint_load_from": ("storage: each file's pages dropped from the page cache (posix_fadvise "
-                                 "DONTNEED) after the save's fsync" if info["dropped"] else
-                                 "page cache: the files the save just wrote (no posix_fadvise here)"),
+        "checkpoint_load_from": load_from(info["dropped"]),
     }
     return timing, facts

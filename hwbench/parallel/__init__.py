@@ -60,8 +60,14 @@ def requires(case: Case, device_kind: str, devices_of_kind: int, settings=None, 
     fam, _ = models.get(case.model)
     name = case.parallelism
     strategy = STRATEGIES.get(name)
-    if case.mode != "train":
-        return f"{name}: parallel strategies train (mode {case.mode!r})"
+    if case.mode == "checkpoint":  # sharded save and load (hwbench.io.sharded)
+        from ..io import sharded_requires
+
+        why = sharded_requires(case)
+        if why is not None:
+            return why
+    elif case.mode != "train":
+        return f"{name}: parallel strategies train or save sharded checkpoints (mode {case.mode!r})"
     if case.backend not in strategy.backends:
         why = BACKEND_REASONS.get(case.backend, "")
         return f"{name}: runs the {' / '.join(strategy.backends)} backends, not {case.backend!r}{why}"

@@ -180,6 +180,10 @@ def _run(case, settings, job: dict, rank: int, t_start: float) -> dict:
     from ..worker import inject_fault, rss_peak_bytes
 
     mesh, device, acc = _join(case, settings, job)
+    if case.mode == "checkpoint":  # a sharded checkpoint case: saved and loaded there
+        from ..io import sharded
+
+        return sharded.run_rank(case, settings, rank, t_start, mesh, device, acc)
     compiles = backends.compile_counter()
     fam, size, cfg, step, deviation = _build(case, settings, mesh, rank)
     psgd = getattr(step, "powersgd", None)  # PowerSGD's state: warm up until it compresses

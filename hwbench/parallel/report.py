@@ -47,6 +47,14 @@ class RankReport(BaseModel):
     group_batch: int | None = None
     t_failed: float | None = None  # time.time() when the rank caught its failure (which rank failed first)
     compiles_in_window: int | None = None  # torch.compile compilations during the timed steps (should be 0)
+    # sharded checkpoint cases (hwbench.io.sharded): raw_times_s holds the save times
+    checkpoint_load_s: list[float] | None = None  # per round, this rank's
+    checkpoint_blocked_s: list[float] | None = None  # dcp_async: per round, this rank's
+    checkpoint_bytes: int | None = None  # every file of the checkpoint (rank 0)
+    checkpoint_files: int | None = None
+    checkpoint_shard_bytes: list[int] | None = None  # each shard data file (rank 0)
+    checkpoint_load_from: str | None = None
+    scratch_fs_type: str | None = None
 
 
 class AgentReport(BaseModel):
@@ -111,10 +119,25 @@ def merge(reports: dict[int, RankReport]) -> tuple[Measurement, Facts, dict[str,
         param_rel_l2_vs_none=_max(r.param_rel_l2_vs_none for r in rs),
         param_rel_l2_steps=r0.param_rel_l2_steps,
         ranks=[r.rank for r in rs],
+        **_checkpoint(rs),
     )
     ts = {"worker_start": max(r.t_start for r in rs), "ready": max(r.t_ready for r in rs),
           "first_timed": w0, "window_end": w1}
     return m, facts, ts
+
+
+def _checkpoint(rs: list[RankReport]) -> dict:
+    """A sharded checkpoint case's facts: per round the slowest rank's load (and
+    blocked) time, the bytes and files rank 0 counted; {} for other cases."""
+    r0 = rs[0]
+    if r0.checkpoint_load_s is None:
+        return {}
+    blocked = [r.checkpoint_blocked_s for r in rs if r.checkpoint_blocked_s is not None]
+    return {"checkpoint_load_s": [max(t) for t in zip(*(r.checkpoint_load_s or [] for r in rs))],
+            "checkpoint_blocked_s": [max(t) for t in zip(*blocked)] if blocked else None,
+            "checkpoint_bytes": r0.checkpoint_bytes, "checkpoint_files": r0.checkpoint_files,
+            "checkpoint_shard_bytes": r0.checkpoint_shard_bytes,
+            "checkpoint_load_from": r0.checkpoint_load_from, "scratch_fs_type": r0.scratch_fs_type}
 
 
 def _max(values):
