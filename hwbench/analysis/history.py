@@ -4,7 +4,8 @@ Pure functions over records. Runs are ordered by the time they were created, the
 the hwbench git commit they recorded (``environment.hwbench_git_commit``), which labels
 them. Change points are found with PELT (Killick, Fearnhead & Eckley 2012, "Optimal
 detection of changepoints with a linear computational cost", JASA) as implemented by
-the ``ruptures`` library (Truong, Oudre & Vayatis 2020), on the logarithm of the per-run
+the ``ruptures`` library (Truong, Oudre & Vayatis 2020; its compiled ``KernelCPD``
+with the linear kernel, which is the l2 cost: see :func:`search`), on the logarithm of the per-run
 value, so a step is a ratio:
 
 * cost ``l2`` (a change in mean), ``min_size = 2`` runs per segment (a single outlying
@@ -42,9 +43,9 @@ PENALTY = 3.0  # x sigma^2 ln n per change point (modified BIC)
 SIGMA_FLOOR = 0.005  # log units: 0.5 %
 DEFAULT_THRESHOLD = 0.05
 SPARK = "▁▂▃▄▅▆▇█"
-METHOD = ("PELT (ruptures, cost l2 on log values, MBIC penalty 3 sigma^2 ln n with sigma the robust "
-          "run-to-run noise, at least 2 runs per segment), single outlying runs (3 sigma from both neighbours) "
-          "left out first, steps below the threshold dropped")
+METHOD = ("PELT (ruptures KernelCPD, linear kernel = cost l2) on log values, MBIC penalty 3 sigma^2 ln n "
+          "with sigma the robust run-to-run noise, at least 2 runs per segment), single outlying runs "
+          "(3 sigma from both neighbours) left out first, steps below the threshold dropped")
 
 
 @dataclass(frozen=True)
@@ -104,14 +105,25 @@ def single_outliers(y: np.ndarray, sigma: float) -> np.ndarray:
     return out
 
 
+def search(y: np.ndarray, pen: float) -> list[int]:
+    """PELT breakpoints of a (log) series under the l2 cost and penalty ``pen``: the ends
+    of its segments, the last one ``y.size``. ruptures' ``KernelCPD`` with the linear
+    kernel is the same search with the same cost (its kernel cost of a segment is the
+    segment's sum of squared deviations from its mean) in compiled code, where
+    ``Pelt(model="l2")`` recomputes each candidate segment's cost in Python: hours on
+    5,000 runs instead of a fraction of a second (docs/regression.md, "Scale")."""
+    import ruptures
+
+    algo = ruptures.KernelCPD(kernel="linear", min_size=MIN_SIZE, jump=1)
+    return [int(b) for b in algo.fit(y.reshape(-1, 1)).predict(pen=pen)]
+
+
 def change_points(values: Sequence[float], threshold: float = DEFAULT_THRESHOLD) -> list[dict[str, float]]:
     """Change points of a series of positive per-run values (see the module docstring):
     ``[{"index": first index after the step, "before": ..., "after": ..., "step":
     after / before - 1}]``. Single outlying runs (:func:`single_outliers`) are left out
     before the search, so they are neither a step nor two. Fewer than 2 * MIN_SIZE
     values (outliers left out): none."""
-    import ruptures
-
     x = np.asarray(values, float)
     if x.size < 2 * MIN_SIZE or not np.all(np.isfinite(x)):
         return []
@@ -123,8 +135,7 @@ def change_points(values: Sequence[float], threshold: float = DEFAULT_THRESHOLD)
     if y.size < 2 * MIN_SIZE:
         return []
     pen = PENALTY * sigma**2 * math.log(y.size)
-    bkps = ruptures.Pelt(model="l2", min_size=MIN_SIZE, jump=1).fit(y.reshape(-1, 1)).predict(pen=pen)
-    edges = [0, *bkps]
+    edges = [0, *search(y, pen)]
     out = []
     for i in range(1, len(edges) - 1):
         start, k, end = edges[i - 1], edges[i], edges[i + 1]

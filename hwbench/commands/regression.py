@@ -56,13 +56,34 @@ def _read(paths: tuple[str, ...], what: str):
 
     warnings: list[str] = []
     try:
-        got = read_many(list(paths), warnings.append)
+        got = _from_store(paths, warnings.append)
+        if got is None:
+            got = read_many(list(paths), warnings.append)
     except UserError as e:
         raise UserError(f"{what}: {e}") from None
     got, dups = unique_runs(got, record=lambda pr: pr[1], label=lambda pr: str(pr[0]))
     for w in warnings + [f"{what}: {d}" for d in dups]:
         click.echo(f"hwbench: warning: {clean(w)}", err=True)
     return got
+
+
+def _from_store(paths: tuple[str, ...], warn):
+    """The runs of ``paths`` rebuilt from the store's cache when a folder is given (a
+    folder read before costs no parse: :mod:`hwbench.store.records`), else None (files
+    only, or multi-node parts: the files are read)."""
+    from pathlib import Path
+
+    if not any(Path(p).is_dir() for p in paths):
+        return None
+    from ..store import Store
+    from ..store import records as store_records
+
+    store = Store(warn=warn)
+    try:
+        entries = store.entries(list(paths))
+        return store_records.runs(store, entries) if store_records.usable(entries) else None
+    finally:
+        store.close()
 
 
 @click.command(epilog=COMPARE_EPILOG)

@@ -18,7 +18,7 @@ from ..errors import ResultsError
 from .tables import TABLES, record_tables
 
 # Bump when the tables' shape changes: every entry is then rebuilt.
-STORE_FORMAT = 1
+STORE_FORMAT = 2  # 2: the records table (compare through the store)
 # The code whose output the cache keeps (derive and what it imports): a change to any
 # of these files (a better formula, a new peak row) re-derives every entry. Other
 # modules (history, compare, reports) read the tables and do not invalidate them.

@@ -1,4 +1,4 @@
-"""One results file as the store's five tables (pandas frames, one row per item):
+"""One results file as the store's six tables (pandas frames, one row per item):
 
 - ``runs``: one row per run (file): id, suite, dates, status, host, case counts;
 - ``segments``: one row per start or resume, with the facts of its environment;
@@ -6,7 +6,10 @@
   function makes them, :func:`~hwbench.analysis.derive.record_rows`);
 - ``samples``: the raw timed values, one row per case, repeat and value (s);
 - ``series``: collector readings in long form, one row per case, sampler, reading
-  and metric (the metric names carry their units, as in the results file).
+  and metric (the metric names carry their units, as in the results file);
+- ``records``: one row per run: the run as JSON without its raw times and collector
+  readings (those are in ``samples`` and ``series``), from which ``compare`` rebuilds
+  the run (:mod:`.records`) without reading the results file.
 
 Every table starts with ``results_file`` (the absolute path of the file) and
 ``run_id``, the keys to join them on (with ``case_id`` and ``segment``)."""
@@ -17,7 +20,7 @@ from typing import Any
 
 from ..records import RunRecord
 
-TABLES = ("runs", "segments", "cases", "samples", "series")
+TABLES = ("runs", "segments", "cases", "samples", "series", "records")
 
 # column -> pandas dtype of the fixed-shape tables (cases follows derive.SCHEMA)
 RUNS = {"results_file": "string", "run_id": "string", "suite": "string", "suite_hash": "string",
@@ -32,6 +35,7 @@ SEGMENTS = {"results_file": "string", "run_id": "string", "segment": "Int64", "s
             "filters": "string", "env_changes": "string"}
 SAMPLES = {"results_file": "string", "run_id": "string", "case_id": "string", "repeat": "Int64",
            "iteration": "Int64", "time_s": "float64"}
+RECORDS = {"results_file": "string", "run_id": "string", "record": "string"}
 SERIES = {"results_file": "string", "run_id": "string", "case_id": "string", "sampler": "string",
           "device": "string", "reading": "Int64", "t_s": "float64", "metric": "string", "value": "float64"}
 
@@ -113,6 +117,22 @@ def series_frame(rec: RunRecord, path: str):
     return _frame(cols, SERIES)
 
 
+def records_frame(rec: RunRecord, path: str):
+    """The run as JSON with every repeat's raw times emptied (the number of repeats
+    kept) and no collector readings: :func:`hwbench.store.records.runs` puts the
+    times back from ``samples``."""
+    import json
+
+    doc = rec.model_dump(mode="json")
+    for c in doc["cases"]:
+        m = c.get("measurement")
+        if m is not None:
+            m["raw_times_s"] = [[] for _ in m["raw_times_s"]]
+        for col in (c.get("collectors") or {}).values():
+            col["samples"] = None
+    return _frame([{"results_file": path, "run_id": rec.run_id, "record": json.dumps(doc)}], RECORDS)
+
+
 def cases_frame(rec: RunRecord, path: str):
     """The ``load_results`` rows of one run (scaling efficiency within the run; the
     store recomputes it across runs, as ``load_results`` does)."""
@@ -122,6 +142,7 @@ def cases_frame(rec: RunRecord, path: str):
 
 
 def record_tables(rec: RunRecord, path: str) -> dict[str, Any]:
-    """The five tables of one run read from ``path``."""
+    """The six tables of one run read from ``path``."""
     return {"runs": runs_frame(rec, path), "segments": segments_frame(rec, path), "cases": cases_frame(rec, path),
-            "samples": samples_frame(rec, path), "series": series_frame(rec, path)}
+            "samples": samples_frame(rec, path), "series": series_frame(rec, path),
+            "records": records_frame(rec, path)}
