@@ -277,10 +277,25 @@ class ProcessLauncher:
         return start()
 
     def run_worker(self, job: WorkerJob, **kw: Any) -> CaseRun:
+        from .io import IO_MODES
         from .worker import Target, probe_batch, run_case
 
         args = (job.case, job.settings, Target(job.device, job.device_name), job.memory_limit_bytes, job.fault)
-        return run_worker(probe_batch if job.probe else run_case, args, **kw)
+        pids: list[int] = []
+        on_start = kw.pop("on_start", lambda pid: None)
+
+        def started(pid: int) -> None:
+            pids.append(pid)
+            on_start(pid)
+
+        try:
+            return run_worker(probe_batch if job.probe else run_case, args, on_start=started, **kw)
+        finally:
+            if getattr(job.case, "mode", None) in IO_MODES:  # a killed worker's scratch folder (hwbench.io.scratch)
+                from .io.scratch import remove_left
+
+                for pid in pids:
+                    remove_left(getattr(job.settings, "checkpoint_dir", None), pid)
 
     def run_group(self, case: Any, settings: Any, **kw: Any) -> CaseRun:
         return run_group(case, settings, **kw)

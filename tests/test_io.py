@@ -415,3 +415,21 @@ def test_device_feed_copies_the_next_batch_on_a_side_stream_before_handing_over(
     x1, _ = feed()
     assert x1.tolist() == [2.0, 3.0]  # the batch copied ahead
     assert fake.log[3:] == [("wait", "side"), ("enter", "side")]  # one copy ahead per call, never more
+
+
+def test_a_killed_workers_scratch_folders_are_found_by_its_pid_and_only_its(tmp_path):
+    """A worker SIGKILLed after the grace period cannot clean up: the runner removes the
+    folders whose names carry that worker's pid, and nobody else's (known answer)."""
+    import os
+
+    from hwbench.io import SCRATCH_PREFIX
+    from hwbench.io.scratch import remove_left, scratch
+
+    with scratch(str(tmp_path)) as mine:
+        assert mine.name.startswith(f"{SCRATCH_PREFIX}{os.getpid()}-")
+        (mine / "shard").write_bytes(b"x" * 10)
+        other = tmp_path / f"{SCRATCH_PREFIX}{os.getpid() + 1}-abc"  # another worker's, running
+        other.mkdir()
+        assert remove_left(str(tmp_path), os.getpid()) == [mine]
+        assert not mine.exists() and other.exists()
+    assert remove_left(str(tmp_path), os.getpid()) == []

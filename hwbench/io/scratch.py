@@ -3,13 +3,16 @@ when the case starts, removed when it ends -- also when it fails, and when the r
 ends the worker with SIGTERM (a timeout, or a run stopped by a signal): while a
 scratch folder exists the worker turns SIGTERM into an exception, so the ``finally``
 that removes it runs. A worker whose runner died (its lifeline closed) removes the
-open folders before it exits (:func:`remove_open`). Only SIGKILL can leave one
-behind; its name starts with :data:`hwbench.io.SCRATCH_PREFIX`.
+open folders before it exits (:func:`remove_open`). A worker that had to be killed
+(SIGKILL, when it did not end within the runner's grace after SIGTERM) cannot clean
+up: its folders carry its pid in their name (:data:`hwbench.io.SCRATCH_PREFIX` +
+``<pid>-``), and the runner removes them after the worker is gone (:func:`remove_left`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import signal
 import tempfile
@@ -36,7 +39,8 @@ def _on_sigterm(signum, frame) -> None:
 def scratch(root: str | None) -> Iterator[Path]:
     """A new folder in ``root`` (None: the system's temporary folder), removed on the
     way out, SIGTERM included (module docstring)."""
-    folder = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=root))
+    # the worker's pid in the name: a runner that had to SIGKILL it removes what is left
+    folder = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", dir=root))
     with _lock:
         _open.append(folder)
     main = threading.current_thread() is threading.main_thread()
@@ -61,3 +65,14 @@ def remove_open() -> None:
         for folder in _open:
             shutil.rmtree(folder, ignore_errors=True)
         _open.clear()
+
+
+def remove_left(root: str | None, pid: int) -> list[Path]:
+    """Remove the scratch folders worker ``pid`` made in ``root`` (None: the system's
+    temporary folder) and left behind (it was killed); returns them. Called by the
+    runner once the worker has exited, so nothing writes into them any more."""
+    base = Path(root) if root else Path(tempfile.gettempdir())
+    left = sorted(base.glob(f"{SCRATCH_PREFIX}{pid}-*"))
+    for folder in left:
+        shutil.rmtree(folder, ignore_errors=True)
+    return left
