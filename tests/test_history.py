@@ -141,19 +141,64 @@ def test_history_marks_the_outlier_and_counts_a_duplicated_run_once(tmp_path):
     assert max(map(len, out.splitlines())) <= 80
 
 
+def _penalised_l2(y, bkps, pen):
+    """The objective both searches minimise: each segment's sum of squared deviations
+    from its mean, plus ``pen`` per change point."""
+    starts = [0, *bkps[:-1]]
+    return sum(float(((y[a:b] - y[a:b].mean()) ** 2).sum()) for a, b in zip(starts, bkps)) + pen * (len(bkps) - 1)
+
+
+def _optimal_partitioning(y, pen, min_size):
+    """The exact optimum of the penalised l2 cost by dynamic programming over every
+    segmentation (Jackson et al.'s optimal partitioning, O(n^2)): the known answer."""
+    n = y.size
+    best = [0.0] + [np.inf] * n  # best[t]: the optimum of y[:t], the first segment unpenalised
+    for t in range(min_size, n + 1):
+        for s in [0, *range(min_size, t - min_size + 1)]:
+            if np.isfinite(best[s]):
+                seg = y[s:t]
+                best[t] = min(best[t], best[s] + float(((seg - seg.mean()) ** 2).sum()) + (pen if s else 0.0))
+    return best[n]
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.integers(4, 60), st.integers(0, 2**32 - 1))
-def test_search_is_ruptures_pelt_l2(n, seed):
-    """The compiled search gives the breakpoints of ruptures' reference PELT with the l2
-    cost (what history used before) on noisy series with steps and spikes."""
+def test_search_is_never_worse_than_reference_pelt_and_near_the_optimum(n, seed):
+    """On noisy series with steps and spikes the compiled search's penalised l2 cost is
+    never above that of ruptures' reference Pelt(l2) (what history used before) and
+    within 5 % of the exact optimum (optimal partitioning). PELT's pruning with a
+    minimum segment size is not exact: on 3,000 such series both searches missed the
+    optimum on 0.2 % of them, by at most 3.3 %; they gave different breakpoints once,
+    the compiled search the cheaper (the next test)."""
     import ruptures
 
     rng = np.random.default_rng(seed)
     y = rng.normal(0, 0.03, n) + (rng.random(n) < 0.1) * 0.2 \
         + (np.arange(n) >= rng.integers(0, n)) * rng.normal(0, 0.1)
     pen = hist.PENALTY * hist.robust_sigma(y) ** 2 * np.log(n)
+    got = _penalised_l2(y, hist.search(y, pen), pen)
     ref = ruptures.Pelt(model="l2", min_size=hist.MIN_SIZE, jump=1).fit(y.reshape(-1, 1)).predict(pen=pen)
-    assert hist.search(y, pen) == [int(b) for b in ref]
+    assert got <= _penalised_l2(y, [int(b) for b in ref], pen) * (1 + 1e-9) + 1e-12
+    assert got <= _optimal_partitioning(y, pen, hist.MIN_SIZE) * 1.05 + 1e-12
+
+
+def test_search_differs_from_reference_pelt_only_to_be_cheaper():
+    """The one series of those 3,000 (seed 2897) where the breakpoints differ: ruptures'
+    Pelt returns 8 change points at a penalised cost of 0.16528, the compiled search 9
+    at 0.16482 (the exact optimum, 0.16417, is lower still)."""
+    import ruptures
+
+    rng = np.random.default_rng(2897)
+    n = int(rng.integers(4, 61))
+    y = rng.normal(0, 0.03, n) + (rng.random(n) < 0.1) * 0.2 \
+        + (np.arange(n) >= rng.integers(0, n)) * rng.normal(0, 0.1)
+    pen = hist.PENALTY * hist.robust_sigma(y) ** 2 * np.log(n)
+    got = hist.search(y, pen)
+    ref = [int(b) for b in ruptures.Pelt(model="l2", min_size=hist.MIN_SIZE, jump=1).fit(y.reshape(-1, 1)).predict(pen=pen)]
+    assert got == [10, 12, 17, 19, 21, 25, 31, 33, 39] and ref == [10, 12, 17, 19, 25, 31, 33, 39]
+    assert _penalised_l2(y, got, pen) == pytest.approx(0.164825, abs=1e-6)
+    assert _penalised_l2(y, ref, pen) == pytest.approx(0.165276, abs=1e-6)
+    assert _optimal_partitioning(y, pen, hist.MIN_SIZE) == pytest.approx(0.164169, abs=1e-6)
 
 
 def test_change_point_in_5000_runs():
