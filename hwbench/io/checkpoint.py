@@ -98,20 +98,30 @@ def save(kind: str, sd: dict[str, Any], folder: Path) -> float | None:
         with open(folder / "checkpoint.pt", "wb") as f:
             torch.save(sd, f)
             f.flush()
-    elif kind == "dcp":
-        import torch.distributed.checkpoint as dcp
-
-        dcp.save(sd, checkpoint_id=str(folder))
-    elif kind == "dcp_async":
-        import torch.distributed.checkpoint as dcp
-
-        t0 = time.perf_counter()
-        fut = dcp.async_save(sd, checkpoint_id=str(folder))
-        blocked = time.perf_counter() - t0
-        fut.result()
+    elif kind in ("dcp", "dcp_async"):
+        blocked = dcp_save(kind, sd, folder)
     else:
         raise ValueError(f"unknown checkpointer {kind!r}")
     fsync_tree(folder)
+    return blocked
+
+
+def dcp_save(kind: str, sd: dict[str, Any], folder: Path) -> float | None:
+    """``torch.distributed.checkpoint`` save of ``sd`` into ``folder`` (``dcp``, or
+    ``dcp_async`` waited for); in a process group every rank calls it with its shards.
+    Returns the time the caller was blocked (``dcp_async``), else None. Not flushed:
+    the caller fsyncs the files."""
+    import torch.distributed.checkpoint as dcp
+
+    if kind == "dcp":
+        dcp.save(sd, checkpoint_id=str(folder))
+        return None
+    if kind != "dcp_async":
+        raise ValueError(f"checkpointer {kind!r} is not a torch.distributed.checkpoint format")
+    t0 = time.perf_counter()
+    fut = dcp.async_save(sd, checkpoint_id=str(folder))
+    blocked = time.perf_counter() - t0
+    fut.result()
     return blocked
 
 

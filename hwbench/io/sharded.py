@@ -182,18 +182,10 @@ def save_sharded(kind: str, sd: dict[str, Any], folder: Path, rank: int, world: 
     the folder by rank 0; a barrier. Returns the time the caller was blocked
     (``dcp_async``), else None."""
     import torch.distributed as dist
-    import torch.distributed.checkpoint as dcp
 
-    blocked = None
-    if kind == "dcp":
-        dcp.save(sd, checkpoint_id=str(folder))
-    elif kind == "dcp_async":
-        t0 = time.perf_counter()
-        fut = dcp.async_save(sd, checkpoint_id=str(folder))
-        blocked = time.perf_counter() - t0
-        fut.result()
-    else:
-        raise ValueError(f"checkpointer {kind!r} is not a sharded format")
+    from .checkpoint import dcp_save
+
+    blocked = dcp_save(kind, sd, folder)  # raises for a checkpointer that is not a sharded format
     dist.barrier()  # every rank's files (and rank 0's metadata) are written
     _fsync(sorted(p for p in folder.rglob("*") if p.is_file())[rank::world])
     if rank == 0:
