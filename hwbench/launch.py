@@ -277,7 +277,6 @@ class ProcessLauncher:
         return start()
 
     def run_worker(self, job: WorkerJob, **kw: Any) -> CaseRun:
-        from .io import IO_MODES
         from .worker import Target, probe_batch, run_case
 
         args = (job.case, job.settings, Target(job.device, job.device_name), job.memory_limit_bytes, job.fault)
@@ -291,14 +290,29 @@ class ProcessLauncher:
         try:
             return run_worker(probe_batch if job.probe else run_case, args, on_start=started, **kw)
         finally:
-            if getattr(job.case, "mode", None) in IO_MODES:  # a killed worker's scratch folder (hwbench.io.scratch)
-                from .io.scratch import remove_left
-
-                for pid in pids:
-                    remove_left(getattr(job.settings, "checkpoint_dir", None), pid)
+            _remove_scratch(job.case, job.settings, pids)
 
     def run_group(self, case: Any, settings: Any, **kw: Any) -> CaseRun:
-        return run_group(case, settings, **kw)
+        run = None
+        try:
+            run = run_group(case, settings, **kw)
+            return run
+        finally:
+            _remove_scratch(case, settings, run.pids if run is not None else [])
+
+
+def _remove_scratch(case: Any, settings: Any, pids: list[int]) -> None:
+    """Remove the scratch folders of a data / checkpoint case's processes that are gone
+    (:func:`hwbench.io.scratch.remove_left`): a worker, or a sharded checkpoint group's
+    agent and ranks, that had to be killed before its own clean-up ran."""
+    from .io import IO_MODES
+
+    if getattr(case, "mode", None) not in IO_MODES:
+        return
+    from .io.scratch import remove_left
+
+    for pid in pids:
+        remove_left(getattr(settings, "checkpoint_dir", None), pid)
 
 
 # ----------------------------------------------------------------- fault injection

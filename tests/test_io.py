@@ -433,3 +433,31 @@ def test_a_killed_workers_scratch_folders_are_found_by_its_pid_and_only_its(tmp_
         assert remove_left(str(tmp_path), os.getpid()) == [mine]
         assert not mine.exists() and other.exists()
     assert remove_left(str(tmp_path), os.getpid()) == []
+
+
+def test_a_killed_checkpoint_groups_scratch_is_removed_by_its_ranks_pids(tmp_path, monkeypatch):
+    """A sharded checkpoint case's rank 0 makes the scratch folder; a group killed before
+    its clean-up leaves it: the launcher removes the folders of every pid of the group
+    (agent and ranks), and only for data / checkpoint cases (known answer)."""
+    from types import SimpleNamespace
+
+    from hwbench import launch
+    from hwbench.io import SCRATCH_PREFIX
+
+    rank_pid, other_pid = 4_000_001, 4_000_002
+    left = tmp_path / f"{SCRATCH_PREFIX}{rank_pid}-x"
+    running = tmp_path / f"{SCRATCH_PREFIX}{other_pid}-y"
+    settings = SimpleNamespace(checkpoint_dir=str(tmp_path))
+
+    def fake_group(case, settings, **kw):
+        left.mkdir(exist_ok=True)
+        running.mkdir(exist_ok=True)
+        run = launch.CaseRun("timeout", "killed")
+        run.pids = [4_000_000, rank_pid]
+        return run
+
+    monkeypatch.setattr(launch, "run_group", fake_group)
+    launch.ProcessLauncher().run_group(SimpleNamespace(mode="infer"), settings)
+    assert left.exists()  # not a data / checkpoint case: nothing of it is scratch
+    launch.ProcessLauncher().run_group(SimpleNamespace(mode="checkpoint"), settings)
+    assert not left.exists() and running.exists()

@@ -6,7 +6,9 @@ that removes it runs. A worker whose runner died (its lifeline closed) removes t
 open folders before it exits (:func:`remove_open`). A worker that had to be killed
 (SIGKILL, when it did not end within the runner's grace after SIGTERM) cannot clean
 up: its folders carry its pid in their name (:data:`hwbench.io.SCRATCH_PREFIX` +
-``<pid>-``), and the runner removes them after the worker is gone (:func:`remove_left`).
+``<pid>-``), and the runner removes them after the worker is gone (:func:`remove_left`);
+for a sharded checkpoint case the folder is rank 0's, and the runner removes the
+folders of every pid of the killed group (agent and ranks).
 """
 
 from __future__ import annotations
