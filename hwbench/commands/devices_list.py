@@ -69,6 +69,8 @@ def render(fmt: str) -> None:
     w = width()
     print_lines(con, ["device kinds (a suite's devices = [\"<kind>\"]; docs/accelerators.md)"], style="bold")
     print_lines(con, fit(data, cols, w).lines)
-    notes = [f"{r['kind']}: {r['reason']}" for r in data if not r["present"]]
+    # a present kind's peak source is a sentence about this machine: whole in the notes
+    notes = [f"{r['kind']} peaks: {r['peak_source']}" for r in data if r["present"]]
+    notes += [f"{r['kind']}: {r['reason']}" for r in data if not r["present"]]
     notes += [f"{r['kind']} energy: {r['energy_note']}" for r in data if r["energy_note"]]
     print_lines(con, [""] + [line for n in notes for line in textwrap.wrap(n, w, subsequent_indent="  ")])
