@@ -71,6 +71,9 @@ class Case:
     latency_slo_ms: float | None = None
     ttft_slo_ms: float | None = None
     tpot_slo_ms: float | None = None
+    # LoadGen scenario cases: model replicas serving the SUT's queue at once (its
+    # ``inst<N>`` case-id part where above 1; 1 keeps case ids)
+    instances: int = 1
 
     @property
     def auto_batch(self) -> bool:
@@ -94,6 +97,8 @@ class Case:
         if self.comm != "none":
             parts.append(self.comm)
         parts.extend(self.io_parts())
+        if self.instances != 1:
+            parts.append(f"inst{self.instances}")
         if self.scenario != "none":
             parts.append(self.scenario + (f"@{self.load:g}qps" if self.load is not None else ""))
         if self.arrival != "none":

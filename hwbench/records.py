@@ -262,6 +262,7 @@ class CaseIdentity(_Record):
     latency_slo_ms: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
     ttft_slo_ms: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
     tpot_slo_ms: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    instances: Annotated[int, Field(ge=1, le=1024)] = 1  # LoadGen scenario cases: model replicas in the SUT
 
 
 class LoadPoint(_Record):
@@ -282,6 +283,8 @@ class LoadPoint(_Record):
     tpot_s: list[Window] | None = None
     itl_max_s: list[Window] | None = None
     output_tokens: list[Count] | None = None
+    # LoadGen scenarios with several model instances: forward passes each instance ran
+    instance_batches: list[Count] | None = None
 
 
 class Serving(_Record):
@@ -291,7 +294,9 @@ class Serving(_Record):
     points: list[LoadPoint] = []
     capacity_qps_at_slo: Float | None = None  # capacity search only
     capacity_rule: Text = ""  # how the search stopped
-    fixed_batch_samples_per_s: Float | None = None  # full batches back to back, no load (the search's upper bound)
+    # full batches back to back, no load (the search's upper bound), on every instance at once
+    fixed_batch_samples_per_s: Float | None = None
+    instance_threads: Count | None = None  # intra-op threads each instance ran with (CPU); None: not divided
 
 
 class Measurement(_Record):

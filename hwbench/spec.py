@@ -347,6 +347,9 @@ def _check_serving(block: MatrixBlock, where: str) -> None:
     for k in ("latency_slo_ms", "ttft_slo_ms", "tpot_slo_ms"):
         if getattr(block, k) is not None and block.scenarios is None and block.request_rates is None:
             raise ConfigError(f"{where}.{k}: applies to serving blocks (scenarios = [...] or request_rates = [...])")
+    if block.instances is not None and block.scenarios is None:
+        raise ConfigError(f"{where}.instances: applies to LoadGen scenarios (scenarios = [...]); generation under "
+                          "load and fixed-batch cases run one model")
     if block.arrival is not None and block.request_rates is None:
         raise ConfigError(f"{where}.arrival: applies with request_rates = [...] (generation under load)")
     if (block.scenarios is not None or block.request_rates is not None) and block.parallelism != ["none"]:
@@ -357,6 +360,9 @@ def check_serving_settings(spec: "SuiteSpec", path: str) -> None:
     """Settings a serving block needs: an SLO for a capacity search, a duration long
     enough for LoadGen's minimum query count at every offered rate."""
     st = spec.settings
+    if st.instances != 1 and not any(b.scenarios for b in spec.matrix):
+        raise ConfigError(f"{path}: settings.instances: applies to LoadGen scenarios and no matrix block has "
+                          "scenarios = [...]")
     for bi, block in enumerate(spec.matrix):
         where = f"{path}: matrix[{bi}]"
         if (block.scenarios is not None or block.request_rates is not None) and st.repeats >= 3:
@@ -380,22 +386,24 @@ def check_serving_settings(spec: "SuiteSpec", path: str) -> None:
 
 
 # the Case fields a serving point gives, in the order of _serving_points' tuples
-SERVING_FIELDS = ("scenario", "load", "arrival", "latency_slo_ms", "ttft_slo_ms", "tpot_slo_ms")
+SERVING_FIELDS = ("scenario", "load", "arrival", "latency_slo_ms", "ttft_slo_ms", "tpot_slo_ms", "instances")
 
 
 def _serving_points(block: MatrixBlock, mode: str, st: Settings | None = None) -> list[tuple]:
-    """(scenario, load, arrival, latency / TTFT / TPOT SLO) of a block's cases in
-    ``mode``: every scenario (a Server one at each of server_qps, or once for its
-    capacity search), every request rate of generation under load, or one plain case.
-    A serving case's SLOs are the block's, else the settings' (``st``)."""
+    """(scenario, load, arrival, latency / TTFT / TPOT SLO, instances) of a block's
+    cases in ``mode``: every scenario (a Server one at each of server_qps, or once for
+    its capacity search), every request rate of generation under load, or one plain
+    case. A serving case's SLOs and a LoadGen case's instances are the block's, else
+    the settings' (``st``)."""
     slos = tuple(getattr(block, k) if getattr(block, k) is not None else getattr(st, k, None)
                  for k in ("latency_slo_ms", "ttft_slo_ms", "tpot_slo_ms"))
     if mode == "infer" and block.scenarios:  # judged by latency
-        return [(sc, q, "none", slos[0], None, None) for sc in block.scenarios
+        inst = block.instances or getattr(st, "instances", 1)
+        return [(sc, q, "none", slos[0], None, None, inst) for sc in block.scenarios
                 for q in ((block.server_qps or [None]) if sc == "server" else [None])]
     if mode == "generate" and block.request_rates:  # judged by TTFT and TPOT (MLPerf's LLM rules)
-        return [("none", r, block.arrival or "poisson", None, *slos[1:]) for r in block.request_rates]
-    return [("none", None, "none", None, None, None)]
+        return [("none", r, block.arrival or "poisson", None, *slos[1:], 1) for r in block.request_rates]
+    return [("none", None, "none", None, None, None, 1)]
 
 
 def _shapes(fam, cfg, block: MatrixBlock, where: str, name: str) -> list[Shape]:

@@ -153,6 +153,10 @@ class Settings(_Strict):
     length_distribution: Literal["fixed", "uniform"] = Field(
         "uniform", description="Generation under load: prompt and output lengths per request; uniform = "
         "integers uniform in [ceil(L/2), L] for L = the case's seq_len / output_len; fixed = L")
+    instances: int = Field(
+        1, ge=1, le=64, description="Serving, LoadGen scenarios: model replicas serving the SUT's queue at once, "
+        "each with its own thread and dynamic batcher (its own stream on GPUs; on a CPU the case's intra-op "
+        "threads are divided between them), 1 to 64")
     capacity_rel_tol: float = Field(
         0.1, gt=0, lt=1, description="Serving: the capacity search stops when its passing and failing rates "
         "are within this fraction of the failing one")
@@ -255,6 +259,8 @@ class MatrixBlock(_Strict):
         None, gt=0, le=MAX_DURATION_S * 1e3, description="Serving: this block's latency SLO, ms (default: settings')")
     ttft_slo_ms: float | None = Field(
         None, gt=0, le=MAX_DURATION_S * 1e3, description="Generation under load: this block's TTFT SLO, ms")
+    instances: int | None = Field(
+        None, ge=1, le=64, description="LoadGen scenarios: this block's model instances (default: settings')")
     tpot_slo_ms: float | None = Field(
         None, gt=0, le=MAX_DURATION_S * 1e3, description="Generation under load: this block's TPOT SLO, ms")
 

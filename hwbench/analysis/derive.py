@@ -20,7 +20,7 @@ from .stats import latency_stats_ms, noise_flag, percentile
 # Columns of the case identity, in this order, present in every row.
 IDENTITY = ("model", "family", "size", "mode", "batch_size", "seq_len", "image_size", "gen_tokens", "precision",
             "backend", "device", "threads", "variant", "parallelism", "world_size", "comm", "num_workers",
-            "pin_memory", "prefetch_factor", "persistent_workers", "checkpointer")
+            "pin_memory", "prefetch_factor", "persistent_workers", "checkpointer", "instances")
 
 
 def _peak_key(precision: str) -> str | None:
@@ -453,7 +453,7 @@ SCHEMA: list[tuple[str, str]] = [
     ("checkpoint_load_gbs", _FLOAT), ("checkpoint_save_s_p50", _FLOAT), ("checkpoint_load_s_p50", _FLOAT),
     ("checkpoint_blocked_s_p50", _FLOAT), ("checkpoint_load_from", _STR), ("scratch_fs_type", _STR),
     # serving under load (hwbench.serving): the row's load point, SLO, capacity, LoadGen's logs
-    ("scenario", _STR), ("arrival", _STR), ("latency_slo_ms", _FLOAT), ("ttft_slo_ms", _FLOAT),
+    ("scenario", _STR), ("arrival", _STR), ("instances", _INT), ("latency_slo_ms", _FLOAT), ("ttft_slo_ms", _FLOAT),
     ("tpot_slo_ms", _FLOAT), ("offered_qps", _FLOAT), ("achieved_qps", _FLOAT),
     ("slo_met", "boolean"), ("goodput_rps", _FLOAT), ("capacity_qps_at_slo", _FLOAT), ("capacity_rule", _STR),
     ("fixed_batch_samples_per_s", _FLOAT), ("ttft_ms_p99", _FLOAT), ("tpot_ms_p99", _FLOAT),

@@ -160,11 +160,21 @@ def capacity_from_points(points: list[tuple[float, bool | None]]) -> float | Non
 SCENARIO_SUFFIX = re.compile(r"/(single_stream|multi_stream|server|offline)(@[0-9.e+-]+qps)?$|/(poisson|constant)@[0-9.e+-]+rps$")
 
 
+INSTANCES_SUFFIX = re.compile(r"/inst[0-9]+$")
+
+
 def workload_of(case_id: str) -> str:
-    """The fixed-batch case a serving case serves: its id without the scenario / load
-    part (``encoder:tiny/infer/bs16/seq32/fp32/eager/cpu/server@100qps`` ->
-    ``encoder:tiny/infer/bs16/seq32/fp32/eager/cpu``)."""
+    """What a serving case serves: its id without the scenario / load part
+    (``encoder:tiny/infer/bs16/seq32/fp32/eager/cpu/server@100qps`` ->
+    ``encoder:tiny/infer/bs16/seq32/fp32/eager/cpu``). A SUT of several model
+    instances keeps its ``inst<N>`` part: its curve is its own."""
     return SCENARIO_SUFFIX.sub("", case_id)
+
+
+def fixed_case_of(workload: str) -> str:
+    """The fixed-batch case a workload is compared with: its id without an
+    ``inst<N>`` part (one model, a full batch back to back)."""
+    return INSTANCES_SUFFIX.sub("", workload)
 
 
 def load_curve(df):
@@ -191,7 +201,7 @@ def capacity_vs_fixed(df):
             continue
         off = g[g["scenario"] == "offline"]["achieved_qps"]
         caps = g["capacity_qps_at_slo"].dropna()
-        fx = fixed.get((run, wl))
+        fx = fixed.get((run, fixed_case_of(wl)))
         cap = float(caps.max()) if len(caps) else None
         if cap is None and not len(off):
             continue  # SingleStream / MultiStream only: nothing to set beside the fixed batch

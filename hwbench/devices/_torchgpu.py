@@ -18,6 +18,7 @@ class TorchGpu(Accelerator):
     # the GPU runtimes reserve far more address space than memory: an RLIMIT_AS cap
     # makes them fail to initialise; their allocator caps device memory instead
     caps_address_space = False
+    streams = True  # torch.cuda / torch.xpu streams (ROCm: HIP streams behind torch.cuda)
 
     def set_device(self, device: "torch.device", memory_limit_bytes: int | None = None) -> None:
         m = self.module()

@@ -20,6 +20,7 @@ torch is imported lazily (spec and planning import this layer without torch).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import importlib.util
@@ -82,6 +83,8 @@ class Accelerator:
     * ``peak_source``: where its datasheet peaks come from (hwbench.peaks).
     * ``module_name``: the Python module that must import for the kind to exist
       (None: torch itself).
+    * ``streams``: whether its torch module offers streams (``Stream``, ``stream()``),
+      so that concurrent serving instances each queue work on their own (:meth:`lane`).
     """
 
     name: str = "cpu"
@@ -101,6 +104,7 @@ class Accelerator:
     caps_address_space: bool = True
     peak_source: str = "hwbench/data/peaks.csv, by device name"
     module_name: str | None = None
+    streams: bool = False  # its torch module has streams (Stream, stream()): serving instances get one each
     # capability name -> None where every device of the kind has it, or the reason
     # every device of the kind lacks it; kinds with per-device answers override
     # capability_reason instead.
@@ -184,6 +188,16 @@ class Accelerator:
         """Whether a case's intra-op thread count is what runs it (CPU)."""
         return self.name == "cpu"
 
+    def lane(self, device: "torch.device") -> "Lane":
+        """A place for one of several concurrent workers (a serving instance) on
+        ``device``: its own stream where the kind's torch module offers streams
+        (``Stream`` and the ``stream`` context, as ``torch.cuda``), else none (the CPU:
+        concurrent workers are host threads)."""
+        m = self.module() if self.streams else None
+        if m is None or not hasattr(m, "Stream") or not hasattr(m, "stream"):
+            return Lane(self, device, None)
+        return Lane(self, device, m.Stream(device))
+
     def init_process_group(self, device: "torch.device") -> None:
         """Join the torch.distributed group of a parallel case with this kind's backend."""
         import torch.distributed as dist
@@ -235,6 +249,27 @@ class Accelerator:
         if self.module_name is not None and importlib.util.find_spec(self.module_name.split(".")[0]) is None:
             return f"the {self.module_name} module is not installed"
         return None
+
+
+class Lane:
+    """Where one concurrent worker (a serving instance) queues its device work
+    (:meth:`Accelerator.lane`): ``scope()`` makes its stream current in the calling
+    thread, ``synchronize()`` waits for that stream alone (other lanes' work goes on);
+    without a stream both fall back to the device's (no-ops on the CPU)."""
+
+    def __init__(self, acc: Accelerator, device: "torch.device", stream: Any = None):
+        self.acc, self.device, self.stream = acc, device, stream
+
+    def scope(self) -> Any:
+        if self.stream is None:
+            return contextlib.nullcontext()
+        return self.acc.module().stream(self.stream)
+
+    def synchronize(self) -> None:
+        if self.stream is None:
+            self.acc.synchronize(self.device)
+        else:
+            self.stream.synchronize()
 
 
 # the device-kind registry (hwbench.registry): suites name its entries as devices

@@ -6,6 +6,7 @@ the raw record (:class:`hwbench.records.Serving`). Statistics are derived at loa
 from __future__ import annotations
 
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -14,7 +15,7 @@ import torch
 
 from .. import backends, devices, timing
 from ..records import LoadPoint, Measurement, Serving
-from . import arrivals, capacity, slo
+from . import arrivals, capacity, instances, slo
 from .sut import run_test
 
 # The calibration that gives the capacity search its upper bound (and the Offline
@@ -66,42 +67,45 @@ def _end(send, marks) -> None:
 
 
 def _loadgen(case, settings, fam, cfg, prep, timer, device, send, marks):
+    acc = devices.of_torch(device)
+    preps = instances.replicas(prep, case.instances,
+                               lambda: instances.build_replica(case, settings, fam, cfg, device))
     torch.manual_seed(settings.seed + 1)
     inputs, _ = fam.make_batch(cfg, case.batch_size, case.shape, device, torch.float32)
     if fam.float_inputs:
         inputs = inputs.to(prep.input_dtype)
-    model, autocast = prep.model, prep.autocast
-
-    def forward(n: int) -> None:
-        with torch.inference_mode(), autocast():
-            model(inputs[:n])
-        timer.sync()
+    insts = instances.make_instances(preps, inputs, acc, device,
+                                     torch.get_num_threads() if acc.host_threads() else None)
+    forwards = [i.forward for i in insts]
 
     t0 = time.perf_counter()
-    forward(case.batch_size)
+    forwards[0](case.batch_size)
     first = time.perf_counter() - t0
-    for n in (1, case.batch_size) * WARMUP_ITERS:
-        forward(n)
+    for forward in forwards:
+        for n in (1, case.batch_size) * WARMUP_ITERS:
+            forward(n)
     warm = time.perf_counter() - t0
     marks["ready"] = time.monotonic()
-    full = _calibrate(forward, case.batch_size)
+    full = _calibrate(insts, case.batch_size)
     st = settings
     root = tempfile.mkdtemp(prefix="hwbench-loadgen-")
     times: list[float] = []
     points: list[LoadPoint] = []
 
     def point(scenario: str, qps: float | None) -> LoadPoint:
-        r = run_test(scenario, forward, max_batch=case.batch_size, max_batch_wait_s=st.max_batch_wait_ms / 1e3,
+        r = run_test(scenario, forwards, max_batch=case.batch_size, max_batch_wait_s=st.max_batch_wait_ms / 1e3,
                      outdir=f"{root}/point{len(points)}", duration_s=st.scenario_duration_s,
                      min_queries=st.min_query_count, target_qps=qps, slo_ms=case.latency_slo_ms,
-                     pct=st.latency_slo_percentile, expected_qps=full * 1.5)
+                     pct=st.latency_slo_percentile, expected_qps=full * 1.5,
+                     thread_init=lambda i: insts[i].enter_thread())
         times.extend(r.batch_times_s)
         lat_ms = [x * 1e3 for x in r.latencies_s]
         samples = sum(r.batches)
         p = LoadPoint(offered_qps=qps, achieved_qps=samples / r.window_s if r.window_s > 0 else 0.0,
                       duration_s=r.window_s, latencies_s=[round(x, 9) for x in r.latencies_s], loadgen_log=r.outdir,
                       loadgen_summary=r.summary, mean_batch=samples / len(r.batches) if r.batches else None,
-                      slo_met=slo.slo_met(lat_ms, case.latency_slo_ms, st.latency_slo_percentile))
+                      slo_met=slo.slo_met(lat_ms, case.latency_slo_ms, st.latency_slo_percentile),
+                      instance_batches=r.instance_batches if case.instances > 1 else None)
         points.append(p)
         return p
 
@@ -115,12 +119,39 @@ def _loadgen(case, settings, fam, cfg, prep, timer, device, send, marks):
         point(case.scenario, case.load if case.scenario == "server" else None)
     _end(send, marks)
     serving = Serving(scenario=case.scenario, points=points, capacity_qps_at_slo=cap, capacity_rule=rule,
-                      fixed_batch_samples_per_s=full)
+                      fixed_batch_samples_per_s=full, instance_threads=insts[0].threads)
     return serving, times or [first], (first, warm)
 
 
-def _calibrate(forward, batch: int) -> float:
-    """Samples/s of full batches back to back for CALIBRATE_S (the median batch)."""
+def _calibrate(insts, batch: int) -> float:
+    """Samples/s of full batches back to back for CALIBRATE_S on every instance at
+    once (each in its own thread where there are several): the sum over instances of
+    batch / its median batch time."""
+    if len(insts) == 1:
+        return batch / _median_batch_s(insts[0].forward, batch)
+    medians: list[float] = [0.0] * len(insts)
+    errors: list[tuple[int, BaseException]] = []
+
+    def one(i: int) -> None:
+        try:
+            insts[i].enter_thread()
+            medians[i] = _median_batch_s(insts[i].forward, batch)
+        except BaseException as e:  # noqa: BLE001 - raised below, in the worker's thread
+            errors.append((i, e))
+
+    threads = [threading.Thread(target=one, args=(i,), name=f"hwbench-calibrate-{i}") for i in range(len(insts))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        i, e = errors[0]
+        raise RuntimeError(f"instance {i + 1} of {len(insts)} failed while calibrating: {e}") from e
+    return sum(batch / m for m in medians)
+
+
+def _median_batch_s(forward, batch: int) -> float:
+    """The median time of full batches back to back for CALIBRATE_S, s."""
     times: list[float] = []
     end = time.perf_counter() + CALIBRATE_S
     while time.perf_counter() < end or len(times) < 3:
@@ -128,7 +159,7 @@ def _calibrate(forward, batch: int) -> float:
         forward(batch)
         times.append(time.perf_counter() - t)
     times.sort()
-    return batch / times[len(times) // 2]
+    return times[len(times) // 2]
 
 
 def _generate(case, settings, cfg, prep, timer, device, send, marks):

@@ -1,12 +1,14 @@
-"""The system under test for MLPerf LoadGen: a dynamic batcher on its own thread.
+"""The system under test for MLPerf LoadGen: a dynamic batcher per model instance.
 
 LoadGen (``mlperf_loadgen``) owns the arrival times and measures every query's latency
 from its scheduled issue to ``QuerySamplesComplete``; this SUT only answers. Queries go
-into a queue; the batcher thread takes up to ``max_batch`` samples, waiting at most
-``max_batch_wait_s`` after the oldest queued one for more to arrive (Server only: in the
-other scenarios every sample LoadGen will issue before it waits is already queued, so a
-wait would only add latency), runs one forward pass of that many samples, and completes
-them together.
+into one queue; each model instance has its own thread, which takes up to
+``max_batch`` samples, waiting at most ``max_batch_wait_s`` after the oldest queued one
+for more to arrive (Server only: in the other scenarios every sample LoadGen will issue
+before it waits is already queued, so a wait would only add latency), runs one forward
+pass of that many samples on its instance, and completes them together (LoadGen's
+``QuerySamplesComplete`` may be called from any thread). Several instances serve
+batches concurrently, each in the order it took them.
 
 Per-query latencies: LoadGen's own, read back from its trace (``Sample`` events,
 ``complete_ns``: scheduled issue to completion); the trace is deleted once read
@@ -23,78 +25,156 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 LG_SCENARIO = {"single_stream": "SingleStream", "multi_stream": "MultiStream", "server": "Server",
                "offline": "Offline"}
 QSL_SIZE = 1024  # samples LoadGen's query sample library reports (inputs are a fixed batch)
 
 
-class BatchingSUT:
-    """The batcher (module docstring). ``forward(n)`` runs one forward pass of ``n``
-    samples and returns when its results are ready (device synchronised)."""
+@dataclass(frozen=True)
+class Batch:
+    """One forward pass the SUT ran: which instance, its samples ((query id, issue
+    ns) in issue order), when it was taken from the queue and completed (ns, the
+    issue clock: ``time.monotonic_ns``), and the forward pass's own time (s)."""
 
-    def __init__(self, lg, forward: Callable[[int], None], max_batch: int, max_batch_wait_s: float):
-        self.lg, self.forward, self.max_batch, self.wait_s = lg, forward, max_batch, max_batch_wait_s
+    instance: int
+    samples: list[tuple[int, int]]
+    taken_ns: int
+    done_ns: int
+    forward_s: float | None  # None: not run (the SUT had already failed)
+
+
+class BatchingSUT:
+    """The batcher (module docstring) with one thread per model instance, all pulling
+    from one queue. ``forwards[i](n)`` runs instance ``i``'s forward pass of ``n``
+    samples and returns when its results are ready (its stream synchronised);
+    ``thread_init(i)``, where given, runs first in instance ``i``'s thread (its
+    intra-op thread count). The first failure of any instance is kept with the
+    instance's number; from then on no instance runs a forward pass, every queued and
+    later sample is still completed (LoadGen needs its answers) and ``run_test``
+    raises the failure."""
+
+    def __init__(self, lg, forwards: Sequence[Callable[[int], None]] | Callable[[int], None], max_batch: int,
+                 max_batch_wait_s: float, thread_init: Callable[[int], None] | None = None):
+        forwards = [forwards] if callable(forwards) else list(forwards)
+        if not forwards:
+            raise ValueError("the SUT needs at least one instance")
+        self.lg, self.forwards, self.max_batch, self.wait_s = lg, forwards, max_batch, max_batch_wait_s
+        self.thread_init = thread_init
         self.queue: deque = deque()
         self.cv = threading.Condition()
         self.done = False
         self.error: BaseException | None = None
-        self.batches: list[int] = []
-        self.batch_times_s: list[float] = []
-        self.completed: list[tuple[list[tuple[int, int]], int]] = []  # (batch of (id, issue ns), done ns)
-        self.thread = threading.Thread(target=self._loop, name="hwbench-sut", daemon=True)
-        self.thread.start()
+        self.error_instance: int | None = None
+        self.log: list[Batch] = []  # every batch, in the order instances completed them
+        self.threads = [threading.Thread(target=self._loop, args=(i,), name=f"hwbench-sut-{i}", daemon=True)
+                        for i in range(len(forwards))]
+        for t in self.threads:
+            t.start()
+
+    @property
+    def instances(self) -> int:
+        return len(self.forwards)
+
+    @property
+    def batches(self) -> list[int]:
+        return [len(b.samples) for b in self.log if b.forward_s is not None]
+
+    @property
+    def batch_times_s(self) -> list[float]:
+        return [b.forward_s for b in self.log if b.forward_s is not None]
+
+    def instance_batches(self) -> list[int]:
+        """Forward passes each instance ran, by instance."""
+        out = [0] * self.instances
+        for b in self.log:
+            if b.forward_s is not None:
+                out[b.instance] += 1
+        return out
 
     def issue(self, samples) -> None:
         t = time.monotonic_ns()
         with self.cv:
             for s in samples:
                 self.queue.append((s.id, t))
-            self.cv.notify()
+            self.cv.notify_all()
 
     def flush(self) -> None:
         pass
 
     def _take(self) -> list[tuple[int, int]]:
+        """Up to max_batch of the oldest queued samples, once the batch is full or the
+        oldest queued one has waited wait_s (the oldest is looked at afresh after every
+        wake-up: another instance may have taken the one waited for); [] at the end."""
         with self.cv:
-            while not self.queue and not self.done:
-                self.cv.wait(0.05)
-            if self.done and not self.queue:
-                return []
-            if self.wait_s > 0:
-                deadline = self.queue[0][1] / 1e9 + self.wait_s
-                while len(self.queue) < self.max_batch and not self.done:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        break
-                    self.cv.wait(left)
+            while True:
+                if not self.queue:
+                    if self.done:
+                        return []
+                    self.cv.wait(0.05)
+                    continue
+                if self.wait_s <= 0 or self.done or len(self.queue) >= self.max_batch:
+                    break
+                left = self.queue[0][1] / 1e9 + self.wait_s - time.monotonic()
+                if left <= 0:
+                    break
+                self.cv.wait(left)
             n = min(self.max_batch, len(self.queue))
-            return [self.queue.popleft() for _ in range(n)]
+            batch = [self.queue.popleft() for _ in range(n)]
+            if self.queue:
+                self.cv.notify()  # more queued: wake an idle instance for it
+            return batch
 
-    def _loop(self) -> None:
-        lg = self.lg
-        response = lg.QuerySampleResponse
+    def _loop(self, i: int) -> None:
+        response = self.lg.QuerySampleResponse
+        forward = self.forwards[i]
+        try:
+            if self.thread_init is not None:
+                self.thread_init(i)
+        except BaseException as e:  # noqa: BLE001 - reported by run_test
+            self._fail(i, e)
         while True:
             batch = self._take()
             if not batch:
                 return
-            try:
-                if self.error is None:
+            taken, ran = time.monotonic_ns(), None
+            if self.error is None:
+                try:
                     t0 = time.perf_counter()
-                    self.forward(len(batch))
-                    self.batch_times_s.append(time.perf_counter() - t0)
-                    self.batches.append(len(batch))
-            except BaseException as e:  # noqa: BLE001 - reported by run_test; LoadGen still needs answers
-                self.error = e
-            self.completed.append((batch, time.monotonic_ns()))
-            lg.QuerySamplesComplete([response(qid, 0, 0) for qid, _ in batch])
+                    forward(len(batch))
+                    ran = time.perf_counter() - t0
+                except BaseException as e:  # noqa: BLE001 - reported by run_test; LoadGen still needs answers
+                    self._fail(i, e)
+            self.log.append(Batch(i, batch, taken, time.monotonic_ns(), ran))
+            self.lg.QuerySamplesComplete([response(qid, 0, 0) for qid, _ in batch])
+
+    def _fail(self, i: int, e: BaseException) -> None:
+        with self.cv:
+            if self.error is None:
+                self.error, self.error_instance = e, i
+
+    def failure(self) -> str | None:
+        """The first failure, with its instance where there are several."""
+        if self.error is None:
+            return None
+        where = f" (instance {self.error_instance + 1} of {self.instances})" if self.instances > 1 else ""
+        return f"{self.error}{where}"
+
+    def window_s(self) -> float:
+        """The first issue of any sample to the last completion of any instance, s
+        (instances complete out of order: the extremes, not the log's ends)."""
+        if not self.log:
+            return 0.0
+        first = min(t for b in self.log for _, t in b.samples)
+        return (max(b.done_ns for b in self.log) - first) / 1e9
 
     def stop(self) -> None:
         with self.cv:
             self.done = True
-            self.cv.notify()
-        self.thread.join(timeout=10)
+            self.cv.notify_all()
+        for t in self.threads:
+            t.join(timeout=10)
 
 
 @dataclass
@@ -109,6 +189,8 @@ class TestRun:
     batches: list[int] = field(default_factory=list)
     batch_times_s: list[float] = field(default_factory=list)
     window_s: float = 0.0  # the SUT's first issue to its last completion
+    instance_batches: list[int] = field(default_factory=list)  # forward passes per instance
+    log: list[Batch] = field(default_factory=list)  # every batch, in completion order
 
 
 def _settings(lg, scenario: str, *, duration_s: float, min_queries: int, target_qps: float | None,
@@ -134,17 +216,19 @@ def _settings(lg, scenario: str, *, duration_s: float, min_queries: int, target_
     return s
 
 
-def run_test(scenario: str, forward: Callable[[int], None], *, max_batch: int, max_batch_wait_s: float,
-             outdir: str | Path, duration_s: float, min_queries: int, target_qps: float | None = None,
-             slo_ms: float | None = None, pct: float = 99.0, expected_qps: float = 1000.0) -> TestRun:
+def run_test(scenario: str, forward: Callable[[int], None] | Sequence[Callable[[int], None]], *, max_batch: int,
+             max_batch_wait_s: float, outdir: str | Path, duration_s: float, min_queries: int,
+             target_qps: float | None = None, slo_ms: float | None = None, pct: float = 99.0,
+             expected_qps: float = 1000.0, thread_init: Callable[[int], None] | None = None) -> TestRun:
     """Run one LoadGen test of ``scenario`` (PerformanceOnly) against a
-    :class:`BatchingSUT` around ``forward``; logs go to ``outdir``."""
+    :class:`BatchingSUT` around ``forward`` (one callable, or one per model
+    instance); logs go to ``outdir``."""
     import mlperf_loadgen as lg
 
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     trace = scenario != "offline"
-    sut = BatchingSUT(lg, forward, max_batch, max_batch_wait_s if scenario == "server" else 0.0)
+    sut = BatchingSUT(lg, forward, max_batch, max_batch_wait_s if scenario == "server" else 0.0, thread_init)
     handle = lg.ConstructSUT(sut.issue, sut.flush)
     qsl = lg.ConstructQSL(QSL_SIZE, QSL_SIZE, lambda idx: None, lambda idx: None)
     out = lg.LogOutputSettings()
@@ -164,18 +248,18 @@ def run_test(scenario: str, forward: Callable[[int], None], *, max_batch: int, m
         lg.DestroyQSL(qsl)
         lg.DestroySUT(handle)
     if sut.error is not None:
-        raise RuntimeError(f"the SUT failed during the LoadGen test: {sut.error}") from sut.error
+        raise RuntimeError(f"the SUT failed during the LoadGen test: {sut.failure()}") from sut.error
     summary = parse_summary((outdir / "mlperf_log_summary.txt").read_text(encoding="utf-8", errors="replace"))
     if trace:
         tr = outdir / "mlperf_log_trace.json"
         lat = trace_latencies_s(tr.read_text(encoding="utf-8", errors="replace"), per_query=scenario == "multi_stream")
         os.unlink(tr)
     else:
-        lat = [(done - t) / 1e9 for batch, done in sut.completed for _, t in batch]
+        lat = [(b.done_ns - t) / 1e9 for b in sut.log for _, t in b.samples]
     with _suppress():
         os.unlink(outdir / "mlperf_log_trace.json")
-    window = ((sut.completed[-1][1] - min(t for _, t in sut.completed[0][0])) / 1e9) if sut.completed else 0.0
-    return TestRun(lat, summary, str(outdir), elapsed, sut.batches, sut.batch_times_s, window)
+    return TestRun(lat, summary, str(outdir), elapsed, sut.batches, sut.batch_times_s, sut.window_s(),
+                   sut.instance_batches(), list(sut.log))
 
 
 class _suppress:

@@ -29,13 +29,22 @@ GAP_COLUMNS = [("workload", "workload"), ("capacity_qps_at_slo", "capacity"), ("
                ("offline_over_fixed", "Offline/fixed"), ("latency_slo_ms", "SLO")]
 
 
+def curve_columns(inf: pd.DataFrame) -> list[tuple[str, str]]:
+    """The load curve's columns; the SUT's model instances beside the scenario where
+    they vary."""
+    if "instances" in inf and inf["instances"].nunique(dropna=True) > 1:
+        return [*CURVE_COLUMNS[:2], ("instances", "inst"), *CURVE_COLUMNS[2:]]
+    return CURVE_COLUMNS
+
+
 @VIEWS.register(name="serving")
 def serving_view(df: pd.DataFrame) -> list[Table]:
     run = run_column(df)
     curve = sv.load_curve(df)
+    inf = curve[curve["mode"] == "infer"]
     return [
         ("latency vs offered load (LoadGen scenarios; p99 by LoadGen's rule from every query's latency)"
-         + runs_said(df), curve[curve["mode"] == "infer"], [*run, *CURVE_COLUMNS]),
+         + runs_said(df), inf, [*run, *curve_columns(inf)]),
         ("generation under load (per request TTFT / TPOT)", curve[curve["mode"] == "generate"], [*run, *GEN_COLUMNS]),
         ("fixed-batch throughput beside serving capacity", sv.capacity_vs_fixed(df), [*run, *GAP_COLUMNS]),
     ]
@@ -77,7 +86,7 @@ def serving_section(page: Page, rep: Report) -> None:
     if len(inf[inf["offered_qps"].notna()]):
         page.pair(fig_latency_vs_load(inf), "Latency against offered load (Server load points, the capacity "
                   "search's at capacity): p99 solid, p50 dashed, the SLO dotted, capacity a vertical line.",
-                  html_table(inf, [*run, *CURVE_COLUMNS], csv_name="serving-load.csv"))
+                  html_table(inf, [*run, *curve_columns(inf)], csv_name="serving-load.csv"))
     gen = curve[curve["mode"] == "generate"]
     if len(gen):
         page.add(html_table(gen, [*run, *GEN_COLUMNS], csv_name="serving-generate.csv"))
