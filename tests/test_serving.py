@@ -312,6 +312,28 @@ def test_columns_from_per_query_latencies(tmp_path):
     assert a.throughput_samples_per_s == 100.0
 
 
+def test_a_test_loadgen_judged_invalid_is_flagged_with_the_checks_that_failed(tmp_path):
+    """LoadGen's own verdict travels with the row: a load point whose summary says
+    ``Result is : INVALID`` flags ``loadgen_invalid`` naming the failed checks; a VALID
+    one (or a point without LoadGen) carries no flag (known answers)."""
+    invalid = {"Result is": "INVALID", "Performance constraints satisfied": "Yes", "Min duration satisfied": "NO",
+               "Min queries satisfied": "Yes", "Early stopping satisfied": "NO"}
+    f = write_run(tmp_path, [
+        served_case("a/server@100qps", "server", [point(100.0, [1.0] * 200, loadgen_summary=invalid,
+                                                        loadgen_log="r.loadgen/a")], load=100.0),
+        served_case("a/server@50qps", "server", [point(50.0, [1.0] * 200, loadgen_summary={"Result is": "VALID"})],
+                    load=50.0),
+        served_case("a/offline", "offline", [point(None, [100.0] * 50)]),
+    ])
+    df = load_results(f).set_index("case_id")
+    bad = df.loc["a/server@100qps"]
+    assert "loadgen_invalid" in bad.quality_flags
+    assert ("loadgen_invalid: LoadGen judged the server test at 100 q/s INVALID (Min duration satisfied; "
+            "Early stopping satisfied: no); see r.loadgen/a/mlperf_log_summary.txt") in bad.flag_details
+    for cid in ("a/server@50qps", "a/offline"):
+        assert "loadgen_invalid" not in df.loc[cid].quality_flags
+
+
 def pd_na():
     import pandas as pd
 

@@ -14,7 +14,7 @@ from ..records import CaseResult, Facts, Measurement, RunRecord
 from .mfu import mfu_flags
 from .feeding import input_headroom, io_columns
 from .roofline import roofline_columns, roofline_flags
-from .serving import serving_columns, sibling_capacity
+from .serving import loadgen_flags, serving_columns, sibling_capacity
 from .stats import latency_stats_ms, noise_flag, percentile
 
 # Columns of the case identity, in this order, present in every row.
@@ -78,6 +78,7 @@ def case_row(rec: RunRecord, c: CaseResult, path: str = "") -> dict[str, Any]:
     row.update(io_columns(c, row))  # data / checkpoint cases (hwbench.analysis.feeding)
     row.update(_energy(c, row, flags))
     row.update(serving_columns(c, settings, row))  # LoadGen scenarios, generation under load
+    flags.extend(loadgen_flags(c))  # LoadGen's own verdict on the row's load point
     # the host's summary and that of the case's own accelerator (others stay in the file)
     for col in c.collectors.values():
         if col.device in (None, "cpu", c.device_resolved):

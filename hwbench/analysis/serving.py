@@ -130,6 +130,29 @@ def serving_columns(c, settings: dict[str, Any], row: dict[str, Any] | None = No
     return out
 
 
+# LoadGen's own checks of a test, as its summary prints them (``Result is : INVALID``
+# names which failed): its latency target at its percentile, the minimum duration and
+# query count, and early stopping (too few queries to bound the percentile)
+LOADGEN_CHECKS = ("Performance constraints satisfied", "Min duration satisfied", "Min queries satisfied",
+                  "Early stopping satisfied")
+
+
+def loadgen_flags(c) -> list[tuple[str, str]]:
+    """``loadgen_invalid`` where LoadGen judged the row's load point (:func:`headline`)
+    INVALID, with the checks that failed: the point's figures are hwbench's own from
+    its per-query latencies, but LoadGen says the test could not support them (too
+    short, too few queries for its percentile, or its latency target missed)."""
+    m = c.measurement
+    p = headline(m.serving) if m is not None and m.serving is not None else None
+    if p is None or p.loadgen_summary.get("Result is", "").upper() != "INVALID":
+        return []
+    failed = [k for k in LOADGEN_CHECKS if p.loadgen_summary.get(k, "").strip().lower() == "no"]
+    where = f" at {p.offered_qps:g} q/s" if p.offered_qps is not None else ""
+    return [("loadgen_invalid", f"LoadGen judged the {m.serving.scenario} test{where} INVALID "
+                                f"({'; '.join(failed) + ': no' if failed else 'no check named'}); see "
+                                f"{p.loadgen_log or 'its log'}/mlperf_log_summary.txt")]
+
+
 def sibling_capacity(rows: list[dict[str, Any]]) -> None:
     """``capacity_qps_at_slo`` of listed load points (in place), over the rows of the
     same run and case but the load (module docstring)."""
