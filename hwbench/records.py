@@ -293,9 +293,8 @@ class Serving(_Record):
     capacity_rule: Text = ""  # how the search stopped
     fixed_batch_samples_per_s: Float | None = None  # full batches back to back, no load (the search's upper bound)
     # generation: "batched" = one decode forward per iteration for every running request
-    # (a slot KV cache), "per_request" = one forward per request; null in earlier files
-    # (they decoded per request)
-    decode_batching: Literal["batched", "per_request"] | None = None
+    # (a slot KV cache); null in earlier files, whose requests decoded one forward each
+    decode_batching: Literal["batched"] | None = None
 
 
 class Measurement(_Record):

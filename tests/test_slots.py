@@ -9,8 +9,13 @@ import torch
 from hwbench import models
 from hwbench.models.nets.slots import SlotCache, slot_forward
 
-GENERATIVE = ["decoder:tiny", "llama:tiny", "moe:tiny"]
+# every family that declares the generate mode (decoder, llama, moe), at its tiny size
+GENERATIVE = sorted(f"{n}:tiny" for n, f in models.REGISTRY.items() if "generate" in f.modes)
 STEPS = 6
+
+
+def test_every_generative_family_is_covered():
+    assert GENERATIVE == ["decoder:tiny", "llama:tiny", "moe:tiny"]
 
 
 def _model(name):

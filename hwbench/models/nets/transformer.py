@@ -1,7 +1,8 @@
 """Transformer building blocks shared by the encoder (BERT-style) and decoder (GPT-style).
 
 Attention goes through ``torch.nn.functional.scaled_dot_product_attention`` so every
-backend picks its best kernel. The decoder's attention keeps a KV cache for generation.
+backend picks its best kernel. The decoder's attention keeps a KV cache for generation
+(or writes its rows into a slot cache, :mod:`.slots`).
 Their analytic counts are in :mod:`hwbench.models.transformer` (torch-free).
 """
 
