@@ -275,7 +275,7 @@ class LoadPoint(_Record):
     latencies_s: list[Window]  # per query (Offline: per sample; MultiStream: per query), scheduled issue to done
     loadgen_log: Text | None = None  # folder of LoadGen's logs, relative to the results file
     loadgen_summary: dict[str, Text] = {}  # mlperf_log_summary.txt's "key : value" lines
-    mean_batch: Float | None = None  # samples per forward pass the SUT ran
+    mean_batch: Float | None = None  # samples per forward pass the SUT ran (generation: requests per decode forward)
     slo_met: bool | None = None  # as the worker judged it (the capacity search's probes)
     # generation: per request, time to first token, time per output token after the
     # first, the largest gap between two tokens, and tokens generated
@@ -297,6 +297,9 @@ class Serving(_Record):
     # full batches back to back, no load (the search's upper bound), on every instance at once
     fixed_batch_samples_per_s: Float | None = None
     instance_threads: Count | None = None  # intra-op threads each instance ran with (CPU); None: not divided
+    # generation: "batched" = one decode forward per iteration for every running request
+    # (a slot KV cache); null in earlier files, whose requests decoded one forward each
+    decode_batching: Literal["batched"] | None = None
 
 
 class Measurement(_Record):

@@ -146,8 +146,9 @@ def test_decoder_is_a_generative_model():
         m = fam.build(fam.sizes[size])
     assert isinstance(m, GenerativeModel)
     params = inspect.signature(m.forward).parameters
-    assert list(params) == ["ids", "cache", "last_only"]
+    assert list(params) == ["ids", "cache", "last_only", "slots"]  # slots: the serving path (nets/slots.py)
     assert params["cache"].default is None and params["last_only"].default is False
+    assert params["slots"].default is None
 
 
 def test_decoder_generate_flops_count_prefill_then_decode():

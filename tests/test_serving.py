@@ -146,45 +146,102 @@ class FakeClock:
 def test_scheduler_admits_between_iterations_and_times_tokens():
     clk = FakeClock()
 
-    def prefill(n):
+    def prefill(slot, n):
         clk.t += 0.010  # 10 ms prefill
-        return "tok", ["kv"]
+        return "tok"
 
-    def decode(tok, cache):
-        clk.t += 0.001  # 1 ms per decode step
-        return tok, cache + ["kv"]
+    def decode(slots, toks):
+        clk.t += 0.001  # 1 ms per batched decode step
+        return toks
 
     served = generation.serve(prefill, decode, [0.0, 0.0025, 1.0], [8, 8, 8], [3, 2, 1], max_running=4, clock=clk,
                               sleep=clk.sleep)
     a, b, c = served.requests
     fa, fb, fc = (generation.request_figures(r) for r in (a, b, c))
-    # a: prefill 0-10 ms (first token), then b's arrival (2.5 ms) is admitted before a's
-    # next decode: b prefill 11-21?  No: iteration 1 decodes a (10-11), iteration 2 admits b
+    # a: prefill 0-10 ms (first token), iteration 1 decodes a (10-11); b (arrived at
+    # 2.5 ms) is admitted at iteration 2: prefill 11-21, then one decode of a and b (21-22)
     assert fa["ttft_s"] == pytest.approx(0.010)
     assert fb["ttft_s"] == pytest.approx(0.021 - 0.0025)  # waited for a's decode, then its own prefill
     assert a.made == 3 and b.made == 2 and c.made == 1
     assert fa["tpot_s"] == pytest.approx((a.last_s - a.first_s) / 2)
     assert fc["tpot_s"] is None and fc["ttft_s"] == pytest.approx(0.010)  # idle until 1 s, then served alone
-    assert all(r.cache is None for r in served.requests)  # caches freed as requests leave
+    assert a.last_s == b.last_s == pytest.approx(0.022)  # one batched decode gave both their last token
+    assert served.decode_rows == [1, 2]  # c finished at its prefill: no decode
+    assert all(r.tok is None for r in served.requests)  # nothing held once requests leave
 
 
 def test_scheduler_respects_max_running():
     clk = FakeClock()
     running = []
 
-    def prefill(n):
+    def prefill(slot, n):
         clk.t += 0.001
         running.append(1)
-        return 0, []
+        return 0
 
-    def decode(tok, cache):
+    def decode(slots, toks):
         clk.t += 0.001
-        return tok, cache
+        return toks
 
     served = generation.serve(prefill, decode, [0.0] * 6, [4] * 6, [5] * 6, max_running=2, clock=clk, sleep=clk.sleep)
     firsts = sorted(r.first_s for r in served.requests)
     # two at a time: the third starts only after the first two finished
     assert firsts[2] > max(r.done_s for r in served.requests if r.first_s in firsts[:2]) - 1e-12
+
+
+def test_scheduler_runs_one_decode_per_iteration_and_reuses_freed_slots():
+    clk = FakeClock()
+    log = []
+
+    def prefill(slot, n):
+        clk.t += 0.001
+        log.append(("prefill", slot))
+        return 100 * len(log)  # a token naming the call that made it
+
+    def decode(slots, toks):
+        clk.t += 0.001
+        log.append(("decode", list(slots), list(toks)))
+        return [t + 1 for t in toks]
+
+    # two slots, three requests at 0 s of 2, 4 and 3 tokens
+    served = generation.serve(prefill, decode, [0.0] * 3, [4] * 3, [2, 4, 3], max_running=2, clock=clk,
+                              sleep=clk.sleep)
+    assert log == [("prefill", 0), ("prefill", 1), ("decode", [0, 1], [100, 200]),  # the first leaves slot 0
+                   ("prefill", 0), ("decode", [0, 1], [400, 201]),  # the third takes it, beside the second
+                   ("decode", [0, 1], [401, 202])]
+    assert [r.slot for r in served.requests] == [0, 1, 0]
+    assert [r.made for r in served.requests] == [2, 4, 3]
+    assert served.decode_rows == [2, 2, 2]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.floats(0, 0.05), st.integers(1, 6)), min_size=1, max_size=12), st.integers(1, 4))
+def test_scheduler_batches_exactly_the_running_requests_in_each_decode(reqs, max_running):
+    """Whatever the arrivals and lengths: each decode call gets distinct slots in
+    ascending order, at most max_running, exactly the requests running at that moment
+    (admitted, not complete); every request gets its tokens, one from its prefill and
+    one per decode row after it."""
+    clk = FakeClock()
+    reqs = sorted(reqs)
+    calls = []
+
+    def prefill(slot, n):
+        clk.t += 0.002
+        return 0
+
+    def decode(slots, toks):
+        calls.append((clk.t, list(slots)))
+        clk.t += 0.001
+        return toks
+
+    served = generation.serve(prefill, decode, [a for a, _ in reqs], [4] * len(reqs), [o for _, o in reqs],
+                              max_running=max_running, clock=clk, sleep=clk.sleep)
+    assert [r.made for r in served.requests] == [o for _, o in reqs]
+    assert sum(len(s) for _, s in calls) == sum(o - 1 for _, o in reqs) == sum(served.decode_rows)
+    for t, slots in calls:
+        assert slots == sorted(set(slots)) and len(slots) <= max_running
+        running = sorted(r.slot for r in served.requests if r.first_s <= t < r.done_s)
+        assert slots == running
 
 
 # ------------------------------------------------------------------ suite files

@@ -79,6 +79,9 @@ def test_capacity_is_searched_and_the_listed_point_judged(served):
     assert listed["slo_met"] == (listed["latency_ms_p99"] <= 50)
     gen = df.loc["llama:tiny/generate/bs8/seq32+gen16/fp32/eager/cpu/poisson@5rps"]
     assert gen["ttft_ms_p99"] > 0 and gen["tpot_ms_p99"] > 0 and gen["queries"] >= 1
+    served_gen = next(c.measurement.serving for c in rec.cases if c.case_id == gen.name)
+    assert served_gen.decode_batching == "batched"  # one decode forward per iteration (slot KV cache)
+    assert 1 <= served_gen.points[0].mean_batch <= 8
 
 
 def test_procure_prices_the_capacity_at_the_slo(served, tmp_path):

@@ -55,6 +55,13 @@ class GenerativeModel(Protocol):
     * ``last_only=True``: the LM head runs on the final position only, so logits are
       (batch, 1, vocab) -- prefill needs just the next token's distribution.
 
+    Serving under load (:mod:`hwbench.serving.generation`) also calls
+    ``model(ids, slots=step, last_only=True)``: each row of ``ids`` continues its own
+    slot of a preallocated slot cache at its own position, the cache is written in place
+    and the logits are returned (:mod:`hwbench.models.nets.slots`). Every family that
+    declares ``generate`` takes ``slots`` (tested against the cache path above); the
+    generate workload itself never passes it.
+
     ``runtime_checkable`` checks only that the methods exist (any ``nn.Module`` has a
     ``forward``); the families that declare the ``generate`` mode are tested to honour
     the full contract.
@@ -137,7 +144,7 @@ class ModelFamily:
     * ``flops_generate(cfg, prompt_len, new_tokens)``: FLOPs to generate ``new_tokens``
       tokens for one sequence after a ``prompt_len``-token prompt (prefill + decode).
       Set exactly when ``"generate" in modes``; ``build`` then returns a
-      :class:`GenerativeModel`.
+      :class:`GenerativeModel` (with the ``slots`` path serving uses).
     """
 
     name: str

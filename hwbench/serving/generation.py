@@ -1,14 +1,15 @@
 """Generation under load: requests arriving at a rate, served with iteration-level
-(continuous) batching and a KV cache per request.
+(continuous) batching and a KV cache slot per request.
 
-Each iteration of the scheduler first admits every request that has arrived (up to
-``max_running`` in flight, the case's batch size) and runs its prefill (the first token
-comes out of it), then advances every running request by one decode step with its own
-KV cache; a request leaves as soon as its output is complete and a waiting one takes its
-place at the next iteration -- no request waits for a batch to drain. The reference
-models take one position for a whole batch (no per-row positions or padding masks), so
-the requests of an iteration step one after another, each its own forward pass: the
-scheduling is continuous batching's; the tensor batching across requests is not there.
+The worker keeps ``max_running`` KV cache slots (the case's batch size;
+:mod:`hwbench.models.nets.slots`). Each iteration of the scheduler first admits every
+request that has arrived while a slot is free: the request takes the lowest free slot
+and its prefill writes its prompt there (one prefill call per request, batch 1; its
+first token comes out of it). Then ONE batched decode call advances every running
+request -- the ones admitted in this iteration too -- by one token, each row at its own
+position with attention masked to its own slot. A request leaves (and frees its slot)
+as soon as its output is complete and a waiting one takes that slot at the next
+iteration -- no request waits for a batch to drain.
 
 Per request: TTFT (arrival to first token), TPOT ((last token - first token) / (output
 tokens - 1)), the largest inter-token gap, end-to-end latency (arrival to last token).
@@ -16,10 +17,11 @@ tokens - 1)), the largest inter-token gap, end-to-end latency (arrival to last t
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 
 @dataclass
@@ -27,8 +29,8 @@ class Request:
     arrival_s: float
     prompt_len: int
     output_len: int
-    cache: object = None
-    tok: object = None
+    slot: int | None = None  # the KV cache slot it held (kept after it left)
+    tok: object = None  # its latest token while running
     made: int = 0
     first_s: float | None = None
     last_s: float | None = None
@@ -38,27 +40,34 @@ class Request:
 
 @dataclass
 class Served:
-    requests: list[Request]
+    requests: list[Request]  # in the order given (arrival order)
     duration_s: float
     iteration_s: list[float] = field(default_factory=list)
+    decode_rows: list[int] = field(default_factory=list)  # running requests per decode call
 
 
-def serve(prefill: Callable[[int], tuple[object, object]], decode: Callable[[object, object], tuple[object, object]],
-          arrivals: list[float], prompt_lens: list[int], output_lens: list[int], max_running: int,
-          clock: Callable[[], float] = time.perf_counter, sleep: Callable[[float], None] = time.sleep) -> Served:
-    """Serve the requests (module docstring). ``prefill(prompt_len) -> (tok, cache)``
-    and ``decode(tok, cache) -> (tok, cache)`` return once their token is ready."""
-    pending = deque(Request(a, p, o) for a, p, o in zip(arrivals, prompt_lens, output_lens))
+Prefill = Callable[[int, int], object]
+Decode = Callable[[Sequence[int], Sequence[object]], Sequence[object]]
+
+
+def serve(prefill: Prefill, decode: Decode, arrivals: list[float], prompt_lens: list[int], output_lens: list[int],
+          max_running: int, clock: Callable[[], float] = time.perf_counter,
+          sleep: Callable[[float], None] = time.sleep) -> Served:
+    """Serve the requests (module docstring). ``prefill(slot, prompt_len) -> tok``
+    writes a new request's prompt into ``slot``; ``decode(slots, toks) -> toks`` runs one
+    batched step for the running requests in those slots (ascending), given their
+    latest tokens. Both return once their tokens are ready."""
+    requests = [Request(a, p, o) for a, p, o in zip(arrivals, prompt_lens, output_lens)]
+    pending = deque(requests)
+    free = list(range(max_running))  # a heap: the lowest free slot first
     running: list[Request] = []
-    finished: list[Request] = []
-    iters: list[float] = []
+    served = Served(requests, 0.0)
     t0 = clock()
 
     def now() -> float:
         return clock() - t0
 
-    def token(r: Request) -> None:
-        t = now()
+    def token(r: Request, t: float) -> None:
         if r.first_s is None:
             r.first_s = t
         else:
@@ -66,26 +75,33 @@ def serve(prefill: Callable[[int], tuple[object, object]], decode: Callable[[obj
         r.last_s = t
         r.made += 1
         if r.made >= r.output_len:
-            r.done_s, r.cache = t, None
-            finished.append(r)
+            r.done_s, r.tok = t, None
+            heapq.heappush(free, r.slot)
 
     while pending or running:
         t_it = now()
-        while pending and pending[0].arrival_s <= t_it and len(running) < max_running:
+        while pending and pending[0].arrival_s <= t_it and free:
             r = pending.popleft()
-            r.tok, r.cache = prefill(r.prompt_len)
-            token(r)
+            r.slot = heapq.heappop(free)
+            r.tok = prefill(r.slot, r.prompt_len)
+            token(r, now())
             if r.done_s is None:
                 running.append(r)
-        for r in list(running):
-            r.tok, r.cache = decode(r.tok, r.cache)
-            token(r)
+        if running:
+            running.sort(key=lambda r: r.slot)
+            toks = decode([r.slot for r in running], [r.tok for r in running])
+            served.decode_rows.append(len(running))
+            t = now()
+            for r, tok in zip(running, toks):
+                r.tok = tok
+                token(r, t)
         running = [r for r in running if r.done_s is None]
         if running or (pending and pending[0].arrival_s <= now()):
-            iters.append(now() - t_it)
+            served.iteration_s.append(now() - t_it)
         elif pending:
             sleep(max(0.0, pending[0].arrival_s - now()))
-    return Served(sorted(finished, key=lambda r: r.arrival_s), now(), iters)
+    served.duration_s = now()
+    return served
 
 
 def request_figures(r: Request) -> dict[str, float | None]:

@@ -163,47 +163,56 @@ def _median_batch_s(forward, batch: int) -> float:
 
 
 def _generate(case, settings, cfg, prep, timer, device, send, marks):
+    from ..models.nets.slots import SlotCache, slot_forward
+    from .generation import request_figures, serve
+
     model, autocast = prep.model, prep.autocast
     vocab = cfg["vocab"]
     gen = torch.Generator(device="cpu").manual_seed(settings.seed + 1)
+    # one slot per request in flight, each long enough for the longest request
+    slots = SlotCache(case.batch_size, case.seq_len + (case.gen_tokens or 1))
 
-    def prefill(n: int):
+    def prefill(slot: int, n: int):
+        """The prompt of a new request into ``slot`` (batch 1); its first token."""
         ids = torch.randint(0, vocab, (1, n), generator=gen).to(device)
+        slots.free(slot)
         with torch.inference_mode(), autocast():
-            logits, cache = model(ids, cache=[], last_only=True)
-            tok = logits[:, -1].argmax(-1, keepdim=True)
+            tok = slot_forward(model, slots, ids, [slot])[:, -1].argmax(-1, keepdim=True)
         timer.sync()
-        return tok, cache
+        return tok
 
-    def decode(tok, cache):
+    def decode(rows, toks):
+        """One batched forward: a new token for every running request."""
         with torch.inference_mode(), autocast():
-            logits, cache = model(tok, cache=cache, last_only=True)
-            tok = logits[:, -1].argmax(-1, keepdim=True)
+            tok = slot_forward(model, slots, torch.cat(list(toks)), rows)[:, -1].argmax(-1, keepdim=True)
         timer.sync()
-        return tok, cache
+        return tok.split(1)
 
     t0 = time.perf_counter()
-    tok, cache = prefill(case.seq_len)
+    tok = prefill(0, case.seq_len)
     first = time.perf_counter() - t0
-    for _ in range(WARMUP_ITERS):
-        tok, cache = prefill(case.seq_len)
-        for _ in range(min(4, case.gen_tokens or 1)):
-            tok, cache = decode(tok, cache)
+    rows = list(range(case.batch_size))
+    for _ in range(WARMUP_ITERS):  # a full prefill, then decodes of every slot (short prompts elsewhere)
+        toks = [tok] + [prefill(r, 1) for r in rows[1:]]
+        for _ in range(min(3, (case.gen_tokens or 1) - 1)):
+            toks = decode(rows, toks)
+        tok = prefill(0, case.seq_len)
     warm = time.perf_counter() - t0
     marks["ready"] = time.monotonic()
     st = settings
     arr = arrivals.arrival_times(case.arrival, case.load, st.scenario_duration_s, st.seed)
     prompts = arrivals.lengths(st.length_distribution, case.seq_len, len(arr), st.seed + 2)
     outs = arrivals.lengths(st.length_distribution, case.gen_tokens or 1, len(arr), st.seed + 3)
-    from .generation import request_figures, serve
 
     _start(send, marks)
     served = serve(prefill, decode, arr, prompts, outs, max_running=case.batch_size)
     _end(send, marks)
     figs = [request_figures(r) for r in served.requests]
+    rows_run = served.decode_rows
     p = LoadPoint(offered_qps=case.load, achieved_qps=len(figs) / served.duration_s if served.duration_s else 0.0,
                   duration_s=served.duration_s, latencies_s=[f["e2e_s"] for f in figs],
                   ttft_s=[f["ttft_s"] for f in figs], tpot_s=[f["tpot_s"] for f in figs if f["tpot_s"] is not None],
-                  itl_max_s=[f["itl_max_s"] for f in figs], output_tokens=[r.made for r in served.requests])
-    serving = Serving(scenario="generate", points=[p])
+                  itl_max_s=[f["itl_max_s"] for f in figs], output_tokens=[r.made for r in served.requests],
+                  mean_batch=sum(rows_run) / len(rows_run) if rows_run else None)
+    serving = Serving(scenario="generate", points=[p], decode_batching="batched")
     return serving, [t for t in served.iteration_s if t > 0] or [first], (first, warm)

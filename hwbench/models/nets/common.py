@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from ..base import Config, KVCache, Shape
+from .slots import SlotStep
 
 
 def classification_loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -35,17 +36,20 @@ def image_batch(cfg: Config, batch: int, shape: Shape, device, dtype):
 
 
 def lm_layers(x: torch.Tensor, layers: nn.ModuleList, norm: nn.Module, lm_head: nn.Module,
-              cache: KVCache | None, last_only: bool, *layer_args: torch.Tensor):
+              cache: KVCache | None, last_only: bool, *layer_args: torch.Tensor, slots: SlotStep | None = None):
     """The tail every causal LM's forward shares: each layer in turn, called as
     ``layer(x, *layer_args, its cached (k, v) or None)`` and returning ``(x, (k, v))``,
     then the final norm and the LM head (the last position only with ``last_only``).
-    Returns the logits when ``cache`` is None, else ``(logits, new_cache)``."""
+    Returns the logits when ``cache`` is None, else ``(logits, new_cache)``. With
+    ``slots`` (:mod:`.slots`) each layer gets ``slots.layer(i)`` in place of its cache
+    (its attention writes and reads the slot cache) and the logits are returned."""
     new_cache = []
     for i, layer in enumerate(layers):
-        x, kv = layer(x, *layer_args, None if not cache else cache[i])
+        kv = slots.layer(i) if slots is not None else None if not cache else cache[i]
+        x, kv = layer(x, *layer_args, kv)
         new_cache.append(kv)
     x = norm(x)
     if last_only:
         x = x[:, -1:]
     logits = lm_head(x)
-    return logits if cache is None else (logits, new_cache)
+    return logits if cache is None or slots is not None else (logits, new_cache)

@@ -8,6 +8,7 @@ from torch import nn
 
 from ..base import Config, KVCache
 from .common import lm_batch, lm_layers, lm_loss
+from .slots import SlotStep
 from .transformer import Block
 
 
@@ -25,17 +26,21 @@ class Decoder(nn.Module):
         self.lm_head.weight = self.tok.weight  # tied, as in GPT-2
 
     def forward(
-        self, ids: torch.Tensor, cache: KVCache | None = None, last_only: bool = False
+        self, ids: torch.Tensor, cache: KVCache | None = None, last_only: bool = False, slots: SlotStep | None = None
     ) -> torch.Tensor | tuple[torch.Tensor, KVCache]:
         """Logits for ``ids`` (B, T); the :class:`~hwbench.models.base.GenerativeModel`
         contract. With ``cache`` (``[]`` to start, else a list of per-layer (k, v) as
         returned before) positions continue after the cached ones. Returns logits when
         ``cache`` is None, else ``(logits, new_cache)``. ``last_only`` computes the LM
-        head for the final position only (generation)."""
-        start = 0 if not cache else cache[0][0].shape[2]
-        pos = torch.arange(start, start + ids.shape[1], device=ids.device)
+        head for the final position only (generation). ``slots``: each row continues
+        its own slot of a slot cache (:mod:`.slots`), returns the logits."""
+        if slots is not None:
+            pos = slots.positions  # (B, T): each row's own positions
+        else:
+            start = 0 if not cache else cache[0][0].shape[2]
+            pos = torch.arange(start, start + ids.shape[1], device=ids.device)
         x = self.tok(ids) + self.pos(pos)
-        return lm_layers(x, self.layers, self.ln_f, self.lm_head, cache, last_only)
+        return lm_layers(x, self.layers, self.ln_f, self.lm_head, cache, last_only, slots=slots)
 
 
 # the family's entry points (hwbench.models.base.NETS_ENTRIES)

@@ -15,6 +15,7 @@ from torch.nn import functional as F
 
 from ..base import Config, KVCache
 from .common import lm_batch, lm_layers, lm_loss
+from .slots import SlotLayer, SlotStep
 
 # scaled_dot_product_attention broadcasts grouped KV heads itself from torch 2.5
 # (enable_gqa); before, the KV heads are repeated for each query head.
@@ -70,27 +71,31 @@ class Attention(nn.Module):
         self.o = nn.Linear(d, d, bias=False)
 
     def forward(self, x, cos, sin, cache=None):
-        """``cache``: None or the (k, v) of earlier positions, (B, kv_heads, T, hd);
-        returns ``(output, (k, v))`` with this call's positions appended."""
+        """``cache``: None, the (k, v) of earlier positions, (B, kv_heads, T, hd), or a
+        :class:`~.slots.SlotLayer`; returns ``(output, (k, v))`` with this call's
+        positions appended (a slot layer is written in place)."""
         b, t, _ = x.shape
         q = self.q(x).view(b, t, self.heads, self.hd).transpose(1, 2)
         k = self.k(x).view(b, t, self.kv_heads, self.hd).transpose(1, 2)
         v = self.v(x).view(b, t, self.kv_heads, self.hd).transpose(1, 2)
         q, k = rotate(q, cos, sin), rotate(k, cos, sin)
-        if cache is not None:
+        mask = None
+        if isinstance(cache, SlotLayer):  # the slot cache builds each row's mask
+            k, v, mask = cache.update(k, v)
+        elif cache is not None:
             k = torch.cat([cache[0], k], dim=2)
             v = torch.cat([cache[1], v], dim=2)
-        causal = t > 1  # a single new query attends to every cached position
+        causal = t > 1 and mask is None  # a single new query attends to every cached position
         if causal and k.shape[2] != t:
             raise ValueError("a prompt after cached positions needs a mask this model does not build")
         group = self.heads // self.kv_heads
         if group == 1:
-            out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
         elif _SDPA_GQA:
-            out = F.scaled_dot_product_attention(q, k, v, is_causal=causal, enable_gqa=True)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, enable_gqa=True)
         else:
-            out = F.scaled_dot_product_attention(
-                q, k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1), is_causal=causal)
+            out = F.scaled_dot_product_attention(q, k.repeat_interleave(group, dim=1),
+                                                 v.repeat_interleave(group, dim=1), attn_mask=mask, is_causal=causal)
         return self.o(out.transpose(1, 2).reshape(b, t, self.heads * self.hd)), (k, v)
 
 
@@ -169,18 +174,25 @@ class Llama(nn.Module):
             self.lm_head.weight = self.tok.weight  # as Llama 3.2 1B
 
     def forward(
-        self, ids: torch.Tensor, cache: KVCache | None = None, last_only: bool = False
+        self, ids: torch.Tensor, cache: KVCache | None = None, last_only: bool = False, slots: SlotStep | None = None
     ) -> torch.Tensor | tuple[torch.Tensor, KVCache]:
         """The :class:`~hwbench.models.base.GenerativeModel` contract: logits for ``ids``
         (B, T); with ``cache`` (``[]`` to start) positions continue after the cached
-        ones and ``(logits, new_cache)`` is returned, the cache holding the KV heads."""
-        start = 0 if not cache else cache[0][0].shape[2]
-        pos = torch.arange(start, start + ids.shape[1], device=ids.device, dtype=torch.float32)
-        angles = torch.outer(pos, inv_freq(self.cfg, ids.device))
+        ones and ``(logits, new_cache)`` is returned, the cache holding the KV heads.
+        ``slots``: each row continues its own slot of a slot cache (:mod:`.slots`, its
+        own RoPE positions), returns the logits."""
+        if slots is not None:
+            pos = slots.positions.float()  # (B, T): each row's own positions
+        else:
+            start = 0 if not cache else cache[0][0].shape[2]
+            pos = torch.arange(start, start + ids.shape[1], device=ids.device, dtype=torch.float32)
+        angles = pos[..., None] * inv_freq(self.cfg, ids.device)  # (T, hd/2) or (B, T, hd/2)
         angles = torch.cat((angles, angles), dim=-1)
+        if slots is not None:
+            angles = angles[:, None]  # (B, 1, T, hd): broadcast over the heads
         x = self.tok(ids)
         cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
-        return lm_layers(x, self.layers, self.norm, self.lm_head, cache, last_only, cos, sin)
+        return lm_layers(x, self.layers, self.norm, self.lm_head, cache, last_only, cos, sin, slots=slots)
 
 
 

@@ -1,7 +1,8 @@
 """Transformer building blocks shared by the encoder (BERT-style) and decoder (GPT-style).
 
 Attention goes through ``torch.nn.functional.scaled_dot_product_attention`` so every
-backend picks its best kernel. The decoder's attention keeps a KV cache for generation.
+backend picks its best kernel. The decoder's attention keeps a KV cache for generation
+(or writes its rows into a slot cache, :mod:`.slots`).
 Their analytic counts are in :mod:`hwbench.models.transformer` (torch-free).
 """
 
@@ -10,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from .slots import SlotLayer
 
 
 class Attention(nn.Module):
@@ -23,15 +26,19 @@ class Attention(nn.Module):
         return x.view(b, t, self.heads, d // self.heads).transpose(1, 2)
 
     def forward(self, x, cache=None):
-        """``cache`` is ``None`` or a ``(k, v)`` pair of earlier positions; returns
-        ``(output, (k, v))`` with the cache extended by this call's positions."""
+        """``cache`` is ``None``, a ``(k, v)`` pair of earlier positions or a
+        :class:`~.slots.SlotLayer`; returns ``(output, (k, v))`` with the cache
+        extended by this call's positions (a slot layer is written in place)."""
         q, k, v = self._split(self.q(x)), self._split(self.k(x)), self._split(self.v(x))
-        if cache is not None:
+        mask = None
+        if isinstance(cache, SlotLayer):
+            k, v, mask = cache.update(k, v)
+        elif cache is not None:
             k = torch.cat([cache[0], k], dim=2)
             v = torch.cat([cache[1], v], dim=2)
         # A single new query attends to every cached position: no mask needed then.
-        causal = self.causal and q.shape[2] > 1
-        out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+        causal = self.causal and q.shape[2] > 1 and mask is None
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
         b, h, t, hd = out.shape
         return self.o(out.transpose(1, 2).reshape(b, t, h * hd)), (k, v)
 
