@@ -263,7 +263,8 @@ def _collect(records: Iterable[RunRecord], case_glob: str | None,
 def _loaded(ids: list[str], B: dict[str, _Side], N: dict[str, _Side],
             source: CaseSource | None) -> Iterator[tuple[str, _Side | None, _Side | None]]:
     """Each case of ``ids`` in order with its sides, every result loaded (from
-    ``source`` where it holds them): one case's results in memory at a time."""
+    ``source`` where it holds them): one case's results in memory at a time (the sides
+    loaded for a case are emptied when the next case is asked for)."""
     if source is None:
         yield from ((cid, B.get(cid), N.get(cid)) for cid in ids)
         return
@@ -280,7 +281,12 @@ def _loaded(ids: list[str], B: dict[str, _Side], N: dict[str, _Side],
             return None if side is None else _Side([(r, next(it) if isinstance(c, int) else c)
                                                     for r, c in side.results])
 
-        yield cid, fill(B.get(cid)), fill(N.get(cid))
+        b, n = fill(B.get(cid)), fill(N.get(cid))
+        got.clear()
+        yield cid, b, n
+        for side in (b, n):  # judged: its results go before the next case's are read
+            if side is not None:
+                side.results.clear()
 
 
 BAD = ("failed", "oom", "timeout")

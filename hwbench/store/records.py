@@ -91,18 +91,19 @@ class Held:
 
     def load(self, wanted: Iterable[tuple[str, list[tuple[Any, int]]]]) -> Iterator[list[Any]]:
         """The results of each case of ``wanted`` in order, fetched a batch of cases at
-        a time (up to :data:`BATCH_ROWS` raw times, or one case)."""
-        wanted = iter(wanted)
+        a time (up to :data:`BATCH_ROWS` raw times, or one case that has more)."""
+        items = iter(wanted)
         count = self._counts() if self._file else {}
-        while True:
+        item = next(items, None)
+        while item is not None:
             batch, rows = [], 0
-            for cid, refs in wanted:
-                batch.append((cid, refs))
-                rows += count.get(cid, 0) + RECORD_ROWS * len(refs)
-                if rows >= BATCH_ROWS:
+            while item is not None:
+                cost = count.get(item[0], 0) + RECORD_ROWS * len(item[1])
+                if batch and rows + cost > BATCH_ROWS:
                     break
-            if not batch:
-                return
+                batch.append(item)
+                rows += cost
+                item = next(items, None)
             texts, times = self._fetch([cid for cid, refs in batch if refs])
             for cid, refs in batch:
                 yield [self._result(cid, rec, k, texts, times) for rec, k in refs]
@@ -135,8 +136,9 @@ class Held:
         texts = {(i, k): t for i, k, t in con.execute(
             "SELECT i, case_index, record FROM case_records JOIN _want USING (case_id) "
             "JOIN _files USING (results_file)").fetchall()}
-        got = con.execute("SELECT j, i, repeat, time_s FROM samples JOIN _want USING (case_id) "
-                          "JOIN _files USING (results_file) ORDER BY j, i, repeat, iteration").fetchnumpy()
+        got = con.execute("SELECT j::INTEGER AS j, i::INTEGER AS i, repeat::INTEGER AS repeat, time_s "
+                          "FROM samples JOIN _want USING (case_id) JOIN _files USING (results_file) "
+                          "ORDER BY j, i, repeat, iteration").fetchnumpy()
         con.unregister("_want")
         j, i, r, t = (np.asarray(got[c]) for c in ("j", "i", "repeat", "time_s"))
         times = {}
