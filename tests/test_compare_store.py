@@ -168,3 +168,16 @@ def test_compare_case_by_case_through_the_store_is_compare_of_the_files(variants
     monkeypatch.setattr(records, "BATCH_ROWS", 1)  # one case a batch
     assert cli("compare", a, b, "--allow-different-hardware", *args) == ref
     assert [str(p) for p in parsed] == [str(b / "b2.json")]  # only the run with a case twice
+
+
+def test_one_folder_on_both_sides(variants, monkeypatch):
+    """The same folder as BASELINE and NEW: its runs read once into the store, held
+    twice (one record per side), the output of the parsed files."""
+    from hwbench.commands import regression
+
+    a, _ = variants
+    with monkeypatch.context() as m:
+        m.setattr(regression, "_from_store", lambda *args, **kwargs: None)
+        ref = cli("compare", a, a, "--format", "json")
+    assert ref[0] == 0 and '"unchanged"' in ref[1], ref[2]
+    assert cli("compare", a, a, "--format", "json") == ref
