@@ -1,7 +1,7 @@
 """``hwbench compare`` over folders through the store, in bounded memory.
 
 Each run is rebuilt from the cached ``records`` row (the run without its cases) and
-named cases (``case_records``: case_id and place in the run); :class:`Held` then gives
+its case ids, in order (``case_records``); :class:`Held` then gives
 compare each case's results, from ``case_records`` (the result without raw times and
 collector readings) and ``samples`` (the raw times), a few cases at a time, while that
 case is judged (:class:`hwbench.analysis.compare.CaseSource`). So a folder read before
@@ -37,12 +37,11 @@ class Held:
     opened on first use (``store()``), the DuckDB connection over every entry read on
     the first :meth:`load`; :meth:`close` closes both."""
 
-    def __init__(self, warn: Callable[[str], None] | None = None):
-        self._warn = warn
+    def __init__(self):
         self._store: Store | None = None
         self._entries: dict[str, Entry] = {}  # by key: every entry read, both sides
         self._file: dict[int, tuple[int, list[str]]] = {}  # id(run) -> (file index, case ids)
-        self._keep: list[Any] = []  # the runs of _file (their ids stay theirs)
+        self._keep: list[Any] = []  # the runs of _file, alive: no other object takes their id()
         self._index: dict[str, int] = {}  # results_file -> file index
         self._con = None
 
