@@ -108,3 +108,25 @@ def test_case_count_and_unique_runs_of_held_runs():
     assert len(kept) == 1 and kept[0] is held.runs[1] and warnings
     kept, _ = cmp.unique_runs(held.runs)  # counted by rec.cases, both look empty: the first given
     assert kept[0] is held.runs[0]
+
+
+def test_a_judged_case_is_released_before_the_next_is_read():
+    """One case's results in memory at a time: the sides given for a case are emptied
+    when the next case is asked for (whole runs keep theirs)."""
+    base, new = sides()
+    src = Apart(base + new)
+    held = {id(r): s for r, s in zip(base + new, src.runs)}
+    B = cmp._collect([held[id(r)] for r in base], None, src)
+    N = cmp._collect([held[id(r)] for r in new], None, src)
+    assert all(isinstance(c, int) for s in [*B.values(), *N.values()] for _, c in s.results)
+    ids = list(dict.fromkeys([*B, *N]))
+    cases = cmp._loaded(ids, B, N, src)
+    cid, b, n = next(cases)
+    assert b.results and n.results and src.asked == [cid]
+    assert all(c.case_id == cid and c.measurement.raw_times_s for _, c in b.ok)
+    next(cases)
+    assert not b.results and not n.results and len(src.asked) == 2
+    whole = cmp._loaded(ids, *(cmp._collect(x, None) for x in (base, new)), None)
+    _, b, _ = next(whole)
+    next(whole)
+    assert b.results  # nothing loaded, nothing released

@@ -181,3 +181,39 @@ def test_one_folder_on_both_sides(variants, monkeypatch):
         ref = cli("compare", a, a, "--format", "json")
     assert ref[0] == 0 and '"unchanged"' in ref[1], ref[2]
     assert cli("compare", a, a, "--format", "json") == ref
+
+
+def test_cases_are_read_in_batches_of_bounded_size(variants, monkeypatch):
+    """Each query of the store reads at most BATCH_ROWS raw times (a case's result in a
+    run counting RECORD_ROWS), or one case that has more; a batch stops at the case
+    that would overflow it; every case is read once."""
+    from hwbench.store import records
+
+    a, b = variants
+    assert cli("compare", a, b, "--allow-different-hardware", "--format", "csv")[0] in (0, 1)  # the cache
+    batches, counts, refs = [], {}, {}
+    fetch, count, load = records.Held._fetch, records.Held._counts, records.Held.load
+
+    def spy(self, wanted):
+        def seen():
+            for cid, r in wanted:
+                refs[cid] = len(r)
+                yield cid, r
+        return load(self, seen())
+
+    monkeypatch.setattr(records.Held, "_counts", lambda self: counts.update(count(self)) or counts)
+    monkeypatch.setattr(records.Held, "_fetch", lambda self, cids: batches.append(cids) or fetch(self, cids))
+    monkeypatch.setattr(records.Held, "load", spy)
+    monkeypatch.setattr(records, "BATCH_ROWS", 5000)
+    code, out, err = cli("compare", a, b, "--allow-different-hardware", "--format", "csv")
+    assert code in (0, 1), err
+    flat = [c for batch in batches for c in batch]
+    assert len(flat) == len(set(flat)) == len([c for c in refs if refs[c]])
+
+    def cost(cids):
+        return sum(counts.get(c, 0) + records.RECORD_ROWS * refs[c] for c in cids)
+
+    assert any(len(batch) > 1 for batch in batches) and any(cost(batch) > 5000 for batch in batches)
+    assert all(len(batch) == 1 or cost(batch) <= 5000 for batch in batches), [cost(x) for x in batches]
+    for batch, after in zip(batches, batches[1:]):
+        assert cost(batch) + cost(after[:1]) > 5000  # it stopped at the case that would overflow it
