@@ -53,7 +53,7 @@ from __future__ import annotations
 import fnmatch
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Literal, Sequence
+from typing import Any, Callable, Iterable, Iterator, Literal, Protocol, Sequence
 
 import numpy as np
 
@@ -62,7 +62,8 @@ from ..records import PROCESS_ISOLATED_REPEATS, CaseResult, RunRecord
 
 # The method's parts, each in its own module, are importable from here too.
 from .conditions import (ENV_IGNORED, ENV_KEYS, HARDWARE_KEYS, MACHINE_CPU_POINTS, MACHINE_IDLE_POINTS,  # noqa: F401
-                         MACHINE_STEAL_POINTS, MACHINE_THROTTLE, conditions, environment_diff, machine_changes)
+                         MACHINE_STEAL_POINTS, MACHINE_THROTTLE, conditions, environment_diff, machine_changes,
+                         merge, readings, summarize)
 from .significance import (CI_RULE_CONFIDENCE, DEFAULT_ALPHA, DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES,  # noqa: F401
                            MAX_BOOTSTRAP_N, MAX_EXACT_PAIRS, POWER, adjust, detectable_change, difference_of_medians,
                            min_p_value, min_samples, rank_test, ratio_of_medians)
@@ -154,13 +155,17 @@ class Options:
 
 # ------------------------------------------------------------------------ the cases
 def unique_runs(runs: Sequence[Any], record: Callable[[Any], RunRecord] = lambda r: r,
-                label: Callable[[Any], str] | None = None) -> tuple[list[Any], list[str]]:
+                label: Callable[[Any], str] | None = None,
+                size: Callable[[Any], int] | None = None) -> tuple[list[Any], list[str]]:
     """``runs`` with each ``run_id`` once (a copied results file, or the same run given
     twice: counting it twice would double its samples). Of the copies the most recently
     updated is kept (then the one with most cases, then the first given). Returns the
     runs kept, in the order given, and one warning per run_id given more than once.
     ``record`` gets the RunRecord of an item (e.g. of a (path, record) pair), ``label``
-    names an item in the warning (default: nothing more than the run_id)."""
+    names an item in the warning (default: nothing more than the run_id), ``size`` its
+    number of cases (default: ``len(record(item).cases)``; runs held without their cases
+    count them with :func:`case_count`)."""
+    size = size or (lambda item: len(record(item).cases))
     by_id: dict[str, list[int]] = {}
     for i, item in enumerate(runs):
         by_id.setdefault(record(item).run_id, []).append(i)
@@ -168,7 +173,7 @@ def unique_runs(runs: Sequence[Any], record: Callable[[Any], RunRecord] = lambda
     warnings: list[str] = []
     for rid, idx in by_id.items():
         best = max(idx, key=lambda i: (record(runs[i]).updated or record(runs[i]).created,
-                                       len(record(runs[i]).cases), -i))
+                                       size(runs[i]), -i))
         keep.add(best)
         if len(idx) > 1:
             where = f" ({', '.join(label(runs[i]) for i in idx)}; kept {label(runs[best])})" if label else ""
@@ -176,11 +181,33 @@ def unique_runs(runs: Sequence[Any], record: Callable[[Any], RunRecord] = lambda
     return [item for i, item in enumerate(runs) if i in keep], warnings
 
 
+class CaseSource(Protocol):
+    """Where :func:`compare` finds the cases of runs given without them (the store,
+    :mod:`hwbench.store.records`): it then holds each run's record and one case's
+    results at a time, not every run's results (raw times included) at once."""
+
+    def case_ids(self, rec: RunRecord) -> Sequence[str] | None:
+        """The case_ids of ``rec``'s cases, in the run's order; None for a run that
+        holds its cases (``rec.cases``)."""
+
+    def load(self, wanted: Iterable[tuple[str, list[tuple[RunRecord, int]]]]) -> Iterator[list[CaseResult]]:
+        """For each ``(case_id, [(run, index of the case in the run), ...])`` of
+        ``wanted``, in order, those cases' results (raw times included), in the order
+        asked. It may read ahead in ``wanted`` (to fetch several cases at once)."""
+
+
+def case_count(rec: RunRecord, source: CaseSource | None = None) -> int:
+    """The number of cases of ``rec``, held or not (:class:`CaseSource`)."""
+    held = source.case_ids(rec) if source is not None else None
+    return len(rec.cases) if held is None else len(held)
+
+
 @dataclass
 class _Side:
-    """Every result of one case on one side (several runs when given a folder)."""
+    """Every result of one case on one side (several runs when given a folder). A
+    result not loaded yet (:class:`CaseSource`) is its index in its run."""
 
-    results: list[tuple[RunRecord, CaseResult]] = field(default_factory=list)
+    results: list[tuple[RunRecord, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> list[tuple[RunRecord, CaseResult]]:
@@ -220,14 +247,46 @@ class _Side:
         return np.asarray(out, float)
 
 
-def _collect(records: Iterable[RunRecord], case_glob: str | None) -> dict[str, _Side]:
+def _collect(records: Iterable[RunRecord], case_glob: str | None,
+             source: CaseSource | None = None) -> dict[str, _Side]:
     sides: dict[str, _Side] = {}
     for rec in sorted(records, key=lambda r: r.created):
-        for c in rec.cases:
-            if case_glob and not fnmatch.fnmatchcase(c.case_id, case_glob):
+        held = source.case_ids(rec) if source is not None else None
+        cases = [(c.case_id, c) for c in rec.cases] if held is None else [(cid, k) for k, cid in enumerate(held)]
+        for cid, c in cases:
+            if case_glob and not fnmatch.fnmatchcase(cid, case_glob):
                 continue
-            sides.setdefault(c.case_id, _Side()).results.append((rec, c))
+            sides.setdefault(cid, _Side()).results.append((rec, c))
     return sides
+
+
+def _loaded(ids: list[str], B: dict[str, _Side], N: dict[str, _Side],
+            source: CaseSource | None) -> Iterator[tuple[str, _Side | None, _Side | None]]:
+    """Each case of ``ids`` in order with its sides, every result loaded (from
+    ``source`` where it holds them): one case's results in memory at a time (the sides
+    loaded for a case are emptied when the next case is asked for)."""
+    if source is None:
+        yield from ((cid, B.get(cid), N.get(cid)) for cid in ids)
+        return
+
+    def wanted():
+        for cid in ids:
+            yield cid, [(r, c) for side in (B.get(cid), N.get(cid)) if side is not None
+                        for r, c in side.results if isinstance(c, int)]
+
+    for cid, got in zip(ids, source.load(wanted())):
+        it = iter(got)
+
+        def fill(side: _Side | None) -> _Side | None:
+            return None if side is None else _Side([(r, next(it) if isinstance(c, int) else c)
+                                                    for r, c in side.results])
+
+        b, n = fill(B.get(cid)), fill(N.get(cid))
+        got.clear()
+        yield cid, b, n
+        for side in (b, n):  # judged: its results go before the next case's are read
+            if side is not None:
+                side.results.clear()
 
 
 BAD = ("failed", "oom", "timeout")
@@ -396,25 +455,35 @@ COLUMNS = ("case_id", "metric", "verdict", "regression", "rule", "machine_change
            "ci99_high", "threshold", "p_value", "p_adjusted", "min_p", "detectable", "status_baseline", "status_new")
 
 
-def compare(baseline: Sequence[RunRecord], new: Sequence[RunRecord], options: Options = Options()) -> Comparison:
+def compare(baseline: Sequence[RunRecord], new: Sequence[RunRecord], options: Options = Options(),
+            source: CaseSource | None = None) -> Comparison:
     """Compare the runs ``baseline`` with the runs ``new``, cases matched by ``case_id``.
     A run given twice on one side (same run_id) counts once, with a note. Returns a
     :class:`Comparison` (rows empty when no case matches); raises nothing for
-    differences (they are data)."""
+    differences (they are data). Runs given without their cases are read from
+    ``source`` one case at a time (:class:`CaseSource`): the same Comparison."""
     import pandas as pd
 
-    baseline, dup_b = unique_runs(list(baseline))
-    new, dup_n = unique_runs(list(new))
-    B, N = _collect(baseline, options.case_glob), _collect(new, options.case_glob)
+    size = None if source is None else (lambda r: case_count(r, source))
+    baseline, dup_b = unique_runs(list(baseline), size=size)
+    new, dup_n = unique_runs(list(new), size=size)
+    B, N = _collect(baseline, options.case_glob, source), _collect(new, options.case_glob, source)
     ids = list(dict.fromkeys([*B, *N]))
     rows: list[dict[str, Any]] = []
-    for i, cid in enumerate(ids):
-        b, n = B.get(cid), N.get(cid)
+    # what is kept of a case once judged: its sides' machine readings and devices
+    seen: dict[str, dict[str, Any]] = {"baseline": {}, "new": {}}
+    devices: list[str] = []
+    for i, (cid, b, n) in enumerate(_loaded(ids, B, N, source)):
+        for name, side in (("baseline", b), ("new", n)):
+            if side is not None:
+                seen[name][cid] = readings(side.ok)
+        if b is not None and n is not None:
+            devices += _device_diff(b, n)
         st = _status_row(cid, b, n)
         if st is not None:
             rows.append(st)
             continue
-        changed = machine_changes(conditions(b.ok), conditions(n.ok))
+        changed = machine_changes(summarize(seen["baseline"][cid]), summarize(seen["new"][cid]))
         for metric in options.metrics:
             r = _case_metric(cid, metric, b, n, options, options.seed + i)
             if r is not None:
@@ -442,10 +511,10 @@ def compare(baseline: Sequence[RunRecord], new: Sequence[RunRecord], options: Op
         df = df.sort_values(by=["verdict", "case_id"], key=lambda s: s.map(order) if s.name == "verdict" else s,
                             kind="stable").reset_index(drop=True)
     env, hardware = environment_diff(baseline, new)
-    hardware += _device_diffs(B, N)
+    hardware += sorted(set(devices))
     notes = [*dup_b, *dup_n, *_notes(df, options, m_tests)] if len(df) else [*dup_b, *dup_n]
-    load = {"baseline": conditions(r for s in B.values() for r in s.ok),
-            "new": conditions(r for s in N.values() for r in s.ok)}
+    load = {name: summarize(merge(seen[name][cid] for cid in side))  # in each side's own case order
+            for name, side in (("baseline", B), ("new", N))}
     return Comparison(df, env, tuple(dict.fromkeys(hardware)), tuple(notes), options, load)
 
 
@@ -512,11 +581,10 @@ def _notes(df, opts: Options, m_tests: int) -> tuple[str, ...]:
     return tuple(notes)
 
 
-def _device_diffs(B: dict[str, _Side], N: dict[str, _Side]) -> list[str]:
-    out = []
-    for cid in B.keys() & N.keys():
-        bd = {c.device_name for _, c in B[cid].ok}
-        nd = {c.device_name for _, c in N[cid].ok}
-        if bd and nd and bd != nd:
-            out.append(f"device: {', '.join(map(str, sorted(bd, key=str)))} -> {', '.join(map(str, sorted(nd, key=str)))}")
-    return sorted(set(out))
+def _device_diff(b: _Side, n: _Side) -> list[str]:
+    """The device names of a case's ok results when they differ between the sides."""
+    bd = {c.device_name for _, c in b.ok}
+    nd = {c.device_name for _, c in n.ok}
+    if bd and nd and bd != nd:
+        return [f"device: {', '.join(map(str, sorted(bd, key=str)))} -> {', '.join(map(str, sorted(nd, key=str)))}"]
+    return []

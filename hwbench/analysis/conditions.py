@@ -28,8 +28,18 @@ def conditions(results: Iterable[tuple[RunRecord, CaseResult]]) -> dict[str, Any
     ``idle_cpu_pct`` (system load over the segment's idle baseline), ``cpu_mhz`` and
     ``gpu_sm_mhz`` (mean clocks), ``throttle`` (GPU throttle reasons seen). Means over
     the results that recorded each; None where none did."""
-    got: dict[str, list[float]] = {k: [] for k in ("background_cpu_pct", "steal_pct", "idle_cpu_pct", "cpu_mhz",
-                                                   "gpu_sm_mhz")}
+    return summarize(readings(results))
+
+
+READINGS = ("background_cpu_pct", "steal_pct", "idle_cpu_pct", "cpu_mhz", "gpu_sm_mhz")
+
+
+def readings(results: Iterable[tuple[RunRecord, CaseResult]]) -> dict[str, Any]:
+    """The figures :func:`conditions` averages, per result in order (a list per key of
+    :data:`READINGS`), and ``throttle``, the set of throttle reasons seen: a few numbers
+    per result, so that a comparison can keep them after it dropped the results
+    (:func:`merge` joins those of several groups of results)."""
+    got: dict[str, Any] = {k: [] for k in READINGS}
     throttle: set[str] = set()
     for rec, c in results:
         host = c.collectors.get("host")
@@ -52,8 +62,26 @@ def conditions(results: Iterable[tuple[RunRecord, CaseResult]]) -> dict[str, Any
             if f.flag == "throttled":
                 # "nvidia:0: hw_thermal, sw_power_cap" (NvidiaSampler.quality_flags)
                 throttle.update(t.strip() for t in f.detail.split(": ", 1)[-1].split(",") if t.strip())
-    out: dict[str, Any] = {k: (float(np.mean(v)) if v else None) for k, v in got.items()}
-    out["throttle"] = sorted(throttle)
+    got["throttle"] = throttle
+    return got
+
+
+def merge(groups: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """The :func:`readings` of several groups of results as those of all of them, in
+    the order given."""
+    out: dict[str, Any] = {k: [] for k in READINGS}
+    out["throttle"] = set()
+    for g in groups:
+        for k in READINGS:
+            out[k] += g[k]
+        out["throttle"] |= g["throttle"]
+    return out
+
+
+def summarize(got: dict[str, Any]) -> dict[str, Any]:
+    """:func:`conditions` from :func:`readings`: the means, and the throttle reasons sorted."""
+    out: dict[str, Any] = {k: (float(np.mean(got[k])) if got[k] else None) for k in READINGS}
+    out["throttle"] = sorted(got["throttle"])
     return out
 
 

@@ -47,30 +47,34 @@ why); new; missing; failed. A zero baseline compares absolute differences.
 """
 
 
-def _read(paths: tuple[str, ...], what: str):
-    """The runs in ``paths``, each run_id once (a copy of a run counts once, warned)."""
-    from ..analysis.compare import unique_runs
+def _read(paths: tuple[str, ...], what: str, held=None):
+    """The runs in ``paths``, each run_id once (a copy of a run counts once, warned).
+    With ``held`` (compare: :class:`hwbench.store.records.Held`), runs read through the
+    store come without their cases, which ``held`` gives compare a case at a time."""
+    from ..analysis.compare import case_count, unique_runs
     from ..errors import UserError
     from ..report.text import clean
     from ..results import read_many
 
     warnings: list[str] = []
     try:
-        got = _from_store(paths, warnings.append)
+        got = _from_store(paths, warnings.append, held)
         if got is None:
             got = read_many(list(paths), warnings.append)
     except UserError as e:
         raise UserError(f"{what}: {e}") from None
-    got, dups = unique_runs(got, record=lambda pr: pr[1], label=lambda pr: str(pr[0]))
+    got, dups = unique_runs(got, record=lambda pr: pr[1], label=lambda pr: str(pr[0]),
+                            size=lambda pr: case_count(pr[1], held))
     for w in warnings + [f"{what}: {d}" for d in dups]:
         click.echo(f"hwbench: warning: {clean(w)}", err=True)
     return got
 
 
-def _from_store(paths: tuple[str, ...], warn):
+def _from_store(paths: tuple[str, ...], warn, held=None):
     """The runs of ``paths`` rebuilt from the store's cache when a folder is given (a
     folder read before costs no parse: :mod:`hwbench.store.records`), else None (files
-    only, or multi-node parts: the files are read)."""
+    only, or multi-node parts: the files are read). With ``held``, the runs come without
+    their cases (``held`` has them); else whole."""
     from pathlib import Path
 
     if not any(Path(p).is_dir() for p in paths):
@@ -78,6 +82,9 @@ def _from_store(paths: tuple[str, ...], warn):
     from ..store import Store
     from ..store import records as store_records
 
+    if held is not None:
+        entries = held.store(warn).entries(list(paths))
+        return held.runs(entries) if store_records.usable(entries) else None
     store = Store(warn=warn)
     try:
         entries = store.entries(list(paths))
@@ -108,18 +115,32 @@ def compare(baseline: str, new: str, threshold: float, metrics: str, alpha: floa
     """Compare the NEW run(s) with the BASELINE run(s), case by case (files or folders;
     cases matched by case_id). Exit 1 on a regression."""
     from ..analysis import compare as cmp
-    from ..report.text import clean
+    from ..store.records import Held
 
     opts = cmp.Options(metrics=cmp.parse_metrics(metrics, threshold / 100), alpha=alpha, correction=correction,
                        case_glob=case_glob)
-    base = _read((baseline,), "BASELINE")
-    newr = _read((new,), "NEW")
-    from ..errors import UserError
+    held = Held()  # folders: the runs from the store, their cases read one batch at a time
+    try:
+        base = _read((baseline,), "BASELINE", held)
+        newr = _read((new,), "NEW", held)
+        _compare(baseline, new, base, newr, opts, held, fail_on, allow_different_hardware, fmt)
+    finally:
+        held.close()
 
+
+def _compare(baseline: str, new: str, base, newr, opts, held, fail_on: tuple[str, ...],
+             allow_different_hardware: bool, fmt: str) -> None:
+    """The comparison of the runs read (``held``: the cases of those from the store),
+    rendered; exits with the command's exit code."""
+    from ..analysis import compare as cmp
+    from ..errors import UserError
+    from ..report.text import clean
+
+    case_glob = opts.case_glob
     for path, side in ((baseline, base), (new, newr)):
-        if not any(r.cases for _, r in side):  # an interrupted run, say: a pass would be silent
+        if not any(cmp.case_count(r, held) for _, r in side):  # an interrupted run, say: a pass would be silent
             raise UserError(f"{path}: no cases in {'this run' if len(side) == 1 else 'these runs'}: nothing to compare")
-    result = cmp.compare([r for _, r in base], [r for _, r in newr], opts)
+    result = cmp.compare([r for _, r in base], [r for _, r in newr], opts, source=held)
     if not len(result.rows):
         raise UserError(f"{baseline}, {new}: nothing to compare: no case matches --case {case_glob!r}")
     names = [", ".join(sorted({r.suite.name for _, r in side})) for side in (base, newr)]

@@ -1,7 +1,7 @@
 """The store: DuckDB over folders of results files, with a Parquet cache.
 
-Each results file is parsed once: its five tables (:mod:`.tables`: runs, segments,
-cases, samples, series) are written as Parquet files into a cache entry keyed by the
+Each results file is parsed once: its seven tables (:mod:`.tables`: runs, segments,
+cases, samples, series, records, case_records) are written as Parquet files into a cache entry keyed by the
 file's absolute path, size and modification time (and by the code that derives the
 ``cases`` columns, so a better formula re-derives old files). The next read of the
 same folder parses only the files that are new or changed; a removed file's entry is

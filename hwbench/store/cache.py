@@ -18,14 +18,14 @@ from ..errors import ResultsError
 from .tables import TABLES, record_tables
 
 # Bump when the tables' shape changes: every entry is then rebuilt.
-STORE_FORMAT = 2  # 2: the records table (compare through the store)
+STORE_FORMAT = 3  # 2: the records table (compare through the store); 3: case_records (compare case by case)
 # The code whose output the cache keeps (derive and what it imports): a change to any
 # of these files (a better formula, a new peak row) re-derives every entry. Other
 # modules (history, compare, reports) read the tables and do not invalidate them.
 _DERIVING = ("analysis/derive.py", "analysis/roofline.py", "analysis/bytes_model.py", "analysis/stats.py",
              "data", "models", "flops.py", "peaks.py", "precisions.py", "records.py", "results.py", "merge.py",
              "store/tables.py")
-# Files parsed together are written as one chunk (five Parquet files holding the rows
+# Files parsed together are written as one chunk (seven Parquet files holding the rows
 # of up to this many results files): one write per table per chunk, not per file;
 # small enough that a chunk's frames stay well under a GiB.
 CHUNK_FILES = 50

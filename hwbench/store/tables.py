@@ -1,4 +1,4 @@
-"""One results file as the store's six tables (pandas frames, one row per item):
+"""One results file as the store's seven tables (pandas frames, one row per item):
 
 - ``runs``: one row per run (file): id, suite, dates, status, host, case counts;
 - ``segments``: one row per start or resume, with the facts of its environment;
@@ -7,9 +7,12 @@
 - ``samples``: the raw timed values, one row per case, repeat and value (s);
 - ``series``: collector readings in long form, one row per case, sampler, reading
   and metric (the metric names carry their units, as in the results file);
-- ``records``: one row per run: the run as JSON without its raw times and collector
-  readings (those are in ``samples`` and ``series``), from which ``compare`` rebuilds
-  the run (:mod:`.records`) without reading the results file.
+- ``records``: one row per run: the run as JSON without its cases (they are in
+  ``case_records``), from which ``compare`` rebuilds the run (:mod:`.records`)
+  without reading the results file;
+- ``case_records``: one row per case: the case's result as JSON without its raw times
+  and collector readings (those are in ``samples`` and ``series``), which ``compare``
+  reads one case at a time.
 
 Every table starts with ``results_file`` (the absolute path of the file) and
 ``run_id``, the keys to join them on (with ``case_id`` and ``segment``)."""
@@ -20,7 +23,7 @@ from typing import Any
 
 from ..records import RunRecord
 
-TABLES = ("runs", "segments", "cases", "samples", "series", "records")
+TABLES = ("runs", "segments", "cases", "samples", "series", "records", "case_records")
 
 # column -> pandas dtype of the fixed-shape tables (cases follows derive.SCHEMA)
 RUNS = {"results_file": "string", "run_id": "string", "suite": "string", "suite_hash": "string",
@@ -36,6 +39,8 @@ SEGMENTS = {"results_file": "string", "run_id": "string", "segment": "Int64", "s
 SAMPLES = {"results_file": "string", "run_id": "string", "case_id": "string", "repeat": "Int64",
            "iteration": "Int64", "time_s": "float64"}
 RECORDS = {"results_file": "string", "run_id": "string", "record": "string"}
+CASE_RECORDS = {"results_file": "string", "run_id": "string", "case_index": "Int64", "case_id": "string",
+                "record": "string"}
 SERIES = {"results_file": "string", "run_id": "string", "case_id": "string", "sampler": "string",
           "device": "string", "reading": "Int64", "t_s": "float64", "metric": "string", "value": "float64"}
 
@@ -118,19 +123,33 @@ def series_frame(rec: RunRecord, path: str):
 
 
 def records_frame(rec: RunRecord, path: str):
-    """The run as JSON with every repeat's raw times emptied (the number of repeats
-    kept) and no collector readings: :func:`hwbench.store.records.runs` puts the
-    times back from ``samples``."""
+    """The run as JSON without its cases (``"cases": []``; :func:`case_records_frame`
+    holds them): :func:`hwbench.store.records.runs` rebuilds the run from it."""
     import json
 
-    doc = rec.model_dump(mode="json")
-    for c in doc["cases"]:
-        m = c.get("measurement")
+    doc = rec.model_dump(mode="json", exclude={"cases"})
+    doc["cases"] = []
+    return _frame([{"results_file": path, "run_id": rec.run_id, "record": json.dumps(doc)}], RECORDS)
+
+
+def case_records_frame(rec: RunRecord, path: str):
+    """Each case's result as JSON (``case_index``: its place in the run) with every
+    repeat's raw times emptied (the number of repeats kept) and no collector readings:
+    :mod:`hwbench.store.records` puts the times back from ``samples`` while it compares
+    the case."""
+    import json
+
+    rows = []
+    for i, c in enumerate(rec.cases):
+        doc = c.model_dump(mode="json")
+        m = doc.get("measurement")
         if m is not None:
             m["raw_times_s"] = [[] for _ in m["raw_times_s"]]
-        for col in (c.get("collectors") or {}).values():
+        for col in (doc.get("collectors") or {}).values():
             col["samples"] = None
-    return _frame([{"results_file": path, "run_id": rec.run_id, "record": json.dumps(doc)}], RECORDS)
+        rows.append({"results_file": path, "run_id": rec.run_id, "case_index": i, "case_id": c.case_id,
+                     "record": json.dumps(doc)})
+    return _frame(rows, CASE_RECORDS)
 
 
 def cases_frame(rec: RunRecord, path: str):
@@ -142,7 +161,7 @@ def cases_frame(rec: RunRecord, path: str):
 
 
 def record_tables(rec: RunRecord, path: str) -> dict[str, Any]:
-    """The six tables of one run read from ``path``."""
+    """The seven tables of one run read from ``path``."""
     return {"runs": runs_frame(rec, path), "segments": segments_frame(rec, path), "cases": cases_frame(rec, path),
             "samples": samples_frame(rec, path), "series": series_frame(rec, path),
-            "records": records_frame(rec, path)}
+            "records": records_frame(rec, path), "case_records": case_records_frame(rec, path)}

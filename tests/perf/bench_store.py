@@ -2,6 +2,7 @@
 
     python tests/perf/bench_store.py --runs 500                # query: first vs second
     python tests/perf/bench_store.py --runs 5000 --readers     # + report, history, compare
+    python tests/perf/bench_store.py --folder F --cache C --compare-only   # compare, cache built
 
 Each command runs as `python -m hwbench.cli ...` in a fresh process (a new, empty store
 cache per benchmark), timed with its peak RSS (from the kernel's accounting of the
@@ -49,14 +50,23 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=500)
     ap.add_argument("--folder", type=Path, help="an existing fleet (default: a new one in a temporary folder)")
     ap.add_argument("--readers", action="store_true", help="also time report, history and compare")
+    ap.add_argument("--cache", type=Path, help="the store's cache (default: a new one; one already built "
+                                                "makes the first query read it too)")
+    ap.add_argument("--compare-only", action="store_true",
+                    help="time compare alone (give --cache of a cache built by an earlier run)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="hwbench-fleet."))
     fleet = args.folder or work / "fleet"
     if args.folder is None:
         make(fleet, args.runs, halves=True)
-    env = dict(os.environ, PYTHONPATH=str(ROOT), HWBENCH_CACHE=str(work / "cache"), _OUT=str(work / "out"),
-               COLUMNS="80")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), HWBENCH_CACHE=str(args.cache or work / "cache"),
+               _OUT=str(work / "out"), COLUMNS="80")
     dirs = [str(fleet / "a"), str(fleet / "b")]
+    if args.compare_only:
+        wall, rss, out = timed(["compare", *dirs, "--allow-different-hardware", "--format", "csv"], env)
+        print(f"{'compare':16} {wall:8.2f} s  peak RSS {rss:7.0f} MiB  ({len(out.splitlines()) - 1} rows)")
+        print(f"({args.runs} runs in {fleet}; {os.cpu_count()} CPUs)")
+        return
     want = expected_cases(args.runs)
     times = []
     for i in (1, 2):
