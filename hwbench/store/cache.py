@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import ResultsError
-from .tables import TABLES, record_tables
+from .tables import frames, record_data, rows_of
 
 # Bump when the tables' shape changes: every entry is then rebuilt.
 STORE_FORMAT = 3  # 2: the records table (compare through the store); 3: case_records (compare case by case)
@@ -172,12 +172,11 @@ class Store:
         """Parse ``items`` and write their rows as one chunk, then each file's meta."""
         import uuid
 
-        import pandas as pd
-
         from ..results import read_record
 
         chunk = uuid.uuid4().hex[:16]
-        tables: dict[str, list] = {t: [] for t in TABLES}
+        parts: list[dict] = []  # each run's tables as plain data; the frames are built once
+        keys: list[str] = []
         metas = []
         for p, explicit in items:
             path, key, folder = self._key(p)
@@ -192,13 +191,19 @@ class Store:
             if rec is not None and rec.node is not None:
                 kind = "part"
             elif rec is not None:
-                for name, df in record_tables(rec, path).items():
-                    tables[name].append(df.assign(_entry=key))
+                parts.append(record_data(rec, path))
+                keys.append(key)
             metas.append((folder, Entry(str(p), path, kind, key, chunk if kind == "run" else "", message,
                                         tuple(n.run_id for n in rec.nodes) if rec is not None else (),
                                         rec.run_id if rec is not None else "")))
-        if tables["runs"]:
-            self._write_chunk(chunk, {t: pd.concat(frames, ignore_index=True) for t, frames in tables.items()})
+        if parts:
+            tables = frames(parts)
+            import pandas as pd
+
+            for name, df in tables.items():  # each row's file entry
+                df["_entry"] = pd.array([k for k, p in zip(keys, parts) for _ in range(rows_of(p[name]))],
+                                        dtype="string")
+            self._write_chunk(chunk, tables)
         for folder, e in metas:
             self._write_meta(folder, {"path": e.given, "abspath": e.path, "kind": e.kind, "message": e.message,
                                       "chunk": e.chunk, "run_id": e.run_id, "merged_parts": list(e.merged_parts)})

@@ -57,17 +57,17 @@ def _frame(rows: list[dict[str, Any]] | dict[str, list], columns: dict[str, str]
                          for c, t in columns.items()})
 
 
-def runs_frame(rec: RunRecord, path: str):
+def runs_data(rec: RunRecord, path: str) -> list[dict[str, Any]]:
     env = rec.environment
     ok = sum(c.status == "ok" for c in rec.cases)
-    return _frame([{"results_file": path, "run_id": rec.run_id, "suite": rec.suite.name, "suite_hash": rec.suite.hash,
+    return [{"results_file": path, "run_id": rec.run_id, "suite": rec.suite.name, "suite_hash": rec.suite.hash,
                     "created": rec.created, "updated": rec.updated, "status": rec.status,
                     "schema_version": rec.schema_version, "hostname": env.hostname,
                     "hwbench_git_commit": env.hwbench_git_commit, "nnodes": rec.nnodes,
-                    "n_segments": len(rec.segments), "n_cases": len(rec.cases), "n_ok": ok}], RUNS)
+                    "n_segments": len(rec.segments), "n_cases": len(rec.cases), "n_ok": ok}]
 
 
-def segments_frame(rec: RunRecord, path: str):
+def segments_data(rec: RunRecord, path: str) -> list[dict[str, Any]]:
     rows = []
     for s in rec.segments:
         e, idle = s.environment, s.idle_baseline
@@ -80,10 +80,10 @@ def segments_frame(rec: RunRecord, path: str):
                      # the whole machine's idle draw: the sum over its devices (W)
                      "idle_power_w": sum(idle.power_w.values()) if idle is not None and idle.power_w else None,
                      "filters": ",".join(s.filters) or None, "env_changes": "; ".join(s.env_changes) or None})
-    return _frame(rows, SEGMENTS)
+    return rows
 
 
-def samples_frame(rec: RunRecord, path: str):
+def samples_data(rec: RunRecord, path: str) -> dict[str, list]:
     cols: dict[str, list] = {c: [] for c in SAMPLES}
     for c in rec.cases:
         m = c.measurement
@@ -97,10 +97,10 @@ def samples_frame(rec: RunRecord, path: str):
             cols["time_s"] += list(times)
     n = len(cols["case_id"])
     cols["results_file"], cols["run_id"] = [path] * n, [rec.run_id] * n
-    return _frame(cols, SAMPLES)
+    return cols
 
 
-def series_frame(rec: RunRecord, path: str):
+def series_data(rec: RunRecord, path: str) -> dict[str, list]:
     cols: dict[str, list] = {c: [] for c in SERIES}
     for c in rec.cases:
         for name, col in c.collectors.items():
@@ -119,20 +119,20 @@ def series_frame(rec: RunRecord, path: str):
                 cols["value"] += list(values)
     n = len(cols["case_id"])
     cols["results_file"], cols["run_id"] = [path] * n, [rec.run_id] * n
-    return _frame(cols, SERIES)
+    return cols
 
 
-def records_frame(rec: RunRecord, path: str):
-    """The run as JSON without its cases (``"cases": []``; :func:`case_records_frame`
+def records_data(rec: RunRecord, path: str) -> list[dict[str, Any]]:
+    """The run as JSON without its cases (``"cases": []``; :func:`case_records_data`
     holds them): :func:`hwbench.store.records.runs` rebuilds the run from it."""
     import json
 
     doc = rec.model_dump(mode="json", exclude={"cases"})
     doc["cases"] = []
-    return _frame([{"results_file": path, "run_id": rec.run_id, "record": json.dumps(doc)}], RECORDS)
+    return [{"results_file": path, "run_id": rec.run_id, "record": json.dumps(doc)}]
 
 
-def case_records_frame(rec: RunRecord, path: str):
+def case_records_data(rec: RunRecord, path: str) -> list[dict[str, Any]]:
     """Each case's result as JSON (``case_index``: its place in the run) with every
     repeat's raw times emptied (the number of repeats kept) and no collector readings:
     :mod:`hwbench.store.records` puts the times back from ``samples`` while it compares
@@ -149,19 +149,55 @@ def case_records_frame(rec: RunRecord, path: str):
             col["samples"] = None
         rows.append({"results_file": path, "run_id": rec.run_id, "case_index": i, "case_id": c.case_id,
                      "record": json.dumps(doc)})
-    return _frame(rows, CASE_RECORDS)
+    return rows
 
 
-def cases_frame(rec: RunRecord, path: str):
+def cases_data(rec: RunRecord, path: str) -> list[dict[str, Any]]:
     """The ``load_results`` rows of one run (scaling efficiency within the run; the
     store recomputes it across runs, as ``load_results`` does)."""
-    from ..analysis.derive import record_rows, to_frame
+    from ..analysis.derive import record_rows
 
-    return to_frame(record_rows(rec, path))
+    return record_rows(rec, path)
+
+
+# each table's raw data of one run: a list of rows, or (samples, series) of columns
+_DATA = {"runs": runs_data, "segments": segments_data, "cases": cases_data, "samples": samples_data,
+         "series": series_data, "records": records_data, "case_records": case_records_data}
+_COLUMNS = {"runs": RUNS, "segments": SEGMENTS, "samples": SAMPLES, "series": SERIES, "records": RECORDS,
+            "case_records": CASE_RECORDS}
+
+
+def record_data(rec: RunRecord, path: str) -> dict[str, Any]:
+    """The seven tables' raw data of one run read from ``path`` (plain Python: the
+    frames are built once for many runs, :func:`frames`)."""
+    return {name: f(rec, path) for name, f in _DATA.items()}
+
+
+def frames(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The seven tables (pandas frames) of the runs whose :func:`record_data` is
+    ``parts``, in that order: each frame built once, not once per run (a frame's
+    construction costs about as much for ten rows as for thousands)."""
+    from ..analysis.derive import to_frame
+
+    out: dict[str, Any] = {}
+    for name in TABLES:
+        if name in ("samples", "series"):
+            cols: dict[str, list] = {c: [] for c in _COLUMNS[name]}
+            for p in parts:
+                for c, values in p[name].items():
+                    cols[c] += values
+            out[name] = _frame(cols, _COLUMNS[name])
+        else:
+            rows = [r for p in parts for r in p[name]]
+            out[name] = to_frame(rows) if name == "cases" else _frame(rows, _COLUMNS[name])
+    return out
+
+
+def rows_of(data) -> int:
+    """The rows of one table's raw data (:func:`record_data`)."""
+    return len(data["results_file"]) if isinstance(data, dict) else len(data)
 
 
 def record_tables(rec: RunRecord, path: str) -> dict[str, Any]:
     """The seven tables of one run read from ``path``."""
-    return {"runs": runs_frame(rec, path), "segments": segments_frame(rec, path), "cases": cases_frame(rec, path),
-            "samples": samples_frame(rec, path), "series": series_frame(rec, path),
-            "records": records_frame(rec, path), "case_records": case_records_frame(rec, path)}
+    return frames([record_data(rec, path)])
