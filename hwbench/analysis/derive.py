@@ -481,32 +481,48 @@ def to_frame(rows: list[dict[str, Any]]):
     extra = sorted({k for r in rows for k in r} - set(COLUMNS))
     data: dict[str, Any] = {}
     for name, dtype in [*SCHEMA, *((k, _extra_dtype(k, [r.get(k) for r in rows])) for k in extra)]:
-        vals = [r.get(name) for r in rows]
-        if name == "quality_flags":
-            data[name] = pd.Series([list(v or []) for v in vals], dtype="object")
-        elif dtype.startswith("datetime"):
-            data[name] = pd.to_datetime(pd.Series(vals, dtype="object"), utc=True, errors="coerce",
-                                        format="ISO8601").astype(dtype)
-        elif dtype == _FLOAT:
-            data[name] = pd.Series([float("nan") if v is None else v for v in vals], dtype="float64")
-        elif dtype == _INT:
-            data[name] = pd.Series(pd.array(vals, dtype="Int64"))
-        elif dtype == _STR:
-            data[name] = pd.Series(pd.array([None if v is None or v == "" else str(v) for v in vals],
-                                            dtype="string"))
-        elif dtype == "boolean":
-            data[name] = pd.Series(pd.array([None if v is None else bool(v) for v in vals], dtype="boolean"))
-        else:
-            data[name] = pd.Series(vals, dtype="object")
+        data[name] = column(name, dtype, [r.get(name) for r in rows])
     return pd.DataFrame(data, index=pd.RangeIndex(len(rows)))
+
+
+def column(name: str, dtype: str, vals: list[Any]):
+    """One column of :func:`to_frame`: the values of rows as a Series of ``dtype``
+    (element by element: a column converted in parts and concatenated is the same)."""
+    import pandas as pd
+
+    if name == "quality_flags":
+        return pd.Series([list(v or []) for v in vals], dtype="object")
+    if dtype.startswith("datetime"):
+        return pd.to_datetime(pd.Series(vals, dtype="object"), utc=True, errors="coerce",
+                              format="ISO8601").astype(dtype)
+    if dtype == _FLOAT:
+        return pd.Series([float("nan") if v is None else v for v in vals], dtype="float64")
+    if dtype == _INT:
+        return pd.Series(pd.array(vals, dtype="Int64"))
+    if dtype == _STR:
+        return pd.Series(pd.array([None if v is None or v == "" else str(v) for v in vals], dtype="string"))
+    if dtype == "boolean":
+        return pd.Series(pd.array([None if v is None else bool(v) for v in vals], dtype="boolean"))
+    return pd.Series(vals, dtype="object")
 
 
 def load_results(paths, warn: Callable[[str], None] | None = None):
     """Results files (or folders of them) -> DataFrame, one row per case, with the
     stable schema of :data:`SCHEMA` (docs/results.md, docs/reference/columns.md). JSON files
     in a folder that are not results files are skipped, each with a call of ``warn``
-    (default: a Python warning)."""
-    return load_results_and_records(paths, warn)[0]
+    (default: a Python warning). Each file is read as a stream, a case at a time
+    (:mod:`hwbench.analysis.frame`): memory is the rows, not the records."""
+    from .frame import load_frame
+
+    warn = warn or _warn
+    df = load_frame(paths, warn)
+    return df if df is not None else load_results_and_records(paths, warn)[0]
+
+
+def _warn(msg: str) -> None:
+    import warnings
+
+    warnings.warn(msg, stacklevel=4)
 
 
 def load_results_and_records(paths, warn: Callable[[str], None] | None = None):

@@ -1,0 +1,239 @@
+"""``load_results`` with bounded memory: rows derived case by case and kept as columns.
+
+:func:`hwbench.analysis.derive.load_results_and_records` reads every file into its
+records, derives a dict per case and converts the whole list: memory is the records
+plus the rows (about 5 KB of Python objects a row). :func:`load_frame` reads each file
+with :class:`hwbench.results_stream.CaseStream`, derives each case's row
+(:func:`~hwbench.analysis.derive.case_row`, the same function) as the case arrives and
+drops the case; every :data:`CHUNK_ROWS` rows become typed columns
+(:func:`~hwbench.analysis.derive.column`, the same conversion as ``to_frame``). So the
+memory is the DataFrame's columns, a small slice of each row kept for the rules that
+compare rows (below), and one chunk of rows.
+
+**The rules across rows** (a serving case's capacity from its sibling load points, a
+parallel case's scaling efficiency and compression ratio, a train case's input headroom
+against its data cases) read a few columns of other rows. Each row that one of them can
+touch keeps those columns (:data:`CROSS_READS`) until the end, the rules run on these
+slices per file and across files exactly as ``record_rows`` and ``load_results`` run them
+on whole rows, and what they write (:data:`CROSS_WRITES`, kept as Python values until
+the end with the columns a file adds beyond the schema) goes into the frame. The result
+equals ``to_frame`` over all rows, column for column (tests/test_results_stream.py).
+
+A file the stream does not read (an older schema, an uncompacted journal, bad input) is
+read by the full reader and its cases go through the same steps; a multi-node part or
+merged record anywhere makes the whole call the full path (parts are joined first).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from .derive import COLUMNS, IDENTITY, SCHEMA, _extra_dtype, case_row, column, compression_ratio, scaling_efficiency
+from .feeding import IO_LOADER_KEYS, PARTNER_KEYS, input_headroom
+from .serving import sibling_capacity
+
+CHUNK_ROWS = 4096  # rows converted to columns at a time
+
+# What the rules across rows read of a row, and what they write.
+CROSS_READS = frozenset({"case_id", "offered_qps", "status", "slo_met", "run_id", "hostname", "suite", "scaling",
+                         "created", "parallelism", "world_size", "throughput_samples_per_s", "comm",
+                         "comm_bytes_per_step", "mode", *IDENTITY, *PARTNER_KEYS, *IO_LOADER_KEYS})
+CROSS_WRITES = ("capacity_qps_at_slo", "scaling_efficiency", "scaling_baseline_run_id", "comm_compression_ratio",
+                "input_headroom", "input_bound", "input_loader")
+_DTYPE = dict(SCHEMA)
+
+
+def _crosses(row: dict[str, Any]) -> bool:
+    """Whether a rule across rows can read or write ``row``: a serving load point, a
+    parallel case, a train or data case (what the rules select on)."""
+    return (row.get("offered_qps") is not None or row.get("parallelism") not in (None, "none")
+            or row.get("mode") in ("train", "data"))
+
+
+def record_rules(rows: list[dict[str, Any]]) -> None:
+    """The rules across the rows of one record, in ``record_rows``' order."""
+    sibling_capacity(rows)
+    scaling_efficiency(rows)
+    compression_ratio(rows)
+    input_headroom(rows)
+
+
+class FrameBuilder:
+    """Rows in, the DataFrame of ``to_frame`` out (module docstring). Rows are added
+    record by record: :meth:`mark`, :meth:`add` each, then :meth:`end_record` (or
+    :meth:`rollback` to the mark)."""
+
+    def __init__(self, chunk_rows: int = CHUNK_ROWS):
+        self.chunk_rows = chunk_rows
+        self.n = 0  # rows added
+        self.records = 0
+        self._pieces: dict[str, list[tuple[int, Any]]] = {}  # schema column -> [(first row, Series)]
+        self._late: dict[str, list[Any]] = {}  # CROSS_WRITES and extra columns: values by row
+        self._cross: list[dict[str, Any]] = []  # slices of rows for the rules, "_i": the row
+        self._chunk: list[dict[str, Any]] = []
+
+    def mark(self) -> int:
+        return self.n
+
+    def add(self, row: dict[str, Any]) -> None:
+        if _crosses(row):
+            slim = {k: row[k] for k in CROSS_READS if k in row}
+            slim["_i"] = self.n
+            self._cross.append(slim)
+        self._chunk.append(row)
+        self.n += 1
+        if len(self._chunk) >= self.chunk_rows:
+            self._flush()
+
+    def _flush(self) -> None:
+        rows, self._chunk = self._chunk, []
+        if not rows:
+            return
+        start = self.n - len(rows)
+        keys: set[str] = set()
+        for r in rows:
+            keys.update(r)
+        for name in keys:
+            if name in _DTYPE and name not in CROSS_WRITES:
+                self._pieces.setdefault(name, []).append((start, column(name, _DTYPE[name], [r.get(name) for r in rows])))
+            else:
+                vals = self._late.setdefault(name, [])
+                vals.extend([None] * (start - len(vals)))
+                vals.extend(r.get(name) for r in rows)
+
+    def end_record(self, mark: int) -> None:
+        """The rows since ``mark`` are one record's: its rules run on them."""
+        self._flush()
+        self.records += 1
+        first = next((j for j in range(len(self._cross) - 1, -1, -1) if self._cross[j]["_i"] < mark), -1) + 1
+        record_rules(self._cross[first:])
+
+    def rollback(self, mark: int) -> None:
+        """Forget the rows since ``mark`` (a file the stream gave up on)."""
+        self._chunk = []
+        self.n = mark
+        for name in list(self._pieces):
+            self._pieces[name] = [(s, p) for s, p in self._pieces[name] if s < mark]
+        for vals in self._late.values():
+            del vals[mark:]
+        self._cross = [r for r in self._cross if r["_i"] < mark]
+
+    def finish(self):
+        """The DataFrame (after the rule across files, ``load_results``' scaling
+        efficiency)."""
+        import pandas as pd
+
+        self._flush()
+        scaling_efficiency(self._cross)
+        for r in self._cross:
+            wrote = set(r) - CROSS_READS - {"_i"}
+            if not wrote <= set(CROSS_WRITES):
+                raise RuntimeError(f"a rule across rows wrote {sorted(wrote - set(CROSS_WRITES))}: add to CROSS_WRITES")
+            for k in wrote:
+                vals = self._late.setdefault(k, [])
+                vals.extend([None] * (self.n - len(vals)))
+                vals[r["_i"]] = r[k]
+        for vals in self._late.values():
+            vals.extend([None] * (self.n - len(vals)))
+        na: dict[tuple[str, int], Any] = {}
+        data: dict[str, Any] = {}
+        for name, dtype in SCHEMA:
+            if name in self._late:
+                data[name] = column(name, dtype, self._late.pop(name))
+            else:
+                data[name] = self._joined(name, dtype, na)
+        for name in sorted(set(self._late) - set(COLUMNS)):
+            vals = self._late.pop(name)
+            data[name] = column(name, _extra_dtype(name, vals), vals)
+        return pd.DataFrame(data, index=pd.RangeIndex(self.n))
+
+    def _joined(self, name: str, dtype: str, na: dict) -> Any:
+        """Schema column ``name``'s pieces, the rows without it filled with its missing
+        value, as one Series."""
+        import pandas as pd
+
+        parts, at = [], 0
+        for start, piece in self._pieces.pop(name, []) + [(self.n, None)]:
+            if start > at:
+                if (dtype, start - at) not in na:
+                    na[dtype, start - at] = column(name, dtype, [None] * (start - at))
+                parts.append(na[dtype, start - at])
+            if piece is not None:
+                parts.append(piece)
+                at = start + len(piece)
+        if len(parts) == 1:
+            return parts[0].reset_index(drop=True)
+        if not parts:
+            return column(name, dtype, [])
+        return pd.concat(parts, ignore_index=True)
+
+
+class _Joined(Exception):
+    """A multi-node part or merged record: the whole load takes the full path."""
+
+
+def load_frame(paths, warn: Callable[[str], None]):
+    """:func:`~hwbench.analysis.derive.load_results` of ``paths`` through the stream, or
+    None where a multi-node run makes it the full path (nothing was warned then)."""
+    from ..errors import ResultsError
+    from ..results import expand_paths
+
+    named, found = expand_paths(paths)
+    said: list[str] = []
+    b = FrameBuilder()
+    try:
+        for p in named:
+            _add_file(b, p, said.append)
+        for p in found:
+            try:
+                _add_file(b, p, said.append)
+            except ResultsError as e:
+                said.append(f"skipped {e}")
+    except _Joined:
+        return None
+    for w in said:
+        warn(w)
+    if not b.records:
+        raise ResultsError(f"{', '.join(map(str, named + found))}: none of these is an hwbench results file")
+    return b.finish()
+
+
+def _add_file(b: FrameBuilder, p: Path, warn: Callable[[str], None]) -> None:
+    """One file's rows into ``b``: streamed, or read whole where the stream gives up."""
+    from ..journal import journal_path
+    from ..results import read_record
+    from ..results_stream import CaseStream, Unstreamable, same_header
+
+    mark = b.mark()
+    try:
+        s = CaseStream(p)
+    except Unstreamable:
+        return _add_record(b, p, read_record(p, warn), mark)
+    try:
+        head = s.header
+        if head.node is not None or head.nodes:
+            raise _Joined
+        if head.status == "running" and journal_path(p).exists():
+            raise Unstreamable("an uncompacted journal")  # merged by the full reader
+        for c in s.cases():
+            b.add(case_row(head, c, str(p)))
+        final = s.finish()
+        if final.node is not None or final.nodes:
+            raise _Joined
+        if not same_header(head, final):
+            raise Unstreamable("keys after the cases change the rows")
+    except Unstreamable:
+        b.rollback(mark)
+        return _add_record(b, p, read_record(p, warn), mark)
+    finally:
+        s.close()
+    b.end_record(mark)
+
+
+def _add_record(b: FrameBuilder, p: Path, rec, mark: int) -> None:
+    if rec.node is not None or rec.nodes:
+        raise _Joined
+    for c in rec.cases:
+        b.add(case_row(rec, c, str(p)))
+    b.end_record(mark)
