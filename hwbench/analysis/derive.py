@@ -52,12 +52,26 @@ def _peak(rec: RunRecord, c: CaseResult) -> tuple[float | None, str | None, str 
         if ranks > 1:  # the ranks of a node share its cores
             used = used * max(1, ranks // nnodes) if used else None
         cores = min(used, physical) if used and physical else physical
+    memo = (id(env), kind, c.device_name or "", key, cores, ranks, nnodes)
+    hit = _PEAK_MEMO.get(memo)
+    if hit is not None and hit[0] is env:  # the same environment object, not one at its old address
+        return hit[1]
     p = peaks.peak(kind, c.device_name or "", key, cores=cores, env=env.model_dump())
     if p.tflops is None or ranks == 1:
-        return p.tflops, p.source, p.reason, p.confidence
-    if kind == "cpu":
-        return (p.tflops * nnodes, p.source + (f" x {nnodes} nodes" if nnodes > 1 else ""), None, p.confidence)
-    return p.tflops * ranks, f"{p.source} x {ranks} devices (one per rank)", None, p.confidence
+        out = p.tflops, p.source, p.reason, p.confidence
+    elif kind == "cpu":
+        out = (p.tflops * nnodes, p.source + (f" x {nnodes} nodes" if nnodes > 1 else ""), None, p.confidence)
+    else:
+        out = p.tflops * ranks, f"{p.source} x {ranks} devices (one per rank)", None, p.confidence
+    if len(_PEAK_MEMO) >= 1024:
+        _PEAK_MEMO.clear()
+    _PEAK_MEMO[memo] = (env, out)
+    return out
+
+
+# _peak's results by (environment, device, peak key, cores, ranks, nodes): the cases of a
+# run share a few; each entry holds its (frozen) environment, so the id is not reused
+_PEAK_MEMO: dict[tuple, tuple[Any, tuple]] = {}
 
 
 def case_row(rec: RunRecord, c: CaseResult, path: str = "") -> dict[str, Any]:
@@ -91,7 +105,7 @@ def case_row(rec: RunRecord, c: CaseResult, path: str = "") -> dict[str, Any]:
 def _identity(rec: RunRecord, c: CaseResult, path: str) -> dict[str, Any]:
     """A case row's identity columns: the run, its machine, the case and its status."""
     env = rec.environment_of(c)
-    ident = c.case.model_dump()
+    ident = c.case.__dict__  # its fields (read only; model_dump's values, without the copy)
     row: dict[str, Any] = {
         "results_file": str(path),
         "run_id": rec.run_id,
