@@ -228,8 +228,62 @@ class Rendered:
     hidden: list[str]  # columns left out for want of width
 
 
+class _Columns:
+    """The columns of frame ``g`` as Python values, each converted when first read."""
+
+    def __init__(self, g: pd.DataFrame):
+        self.g = g
+        self.done: dict[str, list] = {}
+
+    def __call__(self, key: str) -> list:
+        vals = self.done.get(key)
+        if vals is None:
+            if key not in self.g.columns:
+                raise KeyError(key)
+            vals = self.done[key] = column_values(self.g[key])
+        return vals
+
+
+def column_values(s: pd.Series) -> list:
+    """A column's values as ``DataFrame.to_dict("records")`` gives them: the Series'
+    own iteration, and object or extension columns' values boxed as pandas boxes them."""
+    from pandas.core.dtypes.cast import maybe_box_native
+
+    vals = list(s)
+    if s.dtype == object or isinstance(s.dtype, pd.api.extensions.ExtensionDtype):
+        vals = list(map(maybe_box_native, vals))
+    return vals
+
+
+class _Row(dict):
+    """A row of ``to_dict("records")`` that reads a column only when asked for it (a
+    table shows 15 of 200 columns: converting them all was most of a large report)."""
+
+    __slots__ = ("_cols", "_i")
+
+    def __missing__(self, key: str) -> Any:
+        return self._cols(key)[self._i]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+
+def lazy_rows(g: pd.DataFrame) -> list[dict]:
+    """``g.to_dict("records")``, each row's columns read on demand (:class:`_Row`)."""
+    cols = _Columns(g)
+    rows = []
+    for i in range(len(g)):
+        r = _Row()
+        r._cols, r._i = cols, i
+        rows.append(r)
+    return rows
+
+
 def _rows(g: pd.DataFrame, several_runs: bool, abbreviate: bool = True) -> tuple[list[dict], list[str]]:
-    rows = g.to_dict("records")
+    rows = lazy_rows(g)
     ids = [str(r["case_id"]) for r in rows]
     short, common = abbreviate_ids(ids) if abbreviate else (ids, [])
     for r, s in zip(rows, short):
