@@ -377,6 +377,8 @@ def compression_ratio(rows: list[dict[str, Any]]) -> None:
     def key(r):
         return (r.get("run_id"), r.get("hostname"), *(r.get(k) for k in IDENTITY if k != "comm"))
 
+    if all(r.get("parallelism") in (None, "none") for r in rows):
+        return  # no parallel row to give a ratio to
     base = {key(r): r.get("comm_bytes_per_step") for r in rows
             if r.get("comm") in (None, "none") and r.get("status") == "ok"}
     for r in rows:

@@ -95,12 +95,16 @@ class FrameBuilder:
         for r in rows:
             keys.update(r)
         for name in keys:
+            try:
+                got = [r[name] for r in rows]  # most columns are in every row
+            except KeyError:
+                got = [r.get(name) for r in rows]
             if name in _DTYPE and name not in CROSS_WRITES:
-                self._pieces.setdefault(name, []).append((start, column(name, _DTYPE[name], [r.get(name) for r in rows])))
+                self._pieces.setdefault(name, []).append((start, column(name, _DTYPE[name], got)))
             else:
                 vals = self._late.setdefault(name, [])
                 vals.extend([None] * (start - len(vals)))
-                vals.extend(r.get(name) for r in rows)
+                vals.extend(got)
 
     def end_record(self, mark: int) -> None:
         """The rows since ``mark`` are one record's: its rules run on them."""
