@@ -26,7 +26,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterator
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from .results import MAX_FILE_BYTES, UPGRADERS
 from .records import FORMAT, SCHEMA_VERSION, CaseResult, RunRecord
@@ -35,6 +35,9 @@ CHUNK_CHARS = 1 << 22  # text read at a time (4 Mi characters); a value cut off 
 # Schema versions whose upgrade leaves the cases as they are (3 -> 4: the environments).
 STREAMED_VERSIONS = (3, SCHEMA_VERSION)
 _WS = re.compile(r"[ \t\n\r]*")
+# the end of one case and the start of the next, as hwbench writes them (case_id first)
+_NEXT_CASE = re.compile(r'\}[ \t\n\r]*,[ \t\n\r]*(?=\{[ \t\n\r]*"case_id")')
+_CASES = TypeAdapter(list[CaseResult])
 _DECODER = json.JSONDecoder()
 
 
@@ -49,6 +52,7 @@ class _Text:
         self.f = f
         self.buf = ""
         self.pos = 0
+        self.base = 0  # characters before buf (read and dropped)
         self.eof = False
 
     def _more(self, least: int = CHUNK_CHARS) -> None:
@@ -56,6 +60,7 @@ class _Text:
             chunk = self.f.read(max(least, CHUNK_CHARS))
         except (OSError, UnicodeDecodeError) as e:
             raise Unstreamable(f"cannot read it ({type(e).__name__})") from None
+        self.base += self.pos
         self.buf = self.buf[self.pos:] + chunk
         self.pos = 0
         self.eof = not chunk
@@ -191,13 +196,15 @@ class CaseStream:
         if t.peek() == "]":
             t.char()
         else:
+            slow_until = 0  # where a batch failed, cases are read one at a time up to here
             while True:
-                raw = t.value()
-                try:
-                    yield CaseResult.model_validate(raw)
-                except (ValidationError, RecursionError):
-                    raise Unstreamable("a case does not validate") from None
-                del raw
+                if t.base + t.pos >= slow_until:
+                    batch = self._batch()
+                    if isinstance(batch, list):
+                        yield from batch
+                        continue
+                    slow_until = batch
+                yield self._one()
                 c = t.char()
                 if c == "]":
                     break
@@ -206,6 +213,40 @@ class CaseStream:
         self._in_cases = False
         if not self._next_member():
             self._read_rest()
+
+    def _one(self) -> CaseResult:
+        raw = self._t.value()
+        try:
+            return CaseResult.model_validate(raw)
+        except (ValidationError, RecursionError):
+            raise Unstreamable("a case does not validate") from None
+
+    def _batch(self) -> list[CaseResult] | int:
+        """The whole cases in the buffer, parsed and validated by pydantic in one call
+        (its JSON parser: no Python objects in between), up to the last place where
+        one case ends and the next begins (``}, {"case_id"``: the first key of every
+        case hwbench writes), the text after it consumed. Where the buffer has no such
+        place, or the batch does not parse or validate (a bad case; or the place was
+        not a boundary: split there, the text is not valid JSON), returns the position
+        (from the file's start) up to which the caller reads case by case instead."""
+        t = self._t
+        if len(t.buf) - t.pos < CHUNK_CHARS // 2 and not t.eof:
+            t._more()
+        buf, pos = t.buf, t.pos
+        end = None
+        for window in (1 << 16, 1 << 20, len(buf)):
+            for m in _NEXT_CASE.finditer(buf, max(pos, len(buf) - window)):
+                end = m
+            if end is not None or window >= len(buf) - pos:
+                break
+        if end is None:
+            return t.base + len(buf)
+        try:
+            batch = _CASES.validate_json("[" + buf[pos:end.start() + 1] + "]")
+        except (ValidationError, RecursionError, ValueError):
+            return t.base + end.end()
+        t.pos = end.end()
+        return batch
 
     def _read_rest(self) -> None:
         t = self._t

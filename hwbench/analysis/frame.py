@@ -64,8 +64,8 @@ class FrameBuilder:
     record by record: :meth:`mark`, :meth:`add` each, then :meth:`end_record` (or
     :meth:`rollback` to the mark)."""
 
-    def __init__(self, chunk_rows: int = CHUNK_ROWS):
-        self.chunk_rows = chunk_rows
+    def __init__(self, chunk_rows: int | None = None):
+        self.chunk_rows = chunk_rows or CHUNK_ROWS
         self.n = 0  # rows added
         self.records = 0
         self._pieces: dict[str, list[tuple[int, Any]]] = {}  # schema column -> [(first row, Series)]
