@@ -138,6 +138,7 @@ class FrameBuilder:
                 vals = self._late.setdefault(k, [])
                 vals.extend([None] * (self.n - len(vals)))
                 vals[r["_i"]] = r[k]
+        self._cross = []  # freed before the frame is built (its memory is reused)
         for vals in self._late.values():
             vals.extend([None] * (self.n - len(vals)))
         na: dict[tuple[str, int], Any] = {}
@@ -150,7 +151,8 @@ class FrameBuilder:
         for name in sorted(set(self._late) - set(COLUMNS)):
             vals = self._late.pop(name)
             data[name] = column(name, _extra_dtype(name, vals), vals)
-        return pd.DataFrame(data, index=pd.RangeIndex(self.n))
+        # copy=False: the columns are the frame's (a copy would double the peak memory)
+        return pd.DataFrame(data, index=pd.RangeIndex(self.n), copy=False)
 
     def _joined(self, name: str, dtype: str, na: dict) -> Any:
         """Schema column ``name``'s pieces, the rows without it filled with its missing

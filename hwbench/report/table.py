@@ -212,7 +212,10 @@ def runs_of(df: pd.DataFrame) -> list[Run]:
 def machines(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     """``df`` split by machine (host name), in order of first appearance."""
     host = df["hostname"].astype("object").where(df["hostname"].notna(), "unknown host")
-    return [(str(h), df[host == h]) for h in dict.fromkeys(host)]
+    hosts = list(dict.fromkeys(host))
+    if len(hosts) == 1:  # the frame itself: a copy of a 100,000-row frame is hundreds of MB
+        return [(str(hosts[0]), df)]
+    return [(str(h), df[host == h]) for h in hosts]
 
 
 def _machine_title(host: str, g: pd.DataFrame, width: int | None = None) -> str:
@@ -323,11 +326,12 @@ def render_report(df: pd.DataFrame, width: int | None, *, wide: bool = False, co
     status, file), the parts common to every case id, the table, and footnotes."""
     out: list[str] = []
     all_hidden: list[str] = []
-    for host, g in machines(df):
+    split = machines(df)
+    for host, g in split:
         if out:
             out.append("")
         runs = runs_of(g)
-        out.append(title if title and len(machines(df)) == 1 else _machine_title(host, g, width))
+        out.append(title if title and len(split) == 1 else _machine_title(host, g, width))
         out += [r.fitted(width) for r in runs]
         lines, hidden, common = render_group(g, width, wide=wide, columns=columns)
         if common:
