@@ -151,8 +151,7 @@ class FrameBuilder:
         for name in sorted(set(self._late) - set(COLUMNS)):
             vals = self._late.pop(name)
             data[name] = column(name, _extra_dtype(name, vals), vals)
-        # copy=False: the columns are the frame's (a copy would double the peak memory)
-        return pd.DataFrame(data, index=pd.RangeIndex(self.n), copy=False)
+        return pd.DataFrame(data, index=pd.RangeIndex(self.n))
 
     def _joined(self, name: str, dtype: str, na: dict) -> Any:
         """Schema column ``name``'s pieces, the rows without it filled with its missing
