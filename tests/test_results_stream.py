@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from hwbench import journal
 from hwbench.analysis import frame
-from hwbench.analysis.derive import load_results, load_results_and_records
+from hwbench.analysis.derive import load_results_and_records
+from hwbench.analysis.frame import load_results
 from hwbench.analysis.stats import latency_stats_ms, sorted_percentiles
 from hwbench.errors import ResultsError
 from hwbench.records import CaseIdentity, CaseResult, Facts, LoadPoint, Measurement, SamplerResult, Serving

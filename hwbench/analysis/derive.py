@@ -526,19 +526,10 @@ def load_results(paths, warn: Callable[[str], None] | None = None):
     """Results files (or folders of them) -> DataFrame, one row per case, with the
     stable schema of :data:`SCHEMA` (docs/results.md, docs/reference/columns.md). JSON files
     in a folder that are not results files are skipped, each with a call of ``warn``
-    (default: a Python warning). Each file is read as a stream, a case at a time
-    (:mod:`hwbench.analysis.frame`): memory is the rows, not the records."""
-    from .frame import load_frame
-
-    warn = warn or _warn
-    df = load_frame(paths, warn)
-    return df if df is not None else load_results_and_records(paths, warn)[0]
-
-
-def _warn(msg: str) -> None:
-    import warnings
-
-    warnings.warn(msg, stacklevel=4)
+    (default: a Python warning). Every file is read whole: ``hwbench.load_results``
+    (:func:`hwbench.analysis.frame.load_results`) gives the same frame reading each file
+    a case at a time, in bounded memory."""
+    return load_results_and_records(paths, warn)[0]
 
 
 def load_results_and_records(paths, warn: Callable[[str], None] | None = None):

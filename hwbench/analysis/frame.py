@@ -29,7 +29,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from .derive import COLUMNS, IDENTITY, SCHEMA, _extra_dtype, case_row, column, compression_ratio, scaling_efficiency
+from .derive import (COLUMNS, IDENTITY, SCHEMA, _extra_dtype, case_row, column, compression_ratio,
+                     load_results_and_records, scaling_efficiency)
 from .feeding import IO_LOADER_KEYS, PARTNER_KEYS, input_headroom
 from .serving import sibling_capacity
 
@@ -172,6 +173,20 @@ class FrameBuilder:
         if not parts:
             return column(name, dtype, [])
         return pd.concat(parts, ignore_index=True)
+
+
+def load_results(paths, warn: Callable[[str], None] | None = None):
+    """:func:`hwbench.analysis.derive.load_results` (the same frame, the same warnings and
+    errors) with each file read as a stream, a case at a time (the module docstring)."""
+    warn = warn or _warn
+    df = load_frame(paths, warn)
+    return df if df is not None else load_results_and_records(paths, warn)[0]
+
+
+def _warn(msg: str) -> None:
+    import warnings
+
+    warnings.warn(msg, stacklevel=4)
 
 
 class _Joined(Exception):

@@ -72,7 +72,7 @@ def report(results: tuple[str, ...], fmt: str, output: str | None, wide: bool, c
         df, records = load_cases(list(results), warn=warnings.append), []
     elif not section:
         # files: read as streams, a case at a time (the table and views need the frame only)
-        from ..analysis.derive import load_results
+        from ..analysis.frame import load_results
 
         df, records = load_results(list(results), warnings.append), []
     else:
