@@ -80,6 +80,12 @@ def varied_record():
         base.model_copy(update={"case_id": base.case_id + "/trap", "collectors": {"host": SamplerResult(
             info={"note": '}, {"case_id": "x"}', "nested": [{"a": 1}, {"case_id": "y"}]})}}),
     ]
+    train = next(c for c in smoke.cases if c.case.mode == "train" and c.status == "ok")
+    extra.append(CaseResult(  # the train case's input pipeline: both get an input headroom
+        case_id=train.case_id + "/data", status="ok", device_name="CPU",
+        case=train.case.model_copy(update={"mode": "data", "num_workers": 2, "pin_memory": False}),
+        measurement=Measurement(raw_times_s=[[0.0001] * 20], first_iter_s=0.001, warmup_s=0.01, measured_s=0.002),
+        facts=Facts(params=0, flops_per_sample=0.0, data_bytes_per_sample=1000.0, data_loader_wait_s=0.0001)))
     for load, lat in ((100.0, [0.001] * 50), (200.0, [0.002] * 49 + [0.05])):
         extra.append(CaseResult(
             case_id=f"mlp:tiny/infer/bs8/fp32/eager/cpu/server@{load:g}qps", status="ok", device_name="CPU",
@@ -119,6 +125,7 @@ def test_varied_file_streams_to_the_same_frame(tmp_path, small_chunks, layout):
     assert set(got["status"]) == {"ok", "failed", "oom", "skipped"}
     assert got.set_index("case_id").loc["mlp:tiny/infer/bs8/fp32/eager/cpu/server@100qps", "capacity_qps_at_slo"] == 100.0
     assert got["scaling_efficiency"].notna().any()  # the rules across rows ran
+    assert got["input_headroom"].notna().sum() == 2 and got["input_bound"].notna().sum() == 1
 
 
 def test_generated_large_file_streams_to_the_same_frame(tmp_path, small_chunks):

@@ -45,11 +45,21 @@ CROSS_WRITES = ("capacity_qps_at_slo", "scaling_efficiency", "scaling_baseline_r
 _DTYPE = dict(SCHEMA)
 
 
-def _crosses(row: dict[str, Any]) -> bool:
-    """Whether a rule across rows can read or write ``row``: a serving load point, a
-    parallel case, a train or data case (what the rules select on)."""
-    return (row.get("offered_qps") is not None or row.get("parallelism") not in (None, "none")
-            or row.get("mode") in ("train", "data"))
+# What the input-headroom rule reads: the only rule that reads a train or data row
+# that is neither parallel nor a serving load point (the others select those rows)
+FEED_READS = frozenset({"mode", "parallelism", "run_id", "hostname", "status", "throughput_samples_per_s",
+                        *PARTNER_KEYS, *IO_LOADER_KEYS})
+
+
+def _reads(row: dict[str, Any]) -> frozenset | None:
+    """The columns of ``row`` that the rules across rows can read, or None where none of
+    them reads or writes it (they select: serving load points, parallel cases, train
+    and data cases)."""
+    if row.get("offered_qps") is not None or row.get("parallelism") not in (None, "none"):
+        return CROSS_READS
+    if row.get("mode") in ("train", "data"):
+        return FEED_READS
+    return None
 
 
 def record_rules(rows: list[dict[str, Any]]) -> None:
@@ -78,8 +88,9 @@ class FrameBuilder:
         return self.n
 
     def add(self, row: dict[str, Any]) -> None:
-        if _crosses(row):
-            slim = {k: row[k] for k in CROSS_READS if k in row}
+        reads = _reads(row)
+        if reads is not None:
+            slim = {k: v for k in reads if (v := row.get(k)) is not None}  # a rule's r.get(k) reads None alike
             slim["_i"] = self.n
             self._cross.append(slim)
         self._chunk.append(row)
