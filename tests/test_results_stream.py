@@ -281,3 +281,15 @@ def test_report_output_is_the_same_streamed(tmp_path, monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         load_results(p)  # no warning for a good file
+
+
+def test_multi_node_parts_take_the_full_path_joined(tmp_path):
+    from test_multinode import case, part
+
+    write_atomic(tmp_path / "a.json", varied_record())
+    write_atomic(tmp_path / "p0.json", part(0, [case([[1.0, 2.0, 3.0]], [0, 1])]))
+    write_atomic(tmp_path / "p1.json", part(1, [case([[1.5, 1.0, 3.5]], [2, 3])]))
+    got, said = streamed(tmp_path, allow_full=[tmp_path / n for n in ("a.json", "p0.json", "p1.json")])
+    want, said_whole = whole(tmp_path)
+    pd.testing.assert_frame_equal(got, want)
+    assert said == said_whole and (got["nnodes"] == 2).sum() == 1  # the parts joined into one row

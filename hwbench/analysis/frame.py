@@ -189,7 +189,10 @@ class FrameBuilder:
 def load_results(paths, warn: Callable[[str], None] | None = None):
     """:func:`hwbench.analysis.derive.load_results` (the same frame, the same warnings and
     errors) with each file read as a stream, a case at a time (the module docstring)."""
+    import os
+
     warn = warn or _warn
+    paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)  # read twice where a run is joined
     df = load_frame(paths, warn)
     return df if df is not None else load_results_and_records(paths, warn)[0]
 
@@ -211,8 +214,9 @@ def load_frame(paths, warn: Callable[[str], None]):
     from ..results import expand_paths
 
     named, found = expand_paths(paths)
-    said: list[str] = []
+    said: list[str] = []  # said once the stream is sure to be the path (or on an error)
     b = FrameBuilder()
+    joined = False
     try:
         for p in named:
             _add_file(b, p, said.append)
@@ -222,9 +226,12 @@ def load_frame(paths, warn: Callable[[str], None]):
             except ResultsError as e:
                 said.append(f"skipped {e}")
     except _Joined:
+        joined = True
+    finally:
+        for w in [] if joined else said:
+            warn(w)
+    if joined:
         return None
-    for w in said:
-        warn(w)
     if not b.records:
         raise ResultsError(f"{', '.join(map(str, named + found))}: none of these is an hwbench results file")
     return b.finish()
