@@ -517,8 +517,12 @@ def column(name: str, dtype: str, vals: list[Any]):
         return pd.Series(pd.array(vals, dtype="Int64"))
     if dtype == _STR:
         return pd.Series(pd.array([None if v is None or v == "" else str(v) for v in vals], dtype="string"))
-    if dtype == "boolean":
-        return pd.Series(pd.array([None if v is None else bool(v) for v in vals], dtype="boolean"))
+    if dtype == "boolean":  # values and mask built directly: pd.array(..., "boolean") is ~7 us a value
+        import numpy as np
+
+        mask = np.fromiter((v is None for v in vals), bool, len(vals))
+        data = np.fromiter((v is not None and bool(v) for v in vals), bool, len(vals))
+        return pd.Series(pd.arrays.BooleanArray(data, mask))
     return pd.Series(vals, dtype="object")
 
 
