@@ -138,7 +138,9 @@ class FrameBuilder:
     def finish(self):
         """The DataFrame (after the rule across files, ``load_results``' scaling
         efficiency)."""
+        import numpy as np
         import pandas as pd
+        from pandas.api.internals import create_dataframe_from_blocks
 
         self._flush()
         scaling_efficiency(self._cross)
@@ -153,17 +155,37 @@ class FrameBuilder:
         self._cross = []  # freed before the frame is built (its memory is reused)
         for vals in self._late.values():
             vals.extend([None] * (self.n - len(vals)))
-        na: dict[tuple[str, int], Any] = {}
-        data: dict[str, Any] = {}
-        for name, dtype in SCHEMA:
+        dtypes = dict(SCHEMA) | {k: _extra_dtype(k, self._late[k]) for k in sorted(set(self._late) - set(COLUMNS))}
+        names = list(dtypes)
+        floats = [k for k in names if dtypes[k] == "float64"]
+        # the float columns go straight into the one 2-D block the frame keeps them in
+        # (the DataFrame constructor would concatenate them, then copy them all again)
+        block = np.full((len(floats), self.n), np.nan)
+        for j, name in enumerate(floats):
             if name in self._late:
-                data[name] = column(name, dtype, self._late.pop(name))
+                block[j] = column(name, "float64", self._late.pop(name)).to_numpy()
             else:
-                data[name] = self._joined(name, dtype, na)
-        for name in sorted(set(self._late) - set(COLUMNS)):
-            vals = self._late.pop(name)
-            data[name] = column(name, _extra_dtype(name, vals), vals)
-        return pd.DataFrame(data, index=pd.RangeIndex(self.n))
+                for start, piece in self._pieces.pop(name, []):
+                    block[j, start:start + len(piece)] = piece.to_numpy()
+            if j % 16 == 15:
+                _trim()  # the pieces copied so far
+        _trim()  # the float pieces are free now
+        where = {k: i for i, k in enumerate(names)}
+        blocks = [(block, np.array([where[k] for k in floats], dtype=np.intp))]
+        na: dict[tuple[str, int], Any] = {}
+        for name in names:
+            dtype = dtypes[name]
+            if dtype == "float64":
+                continue
+            if name in self._late:
+                col = column(name, dtype, self._late.pop(name))
+            else:
+                col = self._joined(name, dtype, na)
+            arr = col.array if dtype != "object" else col.to_numpy(dtype=object).reshape(1, -1)
+            blocks.append((arr, np.array([where[name]], dtype=np.intp)))
+        df = create_dataframe_from_blocks(blocks, index=pd.RangeIndex(self.n), columns=pd.Index(names))
+        _trim()
+        return df
 
     def _joined(self, name: str, dtype: str, na: dict) -> Any:
         """Schema column ``name``'s pieces, the rows without it filled with its missing
@@ -201,6 +223,19 @@ def _warn(msg: str) -> None:
     import warnings
 
     warnings.warn(msg, stacklevel=4)
+
+
+def _trim() -> None:
+    """Give the C heap's free pages back to the system (glibc's ``malloc_trim``; a no-op
+    elsewhere). The chunks' columns were small allocations: freed, they are holes in the
+    heap that the process's resident memory keeps counting, and what comes next (the
+    report's table) would not reuse them."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 class _Joined(Exception):
