@@ -268,10 +268,19 @@ class _Row(dict):
         return self._cols(key)[self._i]
 
     def get(self, key: str, default: Any = None) -> Any:
-        try:
-            return self[key]
-        except KeyError:
-            return default
+        v = dict.get(self, key, _ABSENT)  # the row's own keys (_case, _run)
+        if v is not _ABSENT:
+            return v
+        vals = self._cols.done.get(key)
+        if vals is None:
+            try:
+                vals = self._cols(key)
+            except KeyError:
+                return default
+        return vals[self._i]
+
+
+_ABSENT = object()
 
 
 def lazy_rows(g: pd.DataFrame) -> list[dict]:
