@@ -248,6 +248,15 @@ def test_sorted_percentiles_are_numpys(vals, pcts):
     assert sorted_percentiles(s, [p / 100 for p in pcts]) == [float(np.percentile(s, p)) for p in pcts]
 
 
+@given(st.lists(st.floats(0, 1e4) | st.integers(0, 1000), min_size=0, max_size=60), st.integers(0, 100) | st.floats(0, 100))
+def test_percentile_is_numpys(vals, q):
+    from hwbench.analysis.stats import percentile
+
+    want = float(np.percentile(np.asarray(vals, dtype=float), q)) if vals else None
+    assert percentile(vals, q) == want
+    assert percentile([*vals, float("nan")], q) != percentile([*vals, float("nan")], q)  # NaN: numpy's NaN
+
+
 def test_lazy_table_rows_are_to_dict_records():
     from hwbench.report.table import lazy_rows
 

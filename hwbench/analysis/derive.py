@@ -363,11 +363,19 @@ def _energy(c: CaseResult, row: dict[str, Any], flags: list) -> dict[str, Any]:
 
 def record_rows(rec: RunRecord, path: str = "") -> list[dict[str, Any]]:
     rows = [case_row(rec, c, path) for c in rec.cases]
+    record_rules(rows)
+    return rows
+
+
+def record_rules(rows: list[dict[str, Any]]) -> None:
+    """The rules across the rows of one record (in place). The streamed frame
+    (:mod:`hwbench.analysis.frame`) runs them on a few columns of the rows they select:
+    a column a rule comes to read or write must be in its ``CROSS_READS`` /
+    ``CROSS_WRITES`` (tests/test_results_stream.py compares the two frames)."""
     sibling_capacity(rows)
     scaling_efficiency(rows)
     compression_ratio(rows)
     input_headroom(rows)
-    return rows
 
 
 def compression_ratio(rows: list[dict[str, Any]]) -> None:

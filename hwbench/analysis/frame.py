@@ -29,10 +29,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from .derive import (COLUMNS, IDENTITY, SCHEMA, _extra_dtype, case_row, column, compression_ratio,
-                     load_results_and_records, scaling_efficiency)
-from .feeding import IO_LOADER_KEYS, PARTNER_KEYS, input_headroom
-from .serving import sibling_capacity
+from .derive import (COLUMNS, IDENTITY, SCHEMA, _extra_dtype, case_row, column, load_results_and_records,
+                     record_rules, scaling_efficiency)
+from .feeding import IO_LOADER_KEYS, PARTNER_KEYS
 
 CHUNK_ROWS = 4096  # rows converted to columns at a time
 
@@ -60,14 +59,6 @@ def _reads(row: dict[str, Any]) -> frozenset | None:
     if row.get("mode") in ("train", "data"):
         return FEED_READS
     return None
-
-
-def record_rules(rows: list[dict[str, Any]]) -> None:
-    """The rules across the rows of one record, in ``record_rows``' order."""
-    sibling_capacity(rows)
-    scaling_efficiency(rows)
-    compression_ratio(rows)
-    input_headroom(rows)
 
 
 class FrameBuilder:
@@ -106,11 +97,9 @@ class FrameBuilder:
         keys: set[str] = set()
         for r in rows:
             keys.update(r)
-        for name in keys:
-            try:
-                got = [r[name] for r in rows]  # most columns are in every row
-            except KeyError:
-                got = [r.get(name) for r in rows]
+        names = list(keys)
+        # rows to columns: each row's values in one C-level pass, then transposed
+        for name, got in zip(names, map(list, zip(*[list(map(r.get, names)) for r in rows]))):
             if name in _DTYPE and name not in CROSS_WRITES:
                 self._pieces.setdefault(name, []).append((start, column(name, _DTYPE[name], got)))
             else:
