@@ -9,7 +9,7 @@ def load_results(paths, warn=None):
     every frame (``hwbench.analysis.derive.SCHEMA``). Accepts one path or a list;
     folders are searched for ``*.json`` (JSON files there that are not results files
     are skipped with a warning)."""
-    from .analysis.derive import load_results as _load
+    from .analysis.frame import load_results as _load  # each file read a case at a time
 
     return _load(paths, warn)
 

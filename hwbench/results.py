@@ -225,8 +225,20 @@ def _describe(err: ValidationError) -> str:
 MAX_FILE_BYTES = 2**31  # a results file larger than this is not one of ours
 
 
+# a current-schema file, as hwbench writes it (the version near the top)
+_CURRENT = re.compile(r'"schema_version"\s*:\s*%d\s*[,}]' % SCHEMA_VERSION)
+
+
 def parse_record(text: str, path: str | Path = "<results>") -> RunRecord:
-    """Results text -> a validated, upgraded RunRecord, or ResultsError (one line)."""
+    """Results text -> a validated, upgraded RunRecord, or ResultsError (one line).
+    A current-schema file is parsed and validated in one step by pydantic (its JSON
+    parser: no dict of the whole file in between); anything that fails there is read
+    again as below, which gives the one-line message."""
+    if _CURRENT.search(text, 0, 4096):
+        try:
+            return RunRecord.model_validate_json(text)
+        except (ValidationError, ValueError, RecursionError):
+            pass
     try:
         rec = json.loads(text)
     except json.JSONDecodeError as e:

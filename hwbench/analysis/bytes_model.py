@@ -48,6 +48,7 @@ next). It is a lower bound too, so the bandwidth chosen is never too low.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -156,8 +157,19 @@ def step_bytes(row: Mapping[str, Any]) -> tuple[StepBytes | None, str | None]:
     ``gen_tokens``) moves; (None, why) where it cannot be told. A distillation case
     (``distill:<size>``) is what its step runs: the teacher (the case's model) in
     inference, plus the student training (:func:`_distill`)."""
+    return _step_bytes(tuple(row.get(k) for k in _STEP_KEYS))
+
+
+# what step_bytes reads of a row: its result is a function of these (cached: a sweep
+# repeats each case identity many times, and load derives every row)
+_STEP_KEYS = ("model", "mode", "batch_size", "precision", "variant", "seq_len", "image_size", "gen_tokens")
+
+
+@functools.lru_cache(maxsize=4096)
+def _step_bytes(values: tuple) -> tuple[StepBytes | None, str | None]:
     from .. import variants
 
+    row = dict(zip(_STEP_KEYS, values))
     variant = str(row.get("variant") or "none")
     student = variants.student_of(str(row.get("model") or ""), variant) if variant.startswith("distill:") else None
     if student is not None and row.get("mode") == "train":

@@ -52,12 +52,26 @@ def _peak(rec: RunRecord, c: CaseResult) -> tuple[float | None, str | None, str 
         if ranks > 1:  # the ranks of a node share its cores
             used = used * max(1, ranks // nnodes) if used else None
         cores = min(used, physical) if used and physical else physical
+    memo = (id(env), kind, c.device_name or "", key, cores, ranks, nnodes)
+    hit = _PEAK_MEMO.get(memo)
+    if hit is not None and hit[0] is env:  # the same environment object, not one at its old address
+        return hit[1]
     p = peaks.peak(kind, c.device_name or "", key, cores=cores, env=env.model_dump())
     if p.tflops is None or ranks == 1:
-        return p.tflops, p.source, p.reason, p.confidence
-    if kind == "cpu":
-        return (p.tflops * nnodes, p.source + (f" x {nnodes} nodes" if nnodes > 1 else ""), None, p.confidence)
-    return p.tflops * ranks, f"{p.source} x {ranks} devices (one per rank)", None, p.confidence
+        out = p.tflops, p.source, p.reason, p.confidence
+    elif kind == "cpu":
+        out = (p.tflops * nnodes, p.source + (f" x {nnodes} nodes" if nnodes > 1 else ""), None, p.confidence)
+    else:
+        out = p.tflops * ranks, f"{p.source} x {ranks} devices (one per rank)", None, p.confidence
+    if len(_PEAK_MEMO) >= 1024:
+        _PEAK_MEMO.clear()
+    _PEAK_MEMO[memo] = (env, out)
+    return out
+
+
+# _peak's results by (environment, device, peak key, cores, ranks, nodes): the cases of a
+# run share a few; each entry holds its (frozen) environment, so the id is not reused
+_PEAK_MEMO: dict[tuple, tuple[Any, tuple]] = {}
 
 
 def case_row(rec: RunRecord, c: CaseResult, path: str = "") -> dict[str, Any]:
@@ -92,7 +106,7 @@ def case_row(rec: RunRecord, c: CaseResult, path: str = "") -> dict[str, Any]:
 def _identity(rec: RunRecord, c: CaseResult, path: str) -> dict[str, Any]:
     """A case row's identity columns: the run, its machine, the case and its status."""
     env = rec.environment_of(c)
-    ident = c.case.model_dump()
+    ident = c.case.__dict__  # its fields (read only; model_dump's values, without the copy)
     row: dict[str, Any] = {
         "results_file": str(path),
         "run_id": rec.run_id,
@@ -350,11 +364,19 @@ def _energy(c: CaseResult, row: dict[str, Any], flags: list) -> dict[str, Any]:
 
 def record_rows(rec: RunRecord, path: str = "") -> list[dict[str, Any]]:
     rows = [case_row(rec, c, path) for c in rec.cases]
+    record_rules(rows)
+    return rows
+
+
+def record_rules(rows: list[dict[str, Any]]) -> None:
+    """The rules across the rows of one record (in place). The streamed frame
+    (:mod:`hwbench.analysis.frame`) runs them on a few columns of the rows they select:
+    a column a rule comes to read or write must be in its ``CROSS_READS`` /
+    ``CROSS_WRITES`` (tests/test_results_stream.py compares the two frames)."""
     sibling_capacity(rows)
     scaling_efficiency(rows)
     compression_ratio(rows)
     input_headroom(rows)
-    return rows
 
 
 def compression_ratio(rows: list[dict[str, Any]]) -> None:
@@ -364,6 +386,8 @@ def compression_ratio(rows: list[dict[str, Any]]) -> None:
     def key(r):
         return (r.get("run_id"), r.get("hostname"), *(r.get(k) for k in IDENTITY if k != "comm"))
 
+    if all(r.get("parallelism") in (None, "none") for r in rows):
+        return  # no parallel row to give a ratio to
     base = {key(r): r.get("comm_bytes_per_step") for r in rows
             if r.get("comm") in (None, "none") and r.get("status") == "ok"}
     for r in rows:
@@ -482,31 +506,42 @@ def to_frame(rows: list[dict[str, Any]]):
     extra = sorted({k for r in rows for k in r} - set(COLUMNS))
     data: dict[str, Any] = {}
     for name, dtype in [*SCHEMA, *((k, _extra_dtype(k, [r.get(k) for r in rows])) for k in extra)]:
-        vals = [r.get(name) for r in rows]
-        if name == "quality_flags":
-            data[name] = pd.Series([list(v or []) for v in vals], dtype="object")
-        elif dtype.startswith("datetime"):
-            data[name] = pd.to_datetime(pd.Series(vals, dtype="object"), utc=True, errors="coerce",
-                                        format="ISO8601").astype(dtype)
-        elif dtype == _FLOAT:
-            data[name] = pd.Series([float("nan") if v is None else v for v in vals], dtype="float64")
-        elif dtype == _INT:
-            data[name] = pd.Series(pd.array(vals, dtype="Int64"))
-        elif dtype == _STR:
-            data[name] = pd.Series(pd.array([None if v is None or v == "" else str(v) for v in vals],
-                                            dtype="string"))
-        elif dtype == "boolean":
-            data[name] = pd.Series(pd.array([None if v is None else bool(v) for v in vals], dtype="boolean"))
-        else:
-            data[name] = pd.Series(vals, dtype="object")
+        data[name] = column(name, dtype, [r.get(name) for r in rows])
     return pd.DataFrame(data, index=pd.RangeIndex(len(rows)))
+
+
+def column(name: str, dtype: str, vals: list[Any]):
+    """One column of :func:`to_frame`: the values of rows as a Series of ``dtype``
+    (element by element: a column converted in parts and concatenated is the same)."""
+    import pandas as pd
+
+    if name == "quality_flags":
+        return pd.Series([list(v or []) for v in vals], dtype="object")
+    if dtype.startswith("datetime"):
+        return pd.to_datetime(pd.Series(vals, dtype="object"), utc=True, errors="coerce",
+                              format="ISO8601").astype(dtype)
+    if dtype == _FLOAT:
+        return pd.Series([float("nan") if v is None else v for v in vals], dtype="float64")
+    if dtype == _INT:
+        return pd.Series(pd.array(vals, dtype="Int64"))
+    if dtype == _STR:
+        return pd.Series(pd.array([None if v is None or v == "" else str(v) for v in vals], dtype="string"))
+    if dtype == "boolean":  # values and mask built directly: pd.array(..., "boolean") is ~7 us a value
+        import numpy as np
+
+        mask = np.fromiter((v is None for v in vals), bool, len(vals))
+        data = np.fromiter((v is not None and bool(v) for v in vals), bool, len(vals))
+        return pd.Series(pd.arrays.BooleanArray(data, mask))
+    return pd.Series(vals, dtype="object")
 
 
 def load_results(paths, warn: Callable[[str], None] | None = None):
     """Results files (or folders of them) -> DataFrame, one row per case, with the
     stable schema of :data:`SCHEMA` (docs/results.md, docs/reference/columns.md). JSON files
     in a folder that are not results files are skipped, each with a call of ``warn``
-    (default: a Python warning)."""
+    (default: a Python warning). Every file is read whole: ``hwbench.load_results``
+    (:func:`hwbench.analysis.frame.load_results`) gives the same frame reading each file
+    a case at a time, in bounded memory."""
     return load_results_and_records(paths, warn)[0]
 
 

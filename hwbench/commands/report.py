@@ -70,6 +70,11 @@ def report(results: tuple[str, ...], fmt: str, output: str | None, wide: bool, c
         from ..store import load_cases
 
         df, records = load_cases(list(results), warn=warnings.append), []
+    elif not section:
+        # files: read as streams, a case at a time (the table and views need the frame only)
+        from ..analysis.frame import load_results
+
+        df, records = load_results(list(results), warnings.append), []
     else:
         df, records = load_results_and_records(list(results), warnings.append)
     for w in warnings:

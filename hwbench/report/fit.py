@@ -48,6 +48,8 @@ def output_width(stream=None) -> int:
 
 
 def cell_len(s: str) -> int:
+    if s.isascii() and s.isprintable():
+        return len(s)  # one cell a character (rich's answer, without its lookups)
     from rich.cells import cell_len as _cl
 
     return _cl(s)

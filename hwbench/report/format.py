@@ -16,6 +16,8 @@ def missing(v: Any) -> bool:
     """None, NaN or pandas' NA (anything that is not a finite or infinite number or text)."""
     if v is None:
         return True
+    if isinstance(v, float):
+        return math.isnan(v)
     try:
         import pandas as pd
 
@@ -23,7 +25,7 @@ def missing(v: Any) -> bool:
             return True
     except ImportError:  # pragma: no cover
         pass
-    return isinstance(v, float) and math.isnan(v)
+    return False
 
 
 # beyond these magnitudes a plain figure would be dozens of digits long (a hand-made

@@ -212,7 +212,10 @@ def runs_of(df: pd.DataFrame) -> list[Run]:
 def machines(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     """``df`` split by machine (host name), in order of first appearance."""
     host = df["hostname"].astype("object").where(df["hostname"].notna(), "unknown host")
-    return [(str(h), df[host == h]) for h in dict.fromkeys(host)]
+    hosts = list(dict.fromkeys(host))
+    if len(hosts) == 1:  # the frame itself: a copy of a 100,000-row frame is hundreds of MB
+        return [(str(hosts[0]), df)]
+    return [(str(h), df[host == h]) for h in hosts]
 
 
 def _machine_title(host: str, g: pd.DataFrame, width: int | None = None) -> str:
@@ -228,8 +231,71 @@ class Rendered:
     hidden: list[str]  # columns left out for want of width
 
 
+class _Columns:
+    """The columns of frame ``g`` as Python values, each converted when first read."""
+
+    def __init__(self, g: pd.DataFrame):
+        self.g = g
+        self.done: dict[str, list] = {}
+
+    def __call__(self, key: str) -> list:
+        vals = self.done.get(key)
+        if vals is None:
+            if key not in self.g.columns:
+                raise KeyError(key)
+            vals = self.done[key] = column_values(self.g[key])
+        return vals
+
+
+def column_values(s: pd.Series) -> list:
+    """A column's values as ``DataFrame.to_dict("records")`` gives them: the Series'
+    own iteration, and object or extension columns' values boxed as pandas boxes them."""
+    from pandas.core.dtypes.cast import maybe_box_native
+
+    vals = list(s)
+    if s.dtype == object or isinstance(s.dtype, pd.api.extensions.ExtensionDtype):
+        vals = list(map(maybe_box_native, vals))
+    return vals
+
+
+class _Row(dict):
+    """A row of ``to_dict("records")`` that reads a column only when asked for it (a
+    table shows 15 of 200 columns: converting them all was most of a large report)."""
+
+    __slots__ = ("_cols", "_i")
+
+    def __missing__(self, key: str) -> Any:
+        return self._cols(key)[self._i]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        v = dict.get(self, key, _ABSENT)  # the row's own keys (_case, _run)
+        if v is not _ABSENT:
+            return v
+        vals = self._cols.done.get(key)
+        if vals is None:
+            try:
+                vals = self._cols(key)
+            except KeyError:
+                return default
+        return vals[self._i]
+
+
+_ABSENT = object()
+
+
+def lazy_rows(g: pd.DataFrame) -> list[dict]:
+    """``g.to_dict("records")``, each row's columns read on demand (:class:`_Row`)."""
+    cols = _Columns(g)
+    rows = []
+    for i in range(len(g)):
+        r = _Row()
+        r._cols, r._i = cols, i
+        rows.append(r)
+    return rows
+
+
 def _rows(g: pd.DataFrame, several_runs: bool, abbreviate: bool = True) -> tuple[list[dict], list[str]]:
-    rows = g.to_dict("records")
+    rows = lazy_rows(g)
     ids = [str(r["case_id"]) for r in rows]
     short, common = abbreviate_ids(ids) if abbreviate else (ids, [])
     for r, s in zip(rows, short):
@@ -269,11 +335,12 @@ def render_report(df: pd.DataFrame, width: int | None, *, wide: bool = False, co
     status, file), the parts common to every case id, the table, and footnotes."""
     out: list[str] = []
     all_hidden: list[str] = []
-    for host, g in machines(df):
+    split = machines(df)
+    for host, g in split:
         if out:
             out.append("")
         runs = runs_of(g)
-        out.append(title if title and len(machines(df)) == 1 else _machine_title(host, g, width))
+        out.append(title if title and len(split) == 1 else _machine_title(host, g, width))
         out += [r.fitted(width) for r in runs]
         lines, hidden, common = render_group(g, width, wide=wide, columns=columns)
         if common:

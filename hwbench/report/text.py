@@ -18,7 +18,10 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u
 def clean(text: object, *, newlines: bool = False) -> str:
     """``text`` as a string without control characters; newlines and tabs become spaces
     unless ``newlines``."""
-    s = _CONTROL.sub("", str(text))
+    s = str(text)
+    if s.isascii() and s.isprintable():  # no control character, newline or tab (most cells)
+        return s
+    s = _CONTROL.sub("", s)
     return s if newlines else s.replace("\n", " ").replace("\t", " ")
 
 

@@ -4,20 +4,20 @@ memory (issue 22). The file is generated, not committed: the cases of an example
 but the four tiny-model inference cases with thousands of raw times), cycled with new
 case ids (``.../rK``) and thread counts until there are N of them, written as a stream.
 
-    python tests/perf/bench_large_run.py [--cases 100000] [--keep FILE] [--what report load]
+    python tests/perf/bench_large_run.py [--cases 100000] [--keep FILE] [--what load report csv]
 
 Prints the file's size, then for each step its wall time and CPU time (s; on a shared
 machine the CPU time says more) and the peak resident memory of the process that ran
-it (``ru_maxrss`` of the child, MiB): ``report`` is
-``hwbench report FILE`` in a subprocess (output to /dev/null), ``load`` is
-``hwbench.load_results(FILE)`` in a subprocess.
+it (``ru_maxrss`` of that child, MiB): ``report`` is
+``hwbench report FILE`` in a subprocess (output to /dev/null), ``csv`` the same with
+``--format csv``, ``load`` is ``hwbench.load_results(FILE)`` in a subprocess.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
+import os
 import subprocess
 import sys
 import tempfile
@@ -48,23 +48,24 @@ def generate(path: Path, n: int, example: Path = EXAMPLE) -> int:
 
 
 def child(args: list[str]) -> tuple[float, float, float, int]:
-    """(wall s, CPU s, peak RSS MiB, exit code) of ``python args`` in a subprocess."""
+    """(wall s, CPU s, peak RSS MiB, exit code) of ``python args`` in a subprocess: its
+    own resource usage (``wait4``), not the largest of the children so far."""
     t = time.perf_counter()
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    r = subprocess.run([sys.executable, *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                       text=True)
-    wall = time.perf_counter() - t
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-    if r.returncode != 0:
-        print(r.stderr[-2000:], file=sys.stderr)
-    # ru_maxrss of the children is the largest one so far: run the biggest step last
-    return wall, cpu, after.ru_maxrss / 1024, r.returncode
+    with tempfile.TemporaryFile("w+") as err:
+        p = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err, text=True)
+        _, status, ru = os.wait4(p.pid, 0)
+        p.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+        wall = time.perf_counter() - t
+        if p.returncode != 0:
+            err.seek(0)
+            print(err.read()[-2000:], file=sys.stderr)
+    return wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024, p.returncode
 
 
 STEPS = {
     "load": ["-c", "import sys, hwbench; df = hwbench.load_results(sys.argv[1]); print(len(df))"],
     "report": ["-m", "hwbench.cli", "report"],
+    "csv": ["-m", "hwbench.cli", "report", "--format", "csv"],
 }
 
 
@@ -84,7 +85,7 @@ def main() -> None:
             print(f"using {path}: {path.stat().st_size / 2**20:,.0f} MiB")
         for step in a.what:
             wall, cpu, rss, rc = child([*STEPS[step], str(path)])
-            print(f"{step:>7}: {wall:7.1f} s wall, {cpu:7.1f} s CPU, peak RSS {rss:7,.0f} MiB (so far)"
+            print(f"{step:>7}: {wall:7.1f} s wall, {cpu:7.1f} s CPU, peak RSS {rss:7,.0f} MiB"
                   f"{'' if rc == 0 else f', exit {rc}'}")
 
 
