@@ -424,11 +424,16 @@ def _host(b: Boundary) -> list[Sampler]:
     return [HostSampler(per_core=s.per_core, min_span_s=s.sample_interval_s / 2, tdp=cpu_tdp(s))]
 
 
+def _each(devices: list, sampler: Callable[[Any], Sampler], none: str) -> list[Sampler]:
+    """A sampler per device of a vendor library's list; DeviceNotSupported(``none``)
+    where the list is empty."""
+    if not devices:
+        raise DeviceNotSupported(none)
+    return [sampler(d) for d in devices]
+
+
 def _nvidia(b: Boundary) -> list[Sampler]:
-    gpus = nvidia.gpus(b.lib("pynvml"))
-    if not gpus:
-        raise DeviceNotSupported("no NVIDIA GPU visible to NVML")
-    return [NvidiaSampler(g) for g in gpus]
+    return _each(nvidia.gpus(b.lib("pynvml")), NvidiaSampler, "no NVIDIA GPU visible to NVML")
 
 
 def _rapl(b: Boundary) -> list[Sampler]:
@@ -456,10 +461,8 @@ class IntelHwmonSampler(GpuSampler):
 
 
 def _intel_hwmon(b: Boundary) -> list[Sampler]:
-    gpus = intel.gpus(b.sysfs_root)
-    if not gpus:
-        raise DeviceNotSupported("no Intel GPU with an i915 / xe hwmon energy counter in sysfs")
-    return [IntelHwmonSampler(g) for g in gpus]
+    return _each(intel.gpus(b.sysfs_root), IntelHwmonSampler,
+                 "no Intel GPU with an i915 / xe hwmon energy counter in sysfs")
 
 
 register(SamplerKind(
@@ -469,10 +472,8 @@ register(SamplerKind(
 
 
 def _amdsmi(b: Boundary) -> list[Sampler]:
-    gpus = amd.gpus(b.lib("amdsmi"))
-    if not gpus:
-        raise DeviceNotSupported("no AMD GPU visible to AMD SMI (amdsmi missing, or no amdgpu driver)")
-    return [AmdSampler(g) for g in gpus]
+    return _each(amd.gpus(b.lib("amdsmi")), AmdSampler,
+                 "no AMD GPU visible to AMD SMI (amdsmi missing, or no amdgpu driver)")
 
 
 register(SamplerKind(
@@ -496,10 +497,8 @@ class HlmlSampler(GpuSampler):
 
 
 def _hlml(b: Boundary) -> list[Sampler]:
-    devs = habana.devices(b.lib("pyhlml"))
-    if not devs:
-        raise DeviceNotSupported("no Gaudi visible to HLML (pyhlml missing, or no habanalabs driver)")
-    return [HlmlSampler(d) for d in devs]
+    return _each(habana.devices(b.lib("pyhlml")), HlmlSampler,
+                 "no Gaudi visible to HLML (pyhlml missing, or no habanalabs driver)")
 
 
 register(SamplerKind(
